@@ -1,0 +1,32 @@
+# The two commands: `make demo` runs the built-in tiny pipeline, `make test` runs the test suite.
+# Both create .venv on first use, installing torch 2.13.0 first so nothing can replace it.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.llmpipe-installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Applied to every pip call, including isolated build environments of source packages.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+
+.PHONY: demo test venv clean docs bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m llmpipe +recipe=demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	$(PY) -m llmpipe.tools.cli docs --write
+
+clean:
+	rm -rf $(VENV) .llmpipe outputs multirun build *.egg-info

@@ -1,0 +1,37 @@
+"""The Hydra entry point: ``python -m llmpipe`` and the ``llmpipe`` console script (the same app)."""
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="pkg://llmpipe.conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from llmpipe.app import run_task
+
+    return run_task(cfg)
+
+
+def cli() -> None:
+    from llmpipe.config.diagnose import explain_composition_failure
+    from llmpipe.config.resolvers import register_resolvers
+    from llmpipe.config.root import register_schema
+    from llmpipe.hydra_callbacks import STATE
+
+    register_resolvers()
+    register_schema()
+    try:
+        main()
+    except SystemExit as e:
+        # Hydra exits 1 on any error. If it failed before our pre-flight callback existed, the config
+        # itself could not be composed (unknown key, wrong type, missing recipe...): a config error.
+        if e.code == 1 and not STATE["callback_ready"]:
+            explain_composition_failure(sys.argv[1:])
+            raise SystemExit(2) from None
+        raise
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,12 @@
+"""STUB: data family (to be completed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from llmpipe.config.meta import param
+
+
+@dataclass
+class DataConfig:
+    pass

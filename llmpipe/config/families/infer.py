@@ -1,0 +1,12 @@
+"""STUB: infer family (to be completed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from llmpipe.config.meta import param
+
+
+@dataclass
+class InferConfig:
+    pass

@@ -1,0 +1,59 @@
+"""What a failed pre-flight check reports, and how it is printed."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+EXIT_CONFIG_ERROR = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str                      # config path, e.g. "pref.loss" (several keys: "a + b")
+    value: Any                    # the offending value as composed
+    message: str                  # what is wrong, in one sentence
+    allowed: str = ""             # what would be accepted
+    fix: str = ""                 # how to fix it, ideally an override to paste
+    rule: str = ""                # id of the rule that found it
+
+    def render(self) -> str:
+        lines = [f"  x {self.key} = {_show(self.value)}: {self.message}"]
+        if self.allowed:
+            lines.append(f"      allowed: {self.allowed}")
+        if self.fix:
+            lines.append(f"      fix:     {self.fix}")
+        return "\n".join(lines)
+
+
+class ConfigError(Exception):
+    """Raised (and caught by the entry points) when the configuration cannot run."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        super().__init__(format_problems(self.problems))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def format_problems(problems: Iterable[Problem]) -> str:
+    problems = list(problems)
+    n = len(problems)
+    head = f"llmpipe: the configuration has {n} problem{'s' if n != 1 else ''} (nothing was run or written):"
+    body = "\n".join(p.render() for p in problems)
+    tail = "  (llmpipe-tools explain <key> describes any parameter)"
+    return f"{head}\n{body}\n{tail}"
+
+
+def exit_with(problems: Sequence[Problem]) -> None:
+    """Print the problems to stderr and exit with code 2. No traceback (HYDRA_FULL_ERROR=1 shows one)."""
+    import os
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise ConfigError(problems)
+    print(format_problems(problems), file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CONFIG_ERROR)

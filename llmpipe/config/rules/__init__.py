@@ -1,0 +1,1 @@
+"""Cross-field pre-flight rules. Importing this package registers every rule."""

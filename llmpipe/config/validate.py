@@ -1,0 +1,101 @@
+"""Pre-flight validation: composed config -> canonical typed config, or every problem at once.
+
+Runs before torch is imported. Order: per-field checks and old-spelling normalisation (metadata),
+translation of flags that transformers 5 dropped, then the cross-field rules in llmpipe.config.rules.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from llmpipe.config.checks import normalize_and_check
+from llmpipe.config.environment import Environment, current
+from llmpipe.config.flags import flag_table
+from llmpipe.config.problems import Problem
+
+RuleFn = Callable[[Any, Environment], Iterable[Problem]]
+
+
+@dataclass
+class Rule:
+    id: str
+    keys: tuple[str, ...]
+    fn: RuleFn
+    bad: list[list[str]]          # override lists that must trigger the rule (tests use them)
+    good: list[list[str]]         # override lists close to `bad` that must not
+    env: dict = field(default_factory=dict)   # Environment fields the examples assume (e.g. gpu_count)
+    doc: str = ""
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(id: str, *, keys: Sequence[str], bad: list[list[str]], good: list[list[str]], env: dict | None = None):
+    """Register a cross-field rule. ``bad``/``good`` are override lists relative to a minimal valid config."""
+
+    def deco(fn: RuleFn) -> RuleFn:
+        if id in RULES:
+            raise RuntimeError(f"rule {id} registered twice")
+        RULES[id] = Rule(id, tuple(keys), fn, bad, good, env or {}, (fn.__doc__ or "").strip())
+        return fn
+
+    return deco
+
+
+@dataclass
+class Validated:
+    cfg: DictConfig              # normalised, task part only (no `hydra` node)
+    obj: Any                     # typed object (LlmpipeConfig) for stages
+    notes: list[str]             # aliases and translations applied (shown to the user, saved in the lock)
+
+
+def task_part(cfg: DictConfig) -> DictConfig:
+    out = copy.deepcopy(cfg)
+    if "hydra" in out:
+        with open_dict(out):
+            del out["hydra"]
+    return out
+
+
+def validate(cfg: DictConfig, env: Environment | None = None) -> tuple[Validated | None, list[Problem]]:
+    from llmpipe.config import rules as _rules  # noqa: F401  (registers the rules)
+    from llmpipe.config.translate import translate
+
+    env = env or current()
+    cfg = task_part(cfg)
+    problems, notes = normalize_and_check(cfg, flag_table())
+    problems += translate(cfg, notes)
+    problems += _missing(cfg)
+    if problems:
+        return None, problems
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:  # an interpolation that cannot resolve, etc.
+        key = getattr(e, "full_key", "") or "?"
+        return None, [Problem(key, getattr(e, "value", None), str(e).splitlines()[0], rule="compose")]
+    for r in RULES.values():
+        try:
+            problems.extend(r.fn(obj, env))
+        except Exception as e:  # a rule must never crash pre-flight; report it as a problem
+            problems.append(Problem(",".join(r.keys), None, f"rule {r.id} could not be checked: {e!r}", rule=r.id))
+    if problems:
+        return None, problems
+    return Validated(cfg, obj, notes), []
+
+
+def _missing(cfg: DictConfig) -> list[Problem]:
+    out = []
+    for p in flag_table().params():
+        try:
+            missing = OmegaConf.is_missing(cfg, p.path)
+        except Exception:
+            missing = False
+        if missing:
+            fix = "model=tiny (built-in) or model.name_or_path=<hub id or local path>" if p.path == "model.name_or_path" \
+                else f"{p.path}=<value>"
+            out.append(Problem(p.path, "???", "is required and was not set", p.meta.help, fix, rule="required"))
+    return out

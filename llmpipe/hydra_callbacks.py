@@ -1,0 +1,79 @@
+"""Hydra callbacks: pre-flight validation before Hydra writes anything, and secret redaction of the
+files Hydra does write. Must stay import-light (no torch)."""
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("llmpipe")
+STATE = {"callback_ready": False}
+MAX_VALIDATED_SWEEP_JOBS = 512
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Validate a composed config; on problems print them and exit 2."""
+    from llmpipe import secrets
+    from llmpipe.config.problems import exit_with
+    from llmpipe.config.validate import validate
+
+    secrets.take_from_config(cfg)
+    _, problems = validate(cfg)
+    if problems:
+        exit_with(problems)
+
+
+class PreflightCallback(Callback):
+    def __init__(self) -> None:
+        STATE["callback_ready"] = True
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        preflight(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Validate every job of a basic sweep before the first job directory is created."""
+        for job_cfg in _expand_basic_sweep(config):
+            preflight(job_cfg)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from llmpipe import secrets
+
+        secrets.take_from_config(config)
+        out = Path(config.hydra.runtime.output_dir)
+        files = [out / (config.hydra.output_subdir or ".hydra") / n for n in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+        if config.hydra.mode is not None and str(config.hydra.mode).endswith("MULTIRUN"):
+            files.append(Path(config.hydra.sweep.dir) / "multirun.yaml")
+        secrets.redact_files(files)
+
+
+def _expand_basic_sweep(config: DictConfig):
+    """Compose each job of a choice/range sweep (what the basic sweeper will run). Other sweepers'
+    search spaces (interval, tag) are validated per job in the task function instead."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    axes = []
+    for o in parsed:
+        if o.is_sweep_override():
+            try:
+                values = list(o.sweep_string_iterator())
+            except Exception:   # interval() or other non-enumerable sweeps: validate the base config only
+                values = None
+            if values is None:
+                yield config
+                return
+            key = o.get_key_element()
+            axes.append([f"{key}={v}" for v in values])
+        else:
+            axes.append([o.input_line])
+    loader = GlobalHydra.instance().config_loader()
+    for i, combo in enumerate(itertools.product(*axes)):
+        if i >= MAX_VALIDATED_SWEEP_JOBS:
+            return
+        yield loader.load_sweep_config(config, list(combo))
