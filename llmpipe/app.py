@@ -1,4 +1,123 @@
-"""STUB task function."""
-def run_task(cfg):
-    from omegaconf import OmegaConf
-    print(OmegaConf.to_yaml(cfg))
+"""The task function behind ``python -m llmpipe``: validate, plan, run, record, return the objective."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from llmpipe.config.problems import Problem, exit_with
+
+# Errors whose message says everything: printed without a traceback (exit 1).
+_CLEAN_ERRORS = ("DataError", "ModelSourceError", "StoreError", "ExportError", "RewardApiError")
+
+
+def _hydra_job() -> tuple[Path | None, Path | None, int | None, str]:
+    """(job dir, sweep dir or None, job number, override string) of the current Hydra job, if any."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+    except Exception:
+        return None, None, None, ""
+    job_dir = Path(hc.runtime.output_dir)
+    multirun = str(hc.mode).endswith("MULTIRUN")
+    sweep_dir = Path(hc.sweep.dir) if multirun else None
+    return job_dir, sweep_dir, (hc.job.num if multirun else None), ",".join(hc.overrides.task)
+
+
+def prepare(cfg: DictConfig):
+    """Validation and planning shared by the app and the tools (no torch)."""
+    from llmpipe.config.validate import validate
+    from llmpipe.pipeline.dag import build_plan, plan_problems
+
+    validated, problems = validate(cfg)
+    if problems:
+        exit_with(problems)
+    problems = plan_problems(validated.cfg)
+    if problems:
+        exit_with(problems)
+    return validated, build_plan(validated.cfg)
+
+
+def run_task(cfg: DictConfig) -> float | None:
+    from llmpipe import secrets
+    from llmpipe.pipeline.lockfile import LockFile
+    from llmpipe.pipeline.runner import Runner, StageFailed, compute_fingerprints
+    from llmpipe.pipeline.store import Store
+
+    secret_env = secrets.take_from_config(cfg)
+    validated, plan = prepare(cfg)
+    run = validated.obj.run
+    for note in validated.notes:
+        print(f"llmpipe: note: {note}")
+    store = Store(run.cache_root)
+    problem = store.check_writable()
+    if problem:
+        exit_with([Problem("run.cache_root", str(store.root), problem, "a writable folder",
+                           "run.cache_root=<writable folder> or set LLMPIPE_CACHE")])
+    job_dir, sweep_dir, job_num, overrides = _hydra_job()
+    compute_fingerprints(plan, store.root)
+    lock = LockFile(None if run.dry_run else job_dir,
+                    OmegaConf.to_container(secrets.redact_config(validated.cfg), resolve=True), validated.notes)
+    runner = Runner(plan, store, lock, force=run.force, job_dir=job_dir, secret_env=secret_env)
+    if run.dry_run:
+        print("llmpipe: dry run - the plan (nothing is executed):")
+        print(runner.describe())
+        return None
+    lock.set("data", {k: v for n in plan.nodes for k, v in n.identities.items() if k.startswith("data:")})
+    try:
+        result = runner.execute()
+    except StageFailed as e:
+        lock.set("status", f"failed at {e.node_id}")
+        if type(e.cause).__name__ in _CLEAN_ERRORS:
+            print(f"llmpipe: stage {e.node_id} failed: {e.cause}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        raise
+    objective = pick_objective(result.metrics, plan.ids(), run.objective)
+    lock.set("objective", {"name": run.objective, "value": objective})
+    lock.set("status", "complete")
+    _summary(plan, result, lock, validated.obj, objective)
+    if sweep_dir is not None:
+        from llmpipe.pipeline.sweep import append_row
+
+        statuses = list(result.status.values())
+        append_row(sweep_dir, {
+            "job": job_num, "overrides": overrides, "objective": run.objective, "value": objective,
+            "stages_ran": statuses.count("ran"), "stages_cached": statuses.count("cached"),
+            "metrics": _flat_metrics(result.metrics), "job_dir": str(job_dir),
+        })
+    return objective
+
+
+def pick_objective(metrics: dict[str, dict[str, Any]], order: list[str], name: str) -> float | None:
+    for node_id in reversed(order):
+        value = metrics.get(node_id, {}).get(name)
+        if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+            return float(value)
+    return None
+
+
+def _flat_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {f"{node}/{k}": v for node, m in metrics.items() for k, v in m.items() if isinstance(v, (int, float))}
+
+
+def _summary(plan, result, lock, obj, objective) -> None:
+    print("llmpipe: summary")
+    for node in plan.nodes:
+        print(f"  {node.id:<14} {result.status[node.id]:<7} {result.seconds[node.id]:>8.2f}s  {result.outputs[node.id]}")
+    final = result.outputs[plan.nodes[-1].id]
+    print(f"  model:     {final}")
+    plots = [p for p in (result.outputs[n.id] / "loss.png" for n in plan.nodes if n.kind.name == "train") if p.exists()]
+    for p in plots:
+        print(f"  loss plot: {p}")
+    if lock.path:
+        print(f"  lock file: {lock.path}")
+    if objective is not None:
+        print(f"  objective: {obj.run.objective} = {objective:.4f}")
+    if obj.run.sample:
+        from llmpipe.stages.sample import show_sample
+
+        show_sample(plan, result, obj)

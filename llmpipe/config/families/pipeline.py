@@ -15,4 +15,3 @@ class PipelineConfig:
         " each entry is a set of overrides; the main train stage starts from the last one's result.",
         default_factory=dict,
     )
-    merge: bool = param(True, "Merge LoRA adapters into the base model after training (when exporting).")

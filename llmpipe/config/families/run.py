@@ -24,6 +24,9 @@ class RunConfig:
     objective: str = param(
         "eval_loss", "Metric returned to Hydra sweepers (e.g. eval_loss, eval_rewards/accuracies).", volatile=True,
     )
+    sample: bool = param(
+        False, "After the run, show one held-out prompt with the trained model's greedy answer.", volatile=True,
+    )
     objective_mode: str = param(
         "auto", "Whether a larger objective is better: min, max, or auto (by metric name).",
         choices=("auto", "min", "max"), volatile=True,

@@ -1,0 +1,1 @@
+"""The pipeline engine: stage graph, fingerprints, the content-addressed store, the runner."""

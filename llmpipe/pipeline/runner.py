@@ -1,0 +1,169 @@
+"""The runner: computes fingerprints, then executes the plan stage by stage, reusing published entries,
+with one progress line per stage and a summary at the end."""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from llmpipe.pipeline.dag import Node, Plan
+from llmpipe.pipeline.fingerprint import fingerprint, read_values
+from llmpipe.pipeline.identity import Identities
+from llmpipe.pipeline.lockfile import LockFile
+from llmpipe.pipeline.store import Store
+
+
+class StageFailed(Exception):
+    def __init__(self, node_id: str, cause: BaseException):
+        self.node_id, self.cause = node_id, cause
+        super().__init__(f"stage {node_id} failed: {cause}")
+
+
+@dataclass
+class RunResult:
+    outputs: dict[str, Path] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def data_identities(cfg) -> dict[str, str]:
+    from llmpipe.data.registry import data_identity, find_dataset
+
+    out = {}
+    for key in ("dataset", "eval_dataset"):
+        names = cfg.data.get(key) or ""
+        for name in [n.strip() for n in str(names).split(",") if n.strip()]:
+            spec = find_dataset(name, cfg.data.dataset_dir)
+            out[f"data:{name}"] = data_identity(spec) if spec else f"unknown:{name}"
+    return out
+
+
+def compute_fingerprints(plan: Plan, cache_root: Path) -> None:
+    ids = Identities(cache_root)
+    for node in plan.nodes:
+        node.reads = read_values(node.cfg, node.kind.reads)
+        node.identities = {}
+        if node.kind.name == "load":
+            if "base" not in node.inputs:
+                node.identities["model"] = ids.model(str(node.cfg.model.name_or_path), node.cfg.model.model_revision)
+            node.identities.update(data_identities(node.cfg))
+        upstream = {role: plan.node(uid).fingerprint for role, uid in node.inputs.items()}
+        node.fingerprint = fingerprint(node.kind.name, node.kind.version, node.reads, upstream, node.identities)
+    ids.save()
+
+
+def forced(node: Node, force: Any) -> bool:
+    if not force:
+        return False
+    if isinstance(force, str):
+        force = [force]
+    names = set(force)
+    return "all" in names or node.id in names or node.kind.name in names
+
+
+def _short(fp: str) -> str:
+    return fp[:10]
+
+
+class Runner:
+    def __init__(self, plan: Plan, store: Store, lock: LockFile, *, force: Any = None, job_dir: Path | None = None,
+                 secret_env: dict[str, str] | None = None, out=sys.stdout):
+        self.plan, self.store, self.lock = plan, store, lock
+        self.force, self.job_dir, self.secret_env = force, job_dir, secret_env or {}
+        self.out = out
+
+    def say(self, msg: str) -> None:
+        print(msg, file=self.out, flush=True)
+
+    def status_of(self, node: Node) -> str:
+        if not node.kind.cached:
+            return "run"
+        if forced(node, self.force):
+            return "run (forced)"
+        return "cached" if self.store.entry(node.kind.name, node.fingerprint).complete() else "run"
+
+    def describe(self) -> str:
+        width = max(len(n.id) for n in self.plan.nodes)
+        lines = []
+        for i, n in enumerate(self.plan.nodes, 1):
+            lines.append(f"  [{i}/{len(self.plan.nodes)}] {n.id:<{width}}  {self.status_of(n):<12} "
+                         f"{_short(n.fingerprint)}  {n.label}")
+        return "\n".join(lines)
+
+    def execute(self) -> RunResult:
+        result = RunResult()
+        total = len(self.plan.nodes)
+        self.say(f"llmpipe: {' -> '.join(self.plan.ids())}   (store: {self.store.root})")
+        for i, node in enumerate(self.plan.nodes, 1):
+            prefix = f"[{i}/{total}] {node.id}"
+            t0 = time.time()
+            try:
+                status, path, info = self._one(node, result, prefix)
+            except BaseException as e:
+                seconds = round(time.time() - t0, 2)
+                self.lock.stage(node.id, status="failed", fingerprint=node.fingerprint, seconds=seconds,
+                                error=f"{type(e).__name__}: {e}", reads=node.reads, kind=node.kind.name)
+                self.say(f"{prefix}: FAILED after {seconds}s: {type(e).__name__}: {e}")
+                if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                    raise
+                raise StageFailed(node.id, e) from e
+            seconds = round(time.time() - t0, 2)
+            result.outputs[node.id], result.status[node.id] = path, status
+            result.metrics[node.id] = dict(info.get("metrics") or {})
+            result.seconds[node.id] = seconds
+            self.lock.stage(node.id, status=status, fingerprint=node.fingerprint, seconds=seconds, output=str(path),
+                            kind=node.kind.name, reads=node.reads, inputs=node.identities or None,
+                            metrics=result.metrics[node.id] or None)
+            self.say(f"{prefix}: {status} in {seconds}s -> {path}")
+        return result
+
+    def _one(self, node: Node, result: RunResult, prefix: str) -> tuple[str, Path, dict]:
+        from llmpipe.stages.base import StageContext, resolve_runner
+
+        entry = self.store.entry(node.kind.name, node.fingerprint)
+        inputs = {role: result.outputs[uid] for role, uid in node.inputs.items()}
+        if not node.kind.cached:
+            out = Path(OmegaConf.select(node.cfg, "export.dir")) if node.kind.name == "export" else entry.path
+            ctx = self._context(node, inputs, out, entry.work, entry)
+            self.say(f"{prefix}: running ({node.label})")
+            info = resolve_runner(node.kind)(ctx) or {}
+            return "ran", out, info
+        if forced(node, self.force) and entry.complete():
+            with self.store.locked(entry):
+                self.store.invalidate(entry)
+        if entry.complete():
+            return "cached", entry.path, entry.info()
+        waited = []
+        with self.store.locked(entry, on_wait=lambda: (waited.append(1), self.say(
+                f"{prefix}: another job is computing this stage ({_short(node.fingerprint)}); waiting"))):
+            if entry.complete():
+                return "cached", entry.path, entry.info()
+            self.store.prepare(entry)
+            ctx = self._context(node, inputs, entry.staging, entry.work, entry)
+            self.say(f"{prefix}: running ({node.label}) {_short(node.fingerprint)}")
+            t0 = time.time()
+            info = resolve_runner(node.kind)(ctx) or {}
+            info = {**info, "node": node.id, "kind": node.kind.name, "version": node.kind.version,
+                    "fingerprint": node.fingerprint, "reads": node.reads, "inputs": node.identities,
+                    "seconds": round(time.time() - t0, 2)}
+            self.store.publish(entry, info)
+            return "ran", entry.path, info
+
+    def _context(self, node: Node, inputs: dict[str, Path], out: Path, work: Path, entry):
+        from llmpipe.stages.base import StageContext
+
+        return StageContext(
+            node_id=node.id, kind=node.kind, cfg=node.cfg, obj=OmegaConf.to_object(node.cfg), inputs=inputs,
+            out=out, work=work, fingerprint=node.fingerprint, cache_root=self.store.root, job_dir=self.job_dir,
+            secret_env=self.secret_env, log=lambda m, p=node.id: self.say(f"    {p}: {m}"),
+        )
+
+
+def format_exception_brief(e: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(e), e)).strip()

@@ -1,0 +1,57 @@
+"""What a stage kind declares: its name, code version, the config it reads, and how to run it.
+
+Stage modules register their kind with :func:`register`; the plan and the runner only see this record.
+Stage modules are imported lazily by the runner (they may import torch); declarations here never do.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+
+@dataclass(frozen=True)
+class StageKind:
+    name: str                    # load, adapt, train, merge, export, ...
+    version: str                 # bump when the bytes a stage produces change
+    reads: tuple[str, ...]       # config families or paths this stage reads
+    runner: str                  # "module:function" executing the stage (imported lazily)
+    cached: bool = True          # False: runs every time (e.g. copying to an external folder)
+    doc: str = ""
+
+
+@dataclass
+class StageContext:
+    node_id: str
+    kind: StageKind
+    cfg: DictConfig              # the effective config of this node (chained stages apply overrides)
+    obj: Any                     # typed view of cfg (LlmpipeConfig)
+    inputs: dict[str, Path]      # role -> published folder of an upstream node
+    out: Path                    # write outputs here (published atomically afterwards)
+    work: Path                   # scratch space that survives a crash (checkpoints)
+    fingerprint: str
+    cache_root: Path
+    job_dir: Path | None
+    secret_env: dict[str, str] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+    def input(self, role: str) -> Path:
+        if role not in self.inputs:
+            raise KeyError(f"stage {self.node_id} has no input '{role}' (has {sorted(self.inputs)})")
+        return self.inputs[role]
+
+
+KINDS: dict[str, StageKind] = {}
+
+
+def register(kind: StageKind) -> StageKind:
+    KINDS[kind.name] = kind
+    return kind
+
+
+def resolve_runner(kind: StageKind) -> Callable[[StageContext], dict]:
+    module, _, fn = kind.runner.partition(":")
+    return getattr(importlib.import_module(module), fn)

@@ -1,0 +1,75 @@
+"""The train family -> transformers TrainingArguments, including flags transformers 5 removed
+(translated at validation time) and llmpipe's defaults for running on this machine."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def training_arguments(cfg: Any, output_dir: Path, *, cls=None, **extra: Any):
+    """Build ``cls`` (TrainingArguments or a TRL config) from the typed config."""
+    if cls is None:
+        from transformers import TrainingArguments as cls  # noqa: N813
+    t = cfg.train
+    has_eval = extra.pop("has_eval", False)
+    eval_strategy = t.eval_strategy if has_eval else "no"
+    kw: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        lr_scheduler_type=t.lr_scheduler_type,
+        lr_scheduler_kwargs=dict(t.lr_scheduler_kwargs or {}),
+        warmup_steps=t.warmup_steps,
+        optim=t.optim,
+        weight_decay=t.weight_decay,
+        adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2, adam_epsilon=t.adam_epsilon,
+        max_grad_norm=t.max_grad_norm,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps,
+        logging_strategy=t.logging_strategy,
+        logging_steps=t.logging_steps,
+        save_strategy=t.save_strategy,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        save_only_model=t.save_only_model,
+        seed=t.seed,
+        data_seed=t.data_seed,
+        full_determinism=t.full_determinism,
+        bf16=bool(t.bf16),
+        fp16=bool(t.fp16),
+        tf32=t.tf32,
+        use_cpu=bool(t.use_cpu) or not _cuda(),
+        report_to=_report_to(t.report_to),
+        run_name=t.run_name,
+        log_level=t.log_level,
+        log_level_replica=t.log_level_replica,
+        dataloader_num_workers=t.dataloader_num_workers,
+        load_best_model_at_end=t.load_best_model_at_end and has_eval,
+        metric_for_best_model=t.metric_for_best_model,
+        remove_unused_columns=False,
+        gradient_checkpointing=not cfg.model.disable_gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": bool(getattr(cfg.model, "use_reentrant_gc", True))},
+        disable_tqdm=True,
+    )
+    if t.disable_shuffling:
+        kw["train_sampling_strategy"] = "sequential"
+    kw.update(extra)
+    return cls(**kw)
+
+
+def _report_to(value: Any) -> Any:
+    if value in (None, "", "none"):
+        return "none"
+    if isinstance(value, str) and "," in value:
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
