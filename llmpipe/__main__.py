@@ -6,8 +6,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from llmpipe.resources import conf_path
 
-@hydra.main(version_base="1.3", config_path="pkg://llmpipe.conf", config_name="config")
+
+@hydra.main(version_base="1.3", config_path=conf_path(), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from llmpipe.app import run_task
 

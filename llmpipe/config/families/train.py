@@ -1,12 +1,169 @@
-"""STUB: train family (to be completed)."""
+"""Train family (``train.*``): stage, schedule, optimiser, precision, logging and checkpointing.
+
+Field names follow transformers 5 ``TrainingArguments`` where one exists; flags that transformers 5 removed
+(warmup_ratio, save_safetensors, logging_dir) are accepted and translated (llmpipe.config.translate).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from llmpipe.config.meta import param
+
+SCHEDULERS = (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
+    "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay", "greedy",
+)
+OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor", "adamw_anyprecision",
+    "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad", "adamw_bnb_8bit", "adamw_8bit",
+    "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit", "paged_adamw_8bit", "paged_ademamix_32bit",
+    "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit",
+    "rmsprop_bnb_32bit", "lomo", "adalomo", "grokadamw", "schedule_free_radam", "schedule_free_adamw",
+    "schedule_free_sgd", "stable_adamw",
+)
+LOG_LEVELS = ("detail", "debug", "info", "warning", "error", "critical", "passive")
+STRATEGIES = ("no", "steps", "epoch")
 
 
 @dataclass
 class TrainConfig:
-    pass
+    stage: str = param(
+        "sft", "Training stage: pt (pre-training), sft, rm (reward model), ppo, dpo (all pairwise losses, see"
+        " pref.loss), kto.", seed="stage", choices=("pt", "sft", "rm", "ppo", "dpo", "kto"),
+    )
+    finetuning_type: str = param(
+        "lora", "What is trained: lora (adapters), freeze (the last layers, see freeze.*), full (all weights).",
+        seed="finetuning_type", choices=("lora", "freeze", "full"),
+    )
+    do_train: bool = param(False, "Run training.", seed="do_train")
+    do_eval: bool = param(False, "Evaluate on the evaluation split.", seed="do_eval")
+    do_predict: bool = param(False, "Predict (generate) on the evaluation split.", seed="do_predict")
+    output_dir: str = param(
+        "trainer_output", "Trainer output folder, relative to the job's output directory; final artifacts are"
+        " linked there from the stage store.", seed="output_dir", volatile=True,
+    )
+    # batch / schedule
+    per_device_train_batch_size: int = param(8, "Training batch size per device.", seed="per_device_train_batch_size", ge=1)
+    per_device_eval_batch_size: int = param(8, "Evaluation batch size per device.", seed="per_device_eval_batch_size", ge=1)
+    gradient_accumulation_steps: int = param(
+        1, "Micro-batches accumulated per optimiser step.", seed="gradient_accumulation_steps", ge=1,
+    )
+    learning_rate: float = param(5e-5, "Initial (peak) learning rate.", seed="learning_rate", gt=0.0)
+    num_train_epochs: float = param(3.0, "Training epochs (ignored when max_steps > 0).", seed="num_train_epochs", gt=0.0)
+    max_steps: int = param(-1, "Total optimiser steps; > 0 overrides num_train_epochs.", seed="max_steps", ge=-1)
+    lr_scheduler_type: str = param(
+        "linear", "Learning-rate schedule (transformers SchedulerType).", seed="lr_scheduler_type", choices=SCHEDULERS,
+    )
+    lr_scheduler_kwargs: Dict[str, Any] = param(
+        None, "Extra keyword arguments of the schedule, e.g. {num_cycles: 2} (command line:"
+        " ++train.lr_scheduler_kwargs={num_cycles:2}).", seed="lr_scheduler_kwargs",
+        default_factory=dict,
+    )
+    warmup_steps: float = param(
+        0.0, "Warm-up: a whole number of steps (>= 1), or a float in [0,1) = ratio of total steps (transformers 5).",
+        seed="warmup_steps", ge=0.0,
+    )
+    warmup_ratio: Optional[float] = param(
+        None, "Older flag: warm-up as a ratio of total steps.", seed="warmup_ratio", ge=0.0, lt=1.0,
+        deprecated="removed in transformers 5; translated to train.warmup_steps=<ratio> (a float in [0,1))",
+        seed_default=0.0,
+    )
+    # optimiser
+    optim: str = param(
+        "adamw_torch", "Optimiser (transformers OptimizerNames); GaLore, BAdam, Adam-mini and LoRA+ are chosen"
+        " through their own families.", seed="optim", choices=OPTIMIZERS,
+    )
+    weight_decay: float = param(0.0, "Weight decay (AdamW decoupled).", seed="weight_decay", ge=0.0)
+    adam_beta1: float = param(0.9, "Adam beta1.", seed="adam_beta1", ge=0.0, lt=1.0)
+    adam_beta2: float = param(0.999, "Adam beta2.", seed="adam_beta2", ge=0.0, lt=1.0)
+    adam_epsilon: float = param(1e-8, "Adam epsilon.", seed="adam_epsilon", gt=0.0)
+    max_grad_norm: float = param(1.0, "Gradient clipping norm (0 = no clipping).", seed="max_grad_norm", ge=0.0)
+    # evaluation
+    eval_strategy: str = param("no", "When to evaluate: no, steps, epoch.", seed="eval_strategy", choices=STRATEGIES)
+    eval_steps: Optional[float] = param(
+        None, "Evaluate every N steps (int) or ratio of total steps (< 1); unset = logging_steps.", seed="eval_steps",
+        gt=0.0,
+    )
+    load_best_model_at_end: bool = param(
+        False, "Keep the best checkpoint (by metric_for_best_model) as the result.", seed="load_best_model_at_end",
+    )
+    metric_for_best_model: Optional[str] = param(
+        None, "Metric that ranks checkpoints (e.g. eval_loss).", seed="metric_for_best_model",
+    )
+    early_stopping_steps: Optional[int] = param(
+        None, "Stop after this many evaluations without improvement of metric_for_best_model.",
+        seed="early_stopping_steps", ge=1,
+    )
+    compute_accuracy: bool = param(False, "Compute token-level accuracy when evaluating.", seed="compute_accuracy")
+    predict_with_generate: bool = param(
+        False, "Generate during evaluation/prediction (needed by do_predict for sft).", seed="predict_with_generate",
+    )
+    # logging
+    log_level: str = param(
+        "passive", "Log level on the main process (passive = keep the library default).", seed="log_level",
+        choices=LOG_LEVELS, volatile=True,
+    )
+    log_level_replica: str = param(
+        "warning", "Log level on the other ranks.", seed="log_level_replica", choices=LOG_LEVELS, volatile=True,
+    )
+    logging_dir: Optional[str] = param(
+        None, "TensorBoard log folder.", seed="logging_dir", volatile=True,
+        deprecated="removed from transformers 5 TrainingArguments; kept and honoured by the train stage"
+        " (TensorBoard writes here)",
+    )
+    logging_strategy: str = param(
+        "steps", "When to log: no, steps, epoch.", seed="logging_strategy", choices=STRATEGIES, volatile=True,
+    )
+    logging_steps: float = param(
+        500.0, "Log every N steps (int) or ratio of total steps (< 1).", seed="logging_steps", gt=0.0, volatile=True,
+    )
+    report_to: str = param(
+        "none", "Experiment trackers, comma-separated (none, tensorboard, wandb, ...).", seed="report_to",
+        volatile=True,
+    )
+    run_name: Optional[str] = param(None, "Run name shown by the experiment trackers.", seed="run_name", volatile=True)
+    plot_loss: bool = param(False, "Save a PNG of the training loss curve next to the outputs.", seed="plot_loss")
+    include_effective_tokens_per_second: bool = param(
+        False, "Report effective (non-padding) tokens per second.", seed="include_effective_tokens_per_second",
+        volatile=True,
+    )
+    # checkpoints
+    save_strategy: str = param(
+        "steps", "When to save checkpoints: no, steps, epoch, best.", seed="save_strategy",
+        choices=STRATEGIES + ("best",),
+    )
+    save_steps: float = param(500.0, "Save every N steps (int) or ratio of total steps (< 1).", seed="save_steps", gt=0.0)
+    save_total_limit: Optional[int] = param(
+        None, "Keep at most this many checkpoints (older ones deleted); unset = all.", seed="save_total_limit", ge=1,
+    )
+    save_only_model: bool = param(
+        False, "Save only the weights in checkpoints (no optimiser state: cannot resume).", seed="save_only_model",
+    )
+    save_safetensors: Optional[bool] = param(
+        None, "Older flag: save checkpoints as safetensors (false = PyTorch .bin).", seed="save_safetensors",
+        deprecated="transformers 5 always writes safetensors; false is kept as a request honoured by the train"
+        " stage (checkpoints re-saved as .bin)", seed_default=True,
+    )
+    # devices, precision, reproducibility
+    use_cpu: bool = param(False, "Train on the CPU even when an accelerator is present.", seed="use_cpu")
+    seed: int = param(42, "Random seed set at the start of training.", seed="seed", ge=0)
+    data_seed: Optional[int] = param(None, "Seed of the data sampler (default: seed).", seed="data_seed", ge=0)
+    full_determinism: bool = param(
+        False, "Deterministic algorithms everywhere (slower; for bit-exact reruns).", seed="full_determinism",
+    )
+    disable_shuffling: bool = param(False, "Keep the training set in order.", seed="disable_shuffling")
+    dataloader_num_workers: int = param(
+        0, "Data-loader worker processes (0 = main process).", seed="dataloader_num_workers", ge=0, volatile=True,
+    )
+    bf16: bool = param(False, "bf16 mixed precision.", seed="bf16")
+    fp16: bool = param(False, "fp16 mixed precision (GPU).", seed="fp16")
+    fp16_opt_level: str = param(
+        "O1", "Apex AMP optimisation level for fp16.", seed="fp16_opt_level", choices=("O0", "O1", "O2", "O3"),
+    )
+    tf32: Optional[bool] = param(None, "TF32 matmuls on Ampere+ GPUs (unset = torch default).", seed="tf32")
+    pure_bf16: bool = param(False, "Train purely in bf16 (weights in bf16, no AMP).", seed="pure_bf16")
+    callbacks: List[Any] = param(
+        None, "Extension point: extra Trainer callbacks as {_target_: module.Class, ...}; only allowlisted"
+        " modules are accepted.", default_factory=list,
+    )
