@@ -19,10 +19,19 @@ def preflight(cfg: DictConfig) -> None:
     """Validate a composed config; on problems print them and exit 2."""
     from llmpipe import secrets
     from llmpipe.config.problems import exit_with
+    from llmpipe.config.rules.safety import check_hydra_node
     from llmpipe.config.validate import validate
+    from llmpipe.tools.recipes import check_recipe_sources
+
+    from llmpipe.pipeline.dag import plan_problems
 
     secrets.take_from_config(cfg)
-    _, problems = validate(cfg)
+    validated, problems = validate(cfg)
+    if validated is not None:
+        problems = plan_problems(validated.cfg)   # chained steps, "nothing to do"
+    # The search path (duplicate recipe names, missing recipe folders) and the hydra node (callbacks,
+    # logging factories) are outside the task config the rules see.
+    problems = list(problems) + check_recipe_sources(cfg) + check_hydra_node(cfg)
     if problems:
         exit_with(problems)
 
@@ -38,6 +47,14 @@ class PreflightCallback(Callback):
         """Validate every job of a basic sweep before the first job directory is created."""
         for job_cfg in _expand_basic_sweep(config):
             preflight(job_cfg)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Print the sweep's results table and the best setting (the jobs wrote results.csv)."""
+        from llmpipe.pipeline.sweep import summarize
+
+        text = summarize(Path(config.hydra.sweep.dir), str(OmegaConf.select(config, "run.objective_mode") or "auto"))
+        if text:
+            print(text, flush=True)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from llmpipe import secrets

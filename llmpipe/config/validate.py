@@ -70,6 +70,7 @@ def validate(cfg: DictConfig, env: Environment | None = None) -> tuple[Validated
     problems, notes = normalize_and_check(cfg, flag_table())
     problems += translate(cfg, notes)
     problems += _missing(cfg)
+    problems += _unknown_top_level(cfg)
     if problems:
         return None, problems
     try:
@@ -85,6 +86,26 @@ def validate(cfg: DictConfig, env: Environment | None = None) -> tuple[Validated
     if problems:
         return None, problems
     return Validated(cfg, obj, notes), []
+
+
+def _unknown_top_level(cfg: DictConfig) -> list[Problem]:
+    """``+recipe=x`` for a recipe Hydra cannot find becomes a plain value; ``+foo=1`` adds a stray key."""
+    from llmpipe.config.root import FAMILIES
+
+    out = []
+    for key in cfg.keys():
+        if key in FAMILIES:
+            continue
+        value = cfg.get(key)
+        if key == "recipe":
+            out.append(Problem("recipe", value, "no recipe with this name was found on the recipe search path",
+                               "a file recipe/<name>.yaml in a recipe repository",
+                               "`llmpipe-tools ls` lists the recipes; check LLMPIPE_RECIPES / hydra.searchpath",
+                               rule="unknown-key"))
+        else:
+            out.append(Problem(str(key), value, "not a parameter family of llmpipe",
+                               ", ".join(FAMILIES), f"remove +{key}=...", rule="unknown-key"))
+    return out
 
 
 def _missing(cfg: DictConfig) -> list[Problem]:
