@@ -68,6 +68,7 @@ def run_task(cfg: DictConfig) -> float | None:
         print(runner.describe())
         return None
     lock.set("data", {k: v for n in plan.nodes for k, v in n.identities.items() if k.startswith("data:")})
+    quiet_libraries()
     try:
         result = runner.execute()
     except StageFailed as e:
@@ -90,6 +91,21 @@ def run_task(cfg: DictConfig) -> float | None:
             "metrics": _flat_metrics(result.metrics), "job_dir": str(job_dir),
         })
     return objective
+
+
+def quiet_libraries() -> None:
+    """One progress line per stage and per logging step: silence per-file download/load bars and the
+    deprecation chatter of the libraries (errors and real warnings still show)."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for name in ("matplotlib", "PIL", "filelock", "urllib3", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def pick_objective(metrics: dict[str, dict[str, Any]], order: list[str], name: str) -> float | None:

@@ -1,22 +1,37 @@
 """Compose a configuration outside the command line (tools, tests), exactly as the app would."""
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 from omegaconf import DictConfig
 
 
-def compose(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
+@contextmanager
+def hydra_context(job_name: str = "llmpipe") -> Iterator[None]:
+    """Initialise Hydra on llmpipe's primary config (checkout folder or installed package)."""
+    from hydra import initialize_config_dir, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     from llmpipe.config.resolvers import register_resolvers
     from llmpipe.config.root import register_schema
+    from llmpipe.resources import conf_path
 
     register_resolvers()
     register_schema()
+    GlobalHydra.instance().clear()
+    where = conf_path()
+    ctx = (initialize_config_module(where[len("pkg://"):], version_base="1.3", job_name=job_name)
+           if where.startswith("pkg://") else initialize_config_dir(where, version_base="1.3", job_name=job_name))
+    with ctx:
+        yield
+
+
+def compose(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra.core.global_hydra import GlobalHydra
+
     if GlobalHydra.instance().is_initialized():
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
-    with initialize_config_module("llmpipe.conf", version_base="1.3", job_name="llmpipe"):
+    with hydra_context():
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)

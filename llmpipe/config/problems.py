@@ -50,10 +50,13 @@ def format_problems(problems: Iterable[Problem]) -> str:
 
 
 def exit_with(problems: Sequence[Problem]) -> None:
-    """Print the problems to stderr and exit with code 2. No traceback (HYDRA_FULL_ERROR=1 shows one)."""
+    """Print the problems to stderr and exit with code 2: no traceback unless HYDRA_FULL_ERROR=1. Exiting
+    (rather than raising) matters: Hydra turns exceptions in callbacks into warnings and goes on."""
     import os
 
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        raise ConfigError(problems)
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":   # where the check was called from, for debugging
+        import traceback
+
+        traceback.print_stack(file=sys.stderr)
     print(format_problems(problems), file=sys.stderr, flush=True)
     raise SystemExit(EXIT_CONFIG_ERROR)

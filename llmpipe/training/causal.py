@@ -66,8 +66,10 @@ def run_trainer(ctx: StageContext, trainer, eval_ds) -> dict[str, Any]:
     metrics["global_step"] = out.global_step
     metrics["train_runtime"] = out.metrics.get("train_runtime")
     if eval_ds is not None:
-        final = trainer.evaluate()
-        metrics.update({k: v for k, v in final.items() if isinstance(v, (int, float))})
+        last_log = trainer.state.log_history[-2:] if trainer.state.log_history else []
+        final = next((h for h in last_log if "eval_loss" in h and h.get("step") == out.global_step), None)
+        final = final or trainer.evaluate()   # reuse the end-of-training evaluation when there was one
+        metrics.update({k: v for k, v in final.items() if isinstance(v, (int, float)) and k.startswith("eval_")})
         ctx.log(f"held-out loss after training: {metrics['eval_loss']:.4f}")
     return metrics
 
@@ -83,8 +85,7 @@ def save_outputs(ctx: StageContext, trainer, tokenizer, metrics: dict[str, Any])
     if ctx.obj.train.plot_loss:
         from llmpipe.training.plot import plot_loss
 
-        if plot_loss(history, ctx.out / "loss.png", title=f"{ctx.node_id} ({ctx.obj.train.stage})"):
-            ctx.log(f"loss plot: {ctx.out / 'loss.png'}")
+        plot_loss(history, ctx.out / "loss.png", title=f"{ctx.node_id} ({ctx.obj.train.stage})")
 
 
 def train_causal(ctx: StageContext) -> dict:

@@ -12,16 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def hydra_compose():
     """One Hydra compose context per test module: ``hydra_compose(*overrides)`` composes the primary config
     with ``model=tiny`` (the offline built-in model) first, so the composition is complete."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra import compose
 
-    from llmpipe.config.resolvers import register_resolvers
-    from llmpipe.config.root import register_schema
+    from llmpipe.config.compose import hydra_context
 
-    register_resolvers()
-    register_schema()
-    GlobalHydra.instance().clear()
-    with initialize_config_module("llmpipe.conf", version_base="1.3"):
+    with hydra_context():
         def _compose(*overrides: str, model: str = "tiny"):
             return compose("config", overrides=[f"model={model}", *overrides])
 

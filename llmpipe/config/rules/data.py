@@ -1,0 +1,280 @@
+"""Data rules: registered datasets of the right kind for the stage, template names, splits, mixing,
+streaming, and the SFT-only data options."""
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from llmpipe.config.rules._common import as_list, evaluates, fmt, get, problem, stage
+from llmpipe.config.validate import rule
+
+KIND_FOR_STAGE = {"rm": "pairwise", "dpo": "pairwise", "kto": "kto", "pt": "plain", "sft": "plain", "ppo": "plain"}
+KIND_TEXT = {
+    "pairwise": "a pairwise preference dataset (ranking: true; prompt + chosen + rejected)",
+    "kto": "a KTO dataset (one response per example, labelled desirable or not through kto_tag)",
+    "plain": "a plain dataset (prompt/response, messages or text; no ranking, no kto_tag)",
+}
+
+
+def _registry():
+    try:
+        from llmpipe.data import registry
+    except ImportError:  # the data package is optional for pre-flight: skip what needs it
+        return None
+    return registry
+
+
+def _kind(spec: Any) -> str:
+    if getattr(spec, "ranking", False):
+        return "pairwise"
+    if getattr(spec, "kto", False):
+        return "kto"
+    return "plain"
+
+
+def _datasets(cfg: Any) -> list[tuple[str, str]]:
+    return [(key, name) for key in ("data.dataset", "data.eval_dataset") for name in as_list(get(cfg, key))]
+
+
+@rule("data-dataset-registered", keys=["data.dataset", "data.eval_dataset"],
+      bad=[["data.dataset=no_such_dataset"], ["data.eval_dataset=demo_sft_evaluation"]],
+      good=[["data.dataset=demo_sft"], ["data.eval_dataset=demo_sft_eval"]])
+def dataset_registered(cfg, env):
+    """Every dataset name must be declared in dataset_info.json of data.dataset_dir (or the bundled one)."""
+    reg = _registry()
+    if reg is None:
+        return
+    ddir = get(cfg, "data.dataset_dir", "data")
+    for key, name in _datasets(cfg):
+        try:
+            spec = reg.find_dataset(name, ddir)
+        except Exception as e:  # unreadable dataset_info.json and the like
+            yield problem("data-dataset-registered", "data.dataset_dir", ddir, f"cannot read the dataset registry: {e}",
+                          "a folder with a valid dataset_info.json", "data.dataset_dir=<folder with dataset_info.json>")
+            return
+        if spec is None:
+            try:
+                known = list(reg.known_names(ddir))
+            except Exception:
+                known = []
+            close = difflib.get_close_matches(name, known, n=1)
+            yield problem("data-dataset-registered", key, name,
+                          f"is not declared in dataset_info.json (searched data.dataset_dir={ddir!r} and the bundled data)",
+                          fmt(sorted(known)[:12]) + (" ..." if len(known) > 12 else ""),
+                          f"{key}={close[0]}" if close else "add an entry for it to <data.dataset_dir>/dataset_info.json")
+
+
+@rule("data-stage-format", keys=["train.stage", "data.dataset", "data.eval_dataset"],
+      bad=[["train.stage=dpo"], ["train.stage=rm"], ["train.stage=kto"],
+           ["train.stage=sft", "data.dataset=demo_pref"], ["train.stage=dpo", "data.dataset=demo_kto"]],
+      good=[["train.stage=dpo", "data.dataset=demo_pref"], ["train.stage=rm", "data.dataset=demo_pref"],
+            ["train.stage=kto", "data.dataset=demo_kto"], ["train.stage=pt", "data.dataset=demo_pt"]])
+def stage_format(cfg, env):
+    """rm/dpo train on pairwise data, kto on KTO-tagged data, pt/sft/ppo on plain data."""
+    reg = _registry()
+    if reg is None:
+        return
+    st = stage(cfg)
+    want = KIND_FOR_STAGE.get(st)
+    ddir = get(cfg, "data.dataset_dir", "data")
+    for key, name in _datasets(cfg):
+        try:
+            spec = reg.find_dataset(name, ddir)
+        except Exception:
+            return  # reported by data-dataset-registered
+        if spec is None or want is None or _kind(spec) == want:
+            continue
+        try:
+            fits = [n for n in reg.known_names(ddir) if (s := reg.find_dataset(n, ddir)) and _kind(s) == want]
+        except Exception:
+            fits = []
+        yield problem("data-stage-format", key, name,
+                      f"is {KIND_TEXT[_kind(spec)]}, but train.stage={st} needs {KIND_TEXT[want]}",
+                      f"for train.stage={st}: " + (fmt(sorted(fits)[:8]) if fits else KIND_TEXT[want]),
+                      f"{key}={sorted(fits)[0]}" if fits else f"{key}=<{want} dataset>, or change train.stage")
+
+
+@rule("data-template", keys=["data.template"],
+      bad=[["data.template=chatmll"], ["data.template=no_such_template"]],
+      good=[["data.template=chatml"], ["data.template=null"]])
+def template_exists(cfg, env):
+    """data.template must be a registered chat template (unset = the tokenizer's own)."""
+    name = get(cfg, "data.template")
+    if not name:
+        return
+    try:
+        from llmpipe.data.templates import template_names
+    except ImportError:
+        return
+    names = list(template_names())
+    if name not in names:
+        close = difflib.get_close_matches(str(name), names, n=1)
+        yield problem("data-template", "data.template", name, "is not a known chat template",
+                      fmt(names[:20]) + (" ..." if len(names) > 20 else "") + " (or null: the tokenizer's own)",
+                      f"data.template={close[0]}" if close else "data.template=null")
+
+
+@rule("data-val-size", keys=["data.val_size", "data.eval_dataset", "data.dataset"],
+      bad=[["data.val_size=0.1", "data.eval_dataset=demo_sft_eval"], ["data.dataset=null", "data.val_size=0.1"]],
+      good=[["data.val_size=0.1"], ["data.eval_dataset=demo_sft_eval"]])
+def val_size(cfg, env):
+    """A validation split is cut from data.dataset; it cannot be combined with data.eval_dataset."""
+    vs = get(cfg, "data.val_size", 0.0)
+    if vs <= 1e-6:
+        return
+    if get(cfg, "data.eval_dataset"):
+        yield problem("data-val-size", "data.val_size + data.eval_dataset", vs,
+                      "a validation split and a separate evaluation dataset were both given; only one is used",
+                      "either data.val_size > 0 or data.eval_dataset", "data.val_size=0 (keep data.eval_dataset)")
+    if not get(cfg, "data.dataset"):
+        yield problem("data-val-size", "data.val_size", vs, "there is no data.dataset to cut the validation split from",
+                      "data.val_size=0 without data.dataset", "data.dataset=<name> or data.val_size=0")
+
+
+@rule("data-interleave", keys=["data.interleave_probs", "data.mix_strategy", "data.dataset"],
+      bad=[["data.interleave_probs=1.0"], ["data.mix_strategy=interleave_under", "data.interleave_probs='0.5,0.5'"],
+           ["data.dataset='demo_sft,demo_sft_zh'", "data.mix_strategy=interleave_over", "data.interleave_probs='0.3,0.3'"]],
+      good=[["data.dataset='demo_sft,demo_sft_zh'", "data.mix_strategy=interleave_over",
+             "data.interleave_probs='0.3,0.7'"], ["data.mix_strategy=interleave_under"]])
+def interleave(cfg, env):
+    """Sampling probabilities need an interleave strategy, one number per dataset, summing to 1."""
+    probs = as_list(get(cfg, "data.interleave_probs"))
+    if not probs:
+        return
+    mix = get(cfg, "data.mix_strategy", "concat")
+    if mix == "concat":
+        yield problem("data-interleave", "data.interleave_probs", get(cfg, "data.interleave_probs"),
+                      "sampling probabilities only apply when datasets are interleaved; data.mix_strategy=concat",
+                      "interleave_under, interleave_over or interleave_once", "data.mix_strategy=interleave_under")
+    try:
+        nums = [float(p) for p in probs]
+    except ValueError:
+        yield problem("data-interleave", "data.interleave_probs", get(cfg, "data.interleave_probs"),
+                      "is not a comma-separated list of numbers", "e.g. '0.7,0.3'", "data.interleave_probs='0.5,0.5'")
+        return
+    for key in ("data.dataset", "data.eval_dataset"):
+        names = as_list(get(cfg, key))
+        if names and len(names) != len(nums):
+            yield problem("data-interleave", f"data.interleave_probs + {key}", get(cfg, "data.interleave_probs"),
+                          f"{len(nums)} probabilities for {len(names)} datasets in {key}",
+                          "exactly one probability per dataset", f"give {len(names)} comma-separated probabilities")
+    if abs(sum(nums) - 1.0) > 1e-6 or any(n < 0 for n in nums):
+        yield problem("data-interleave", "data.interleave_probs", get(cfg, "data.interleave_probs"),
+                      f"probabilities must be >= 0 and sum to 1 (they sum to {sum(nums):g})",
+                      "non-negative numbers summing to 1", "rescale them, e.g. '0.5,0.5'")
+
+
+@rule("data-streaming", keys=["data.streaming", "train.max_steps", "data.max_samples", "data.val_size"],
+      bad=[["data.streaming=true"], ["data.streaming=true", "train.max_steps=10", "data.max_samples=5"],
+           ["data.streaming=true", "train.max_steps=10", "data.val_size=0.1"]],
+      good=[["data.streaming=true", "train.max_steps=10"], ["data.max_samples=5"],
+            ["data.streaming=true", "train.max_steps=10", "data.val_size=10"]])
+def streaming(cfg, env):
+    """A streamed dataset has no length: it needs max_steps, an integer val_size, and no max_samples."""
+    if not get(cfg, "data.streaming"):
+        return
+    if get(cfg, "train.max_steps", -1) <= 0:
+        yield problem("data-streaming", "data.streaming + train.max_steps", get(cfg, "train.max_steps", -1),
+                      "a streamed dataset has no length, so the number of training steps must be given",
+                      "train.max_steps > 0 with data.streaming=true", "train.max_steps=1000")
+    if get(cfg, "data.max_samples") is not None:
+        yield problem("data-streaming", "data.max_samples", get(cfg, "data.max_samples"),
+                      "cannot truncate a streamed dataset", "data.max_samples=null with data.streaming=true",
+                      "data.max_samples=null (bound the run with train.max_steps)")
+    vs = get(cfg, "data.val_size", 0.0)
+    if 0 < vs < 1:
+        yield problem("data-streaming", "data.val_size", vs, "a ratio cannot be taken of a streamed dataset",
+                      "a whole number of examples (>= 1) when streaming", "data.val_size=100")
+    if get(cfg, "data.tokenized_path"):
+        yield problem("data-streaming", "data.tokenized_path", get(cfg, "data.tokenized_path"),
+                      "a streamed dataset cannot be saved to disk", "data.tokenized_path=null when streaming",
+                      "data.tokenized_path=null or data.streaming=false")
+
+
+@rule("data-mask-history", keys=["data.mask_history", "data.train_on_prompt"],
+      bad=[["data.mask_history=true", "data.train_on_prompt=true"]],
+      good=[["data.mask_history=true"], ["data.train_on_prompt=true"]])
+def mask_history(cfg, env):
+    """Training on the prompt and masking earlier turns contradict each other."""
+    if get(cfg, "data.mask_history") and get(cfg, "data.train_on_prompt"):
+        yield problem("data-mask-history", "data.mask_history + data.train_on_prompt", True,
+                      "mask_history drops the loss on everything but the last answer; train_on_prompt adds the"
+                      " prompts to the loss", "at most one of them", "data.train_on_prompt=false")
+
+
+@rule("data-sft-only", keys=["data.neat_packing", "data.train_on_prompt", "data.mask_history",
+                             "train.predict_with_generate"],
+      bad=[["train.stage=pt", "data.dataset=demo_pt", "data.neat_packing=true"],
+           ["train.stage=pt", "data.dataset=demo_pt", "data.train_on_prompt=true"],
+           ["train.stage=dpo", "data.dataset=demo_pref", "data.mask_history=true"],
+           ["train.stage=dpo", "data.dataset=demo_pref", "train.predict_with_generate=true"]],
+      good=[["data.neat_packing=true"], ["data.train_on_prompt=true"], ["train.stage=dpo", "data.dataset=demo_pref"]])
+def sft_only(cfg, env):
+    """Prompt masking, neat packing and generation during evaluation exist for the sft stage only."""
+    st = stage(cfg)
+    if st == "sft":
+        return
+    for key in ("data.neat_packing", "data.train_on_prompt", "data.mask_history", "train.predict_with_generate"):
+        if get(cfg, key):
+            yield problem("data-sft-only", key, True, f"only applies to train.stage=sft (this run is {st})",
+                          "false for stages other than sft", f"{key}=false")
+
+
+@rule("data-predict", keys=["train.do_predict", "train.predict_with_generate", "train.compute_accuracy"],
+      bad=[["train.do_predict=true", "data.val_size=0.1"],
+           ["train.predict_with_generate=true", "train.compute_accuracy=true"]],
+      good=[["train.do_predict=true", "data.val_size=0.1", "train.predict_with_generate=true"],
+            ["train.compute_accuracy=true"]])
+def predict(cfg, env):
+    """SFT predictions are generated text (predict_with_generate), which rules out token accuracy."""
+    pwg = get(cfg, "train.predict_with_generate")
+    if stage(cfg) == "sft" and get(cfg, "train.do_predict") and not pwg:
+        yield problem("data-predict", "train.do_predict", True,
+                      "saving predictions of an sft model needs generation", "train.predict_with_generate=true",
+                      "train.predict_with_generate=true")
+    if pwg and get(cfg, "train.compute_accuracy"):
+        yield problem("data-predict", "train.predict_with_generate + train.compute_accuracy", True,
+                      "token accuracy needs the logits of a forward pass, generation returns text",
+                      "one of the two", "train.compute_accuracy=false")
+
+
+@rule("data-train-dataset", keys=["train.do_train", "data.dataset"],
+      bad=[["train.do_train=true", "data.dataset=null"]],
+      good=[["train.do_train=true"], ["train.do_train=false", "data.dataset=null"]])
+def train_dataset(cfg, env):
+    """Training needs a training dataset."""
+    if get(cfg, "train.do_train") and not get(cfg, "data.dataset"):
+        yield problem("data-train-dataset", "data.dataset", None, "training was requested without a dataset",
+                      "one or more names from dataset_info.json", "data.dataset=demo_sft")
+
+
+@rule("data-eval-split", keys=["train.do_eval", "train.do_predict", "train.eval_strategy", "data.eval_dataset",
+                               "data.val_size"],
+      bad=[["train.do_eval=true"], ["train.eval_strategy=steps"],
+           ["train.do_predict=true", "train.predict_with_generate=true"]],
+      good=[["train.do_eval=true", "data.val_size=0.1"], ["train.eval_strategy=steps", "data.eval_dataset=demo_sft_eval"],
+            ["train.do_predict=true", "train.predict_with_generate=true", "data.eval_dataset=demo_sft_eval"]])
+def eval_split(cfg, env):
+    """Evaluation and prediction need data: data.eval_dataset or a validation split (data.val_size)."""
+    wants = [k for k in ("train.do_eval", "train.do_predict") if get(cfg, k)]
+    if evaluates(cfg) and not get(cfg, "train.do_eval"):
+        wants.append("train.eval_strategy")
+    if not wants or get(cfg, "data.eval_dataset") or get(cfg, "data.val_size", 0.0) > 1e-6:
+        return
+    if stage(cfg) == "ppo":
+        return  # reported by ppo-no-eval
+    key = wants[0]
+    yield problem("data-eval-split", key, get(cfg, key), "evaluation/prediction was requested but there is no data for it",
+                  "data.eval_dataset=<name> or data.val_size > 0",
+                  "data.eval_dataset=<name> or data.val_size=0.1")
+
+
+@rule("data-packing", keys=["data.neat_packing", "data.packing"],
+      bad=[["data.neat_packing=true", "data.packing=false"]],
+      good=[["data.neat_packing=true"], ["data.neat_packing=true", "data.packing=true"]])
+def packing(cfg, env):
+    """neat_packing is a kind of packing: it cannot be combined with packing turned off."""
+    if get(cfg, "data.neat_packing") and get(cfg, "data.packing") is False:
+        yield problem("data-packing", "data.neat_packing + data.packing", False,
+                      "neat packing packs sequences, but data.packing=false turns packing off",
+                      "data.packing=true or null with neat_packing", "data.packing=null")

@@ -1,0 +1,208 @@
+"""Model rules: where the weights come from (local, built-in, hub, offline cache), attention kernels and
+GPU-only kernels, tokenizer additions, multimodal pixel bounds."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from llmpipe.config.rules._common import as_list, fmt, get, offline, problem
+from llmpipe.config.validate import rule
+
+BUILTINS = ("builtin:tiny", "builtin:bench")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
+
+
+def _references(cfg: Any) -> Iterator[tuple[str, str, str]]:
+    """(key, reference, kind) for every model or adapter the run would load; kind is 'model' or 'adapter'."""
+    yield from ((k, v, "model") for k, v in [("model.name_or_path", get(cfg, "model.name_or_path"))] if v)
+    for key in ("model.adapter_name_or_path", "pref.ref_model_adapters", "ppo.reward_model_adapters"):
+        for ref in as_list(get(cfg, key)):
+            yield key, ref, "adapter"
+    if get(cfg, "pref.ref_model"):
+        yield "pref.ref_model", str(get(cfg, "pref.ref_model")), "model"
+    rm = get(cfg, "ppo.reward_model")
+    if rm and get(cfg, "ppo.reward_model_type") != "api" and not str(rm).startswith(("http://", "https://")):
+        yield "ppo.reward_model", str(rm), "adapter" if get(cfg, "ppo.reward_model_type") == "lora" else "model"
+
+
+def _is_builtin(name: str) -> bool:
+    try:
+        from llmpipe.models.tiny import is_builtin
+    except ImportError:
+        return name in BUILTINS
+    return is_builtin(name)
+
+
+def looks_like_hub_id(ref: str) -> bool:
+    return bool(_HUB_ID.match(ref)) and not ref.startswith((".", "~")) and not Path(ref).exists()
+
+
+def hub_cache_dirs(cfg: Any) -> list[Path]:
+    dirs = []
+    if get(cfg, "model.cache_dir"):
+        dirs.append(Path(str(get(cfg, "model.cache_dir"))).expanduser())
+    env = os.environ
+    hub = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if hub:
+        dirs.append(Path(hub).expanduser())
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    dirs.append(Path(home).expanduser() / "hub")
+    return dirs
+
+
+def in_hub_cache(ref: str, cfg: Any) -> bool:
+    folder = "models--" + ref.replace("/", "--")
+    for d in hub_cache_dirs(cfg):
+        snaps = d / folder / "snapshots"
+        try:
+            if snaps.is_dir() and any(snaps.iterdir()):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@rule("model-path", keys=["model.name_or_path", "model.adapter_name_or_path", "pref.ref_model", "ppo.reward_model"],
+      bad=[["model.name_or_path=./no/such/model_dir"], ["model.name_or_path=builtin:huge"],
+           ["model.adapter_name_or_path=/no/such/adapter"]],
+      good=[["model.name_or_path=builtin:tiny"], ["model.name_or_path=builtin:bench"],
+            ["model.adapter_name_or_path=llmpipe-test/cached"]])
+def model_path(cfg, env):
+    """Every model/adapter reference is a built-in name, an existing local folder, or a hub id (org/name)."""
+    for key, ref, kind in _references(cfg):
+        if ref.startswith("builtin:"):
+            if kind == "model" and not _is_builtin(ref):
+                yield problem("model-path", key, ref, "is not a built-in model", fmt(BUILTINS),
+                              f"{key}=builtin:tiny")
+            elif kind == "adapter":
+                yield problem("model-path", key, ref, f"a built-in name is a base model, not an {kind}",
+                              "a local adapter folder or a hub id (org/name)", f"model.name_or_path={ref}")
+            continue
+        if Path(ref).expanduser().exists() or looks_like_hub_id(ref):
+            continue
+        yield problem("model-path", key, ref,
+                      f"no such local folder, and not a hub id of the form org/name (cwd: {os.getcwd()})",
+                      f"an existing {kind} folder, a hub id such as Qwen/Qwen2.5-0.5B-Instruct"
+                      + (", or builtin:tiny / builtin:bench" if kind == "model" else ""),
+                      f"{key}=<absolute path of the {kind} folder>")
+
+
+@rule("model-hub-offline", keys=["model.name_or_path", "model.adapter_name_or_path", "pref.ref_model",
+                                 "ppo.reward_model"],
+      bad=[["model.name_or_path=llmpipe-test/not-cached"], ["pref.ref_model=llmpipe-test/not-cached"]],
+      good=[["model.name_or_path=llmpipe-test/cached"], ["pref.ref_model=llmpipe-test/cached"]])
+def model_hub_offline(cfg, env):
+    """Offline (HF_HUB_OFFLINE=1 or LLMPIPE_OFFLINE=1), a hub id must already be in the local hub cache."""
+    var = offline()
+    if var is None:
+        return
+    for key, ref, _ in _references(cfg):
+        if looks_like_hub_id(ref) and not in_hub_cache(ref, cfg):
+            where = ", ".join(str(d) for d in hub_cache_dirs(cfg))
+            yield problem("model-hub-offline", key, ref,
+                          f"is a hub id, {var}=1 forbids downloading, and it is not in the hub cache ({where})",
+                          "a hub id already in the cache, a local folder, or builtin:tiny",
+                          f"download it where you have network (huggingface-cli download {ref}) and set"
+                          f" {key}=<that folder>, or unset {var}")
+
+
+@rule("model-flash-attn-cuda", keys=["model.flash_attn"],
+      bad=[["model.flash_attn=fa2"], ["model.flash_attn=fa3"]],
+      good=[["model.flash_attn=sdpa"], ["model.flash_attn=auto"], ["model.flash_attn=disabled"]],
+      env={"gpu_count": 0})
+def flash_attn_cuda(cfg, env):
+    """FlashAttention kernels (fa2, fa3) exist only for CUDA GPUs."""
+    fa = get(cfg, "model.flash_attn")
+    if fa in ("fa2", "fa3") and not env.cuda:
+        yield problem("model-flash-attn-cuda", "model.flash_attn", fa,
+                      "FlashAttention runs only on a CUDA GPU and this machine has none",
+                      "auto, sdpa or disabled without a GPU", "model.flash_attn=sdpa")
+
+
+@rule("model-flash-attn-package", keys=["model.flash_attn"],
+      bad=[["model.flash_attn=fa2"], ["model.flash_attn=fa3"]],
+      good=[["model.flash_attn=sdpa"], ["model.flash_attn=auto"]],
+      env={"gpu_count": 1, "missing_packages": frozenset({"flash_attn", "flash_attn_interface"})})
+def flash_attn_package(cfg, env):
+    """fa2 needs the flash-attn package, fa3 the flash-attn-3 (flash_attn_interface) package."""
+    fa = get(cfg, "model.flash_attn")
+    need = {"fa2": ("flash_attn", "pip install flash-attn --no-build-isolation"),
+            "fa3": ("flash_attn_interface", "build flash-attn 3 from the hopper/ folder of the flash-attention repo")}
+    if fa in need and not env.has(need[fa][0]):
+        yield problem("model-flash-attn-package", "model.flash_attn", fa,
+                      f"the module {need[fa][0]} is not installed", "sdpa works without extra packages",
+                      f"{need[fa][1]}, or model.flash_attn=sdpa")
+
+
+@rule("model-gpu-kernels", keys=["model.enable_liger_kernel", "model.use_unsloth"],
+      bad=[["model.enable_liger_kernel=true"], ["model.use_unsloth=true"]],
+      good=[["model.use_unsloth_gc=true"], ["model.enable_liger_kernel=false"]],
+      env={"gpu_count": 0})
+def gpu_kernels(cfg, env):
+    """Liger kernels (triton) and Unsloth need a CUDA GPU; without one they fail at the first step."""
+    if env.cuda:
+        return
+    for key, what in (("model.enable_liger_kernel", "Liger kernels are triton GPU kernels"),
+                      ("model.use_unsloth", "Unsloth patches the model with GPU kernels")):
+        if get(cfg, key):
+            yield problem("model-gpu-kernels", key, True, f"{what} and this machine has no CUDA GPU",
+                          "false on a machine without a GPU", f"{key}=false")
+
+
+@rule("model-kernel-packages", keys=["model.enable_liger_kernel", "model.use_unsloth", "model.mixture_of_depths"],
+      bad=[["model.enable_liger_kernel=true"], ["model.use_unsloth=true"], ["model.mixture_of_depths=convert"]],
+      good=[["model.use_unsloth_gc=true"], ["model.mixture_of_depths=null"]],
+      env={"gpu_count": 1, "missing_packages": frozenset({"liger_kernel", "unsloth", "MoD"})})
+def kernel_packages(cfg, env):
+    """Optional kernel packages must be installed before a run that asks for them."""
+    table = (("model.enable_liger_kernel", "liger_kernel", "pip install liger-kernel"),
+             ("model.use_unsloth", "unsloth", "pip install unsloth"),
+             ("model.mixture_of_depths", "MoD", "pip install 'mixture-of-depth>=1.1.6'"))
+    for key, module, install in table:
+        value = get(cfg, key)
+        if value and not env.has(module):
+            off = "null" if key == "model.mixture_of_depths" else "false"
+            yield problem("model-kernel-packages", key, value, f"needs the Python module {module}, which is not installed",
+                          f"{key}={off} without it", f"{install}, or {key}={off}")
+
+
+@rule("model-special-tokens", keys=["model.init_special_tokens", "model.new_special_tokens_config",
+                                    "model.add_special_tokens"],
+      bad=[["model.init_special_tokens=desc_init"],
+           ["model.new_special_tokens_config=/no/such/tokens.yaml"],
+           ["model.new_special_tokens_config=/no/such/tokens.yaml", "model.add_special_tokens=tok_a"]],
+      good=[["model.init_special_tokens=noise_init"], ["model.add_special_tokens=tok_a"]])
+def special_tokens(cfg, env):
+    """Description-based token init needs the description file; the file and add_special_tokens exclude each other."""
+    init = get(cfg, "model.init_special_tokens", "noise_init")
+    conf = get(cfg, "model.new_special_tokens_config")
+    if init in ("desc_init", "desc_init_w_noise") and not conf:
+        yield problem("model-special-tokens", "model.init_special_tokens", init,
+                      "initialises new tokens from their descriptions, but no description file is given",
+                      "noise_init, or desc_init* together with model.new_special_tokens_config",
+                      "model.new_special_tokens_config=<tokens.yaml> or model.init_special_tokens=noise_init")
+    if conf and not Path(str(conf)).expanduser().is_file():
+        yield problem("model-special-tokens", "model.new_special_tokens_config", conf, "no such file",
+                      "a YAML file mapping each new token to its description",
+                      "model.new_special_tokens_config=<existing tokens.yaml>")
+    if conf and get(cfg, "model.add_special_tokens"):
+        yield problem("model-special-tokens", "model.new_special_tokens_config + model.add_special_tokens", conf,
+                      "both list special tokens to add; one of them would be ignored",
+                      "one of the two", "model.add_special_tokens=null (keep the YAML file)")
+
+
+@rule("vision-pixel-bounds", keys=["vision.image_max_pixels", "vision.image_min_pixels",
+                                   "vision.video_max_pixels", "vision.video_min_pixels"],
+      bad=[["vision.image_max_pixels=100", "vision.image_min_pixels=200"],
+           ["vision.video_min_pixels=70000"]],
+      good=[["vision.image_max_pixels=200", "vision.image_min_pixels=200"], ["vision.video_min_pixels=1024"]])
+def pixel_bounds(cfg, env):
+    """A maximum pixel count may not be smaller than the minimum (images and video frames)."""
+    for kind in ("image", "video"):
+        hi, lo = get(cfg, f"vision.{kind}_max_pixels"), get(cfg, f"vision.{kind}_min_pixels")
+        if hi is not None and lo is not None and hi < lo:
+            yield problem("vision-pixel-bounds", f"vision.{kind}_max_pixels", hi,
+                          f"is smaller than vision.{kind}_min_pixels={lo}", f"{kind}_max_pixels >= {kind}_min_pixels",
+                          f"vision.{kind}_max_pixels={lo} or vision.{kind}_min_pixels={hi}")

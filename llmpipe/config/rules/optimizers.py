@@ -1,0 +1,124 @@
+"""Optimizer rules: GaLore, APOLLO, BAdam, Adam-mini and LoRA+ against each other, LoRA and distribution."""
+from __future__ import annotations
+
+from llmpipe.config.rules._common import fmt, ft_type, get, launch_kind, problem, uses_deepspeed, world_size, zero_stage
+from llmpipe.config.validate import rule
+
+NAMES = {"galore.use_galore": "GaLore", "apollo.use_apollo": "APOLLO", "badam.use_badam": "BAdam",
+         "badam.use_adam_mini": "Adam-mini"}
+PACKAGES = {"galore.use_galore": ("galore_torch", "pip install galore-torch"),
+            "apollo.use_apollo": ("apollo_torch", "pip install apollo-torch"),
+            "badam.use_badam": ("badam", "pip install 'badam>=1.2.1'"),
+            "badam.use_adam_mini": ("adam_mini", "pip install adam-mini")}
+OFF = {"galore.use_galore": "galore=none", "apollo.use_apollo": "apollo.use_apollo=false", "badam.use_badam": "badam=none",
+       "badam.use_adam_mini": "badam.use_adam_mini=false"}
+
+
+def _on(cfg) -> list[str]:
+    return [k for k in NAMES if get(cfg, k)]
+
+
+def _layerwise(cfg) -> list[str]:
+    return [f"{fam}.layerwise" for fam, sw in (("galore", "galore.use_galore"), ("apollo", "apollo.use_apollo"))
+            if get(cfg, sw) and get(cfg, f"{fam}.layerwise")]
+
+
+@rule("opt-lora-vs-custom", keys=["train.finetuning_type", "galore.use_galore", "badam.use_badam"],
+      bad=[["galore=default"], ["badam=layer"]],
+      good=[["galore=default", "train.finetuning_type=full"], ["badam=layer", "train.finetuning_type=full"]],
+      env={"available_packages": frozenset({"galore_torch", "badam"})})
+def lora_vs_custom(cfg, env):
+    """GaLore, APOLLO and BAdam optimise the full weights; LoRA trains adapters instead."""
+    if ft_type(cfg) != "lora":
+        return
+    for key in _on(cfg):
+        if key != "badam.use_adam_mini":
+            yield problem("opt-lora-vs-custom", key, True,
+                          f"{NAMES[key]} is a full-parameter optimizer and cannot train LoRA adapters",
+                          f"{NAMES[key]} with train.finetuning_type=full or freeze",
+                          f"train.finetuning_type=full, or {OFF[key]}")
+
+
+@rule("opt-one-custom", keys=list(NAMES) + ["lora.loraplus_lr_ratio", "train.optim"],
+      bad=[["galore=default", "badam=layer", "train.finetuning_type=full"],
+           ["badam.use_adam_mini=true", "lora=plus"], ["badam.use_adam_mini=true", "train.optim=sgd"]],
+      good=[["galore=default", "train.finetuning_type=full"], ["badam.use_adam_mini=true"], ["train.optim=sgd"]],
+      env={"available_packages": frozenset({"galore_torch", "badam", "adam_mini"})})
+def one_custom(cfg, env):
+    """At most one special optimizer: each replaces the optimizer, so a second one would be ignored."""
+    on = _on(cfg) + (["lora.loraplus_lr_ratio"] if get(cfg, "lora.loraplus_lr_ratio") and ft_type(cfg) == "lora" else [])
+    names = [NAMES.get(k, "LoRA+") for k in on]
+    if len(on) > 1:
+        yield problem("opt-one-custom", " + ".join(on), True, f"{fmt(names)} each replace the optimizer; only one can run",
+                      "one of GaLore, APOLLO, BAdam, Adam-mini, LoRA+",
+                      " or ".join(OFF.get(k, "lora.loraplus_lr_ratio=null") for k in on[1:]))
+    optim = get(cfg, "train.optim", "adamw_torch")
+    if on and optim != "adamw_torch":
+        yield problem("opt-one-custom", "train.optim", optim, f"would be replaced by {names[0]}, which brings its own optimizer",
+                      f"train.optim=adamw_torch (the default) with {names[0]}",
+                      f"train.optim=adamw_torch, or {OFF.get(on[0], 'lora.loraplus_lr_ratio=null')}")
+
+
+@rule("opt-galore-deepspeed", keys=["galore.use_galore", "launch.deepspeed"],
+      bad=[["galore=default", "train.finetuning_type=full", "launch=deepspeed_z2"]],
+      good=[["galore=default", "train.finetuning_type=full", "launch=ddp"], ["launch=deepspeed_z2"]],
+      env={"gpu_count": 2, "available_packages": frozenset({"galore_torch", "deepspeed"})})
+def galore_deepspeed(cfg, env):
+    """GaLore/APOLLO project gradients in the optimizer step, which DeepSpeed owns."""
+    if not uses_deepspeed(cfg):
+        return
+    for key in ("galore.use_galore", "apollo.use_apollo"):
+        if get(cfg, key):
+            yield problem("opt-galore-deepspeed", key, True, f"{NAMES[key]} does not work under DeepSpeed (launch.kind={launch_kind(cfg)})",
+                          f"{NAMES[key]} with launch=local, ddp or fsdp", f"launch=ddp, or {OFF[key]}")
+
+
+@rule("opt-layerwise", keys=["galore.layerwise", "launch.nproc_per_node", "train.gradient_accumulation_steps"],
+      bad=[["galore=layerwise", "train.finetuning_type=full", "launch=ddp"],
+           ["galore=layerwise", "train.finetuning_type=full", "train.gradient_accumulation_steps=4"]],
+      good=[["galore=layerwise", "train.finetuning_type=full"], ["galore=default", "train.finetuning_type=full", "launch=ddp"]],
+      env={"gpu_count": 2, "available_packages": frozenset({"galore_torch"})})
+def layerwise(cfg, env):
+    """Layer-wise GaLore/APOLLO steps each layer during backward: one process, no gradient accumulation."""
+    for key in _layerwise(cfg):
+        if world_size(cfg) > 1:
+            yield problem("opt-layerwise", key, True, f"layer-wise updates cannot be synchronised across {world_size(cfg)} processes",
+                          "layer-wise with a single process (launch=local)", f"{key}=false, or launch=local")
+        gas = get(cfg, "train.gradient_accumulation_steps", 1)
+        if gas > 1:
+            yield problem("opt-layerwise", "train.gradient_accumulation_steps", gas,
+                          "layer-wise updates step each layer immediately, so gradients cannot be accumulated",
+                          "train.gradient_accumulation_steps=1 with layer-wise updates",
+                          f"train.gradient_accumulation_steps=1 (raise per_device_train_batch_size), or {key}=false")
+
+
+@rule("opt-badam-distributed", keys=["badam.mode", "launch.nproc_per_node", "launch.deepspeed"],
+      bad=[["badam=ratio", "train.finetuning_type=full", "launch=ddp"],
+           ["badam=layer", "train.finetuning_type=full", "launch=ddp"],
+           ["badam=layer", "train.finetuning_type=full", "launch=deepspeed_z2"]],
+      good=[["badam=ratio", "train.finetuning_type=full"], ["badam=layer", "train.finetuning_type=full", "launch=deepspeed_z3"]],
+      env={"gpu_count": 2, "available_packages": frozenset({"badam", "deepspeed"})})
+def badam_distributed(cfg, env):
+    """Distributed BAdam exists only layer-wise under DeepSpeed ZeRO-3."""
+    if not get(cfg, "badam.use_badam") or world_size(cfg) <= 1:
+        return
+    if get(cfg, "badam.mode") == "ratio":
+        yield problem("opt-badam-distributed", "badam.mode", "ratio", f"ratio-wise BAdam runs in a single process only ({world_size(cfg)} requested)",
+                      "badam=ratio with launch=local; badam=layer with launch=deepspeed_z3", "badam=layer launch=deepspeed_z3, or launch=local")
+    elif zero_stage(cfg) != 3:
+        yield problem("opt-badam-distributed", "badam.mode", "layer", f"distributed layer-wise BAdam needs DeepSpeed ZeRO-3 (launch.kind={launch_kind(cfg)})",
+                      "launch=deepspeed_z3 or deepspeed_z3_offload", "launch=deepspeed_z3, or launch=local")
+
+
+@rule("opt-packages", keys=list(NAMES),
+      bad=[["galore=default", "train.finetuning_type=full"], ["badam=layer", "train.finetuning_type=full"],
+           ["badam.use_adam_mini=true"]],
+      good=[["galore=none"], ["train.finetuning_type=full"]],
+      env={"missing_packages": frozenset({"galore_torch", "apollo_torch", "badam", "adam_mini"})})
+def packages(cfg, env):
+    """Special optimizers come from optional packages, which must be installed."""
+    for key in _on(cfg):
+        module, install = PACKAGES[key]
+        if not env.has(module):
+            yield problem("opt-packages", key, True, f"{NAMES[key]} needs the Python module {module}, which is not installed",
+                          "an installed optimizer", f"{install}, or {OFF[key]}")

@@ -1,0 +1,119 @@
+"""Preference-training rules: which pref.* settings apply to which stage and loss, and the reference model."""
+from __future__ import annotations
+
+from llmpipe.config.rules._common import fmt, get, problem, stage
+from llmpipe.config.validate import rule
+
+REF_FREE = ("orpo", "simpo")            # trained by TRL's ORPO/CPO trainers: no reference model
+SMOOTHING = ("sigmoid", "robust", "exo_pair")
+# setting -> (stages that read it, losses that read it or None for all)
+SCOPE = {
+    "pref.loss": (("dpo",), None),
+    "pref.dpo_label_smoothing": (("dpo",), SMOOTHING),
+    "pref.simpo_gamma": (("dpo",), ("simpo",)),
+    "pref.bco_weight": (("dpo",), None),
+    "pref.ld_alpha": (("dpo",), None),
+    "pref.ftx": (("dpo", "kto"), None),
+    "pref.beta": (("dpo", "kto"), None),
+    "pref.kto_chosen_weight": (("kto",), None),
+    "pref.kto_rejected_weight": (("kto",), None),
+}
+REF_KEYS = ("pref.ref_model", "pref.ref_model_adapters", "pref.ref_model_quantization_bit")
+
+
+def _default(path: str):
+    from llmpipe.config.flags import flag_table
+
+    p = flag_table().by_path(path)
+    return None if p is None else p.default
+
+
+def _changed(cfg, path: str) -> bool:
+    value = get(cfg, path)
+    return value is not None and value != _default(path)
+
+
+@rule("pref-stage-settings", keys=list(SCOPE),
+      bad=[["pref.loss=ipo"], ["train.stage=kto", "data.dataset=demo_kto", "pref.loss=kto_pair"],
+           ["pref.kto_chosen_weight=2.0", "train.stage=dpo", "data.dataset=demo_pref"],
+           ["pref.beta=0.5"], ["train.stage=dpo", "data.dataset=demo_pref", "pref.simpo_gamma=1.0"],
+           ["train.stage=dpo", "data.dataset=demo_pref", "pref.ld_alpha=0.5", "pref.loss=orpo"]],
+      good=[["pref.loss=ipo", "train.stage=dpo", "data.dataset=demo_pref"],
+            ["pref.kto_chosen_weight=2.0", "train.stage=kto", "data.dataset=demo_kto"],
+            ["train.stage=dpo", "data.dataset=demo_pref", "pref.simpo_gamma=1.0", "pref.loss=simpo"],
+            ["pref=simpo", "data.dataset=demo_pref"], ["pref.ftx=0.5", "train.stage=kto", "data.dataset=demo_kto"]])
+def stage_settings(cfg, env):
+    """A preference setting changed from its default must be one the stage (and loss) actually reads."""
+    st, loss = stage(cfg), get(cfg, "pref.loss", "sigmoid")
+    for key, (stages, losses) in SCOPE.items():
+        if not _changed(cfg, key):
+            continue
+        if st not in stages:
+            yield problem("pref-stage-settings", key, get(cfg, key),
+                          f"is read only by train.stage={'/'.join(stages)}; this run is train.stage={st}, so it would be ignored",
+                          f"the default ({_default(key)}) for train.stage={st}",
+                          f"train.stage={stages[0]}, or {key}={_default(key)}")
+        elif losses is not None and loss not in losses and key != "pref.dpo_label_smoothing":
+            yield problem("pref-stage-settings", key, get(cfg, key),
+                          f"is read only by pref.loss={'/'.join(losses)}; pref.loss={loss} ignores it",
+                          f"the default ({_default(key)}) with pref.loss={loss}",
+                          f"pref.loss={losses[0]}, or {key}={_default(key)}")
+        elif key in ("pref.ld_alpha", "pref.bco_weight") and loss in REF_FREE:
+            yield problem("pref-stage-settings", key, get(cfg, key), f"pref.loss={loss} (ORPO/CPO trainer) has no {key.split('.')[1]}",
+                          f"a DPO loss ({fmt(('sigmoid', 'ipo', 'hinge'))}, ...) with {key}",
+                          f"{key}={_default(key)}, or pref.loss=sigmoid")
+
+
+@rule("pref-label-smoothing", keys=["pref.dpo_label_smoothing", "pref.loss"],
+      bad=[["train.stage=dpo", "data.dataset=demo_pref", "pref.loss=ipo", "pref.dpo_label_smoothing=0.1"],
+           ["train.stage=dpo", "data.dataset=demo_pref", "pref.loss=robust", "pref.dpo_label_smoothing=0.5"],
+           ["train.stage=dpo", "data.dataset=demo_pref", "pref.loss=exo_pair"]],
+      good=[["train.stage=dpo", "data.dataset=demo_pref", "pref.dpo_label_smoothing=0.1"],
+            ["train.stage=dpo", "data.dataset=demo_pref", "pref.loss=robust", "pref.dpo_label_smoothing=0.2"],
+            ["train.stage=dpo", "data.dataset=demo_pref", "pref.loss=exo_pair", "pref.dpo_label_smoothing=0.1"]])
+def label_smoothing(cfg, env):
+    """Label smoothing (cDPO) exists for the sigmoid, robust and exo_pair losses, each with its own range."""
+    if stage(cfg) != "dpo":
+        return
+    ls, loss = get(cfg, "pref.dpo_label_smoothing", 0.0), get(cfg, "pref.loss", "sigmoid")
+    if ls > 1e-6 and loss not in SMOOTHING:
+        yield problem("pref-label-smoothing", "pref.dpo_label_smoothing", ls, f"pref.loss={loss} has no label smoothing",
+                      f"label smoothing with pref.loss={'/'.join(SMOOTHING)}", "pref.dpo_label_smoothing=0, or pref.loss=sigmoid")
+    elif loss == "robust" and ls >= 0.5:
+        yield problem("pref-label-smoothing", "pref.dpo_label_smoothing", ls, "the robust loss divides by 1 - 2 * label_smoothing",
+                      "0 <= pref.dpo_label_smoothing < 0.5 for robust", "pref.dpo_label_smoothing=0.1")
+    elif loss == "exo_pair" and ls <= 1e-6:
+        yield problem("pref-label-smoothing", "pref.dpo_label_smoothing", ls, "the exo_pair loss needs a label smoothing above 0",
+                      "0 < pref.dpo_label_smoothing <= 0.5 for exo_pair", "pref.dpo_label_smoothing=0.001")
+
+
+@rule("pref-ref-free-loss", keys=["pref.loss", *REF_KEYS],
+      bad=[["pref=simpo", "data.dataset=demo_pref", "pref.ref_model=builtin:tiny"],
+           ["pref=orpo", "data.dataset=demo_pref", "pref.ref_model_quantization_bit=4"]],
+      good=[["pref=simpo", "data.dataset=demo_pref"], ["pref=ipo", "data.dataset=demo_pref", "pref.ref_model=builtin:tiny"]])
+def ref_free_loss(cfg, env):
+    """ORPO and SimPO need no reference model: a reference model given with them would be silently unused."""
+    loss = get(cfg, "pref.loss", "sigmoid")
+    if stage(cfg) != "dpo" or loss not in REF_FREE:
+        return
+    for key in REF_KEYS:
+        if get(cfg, key) is not None:
+            yield problem("pref-ref-free-loss", key, get(cfg, key), f"pref.loss={loss} trains without a reference model",
+                          f"{key}=null with orpo/simpo; a reference model with sigmoid, ipo, hinge, ...",
+                          f"{key}=null, or pref.loss=sigmoid")
+
+
+@rule("pref-ref-model-stage", keys=list(REF_KEYS) + ["train.stage"],
+      bad=[["pref.ref_model=builtin:tiny"], ["train.stage=rm", "data.dataset=demo_pref", "pref.ref_model_adapters=llmpipe-test/a"]],
+      good=[["pref.ref_model=builtin:tiny", "train.stage=dpo", "data.dataset=demo_pref"],
+            ["pref.ref_model=builtin:tiny", "train.stage=kto", "data.dataset=demo_kto"]])
+def ref_model_stage(cfg, env):
+    """Only dpo, kto and ppo use a reference model."""
+    st = stage(cfg)
+    if st in ("dpo", "kto", "ppo"):
+        return
+    for key in REF_KEYS:
+        if get(cfg, key) is not None:
+            yield problem("pref-ref-model-stage", key, get(cfg, key),
+                          f"train.stage={st} has no reference model, so it would be ignored",
+                          "a reference model with train.stage=dpo, kto or ppo", f"{key}=null")

@@ -1,0 +1,106 @@
+"""Training-loop rules: precision flags, experiment trackers and their packages, best-model selection."""
+from __future__ import annotations
+
+from llmpipe.config.rules._common import as_list, evaluates, get, problem
+from llmpipe.config.validate import rule
+
+# report_to value -> Python module that must be importable, and how to install it
+TRACKERS = {
+    "tensorboard": ("tensorboard", "pip install tensorboard"), "wandb": ("wandb", "pip install wandb"),
+    "mlflow": ("mlflow", "pip install mlflow"), "trackio": ("trackio", "pip install trackio"),
+    "comet_ml": ("comet_ml", "pip install comet_ml"), "clearml": ("clearml", "pip install clearml"),
+    "swanlab": ("swanlab", "pip install swanlab"), "neptune": ("neptune", "pip install neptune"),
+    "dagshub": ("dagshub", "pip install dagshub"), "dvclive": ("dvclive", "pip install dvclive"),
+    "azure_ml": ("azureml", "pip install azureml-core"), "codecarbon": ("codecarbon", "pip install codecarbon"),
+}
+
+
+@rule("train-precision", keys=["train.bf16", "train.fp16", "train.pure_bf16"],
+      bad=[["train.bf16=true", "train.fp16=true"], ["train.pure_bf16=true", "train.fp16=true"]],
+      good=[["train.bf16=true"], ["train.fp16=true"], ["train.pure_bf16=true"]])
+def precision(cfg, env):
+    """One precision at a time: bf16, fp16 or pure bf16."""
+    on = [k for k in ("train.bf16", "train.fp16", "train.pure_bf16") if get(cfg, k)]
+    if "train.fp16" in on and len(on) > 1:
+        yield problem("train-precision", " + ".join(on), True, "fp16 and bf16 cannot both be the training precision",
+                      "one of train.bf16, train.fp16, train.pure_bf16", "train.fp16=false (bf16 is the safer choice)")
+
+
+@rule("train-tf32", keys=["train.tf32"], bad=[["train.tf32=true"]], good=[["train.tf32=false"], ["train.tf32=null"]],
+      env={"gpu_count": 0})
+def tf32(cfg, env):
+    """TF32 is a mode of NVIDIA Ampere+ GPUs."""
+    if get(cfg, "train.tf32") and not env.cuda:
+        yield problem("train-tf32", "train.tf32", True, "TF32 matmuls need an NVIDIA (Ampere or newer) GPU and this machine has none",
+                      "train.tf32=null (torch default) or false without a GPU", "train.tf32=null")
+
+
+@rule("train-report-to", keys=["train.report_to"],
+      bad=[["train.report_to=tensorboard"], ["train.report_to='none,wandb'"], ["train.report_to=mlflow"],
+           ["train.report_to=carrier_pigeon"]],
+      good=[["train.report_to=none"], ["train.report_to=all"]],
+      env={"missing_packages": frozenset(m for m, _ in TRACKERS.values())})
+def report_to(cfg, env):
+    """Every experiment tracker named in train.report_to must be known and installed."""
+    names = as_list(get(cfg, "train.report_to", "none"))
+    if "none" in names and len(names) > 1:
+        yield problem("train-report-to", "train.report_to", get(cfg, "train.report_to"),
+                      "'none' turns every tracker off, so it cannot be combined with others",
+                      "none, all, or a comma-separated list of trackers", "train.report_to=" + ",".join(n for n in names if n != "none"))
+    for name in names:
+        if name in ("none", "all"):
+            continue
+        if name not in TRACKERS:
+            yield problem("train-report-to", "train.report_to", name, "is not an experiment tracker transformers knows",
+                          "none, all, " + ", ".join(TRACKERS), "train.report_to=tensorboard")
+        elif not env.has(TRACKERS[name][0]):
+            yield problem("train-report-to", "train.report_to", name, f"the Python module {TRACKERS[name][0]} is not installed",
+                          "an installed tracker, or none", f"{TRACKERS[name][1]}, or train.report_to=none")
+
+
+@rule("train-plot-loss", keys=["train.plot_loss"], bad=[["train.plot_loss=true"]], good=[["train.plot_loss=false"]],
+      env={"missing_packages": frozenset({"matplotlib"})})
+def plot_loss(cfg, env):
+    """The loss plot is drawn with matplotlib."""
+    if get(cfg, "train.plot_loss") and not env.has("matplotlib"):
+        yield problem("train-plot-loss", "train.plot_loss", True, "needs matplotlib, which is not installed",
+                      "train.plot_loss=false without matplotlib", "pip install matplotlib, or train.plot_loss=false")
+
+
+@rule("train-best-model", keys=["train.load_best_model_at_end", "train.eval_strategy", "train.save_strategy",
+                                "train.eval_steps", "train.save_steps", "train.early_stopping_steps",
+                                "train.metric_for_best_model"],
+      bad=[["train.load_best_model_at_end=true"],
+           ["train.load_best_model_at_end=true", "train.eval_strategy=epoch", "data.val_size=0.1"],
+           ["train.load_best_model_at_end=true", "train.eval_strategy=steps", "train.eval_steps=30", "train.save_steps=50",
+            "data.val_size=0.1"],
+           ["train.early_stopping_steps=3", "train.eval_strategy=steps", "data.val_size=0.1"]],
+      good=[["train.load_best_model_at_end=true", "train.eval_strategy=steps", "data.val_size=0.1"],
+            ["train.load_best_model_at_end=true", "train.eval_strategy=steps", "train.eval_steps=25", "train.save_steps=50",
+             "data.val_size=0.1"],
+            ["train.early_stopping_steps=3", "train.eval_strategy=steps", "train.metric_for_best_model=eval_loss",
+             "data.val_size=0.1"]])
+def best_model(cfg, env):
+    """Keeping the best checkpoint or stopping early needs evaluations aligned with checkpoints and a metric."""
+    ev, sv = get(cfg, "train.eval_strategy", "no"), get(cfg, "train.save_strategy", "steps")
+    if get(cfg, "train.load_best_model_at_end"):
+        if ev == "no":
+            yield problem("train-best-model", "train.load_best_model_at_end", True, "the best checkpoint is chosen by evaluation, and train.eval_strategy=no",
+                          "train.eval_strategy=steps or epoch", "train.eval_strategy=steps")
+        elif sv not in (ev, "best"):
+            yield problem("train-best-model", "train.save_strategy", sv, f"must match train.eval_strategy={ev} so that every evaluated step has a checkpoint",
+                          f"train.save_strategy={ev}", f"train.save_strategy={ev}")
+        elif ev == "steps":
+            es, ss = get(cfg, "train.eval_steps") or get(cfg, "train.logging_steps"), get(cfg, "train.save_steps")
+            if es and ss and es >= 1 and ss >= 1 and ss % es:
+                yield problem("train-best-model", "train.save_steps", ss, f"is not a multiple of the evaluation interval ({es:g})",
+                              "train.save_steps = k * train.eval_steps", f"train.save_steps={int(es) * max(1, round(ss / es))}")
+    if get(cfg, "train.early_stopping_steps") is not None:
+        if not get(cfg, "train.metric_for_best_model"):
+            yield problem("train-best-model", "train.early_stopping_steps", get(cfg, "train.early_stopping_steps"),
+                          "early stopping watches train.metric_for_best_model, which is unset",
+                          "a metric such as eval_loss", "train.metric_for_best_model=eval_loss")
+        if not evaluates(cfg):
+            yield problem("train-best-model", "train.early_stopping_steps", get(cfg, "train.early_stopping_steps"),
+                          "early stopping needs periodic evaluations, and train.eval_strategy=no",
+                          "train.eval_strategy=steps or epoch", "train.eval_strategy=steps")
