@@ -80,13 +80,12 @@ class Identities:
 
 def builtin_identity(name: str) -> str:
     """The built-in model is defined by its builder code and the bundled corpus it trains the tokenizer on."""
-    import importlib.resources as res
-
     import llmpipe
+    from llmpipe.resources import folder
 
     h = hashlib.sha256(name.encode())
     h.update((Path(llmpipe.__file__).parent / "models" / "tiny.py").read_bytes())
-    corpus = res.files("llmpipe.bundled_data").joinpath("corpus")
+    corpus = folder("data") / "corpus"
     if corpus.is_dir():
         for entry in sorted(corpus.iterdir(), key=lambda e: e.name):
             if entry.is_file():

@@ -133,7 +133,7 @@ class Runner:
             ctx = self._context(node, inputs, out, entry.work, entry)
             self.say(f"{prefix}: running ({node.label})")
             info = resolve_runner(node.kind)(ctx) or {}
-            return "ran", out, info
+            return ("cached" if info.get("unchanged") else "ran"), out, info
         if forced(node, self.force) and entry.complete():
             with self.store.locked(entry):
                 self.store.invalidate(entry)

@@ -23,16 +23,16 @@ def check_destination(dest: Path) -> None:
 
 
 def run(ctx: StageContext) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     dest = Path(str(ctx.obj.export.dir)).expanduser().absolute()
     check_destination(dest)
     src = ctx.input("model") / "model"
     previous = dest / MARKER
     if previous.exists() and json.loads(previous.read_text()).get("fingerprint") == ctx.fingerprint:
-        ctx.log(f"{dest} already holds this export")
-        return {"metrics": {}}
+        ctx.log(f"{dest} already holds this export")   # decided before importing torch: re-runs stay cheap
+        return {"metrics": {}, "unchanged": True}
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32)
