@@ -22,8 +22,14 @@ def cli() -> None:
     from llmpipe.config.root import register_schema
     from llmpipe.hydra_callbacks import STATE
 
+    from llmpipe.config.problems import exit_with
+    from llmpipe.safety import hydra_settings_in_recipes
+
     register_resolvers()
     register_schema()
+    untrusted = hydra_settings_in_recipes(sys.argv[1:])
+    if untrusted:
+        exit_with(untrusted)
     try:
         main()
     except SystemExit as e:

@@ -1,0 +1,220 @@
+"""Row converters: alpaca / sharegpt / openai rows -> llmpipe's internal example.
+
+Internal example::
+
+    {"messages": [{"role": "user"|"assistant"|"tool", "content": str}, ...],
+     "system": str | None, "tools": str | None,
+     "chosen": str, "rejected": str,      # kind == "pairwise" (messages end on a user turn)
+     "label": bool,                       # kind == "kto" (messages end on the assistant completion)
+     "_row": int}                         # 0-based index of the source row (for reports)
+
+``kind`` is what the rows are for: ``pt`` (any text), ``sft`` (ends on an assistant turn), ``pairwise``,
+``kto``, ``prompt`` (ends on a user turn; a trailing assistant turn is dropped). Malformed rows are
+never dropped silently: each converter returns a RowReport with counts per reason and the first five
+offenders (0-based row index in the source file).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+KINDS = ("pt", "sft", "pairwise", "kto", "prompt")
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class RowReport:
+    dataset: str
+    total: int = 0
+    kept: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    examples: list = field(default_factory=list)  # [{"row": int, "reason": str}], first MAX_EXAMPLES
+    notes: Counter = field(default_factory=Counter)  # kept rows that were changed (e.g. truncated)
+
+    def bad(self, row: int, reason: str) -> None:
+        self.reasons[reason] += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append({"row": row, "reason": reason})
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.reasons.values())
+
+    def to_dict(self) -> dict:
+        return {"dataset": self.dataset, "total": self.total, "kept": self.kept, "dropped": self.dropped,
+                "reasons": dict(self.reasons), "examples": list(self.examples), "notes": dict(self.notes)}
+
+    def summary(self) -> str:
+        head = f"dataset {self.dataset!r}: {self.kept}/{self.total} rows kept"
+        lines = [head + (f", {self.dropped} dropped" if self.dropped else "")]
+        lines += [f"  {n} x {r}" for r, n in self.reasons.most_common()]
+        lines += [f"  e.g. row {e['row']}: {e['reason']}" for e in self.examples]
+        lines += [f"  note: {n} x {r}" for r, n in self.notes.most_common()]
+        return "\n".join(lines)
+
+
+class _Bad(Exception):
+    pass
+
+
+class BadRow:
+    """Placeholder for a source row that could not be parsed (e.g. a broken JSONL line)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _text(value, what: str, required: bool = True) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise _Bad(f"missing or empty {what}")
+        return None
+    if isinstance(value, list) and all(isinstance(p, dict) for p in value):  # openai content parts
+        value = "".join(str(p.get("text", "")) for p in value if p.get("type", "text") == "text")
+    if not isinstance(value, str):
+        raise _Bad(f"{what} is {type(value).__name__}, not a string")
+    if required and not value.strip():
+        raise _Bad(f"missing or empty {what}")
+    return value
+
+
+def _tools(value) -> str | None:
+    if value in (None, "", []):
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _finish(ex: dict, msgs: list[dict], kind: str, row: dict, spec) -> dict:
+    """Shape-check ``msgs`` for ``kind`` and attach chosen/rejected/label."""
+    cols = spec.columns
+    if not msgs:
+        raise _Bad("no messages")
+    if kind == "pt":
+        ex["messages"] = msgs
+        return ex
+    if kind == "prompt" and msgs[-1]["role"] == "assistant":
+        msgs = msgs[:-1]
+    if kind in ("pairwise", "prompt"):
+        if not msgs or msgs[-1]["role"] == "assistant":
+            raise _Bad("prompt must end on a user turn")
+    elif msgs[-1]["role"] != "assistant":
+        raise _Bad("conversation must end on an assistant turn")
+    if kind == "pairwise":
+        if not spec.ranking:
+            raise _Bad("dataset is not registered with ranking: true")
+        for key in ("chosen", "rejected"):
+            ex[key] = _pref(row.get(cols.get(key, key)), key, spec)
+    if kind == "kto":
+        tag = row.get(cols.get("kto_tag", "kto_tag"))
+        if isinstance(tag, bool) or (isinstance(tag, int) and tag in (0, 1)):
+            ex["label"] = bool(tag)
+        else:
+            raise _Bad(f"kto_tag is {tag!r}, not a boolean")
+    ex["messages"] = msgs
+    return ex
+
+
+def _pref(value, key: str, spec) -> str:
+    if isinstance(value, dict):  # sharegpt/openai: a single message
+        t = spec.tags or {}
+        role = value.get(t.get("role_tag", "role"))
+        if role not in (t.get("assistant_tag", "assistant"), t.get("function_tag", "function_call")):
+            raise _Bad(f"{key} message has role {role!r}, expected the assistant tag")
+        value = value.get(t.get("content_tag", "content"))
+    return _text(value, f"{key} response")
+
+
+def _alpaca(row: dict, spec, kind: str) -> dict:
+    c = spec.columns
+    prompt = _text(row.get(c.get("prompt", "instruction")), f"prompt (column {c.get('prompt')!r})")
+    query = _text(row.get(c["query"]), "query", required=False) if c.get("query") else None
+    msgs: list[dict] = []
+    hist = row.get(c["history"]) if c.get("history") else None
+    if hist:
+        if not isinstance(hist, list) or not all(isinstance(t, (list, tuple)) and len(t) == 2 for t in hist):
+            raise _Bad("history must be a list of [prompt, response] pairs")
+        for q, a in hist:
+            msgs += [{"role": "user", "content": _text(q, "history prompt")},
+                     {"role": "assistant", "content": _text(a, "history response")}]
+    msgs.append({"role": "user", "content": prompt + ("\n" + query if query else "")})
+    if kind in ("sft", "kto") or (kind == "pt" and c.get("response") and row.get(c["response"])):
+        rc = c.get("response", "output")
+        msgs.append({"role": "assistant", "content": _text(row.get(rc), f"response (column {rc!r})")})
+    ex = {"system": _text(row.get(c["system"]), "system", False) if c.get("system") else None,
+          "tools": _tools(row.get(c["tools"])) if c.get("tools") else None}
+    return _finish(ex, msgs, kind, row, spec)
+
+
+def _chat(row: dict, spec, kind: str) -> dict:
+    c, t = spec.columns, spec.tags
+    col = c.get("messages", "messages")
+    raw = row.get(col)
+    if not isinstance(raw, list):
+        raise _Bad(f"column {col!r} is {'missing' if raw is None else type(raw).__name__}, not a list of messages")
+    rt, ct = t.get("role_tag", "role"), t.get("content_tag", "content")
+    user_like = {t.get("user_tag", "user"): "user", t.get("observation_tag", "tool"): "tool"}
+    asst_like = {t.get("assistant_tag", "assistant"): "assistant", t.get("function_tag", "function_call"): "assistant"}
+    system = _text(row.get(c["system"]), "system", False) if c.get("system") else None
+    if raw and isinstance(raw[0], dict) and raw[0].get(rt) == t.get("system_tag", "system"):
+        system, raw = _text(raw[0].get(ct), "system message", False), raw[1:]
+    msgs = []
+    for i, m in enumerate(raw):
+        if not isinstance(m, dict) or rt not in m:
+            raise _Bad(f"message {i} has no {rt!r} key")
+        role = m[rt]
+        expect, other = (user_like, asst_like) if i % 2 == 0 else (asst_like, user_like)
+        if role not in expect:
+            where = "an odd" if i % 2 == 0 else "an even"
+            raise _Bad(f"message {i} has role {role!r} at {where} position"
+                       if role in other else f"message {i} has unknown role {role!r}")
+        msgs.append({"role": expect[role], "content": _text(m.get(ct), f"content of message {i}")})
+    ex = {"system": system, "tools": _tools(row.get(c["tools"])) if c.get("tools") else None}
+    return _finish(ex, msgs, kind, row, spec)
+
+
+CONVERTERS = {"alpaca": _alpaca, "sharegpt": _chat, "openai": _chat}
+
+
+def convert_rows(rows: Iterable[dict], spec, kind: str, indices: Iterable[int] | None = None
+                 ) -> tuple[list[dict], RowReport]:
+    """Convert raw rows of dataset ``spec`` for ``kind``; returns (examples, RowReport)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; allowed: {KINDS}")
+    fn = CONVERTERS[spec.formatting]
+    report, out = RowReport(spec.name), []
+    rows = list(rows)
+    idx = list(indices) if indices is not None else range(len(rows))
+    for i, row in zip(idx, rows):
+        report.total += 1
+        try:
+            if isinstance(row, BadRow):
+                raise _Bad(row.reason)
+            if not isinstance(row, dict):
+                raise _Bad(f"row is {type(row).__name__}, not an object")
+            ex = fn(row, spec, kind)
+            ex["_row"] = i
+            out.append(ex)
+        except _Bad as e:
+            report.bad(i, str(e))
+    report.kept = len(out)
+    return out, report
+
+
+def convert_alpaca(rows, spec, kind="sft", indices=None):
+    return convert_rows(rows, spec if spec.formatting == "alpaca" else _as(spec, "alpaca"), kind, indices)
+
+
+def convert_sharegpt(rows, spec, kind="sft", indices=None):
+    return convert_rows(rows, spec if spec.formatting == "sharegpt" else _as(spec, "sharegpt"), kind, indices)
+
+
+def convert_openai(rows, spec, kind="sft", indices=None):
+    return convert_rows(rows, spec if spec.formatting == "openai" else _as(spec, "openai"), kind, indices)
+
+
+def _as(spec, fmt):
+    from dataclasses import replace
+
+    return replace(spec, formatting=fmt)

@@ -1,0 +1,131 @@
+"""``llmpipe-tools``: the tooling console script, kept apart from the Hydra app (which owns its argv).
+
+    llmpipe-tools explain lora_rank            where a LLaMA-Factory flag lives, and what it means
+    llmpipe-tools import-llamafactory x.yaml   a flat LLaMA-Factory YAML -> an llmpipe recipe
+    llmpipe-tools ls                           recipes of every recipe source, duplicates flagged
+    llmpipe-tools docs [--write]               docs/parameters.md from the schema
+
+Adding a subcommand is one entry in :data:`COMMANDS` (or a :func:`register` call): a module with
+``setup(parser)`` and ``run(args) -> exit code``. Nothing here imports torch; modules are imported only
+for the subcommand that runs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    module: str                 # imported only when this subcommand runs
+    setup: str = "setup"        # setup(parser: argparse.ArgumentParser) -> None
+    run: str = "run"            # run(args: argparse.Namespace) -> int (exit code)
+    names_only: bool = False    # every argument after the command is a name (so `--no_x` is not an option)
+
+    def load(self) -> tuple[Callable, Callable]:
+        mod = importlib.import_module(self.module)
+        return getattr(mod, self.setup), getattr(mod, self.run)
+
+
+COMMANDS: dict[str, Command] = {
+    "explain": Command("where a seed flag or config path lives, its type, default, range and meaning",
+                       "llmpipe.tools.explain", names_only=True),
+    "import-llamafactory": Command("turn a flat LLaMA-Factory YAML into an llmpipe recipe", "llmpipe.tools.import_lf"),
+    "ls": Command("list the recipes of every recipe source on the search path (duplicates flagged)",
+                  "llmpipe.tools.recipes", setup="setup_ls", run="run_ls"),
+    "docs": Command("print docs/parameters.md (generated from the schema), or --write it", "llmpipe.tools.cli",
+                    setup="setup_docs", run="run_docs"),
+}
+
+
+def register(name: str, help: str, module: str, setup: str = "setup", run: str = "run") -> None:
+    """Add (or replace) a subcommand: ``register("plan", "show the stage plan", "llmpipe.tools.plan")``."""
+    COMMANDS[name] = Command(help, module, setup, run)
+
+
+def _protect_names(argv: list[str], chosen: str | None) -> list[str]:
+    """``explain --no_use_cache``: pass flag-like names through as positionals (insert ``--``)."""
+    if chosen is None or not COMMANDS[chosen].names_only:
+        return argv
+    i = argv.index(chosen)
+    rest = argv[i + 1:]
+    if "--" in rest or any(a in ("-h", "--help") for a in rest):
+        return argv
+    return argv[:i + 1] + ["--"] + rest
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmpipe-tools",
+        description="llmpipe's tools (the pipeline itself runs with `python -m llmpipe`; see --help there).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        sp = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        if only is None or name == only:
+            setup, _ = cmd.load()
+            setup(sp)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    chosen = chosen if chosen in COMMANDS else None
+    parser = build_parser(only=chosen)
+    args = parser.parse_args(_protect_names(argv, chosen))
+    if not args.command:
+        parser.print_help()
+        return 2
+    _, run = COMMANDS[args.command].load()
+    try:
+        return int(run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `llmpipe-tools ls | head`
+        return 0
+
+
+# ------------------------------------------------------------------------------------------- docs
+def docs_path() -> Path:
+    """docs/parameters.md of the source checkout llmpipe runs from, else ./docs/parameters.md."""
+    import llmpipe
+
+    root = Path(llmpipe.__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "docs").is_dir():
+        return root / "docs" / "parameters.md"
+    return Path.cwd() / "docs" / "parameters.md"
+
+
+def setup_docs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--write", action="store_true", help="write docs/parameters.md instead of printing it")
+    p.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: docs/parameters.md)")
+
+
+def run_docs(args: argparse.Namespace) -> int:
+    from llmpipe.tools.paramdoc import render_markdown
+
+    text = render_markdown()
+    if not (args.write or args.output):
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    out = args.output or docs_path()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.read_text(encoding="utf-8") if out.is_file() else None
+    if old == text:
+        print(f"{out}: up to date")
+        return 0
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
