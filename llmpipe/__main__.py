@@ -25,8 +25,11 @@ def cli() -> None:
     from llmpipe.config.problems import exit_with
     from llmpipe.safety import hydra_settings_in_recipes
 
+    from hydra_plugins.llmpipe_searchpath import register
+
     register_resolvers()
     register_schema()
+    register()   # the recipe search path (plugin discovery cannot see a default editable install)
     untrusted = hydra_settings_in_recipes(sys.argv[1:])
     if untrusted:
         exit_with(untrusted)

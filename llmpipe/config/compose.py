@@ -13,12 +13,15 @@ def hydra_context(job_name: str = "llmpipe") -> Iterator[None]:
     from hydra import initialize_config_dir, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
+    from hydra_plugins.llmpipe_searchpath import register
+
     from llmpipe.config.resolvers import register_resolvers
     from llmpipe.config.root import register_schema
     from llmpipe.resources import conf_path
 
     register_resolvers()
     register_schema()
+    register()   # the recipe search path, also where plugin discovery cannot see it
     GlobalHydra.instance().clear()
     where = conf_path()
     ctx = (initialize_config_module(where[len("pkg://"):], version_base="1.3", job_name=job_name)

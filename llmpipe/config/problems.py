@@ -57,6 +57,7 @@ def exit_with(problems: Sequence[Problem]) -> None:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":   # where the check was called from, for debugging
         import traceback
 
+        print("Traceback (most recent call last):", file=sys.stderr)
         traceback.print_stack(file=sys.stderr)
     print(format_problems(problems), file=sys.stderr, flush=True)
     raise SystemExit(EXIT_CONFIG_ERROR)

@@ -217,8 +217,10 @@ def load_split(cfg, names: list[str], tokenizer, kind: str):
             rep.kept = len(processed)
         report.datasets.append(rep)
         report.identities[name] = data_identity(spec)
-        if rep.dropped or rep.notes:
+        if rep.dropped:
             log.warning("%s", rep.summary())
+        elif rep.notes:
+            log.info("%s", rep.summary())
         if not processed:
             raise DataError(f"dataset {name!r} has no usable rows for {kind}:\n{rep.summary()}")
         parts.append(datasets.Dataset.from_list(processed))

@@ -33,7 +33,8 @@ def run(ctx: StageContext) -> dict:
     report = bundle.report.to_dict() if hasattr(bundle.report, "to_dict") else bundle.report
     (ctx.out / "data_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     (ctx.out / "source.json").write_text(json.dumps({"model": source}, indent=2))
-    ctx.log(f"data: {metrics}")
+    for rep in getattr(bundle.report, "datasets", []):
+        ctx.log(rep.summary().splitlines()[0])
     return {"metrics": metrics}
 
 

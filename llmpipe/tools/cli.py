@@ -4,6 +4,8 @@
     llmpipe-tools import-llamafactory x.yaml   a flat LLaMA-Factory YAML -> an llmpipe recipe
     llmpipe-tools ls                           recipes of every recipe source, duplicates flagged
     llmpipe-tools docs [--write]               docs/parameters.md from the schema
+    llmpipe-tools plan +recipe=demo [--json]   the stage graph, fingerprints, run or cached
+    llmpipe-tools lock JOB_A [JOB_B]           a job's stages, or why they differ between two jobs
 
 Adding a subcommand is one entry in :data:`COMMANDS` (or a :func:`register` call): a module with
 ``setup(parser)`` and ``run(args) -> exit code``. Nothing here imports torch; modules are imported only
@@ -38,6 +40,8 @@ COMMANDS: dict[str, Command] = {
     "import-llamafactory": Command("turn a flat LLaMA-Factory YAML into an llmpipe recipe", "llmpipe.tools.import_lf"),
     "ls": Command("list the recipes of every recipe source on the search path (duplicates flagged)",
                   "llmpipe.tools.recipes", setup="setup_ls", run="run_ls"),
+    "plan": Command("the stage graph of a configuration: fingerprints, run or cached (no torch)", "llmpipe.tools.plan"),
+    "lock": Command("show a job's lock file, or why stages differ between two jobs", "llmpipe.tools.lockdiff"),
     "docs": Command("print docs/parameters.md (generated from the schema), or --write it", "llmpipe.tools.cli",
                     setup="setup_docs", run="run_docs"),
 }

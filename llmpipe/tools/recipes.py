@@ -206,28 +206,14 @@ def duplicate_problem(group: str, name: str, holders: list[Source]) -> Problem:
 
 
 def compose(overrides: list[str], return_hydra_config: bool = False, job_name: str = "llmpipe_tools") -> Any:
-    """Compose llmpipe's primary config in-process (Hydra's compose API), the way ``python -m llmpipe``
-    would: same config folder (checkout or installed package), same search-path plugin."""
+    """Compose llmpipe's primary config in-process, the way ``python -m llmpipe`` would."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from hydra_plugins.llmpipe_searchpath import register
-    from llmpipe.config.resolvers import register_resolvers
-    from llmpipe.config.root import register_schema
-    from llmpipe.resources import conf_path
+    from llmpipe.config.compose import hydra_context
 
-    register_resolvers()
-    register_schema()
-    register()
-    GlobalHydra.instance().clear()
-    where = conf_path()
-    if where.startswith("pkg://"):
-        ctx = initialize_config_module(where[len("pkg://"):], version_base="1.3", job_name=job_name)
-    else:
-        ctx = initialize_config_dir(config_dir=where, version_base="1.3", job_name=job_name)
     try:
-        with ctx:
+        with hydra_context(job_name):
             return hydra_compose("config", overrides=overrides, return_hydra_config=return_hydra_config)
     finally:
         GlobalHydra.instance().clear()

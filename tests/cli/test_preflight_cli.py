@@ -74,11 +74,8 @@ def test_full_error_shows_traceback(tmp_path, cli_env):
     assert "launch.kind" in out.stderr, out.stderr
 
 
-@pytest.mark.xfail(reason="Hydra 1.3 turns an exception raised in a callback's on_run_start into a warning, so with"
-                          " HYDRA_FULL_ERROR=1 the job directory is created before the task re-validates and raises"
-                          " (llmpipe.hydra_callbacks / problems.exit_with)", strict=False)
 def test_full_error_writes_nothing(tmp_path, cli_env):
     env = dict(cli_env, HYDRA_FULL_ERROR="1")
     out, _ = _run(BASE + ["launch=fsdp"], tmp_path, env)
-    assert out.returncode != 0
+    assert out.returncode == 2
     assert list(tmp_path.iterdir()) == []

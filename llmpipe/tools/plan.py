@@ -1,0 +1,34 @@
+"""``llmpipe-tools plan [overrides...]``: the stage graph of a configuration, with fingerprints and what
+would run or come from the store, as a table or JSON. Imports no torch."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, as for python -m llmpipe (e.g. +recipe=demo)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from llmpipe.app import prepare
+    from llmpipe.pipeline.runner import Runner, compute_fingerprints
+    from llmpipe.pipeline.store import Store
+    from llmpipe.tools.recipes import compose
+
+    cfg = compose(list(args.overrides))
+    validated, plan = prepare(cfg)
+    store = Store(validated.obj.run.cache_root)
+    compute_fingerprints(plan, store.root)
+    runner = Runner(plan, store, lock=None, force=validated.obj.run.force)
+    if args.json:
+        data = plan.to_dict()
+        for node in plan.nodes:
+            data[node.id]["status"] = runner.status_of(node)
+            data[node.id]["reads"] = node.reads
+        print(json.dumps({"store": str(store.root), "stages": data}, indent=2, default=str))
+    else:
+        print(f"store: {store.root}")
+        print(runner.describe())
+    return 0
