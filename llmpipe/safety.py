@@ -203,10 +203,7 @@ def _hydra_settings(text: str) -> str | None:
     first = text.lstrip().splitlines()[0] if text.strip() else ""
     if first.startswith("# @package") and first.split()[-1].startswith("hydra"):
         return "declares `@package hydra`"
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None   # malformed files are reported by Hydra when they are used
+    doc = yaml.safe_load(text)   # YAMLError: the caller reports a malformed file
     if not isinstance(doc, dict):
         return None
     hydra = doc.get("hydra")
@@ -227,6 +224,8 @@ def _hydra_settings(text: str) -> str | None:
 
 def hydra_settings_in_recipes(argv: list[str]):
     """Problems for recipe-repository files that try to configure Hydra (checked before Hydra starts)."""
+    import yaml
+
     from llmpipe.config.problems import Problem
 
     problems = []
@@ -238,6 +237,12 @@ def hydra_settings_in_recipes(argv: list[str]):
             try:
                 why = _hydra_settings(path.read_text(encoding="utf-8"))
             except OSError:
+                continue
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+                problems.append(Problem(str(path), None, f"not valid YAML{where}: {getattr(e, 'problem', e)}",
+                                        fix="fix the file's YAML syntax", rule="recipe-yaml"))
                 continue
             if why:
                 problems.append(Problem(

@@ -18,7 +18,8 @@ class Problem:
     rule: str = ""                # id of the rule that found it
 
     def render(self) -> str:
-        lines = [f"  x {self.key} = {_show(self.value)}: {self.message}"]
+        shown = "" if self.value is None else f" = {_show(self.value)}"
+        lines = [f"  x {self.key}{shown}: {self.message}"]
         if self.allowed:
             lines.append(f"      allowed: {self.allowed}")
         if self.fix:
