@@ -11,7 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 from llmpipe.config.problems import Problem, exit_with
 
 # Errors whose message says everything: printed without a traceback (exit 1).
-_CLEAN_ERRORS = ("DataError", "ModelSourceError", "StoreError", "ExportError", "RewardApiError")
+_CLEAN_ERRORS = ("DataError", "ModelSourceError", "StoreError", "ExportError", "RewardApiError", "LaunchError",
+                 "InferenceError", "PromptTooLong", "PushError",
+                 # fine-tuning methods (llmpipe.models.*): settings that do not fit the loaded model
+                 "AdapterError", "FreezeError", "LlamaProError", "TokenSetupError", "PatchError", "ShiftAttnError",
+                 "QuantizationError",
+                 # preference stages (llmpipe.training.*): reference/reward models that cannot be used
+                 "ReferenceModelError", "RewardModelError", "PreferenceError")
 
 
 def _hydra_job() -> tuple[Path | None, Path | None, int | None, str]:
@@ -28,8 +34,9 @@ def _hydra_job() -> tuple[Path | None, Path | None, int | None, str]:
     return job_dir, sweep_dir, (hc.job.num if multirun else None), ",".join(hc.overrides.task)
 
 
-def prepare(cfg: DictConfig):
-    """Validation and planning shared by the app and the tools (no torch)."""
+def prepare(cfg: DictConfig, *, inference: bool = False):
+    """Validation and planning shared by the app and the tools (no torch). ``inference``: for chat/serve, a
+    configuration that asks for no stage is fine (it still names a model to talk to)."""
     from llmpipe.config.validate import validate
     from llmpipe.pipeline.dag import build_plan, plan_problems
 
@@ -37,6 +44,8 @@ def prepare(cfg: DictConfig):
     if problems:
         exit_with(problems)
     problems = plan_problems(validated.cfg)
+    if inference:
+        problems = [p for p in problems if not p.message.startswith("nothing to do")]
     if problems:
         exit_with(problems)
     return validated, build_plan(validated.cfg)
@@ -125,8 +134,14 @@ def _summary(plan, result, lock, obj, objective) -> None:
     print("llmpipe: summary")
     for node in plan.nodes:
         print(f"  {node.id:<14} {result.status[node.id]:<7} {result.seconds[node.id]:>8.2f}s  {result.outputs[node.id]}")
-    final = result.outputs[plan.nodes[-1].id]
-    print(f"  model:     {final}")
+    from llmpipe.infer.model_ref import final_model
+
+    final = final_model(plan, result.outputs)
+    if final is not None:
+        print(f"  model:     {final.adapters[-1] if final.adapters else final.model}")
+    for node in plan.nodes:
+        if node.kind.name == "predict":
+            print(f"  predictions: {result.outputs[node.id] / 'generated_predictions.jsonl'}")
     plots = [p for p in (result.outputs[n.id] / "loss.png" for n in plan.nodes if n.kind.name == "train") if p.exists()]
     for p in plots:
         print(f"  loss plot: {p}")

@@ -18,12 +18,13 @@ from llmpipe.config.families.ppo import PpoConfig
 from llmpipe.config.families.pref import PrefConfig
 from llmpipe.config.families.quantization import QuantizationConfig
 from llmpipe.config.families.run import RunConfig
+from llmpipe.config.families.serve import ServeConfig
 from llmpipe.config.families.train import TrainConfig
 from llmpipe.config.families.vision import VisionConfig
 
 FAMILIES = (
     "model", "data", "train", "lora", "freeze", "quantization", "galore", "badam", "pref", "ppo",
-    "export", "vision", "generate", "infer", "launch", "run", "pipeline",
+    "export", "vision", "generate", "infer", "launch", "run", "pipeline", "serve",
 )
 
 
@@ -46,6 +47,7 @@ class LlmpipeConfig:
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     run: RunConfig = field(default_factory=RunConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 def register_schema() -> None:

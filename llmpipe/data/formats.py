@@ -2,10 +2,11 @@
 
 Internal example::
 
-    {"messages": [{"role": "user"|"assistant"|"tool", "content": str}, ...],
-     "system": str | None, "tools": str | None,
+    {"messages": [{"role": "user"|"assistant"|"function_call"|"tool", "content": str}, ...],
+     "system": str | None, "tools": str | None,     # tools: canonical JSON (llmpipe.data.tools)
      "chosen": str, "rejected": str,      # kind == "pairwise" (messages end on a user turn)
      "label": bool,                       # kind == "kto" (messages end on the assistant completion)
+     "media": dict,                       # only when the dataset declares images/videos/audios columns
      "_row": int}                         # 0-based index of the source row (for reports)
 
 ``kind`` is what the rows are for: ``pt`` (any text), ``sft`` (ends on an assistant turn), ``pairwise``,
@@ -16,54 +17,19 @@ offenders (0-based row index in the source file).
 from __future__ import annotations
 
 import json
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Iterable
 
+from llmpipe.data.media import MediaError, check_media
+from llmpipe.data.report import MAX_EXAMPLES, BadRow, RowReport  # noqa: F401  (re-exported)
+from llmpipe.data.tools import ToolDataError, canonical_call, parse_tools
+
 KINDS = ("pt", "sft", "pairwise", "kto", "prompt")
-MAX_EXAMPLES = 5
-
-
-@dataclass
-class RowReport:
-    dataset: str
-    total: int = 0
-    kept: int = 0
-    reasons: Counter = field(default_factory=Counter)
-    examples: list = field(default_factory=list)  # [{"row": int, "reason": str}], first MAX_EXAMPLES
-    notes: Counter = field(default_factory=Counter)  # kept rows that were changed (e.g. truncated)
-
-    def bad(self, row: int, reason: str) -> None:
-        self.reasons[reason] += 1
-        if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append({"row": row, "reason": reason})
-
-    @property
-    def dropped(self) -> int:
-        return sum(self.reasons.values())
-
-    def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "total": self.total, "kept": self.kept, "dropped": self.dropped,
-                "reasons": dict(self.reasons), "examples": list(self.examples), "notes": dict(self.notes)}
-
-    def summary(self) -> str:
-        head = f"dataset {self.dataset!r}: {self.kept}/{self.total} rows kept"
-        lines = [head + (f", {self.dropped} dropped" if self.dropped else "")]
-        lines += [f"  {n} x {r}" for r, n in self.reasons.most_common()]
-        lines += [f"  e.g. row {e['row']}: {e['reason']}" for e in self.examples]
-        lines += [f"  note: {n} x {r}" for r, n in self.notes.most_common()]
-        return "\n".join(lines)
+ANSWER_ROLES = ("assistant", "function_call")
+TRUE, FALSE = ("true", "1"), ("false", "0")  # csv cells hold text
 
 
 class _Bad(Exception):
     pass
-
-
-class BadRow:
-    """Placeholder for a source row that could not be parsed (e.g. a broken JSONL line)."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
 
 
 def _text(value, what: str, required: bool = True) -> str | None:
@@ -80,10 +46,21 @@ def _text(value, what: str, required: bool = True) -> str | None:
     return value
 
 
-def _tools(value) -> str | None:
-    if value in (None, "", []):
+def _tools(row: dict, cols: dict) -> str | None:
+    if not cols.get("tools"):
         return None
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    try:
+        return parse_tools(row.get(cols["tools"]))
+    except ToolDataError as e:
+        raise _Bad(str(e)) from None
+
+
+def _kto_tag(tag) -> bool:
+    if isinstance(tag, bool) or (isinstance(tag, int) and tag in (0, 1)):
+        return bool(tag)
+    if isinstance(tag, str) and tag.strip().lower() in TRUE + FALSE:  # csv cells are strings
+        return tag.strip().lower() in TRUE
+    raise _Bad(f"kto_tag is {tag!r}, not a boolean")
 
 
 def _finish(ex: dict, msgs: list[dict], kind: str, row: dict, spec) -> dict:
@@ -94,12 +71,12 @@ def _finish(ex: dict, msgs: list[dict], kind: str, row: dict, spec) -> dict:
     if kind == "pt":
         ex["messages"] = msgs
         return ex
-    if kind == "prompt" and msgs[-1]["role"] == "assistant":
+    if kind == "prompt" and msgs[-1]["role"] in ANSWER_ROLES:
         msgs = msgs[:-1]
     if kind in ("pairwise", "prompt"):
-        if not msgs or msgs[-1]["role"] == "assistant":
+        if not msgs or msgs[-1]["role"] in ANSWER_ROLES:
             raise _Bad("prompt must end on a user turn")
-    elif msgs[-1]["role"] != "assistant":
+    elif msgs[-1]["role"] not in ANSWER_ROLES:
         raise _Bad("conversation must end on an assistant turn")
     if kind == "pairwise":
         if not spec.ranking:
@@ -107,11 +84,7 @@ def _finish(ex: dict, msgs: list[dict], kind: str, row: dict, spec) -> dict:
         for key in ("chosen", "rejected"):
             ex[key] = _pref(row.get(cols.get(key, key)), key, spec)
     if kind == "kto":
-        tag = row.get(cols.get("kto_tag", "kto_tag"))
-        if isinstance(tag, bool) or (isinstance(tag, int) and tag in (0, 1)):
-            ex["label"] = bool(tag)
-        else:
-            raise _Bad(f"kto_tag is {tag!r}, not a boolean")
+        ex["label"] = _kto_tag(row.get(cols.get("kto_tag", "kto_tag")))
     ex["messages"] = msgs
     return ex
 
@@ -126,12 +99,21 @@ def _pref(value, key: str, spec) -> str:
     return _text(value, f"{key} response")
 
 
+def _maybe_json(value, what: str):
+    if isinstance(value, str) and value.lstrip().startswith(("[", "{")):  # csv cells hold JSON text
+        try:
+            return json.loads(value)
+        except ValueError as e:
+            raise _Bad(f"{what} is not valid JSON ({e.msg})") from None
+    return value
+
+
 def _alpaca(row: dict, spec, kind: str) -> dict:
     c = spec.columns
     prompt = _text(row.get(c.get("prompt", "instruction")), f"prompt (column {c.get('prompt')!r})")
     query = _text(row.get(c["query"]), "query", required=False) if c.get("query") else None
     msgs: list[dict] = []
-    hist = row.get(c["history"]) if c.get("history") else None
+    hist = _maybe_json(row.get(c["history"]), "history") if c.get("history") else None
     if hist:
         if not isinstance(hist, list) or not all(isinstance(t, (list, tuple)) and len(t) == 2 for t in hist):
             raise _Bad("history must be a list of [prompt, response] pairs")
@@ -143,19 +125,27 @@ def _alpaca(row: dict, spec, kind: str) -> dict:
         rc = c.get("response", "output")
         msgs.append({"role": "assistant", "content": _text(row.get(rc), f"response (column {rc!r})")})
     ex = {"system": _text(row.get(c["system"]), "system", False) if c.get("system") else None,
-          "tools": _tools(row.get(c["tools"])) if c.get("tools") else None}
+          "tools": _tools(row, c)}
     return _finish(ex, msgs, kind, row, spec)
+
+
+def _openai_calls(m: dict, i: int, ct: str) -> str:
+    text = _text(m.get(ct), f"content of message {i}", required=False)
+    try:
+        return canonical_call(m["tool_calls"], text)
+    except ToolDataError as e:
+        raise _Bad(f"message {i}: {e}") from None
 
 
 def _chat(row: dict, spec, kind: str) -> dict:
     c, t = spec.columns, spec.tags
     col = c.get("messages", "messages")
-    raw = row.get(col)
+    raw = _maybe_json(row.get(col), f"column {col!r}")
     if not isinstance(raw, list):
         raise _Bad(f"column {col!r} is {'missing' if raw is None else type(raw).__name__}, not a list of messages")
     rt, ct = t.get("role_tag", "role"), t.get("content_tag", "content")
     user_like = {t.get("user_tag", "user"): "user", t.get("observation_tag", "tool"): "tool"}
-    asst_like = {t.get("assistant_tag", "assistant"): "assistant", t.get("function_tag", "function_call"): "assistant"}
+    asst_like = {t.get("assistant_tag", "assistant"): "assistant", t.get("function_tag", "function_call"): "function_call"}
     system = _text(row.get(c["system"]), "system", False) if c.get("system") else None
     if raw and isinstance(raw[0], dict) and raw[0].get(rt) == t.get("system_tag", "system"):
         system, raw = _text(raw[0].get(ct), "system message", False), raw[1:]
@@ -169,33 +159,54 @@ def _chat(row: dict, spec, kind: str) -> dict:
             where = "an odd" if i % 2 == 0 else "an even"
             raise _Bad(f"message {i} has role {role!r} at {where} position"
                        if role in other else f"message {i} has unknown role {role!r}")
-        msgs.append({"role": expect[role], "content": _text(m.get(ct), f"content of message {i}")})
-    ex = {"system": system, "tools": _tools(row.get(c["tools"])) if c.get("tools") else None}
+        role = expect[role]
+        if role == "assistant" and m.get("tool_calls"):  # openai: an assistant turn that calls tools
+            msgs.append({"role": "function_call", "content": _openai_calls(m, i, ct)})
+            continue
+        content = _text(m.get(ct), f"content of message {i}")
+        if role == "function_call":
+            try:
+                content = canonical_call(content)
+            except ToolDataError as e:
+                raise _Bad(f"message {i}: {e}") from None
+        msgs.append({"role": role, "content": content})
+    ex = {"system": system, "tools": _tools(row, c)}
     return _finish(ex, msgs, kind, row, spec)
 
 
 CONVERTERS = {"alpaca": _alpaca, "sharegpt": _chat, "openai": _chat}
 
 
-def convert_rows(rows: Iterable[dict], spec, kind: str, indices: Iterable[int] | None = None
+def convert_row(row, spec, kind: str, index: int, media_root=None) -> dict:
+    """One internal example, or ``_Bad`` with the reason."""
+    if isinstance(row, BadRow):
+        raise _Bad(row.reason)
+    if not isinstance(row, dict):
+        raise _Bad(f"row is {type(row).__name__}, not an object")
+    ex = CONVERTERS[spec.formatting](row, spec, kind)
+    if any(spec.columns.get(k) for k in ("images", "videos", "audios")):
+        try:
+            media = check_media(row, spec, ex["messages"], media_root)
+        except MediaError as e:
+            raise _Bad(str(e)) from None
+        if media:
+            ex["media"] = media
+    ex["_row"] = index
+    return ex
+
+
+def convert_rows(rows: Iterable, spec, kind: str, indices: Iterable[int] | None = None, media_root=None
                  ) -> tuple[list[dict], RowReport]:
     """Convert raw rows of dataset ``spec`` for ``kind``; returns (examples, RowReport)."""
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}; allowed: {KINDS}")
-    fn = CONVERTERS[spec.formatting]
     report, out = RowReport(spec.name), []
     rows = list(rows)
     idx = list(indices) if indices is not None else range(len(rows))
     for i, row in zip(idx, rows):
         report.total += 1
         try:
-            if isinstance(row, BadRow):
-                raise _Bad(row.reason)
-            if not isinstance(row, dict):
-                raise _Bad(f"row is {type(row).__name__}, not an object")
-            ex = fn(row, spec, kind)
-            ex["_row"] = i
-            out.append(ex)
+            out.append(convert_row(row, spec, kind, i, media_root))
         except _Bad as e:
             report.bad(i, str(e))
     report.kept = len(out)

@@ -1,27 +1,28 @@
-"""Load, convert, process and mix datasets for a run: ``build_datasets(cfg, tokenizer)``.
+"""Load, convert, tokenize, mix, split and pack the datasets of a run: ``build_datasets(cfg, tokenizer)``.
 
-Per dataset: registry lookup -> raw rows -> ``num_samples`` (seeded resample) -> ``max_samples``
-(first N) -> format conversion -> processor; then the datasets are mixed (``data.mix_strategy``) and
-the evaluation split is taken from ``data.eval_dataset`` or ``data.val_size``. Bad rows are reported
-per dataset (logged, and returned in the DataReport for the lock file); a dataset left empty is a
-DataError naming it.
+Per dataset: registry lookup -> raw rows -> ``num_samples`` (seeded resample) -> ``max_samples`` (first
+N) -> format conversion -> tokenization (``datasets.map``, batched, ``preprocessing_num_workers``
+processes). Then the datasets are mixed (``data.mix_strategy``), the evaluation split is taken
+(``data.eval_dataset`` or ``data.val_size``) and train and eval are packed (or truncated) separately.
+Bad rows are counted per dataset and split and returned in the DataReport (the load stage writes it
+to data_report.json and logs it); a dataset left empty is a DataError naming it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from llmpipe.data import processors as P
 from llmpipe.data.errors import DataError
-from llmpipe.data.formats import BadRow, convert_rows
+from llmpipe.data.formats import convert_rows
+from llmpipe.data.options import STAGE_KIND, DataOptions, split_names  # noqa: F401  (re-exported)
 from llmpipe.data.registry import DatasetSpec, data_identity, find_dataset, known_names
-from llmpipe.data.templates import apply_template
+from llmpipe.data.report import RowReport
+from llmpipe.data.sources import read_rows  # noqa: F401  (re-exported)
+from llmpipe.data.templates import apply_template, check_template_fits, template_default_system
+from llmpipe.data.tools import resolve_tool_format
 
 log = logging.getLogger("llmpipe.data")
-STAGE_KIND = {"pt": "pt", "sft": "sft", "rm": "pairwise", "dpo": "pairwise", "kto": "kto", "ppo": "prompt"}
 KINDS = ("pt", "sft", "pairwise", "kto", "prompt")
 
 
@@ -29,16 +30,16 @@ KINDS = ("pt", "sft", "pairwise", "kto", "prompt")
 class DataReport:
     datasets: list = field(default_factory=list)  # RowReport per dataset and split
     identities: dict = field(default_factory=dict)  # name -> data_identity
-    rows: dict = field(default_factory=dict)  # split -> number of processed rows
+    rows: dict = field(default_factory=dict)  # split -> number of training sequences
+    packing: dict = field(default_factory=dict)  # split -> {examples, sequences, tokens, fill}
 
     def extend(self, other: "DataReport") -> None:
         self.datasets += other.datasets
         self.identities.update(other.identities)
-        self.rows.update(other.rows)
 
     def to_dict(self) -> dict:
         return {"datasets": [r.to_dict() for r in self.datasets], "identities": dict(self.identities),
-                "rows": dict(self.rows)}
+                "rows": dict(self.rows), "packing": dict(self.packing)}
 
     def summary(self) -> str:
         return "\n".join(r.summary() for r in self.datasets)
@@ -47,93 +48,19 @@ class DataReport:
 @dataclass
 class Bundle:
     train: object  # datasets.Dataset
-    eval: object  # datasets.Dataset | None
+    eval: object  # datasets.Dataset | None (all evaluation data, mixed)
     report: DataReport
+    eval_each: dict | None = None  # name -> datasets.Dataset, with data.eval_on_each_dataset
 
 
-def _get(cfg, dotted: str, default=None):
-    obj = cfg
-    for part in dotted.split("."):
-        obj = obj.get(part, None) if isinstance(obj, dict) else getattr(obj, part, None)
-        if obj is None:
-            return default
-    return obj
-
-
-def split_names(value) -> list[str]:
-    if not value:
-        return []
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return [s.strip() for s in items if str(s).strip()]
-
-
-def _read_file(path: Path, ftype: str) -> list:
-    """Rows of one file; unreadable JSONL lines become BadRow placeholders."""
-    if ftype == "json":
-        text = path.read_text(encoding="utf-8")
-        if text.lstrip().startswith("["):
-            try:
-                data = json.loads(text)
-            except ValueError as e:
-                raise DataError(f"{path}: not valid JSON ({e})") from None
-            if not isinstance(data, list):
-                raise DataError(f"{path}: must hold a JSON list of rows (or JSON lines)")
-            return data
-        rows = []
-        for line in (ln for ln in text.splitlines() if ln.strip()):
-            try:
-                rows.append(json.loads(line))
-            except ValueError as e:
-                rows.append(BadRow(f"line is not valid JSON ({e.msg})"))
-        return rows
-    if ftype == "text":
-        return [{"text": ln} for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    import pyarrow as pa
-
-    if ftype == "csv":
-        import pyarrow.csv as pcsv
-
-        return pcsv.read_csv(path).to_pylist()
-    if ftype == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    with pa.memory_map(str(path)) as src:
-        try:
-            return pa.ipc.open_stream(src).read_all().to_pylist()
-        except pa.ArrowInvalid:
-            return pa.ipc.open_file(src).read_all().to_pylist()
-
-
-def read_rows(spec: DatasetSpec) -> list:
-    """Raw rows of a dataset (BadRow placeholders where a line could not be parsed)."""
-    if spec.source_kind == "hub":
-        import datasets
-
-        ds = datasets.load_dataset(spec.source, name=spec.subset, split=spec.split, revision=spec.revision,
-                                   data_dir=spec.folder)
-        return ds.to_list()
-    if spec.source_kind != "file":
-        raise DataError(f"dataset {spec.name!r}: {spec.source_kind} sources ({spec.source}) are not supported")
-    root = Path(spec.source)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".md")
-    rows = []
-    for f in files:
-        rows += _read_file(f, spec.file_type or "json")
-    return rows
-
-
-def _select(rows: list, spec: DatasetSpec, max_samples, seed: int) -> list[int]:
-    idx = list(range(len(rows)))
-    n = spec.num_samples
-    if n is not None and n != len(idx):
-        rng = random.Random(f"{seed}:{spec.name}")
-        idx = sorted(rng.sample(idx, n)) if n < len(idx) else idx + [rng.randrange(len(rows)) for _ in range(n - len(idx))]
-    return idx[:max_samples] if max_samples else idx
-
-
-def _check_kind(spec: DatasetSpec, kind: str, stage: str | None) -> None:
-    what = f"stage {stage}" if stage else f"{kind} data"
+def resolve_spec(name: str, opts: DataOptions) -> DatasetSpec:
+    """The registry entry of dataset ``name``, checked against the stage's kind of data."""
+    spec = find_dataset(name, opts.dataset_dir)
+    if spec is None:
+        known = ", ".join(known_names(opts.dataset_dir)) or "none"
+        raise DataError(f"dataset {name!r} is not in {opts.dataset_dir}/dataset_info.json nor in the bundled "
+                        f"registry, and is not a file or folder; known names: {known}")
+    kind, what = opts.kind, f"stage {opts.stage}"
     if kind == "pairwise" and not spec.ranking:
         raise DataError(f"dataset {spec.name!r} is not a preference dataset (ranking: false), but {what} needs "
                         "chosen/rejected data registered with ranking: true")
@@ -141,118 +68,209 @@ def _check_kind(spec: DatasetSpec, kind: str, stage: str | None) -> None:
         raise DataError(f"dataset {spec.name!r} is a preference dataset (ranking: true); {what} cannot use it")
     if kind == "kto" and not spec.kto:
         raise DataError(f"dataset {spec.name!r} has no kto_tag column; {what} needs one (columns.kto_tag)")
+    return spec
 
 
-def _process(examples, tokenizer, kind, cfg, report, idx):
-    data = lambda k, d=None: _get(cfg, "data." + k, d)  # noqa: E731
-    common = dict(default_system=data("default_system"))
-    if kind == "sft":
-        return P.process_supervised(examples, tokenizer, cutoff_len=data("cutoff_len"),
-                                    train_on_prompt=bool(data("train_on_prompt", False)),
-                                    mask_history=bool(data("mask_history", False)), report=report, indices=idx,
-                                    batch_size=data("preprocessing_batch_size", 1000), **common)
-    if kind == "pt":
-        packing = data("packing")
-        return P.process_pretrain(examples, tokenizer, cutoff_len=data("cutoff_len"),
-                                  packing=True if packing is None else bool(packing), report=report, indices=idx)
-    fn = {"pairwise": P.process_pairwise, "kto": P.process_kto, "prompt": P.process_prompt}[kind]
-    return fn(examples, **common)
+def prepare_tokenizer(tokenizer, opts: DataOptions) -> dict:
+    """Check that data.template fits ``tokenizer`` and put it on (in place); the processors' options."""
+    if opts.kind == "pt":
+        return {"truncate_to": None if opts.packing else opts.cutoff_len}
+    problem = check_template_fits(tokenizer, opts.template)
+    if problem:
+        raise DataError(problem)
+    apply_template(tokenizer, opts.template, opts.default_system)
+    return {"default_system": opts.default_system or template_default_system(opts.template),
+            "tool_format": resolve_tool_format(opts.tool_format, opts.template), "cutoff_len": opts.cutoff_len,
+            "train_on_prompt": opts.train_on_prompt, "mask_history": opts.mask_history}
 
 
-def _mix(parts: list, cfg, seed: int):
+def select_rows(n_rows: int, spec: DatasetSpec, opts: DataOptions) -> list[int]:
+    """Row indices after ``num_samples`` (seeded, with replacement beyond the size) and ``max_samples``."""
+    idx = list(range(n_rows))
+    n = spec.num_samples
+    if n is not None and n != len(idx) and n_rows:
+        rng = random.Random(f"{opts.seed}:{spec.name}")
+        idx = sorted(rng.sample(idx, n)) if n < len(idx) else idx + [rng.randrange(n_rows) for _ in range(n - len(idx))]
+    return idx[:opts.max_samples] if opts.max_samples else idx
+
+
+def refuse_media(examples: list[dict], rep: RowReport) -> None:
+    with_media = sum(1 for ex in examples if ex.get("media"))
+    if with_media:
+        raise DataError(f"dataset {rep.dataset!r}: {with_media} rows carry images/videos/audios, and multimodal "
+                        "training is not part of this build (the media would be ignored). The media check "
+                        f"itself passed for them:\n{rep.summary()}")
+
+
+def convert_dataset(spec: DatasetSpec, opts: DataOptions, split: str) -> tuple[list[dict], RowReport]:
+    rows = read_rows(spec)
+    idx = select_rows(len(rows), spec, opts)
+    examples, rep = convert_rows([rows[i] for i in idx], spec, opts.kind, idx, opts.media_root)
+    rep.split = split
+    if not rows:
+        raise DataError(f"dataset {spec.name!r} is empty: {spec.source} holds no rows")
+    if not examples:
+        raise DataError(f"dataset {spec.name!r} has no usable rows for {opts.kind}:\n{rep.summary()}")
+    refuse_media(examples, rep)
+    return examples, rep
+
+
+def tokenize_examples(examples: list[dict], tokenizer, opts: DataOptions, proc: dict, rep: RowReport):
+    """Tokenized ``datasets.Dataset`` of sft/pt examples; bad rows go to ``rep``."""
+    import datasets
+    import pyarrow.compute as pc
+
+    from llmpipe.data.processors import tokenize_batch
+
+    cols = ("messages", "system", "tools", "_row")
+    ds = datasets.Dataset.from_list([{k: ex.get(k) for k in cols} for ex in examples])
+    ds = ds.map(tokenize_batch, batched=True, batch_size=opts.preprocessing_batch_size,
+                num_proc=opts.preprocessing_num_workers, remove_columns=list(cols),
+                fn_kwargs={"tokenizer": tokenizer, "kind": opts.kind, **proc}, desc=f"tokenizing {rep.dataset}")
+    bad, rows = ds["_bad"], ds["_row"]
+    for r, b in zip(rows, bad):
+        if b:
+            rep.bad(r, b)
+    lengths = pc.list_value_length(ds.data.column("_notes")).to_pylist()
+    if any(lengths):
+        for notes in ds["_notes"]:
+            rep.notes.update(notes)
+    good = [i for i, b in enumerate(bad) if not b]
+    if len(good) != len(ds):
+        ds = ds.select(good)
+    return ds.remove_columns(["_row", "_bad", "_notes"])
+
+
+def process_dataset(examples: list[dict], tokenizer, opts: DataOptions, proc: dict, rep: RowReport):
+    import datasets
+
+    from llmpipe.data import processors as P
+
+    if opts.kind in ("pt", "sft"):
+        ds = tokenize_examples(examples, tokenizer, opts, proc, rep)
+    else:
+        fn = {"pairwise": P.process_pairwise, "kto": P.process_kto, "prompt": P.process_prompt}[opts.kind]
+        ds = datasets.Dataset.from_list(fn(examples, **proc))
+    rep.kept = len(ds)
+    if rep.dropped:
+        log.warning("%s", rep.summary())
+    else:
+        log.debug("%s", rep.summary())
+    if not len(ds):
+        raise DataError(f"dataset {rep.dataset!r} has no usable rows for {opts.kind}:\n{rep.summary()}")
+    return ds
+
+
+def load_parts(names, tokenizer, opts: DataOptions, proc: dict, split: str) -> tuple[list, DataReport]:
+    """[(name, processed dataset)] for ``names``, with their reports."""
+    report, parts = DataReport(), []
+    for name in names:
+        spec = resolve_spec(name, opts)
+        examples, rep = convert_dataset(spec, opts, split)
+        parts.append((name, process_dataset(examples, tokenizer, opts, proc, rep)))
+        report.datasets.append(rep)
+        report.identities[name] = data_identity(spec)
+    return parts, report
+
+
+def mix(parts: list, opts: DataOptions):
+    """One dataset from several (``datasets.Dataset`` or ``IterableDataset``) by ``data.mix_strategy``."""
     import datasets
 
     if len(parts) == 1:
         return parts[0]
-    strategy = _get(cfg, "data.mix_strategy", "concat") or "concat"
-    if strategy == "concat":
+    if opts.mix_strategy == "concat":
         return datasets.concatenate_datasets(parts)
     stop = {"interleave_under": "first_exhausted", "interleave_over": "all_exhausted",
-            "interleave_once": "all_exhausted_without_replacement"}.get(strategy)
+            "interleave_once": "all_exhausted_without_replacement"}.get(opts.mix_strategy)
     if stop is None:
-        raise DataError(f"data.mix_strategy={strategy!r}; allowed: concat, interleave_under, interleave_over, "
-                        "interleave_once")
-    probs = _get(cfg, "data.interleave_probs")
-    if isinstance(probs, str):
-        probs = probs.split(",")
-    probs = [float(p) for p in probs if str(p).strip()] if probs is not None else None
+        raise DataError(f"data.mix_strategy={opts.mix_strategy!r}; allowed: concat, interleave_under, "
+                        "interleave_over, interleave_once")
+    probs = list(opts.interleave_probs) if opts.interleave_probs else None
     if probs is not None and len(probs) != len(parts):
         raise DataError(f"data.interleave_probs has {len(probs)} values for {len(parts)} datasets")
-    return datasets.interleave_datasets(parts, probabilities=probs, seed=seed, stopping_strategy=stop)
+    return datasets.interleave_datasets(parts, probabilities=probs, seed=opts.seed, stopping_strategy=stop)
 
 
-def load_split(cfg, names: list[str], tokenizer, kind: str):
-    """Load datasets ``names`` for ``kind`` (pt, sft, pairwise, kto, prompt) -> (datasets.Dataset, DataReport).
-
-    Puts ``data.template`` on the tokenizer (in place) for every kind but pt.
-    """
+def concat(parts: list):
     import datasets
 
-    if kind not in KINDS:
-        raise DataError(f"unknown data kind {kind!r}; allowed: {', '.join(KINDS)}")
-    names = split_names(names)
-    if not names:
-        raise DataError("data.dataset is empty: name at least one dataset")
-    dataset_dir = _get(cfg, "data.dataset_dir", "data")
-    seed = int(_get(cfg, "train.seed", 42))
-    stage = _get(cfg, "train.stage")
-    if kind != "pt":
-        apply_template(tokenizer, _get(cfg, "data.template"), _get(cfg, "data.default_system"))
-    report, parts = DataReport(), []
-    for name in names:
-        spec = find_dataset(name, dataset_dir)
-        if spec is None:
-            known = ", ".join(known_names(dataset_dir)) or "none"
-            raise DataError(f"dataset {name!r} is not in {dataset_dir}/dataset_info.json nor in the bundled "
-                            f"registry, and is not a file or folder; known names: {known}")
-        _check_kind(spec, kind, stage)
-        rows = read_rows(spec)
-        idx = _select(rows, spec, _get(cfg, "data.max_samples"), seed)
-        examples, rep = convert_rows([rows[i] for i in idx], spec, kind, idx)
-        if not examples:
-            log.warning("%s", rep.summary())
-            raise DataError(f"dataset {name!r} has no usable rows for {kind}:\n{rep.summary()}")
-        processed = _process(examples, tokenizer, kind, cfg, rep, [e["_row"] for e in examples])
-        if kind in ("pairwise", "kto", "prompt"):
-            rep.kept = len(processed)
-        report.datasets.append(rep)
-        report.identities[name] = data_identity(spec)
-        if rep.dropped:
-            log.warning("%s", rep.summary())
-        elif rep.notes:
-            log.info("%s", rep.summary())
-        if not processed:
-            raise DataError(f"dataset {name!r} has no usable rows for {kind}:\n{rep.summary()}")
-        parts.append(datasets.Dataset.from_list(processed))
-    return _mix(parts, cfg, seed), report
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def val_count(val: float, n: int) -> int:
+    if val < 0 or (val >= 1 and val != int(val)):
+        raise DataError(f"data.val_size={val}: a fraction in (0, 1) or a whole number of rows")
+    k = int(val) if val >= 1 else round(val * n)
+    if k < 1 or k >= n:
+        raise DataError(f"data.val_size={val} leaves no training or no evaluation rows ({n} rows)")
+    return k
+
+
+def shape(ds, opts: DataOptions, split: str, report: DataReport):
+    """Pack (or truncate) tokenized pt/sft rows and add attention_mask; other kinds pass through."""
+    if opts.kind not in ("pt", "sft"):
+        return ds
+    import pyarrow.compute as pc
+
+    from llmpipe.data.packing import shape_batch
+
+    n = len(ds)
+    ds = ds.map(shape_batch, batched=True, batch_size=opts.preprocessing_batch_size,
+                num_proc=opts.preprocessing_num_workers, remove_columns=ds.column_names,
+                fn_kwargs={"kind": opts.kind, "cutoff_len": opts.cutoff_len, "packing": opts.packing,
+                           "neat": opts.neat_packing}, desc=f"packing {split}" if opts.packing else None)
+    if opts.packing:
+        tokens = pc.sum(pc.list_value_length(ds.data.column("input_ids"))).as_py() or 0
+        report.packing[split] = {"examples": n, "sequences": len(ds), "tokens": tokens,
+                                 "fill": round(tokens / max(1, len(ds) * (opts.cutoff_len or 1)), 4),
+                                 "neat": opts.neat_packing}
+    return ds
+
+
+def _quiet():
+    import contextlib
+
+    import datasets
+
+    @contextlib.contextmanager
+    def ctx():
+        was = datasets.utils.logging.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+        try:
+            yield
+        finally:
+            if was:
+                datasets.enable_progress_bars()
+    return ctx()
 
 
 def build_datasets(cfg, tokenizer) -> Bundle:
-    """Train and eval datasets for ``cfg.train.stage`` from ``data.dataset`` / ``data.eval_dataset`` /
-    ``data.val_size``."""
-    stage = _get(cfg, "train.stage", "sft")
-    if stage not in STAGE_KIND:
-        raise DataError(f"train.stage={stage!r} has no data kind; known: {', '.join(STAGE_KIND)}")
-    kind = STAGE_KIND[stage]
-    names = split_names(_get(cfg, "data.dataset"))
-    if not names:
+    """Train and eval datasets for ``train.stage`` from ``data.dataset`` / ``data.eval_dataset`` /
+    ``data.val_size`` (``cfg`` may also be a DataOptions)."""
+    opts = cfg if isinstance(cfg, DataOptions) else DataOptions.from_cfg(cfg)
+    if opts.kind not in KINDS:
+        raise DataError(f"train.stage={opts.stage!r} has no data kind; known: {', '.join(STAGE_KIND)}")
+    if not opts.dataset:
         raise DataError("data.dataset is empty: name at least one dataset (comma-separated)")
-    train, report = load_split(cfg, names, tokenizer, kind)
-    eval_names = split_names(_get(cfg, "data.eval_dataset"))
-    val = float(_get(cfg, "data.val_size", 0) or 0)
-    ev = None
-    if eval_names:
-        if val:
-            raise DataError("set either data.val_size or data.eval_dataset, not both")
-        ev, erep = load_split(cfg, eval_names, tokenizer, kind)
-        report.extend(erep)
-    elif val:
-        if val >= 1 and val != int(val) or val < 0:
-            raise DataError(f"data.val_size={val}: a fraction in (0, 1) or a whole number of rows")
-        n = int(val) if val >= 1 else val
-        if (n if val >= 1 else round(val * len(train))) >= len(train) or (val < 1 and round(val * len(train)) < 1):
-            raise DataError(f"data.val_size={val} leaves no training or no evaluation rows ({len(train)} rows)")
-        parts = train.train_test_split(test_size=n, seed=int(_get(cfg, "train.seed", 42)), shuffle=True)
-        train, ev = parts["train"], parts["test"]
+    if opts.eval_dataset and opts.val_size:
+        raise DataError("set either data.val_size or data.eval_dataset, not both")
+    for name in opts.dataset + opts.eval_dataset:  # every name and kind checked before any work
+        resolve_spec(name, opts)
+    with _quiet():
+        proc = prepare_tokenizer(tokenizer, opts)
+        parts, report = load_parts(opts.dataset, tokenizer, opts, proc, "train")
+        train, ev, each = mix([p for _, p in parts], opts), None, None
+        if opts.eval_dataset:
+            eparts, erep = load_parts(opts.eval_dataset, tokenizer, opts, proc, "eval")
+            report.extend(erep)
+            ev = concat([p for _, p in eparts])  # evaluation covers every example once: never interleaved
+            if opts.eval_on_each_dataset:
+                each = {name: shape(p, opts, f"eval:{name}", report) for name, p in eparts}
+        elif opts.val_size:
+            cut = train.train_test_split(test_size=val_count(opts.val_size, len(train)), seed=opts.seed, shuffle=True)
+            train, ev = cut["train"], cut["test"]
+        train = shape(train, opts, "train", report)
+        ev = shape(ev, opts, "eval", report) if ev is not None else None
     report.rows = {"train": len(train), **({"eval": len(ev)} if ev is not None else {})}
-    return Bundle(train, ev, report)
+    return Bundle(train, ev, report, each)

@@ -3,9 +3,13 @@
 * supervised: chat-template tokenization, ``labels`` -100 on prompt tokens (unless ``train_on_prompt``),
   every assistant turn trained (only the last with ``mask_history``), ``cutoff_len`` truncation that
   keeps the response where possible; rows left with no trainable token are dropped and reported.
-* pretraining: text + eos; with ``packing`` concatenated and cut into ``cutoff_len`` blocks (the
-  shorter tail block is kept), else each document truncated.
+* pretraining: text + eos per document (packing / truncation: llmpipe.data.packing).
 * pairwise / kto / prompt: TRL's conversational formats (TRL tokenizes them itself).
+
+``tokenize_batch`` is the batched function the loader runs with ``datasets.map`` (batched,
+``preprocessing_batch_size`` rows per call, ``preprocessing_num_workers`` processes); it marks bad rows in
+a ``_bad`` column instead of dropping them, so the loader can count and report them. The list functions
+(``process_supervised``, ``process_pretrain``) are the same code for in-memory use.
 
 The conversation is split into (source, target) text pieces by rendering message prefixes with the
 chat template; each piece is tokenized on its own, so the labels never depend on offsets.
@@ -13,19 +17,16 @@ chat template; each piece is tokenized on its own, so the labels never depend on
 from __future__ import annotations
 
 from llmpipe.data.errors import DataError
-from llmpipe.data.formats import RowReport
+from llmpipe.data.report import RowReport
+from llmpipe.data.tools import render_messages
 
 IGNORE_INDEX = -100
-TOOLS_HEADER = "\n\nYou have access to the following tools:\n"
 
 
-def chat_messages(ex: dict, default_system: str | None = None) -> list[dict]:
-    """The example's messages with its system prompt (or ``default_system``) and tools in front."""
-    system = ex.get("system") or default_system
-    if ex.get("tools"):
-        system = (system or "") + TOOLS_HEADER + ex["tools"]
-    msgs = [dict(m) for m in ex["messages"]]
-    return ([{"role": "system", "content": system}] if system else []) + msgs
+def chat_messages(ex: dict, default_system: str | None = None, tool_format: str = "default") -> list[dict]:
+    """Plain role/content messages: the example's system prompt (or ``default_system``) with its tools,
+    then the turns with tool calls and results rendered in ``tool_format``."""
+    return render_messages(ex["messages"], ex.get("system") or default_system, ex.get("tools"), tool_format)
 
 
 def _render(tokenizer, msgs: list[dict], gen: bool) -> str:
@@ -48,7 +49,8 @@ def turn_pieces(tokenizer, msgs: list[dict]) -> list[tuple[str, str]]:
 
 
 def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int, int]:
-    """How many source/target tokens to keep (LLaMA-Factory's rule: short targets are kept whole)."""
+    """How many source/target tokens to keep: a short target is kept whole, a short source is kept whole,
+    two long ones share the budget in proportion."""
     if target_len * 2 < cutoff_len:
         max_target = cutoff_len
     elif source_len * 2 < cutoff_len:
@@ -90,35 +92,21 @@ def encode_turns(pairs: list[tuple[list[int], list[int]]], cutoff_len: int | Non
     return input_ids, labels, sorted(set(notes))
 
 
-def _indices(n: int, indices):
-    return list(indices) if indices is not None else list(range(n))
-
-
-def process_supervised(examples: list[dict], tokenizer, *, cutoff_len: int | None = None,
-                       train_on_prompt: bool = False, mask_history: bool = False,
-                       default_system: str | None = None, report: RowReport | None = None,
-                       indices=None, batch_size: int = 1000) -> list[dict]:
-    """Tokenize SFT examples into input_ids / attention_mask / labels."""
-    report = report if report is not None else RowReport("?")
-    idx = _indices(len(examples), indices)
-    out = []
-    for start in range(0, len(examples), max(1, batch_size or 1000)):
-        batch = examples[start:start + (batch_size or 1000)]
-        pieces = [turn_pieces(tokenizer, chat_messages(ex, default_system)) for ex in batch]
-        flat = [s for p in pieces for pair in p for s in pair]
-        ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
-        pos = 0
-        for j, p in enumerate(pieces):
-            pairs = [(ids[pos + 2 * q], ids[pos + 2 * q + 1]) for q in range(len(p))]
-            pos += 2 * len(p)
-            input_ids, labels, notes = encode_turns(pairs, cutoff_len, train_on_prompt, mask_history)
-            if all(x == IGNORE_INDEX for x in labels):
-                report.bad(idx[start + j], f"no trainable token left within cutoff_len={cutoff_len}")
-                continue
-            for n in notes:
-                report.notes[n] += 1
-            out.append({"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels})
-    report.kept = len(out)
+def encode_supervised(examples: list[dict], tokenizer, *, cutoff_len=None, train_on_prompt=False,
+                      mask_history=False, default_system=None, tool_format="default") -> list:
+    """Per example: (input_ids, labels, notes), or a string with the reason it cannot be trained on."""
+    pieces = [turn_pieces(tokenizer, chat_messages(ex, default_system, tool_format)) for ex in examples]
+    flat = [s for p in pieces for pair in p for s in pair]
+    ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    out, pos = [], 0
+    for p in pieces:
+        pairs = [(ids[pos + 2 * q], ids[pos + 2 * q + 1]) for q in range(len(p))]
+        pos += 2 * len(p)
+        input_ids, labels, notes = encode_turns(pairs, cutoff_len, train_on_prompt, mask_history)
+        if all(x == IGNORE_INDEX for x in labels):
+            out.append(f"no trainable token left within cutoff_len={cutoff_len}")
+        else:
+            out.append((input_ids, labels, notes))
     return out
 
 
@@ -126,47 +114,100 @@ def example_text(ex: dict) -> str:
     return "\n".join(m["content"] for m in ex["messages"])
 
 
-def process_pretrain(examples: list[dict], tokenizer, *, cutoff_len: int | None = None, packing: bool = True,
-                     report: RowReport | None = None, indices=None) -> list[dict]:
-    """Text + eos per document; packed into ``cutoff_len`` blocks or truncated per document."""
-    report = report if report is not None else RowReport("?")
+def encode_pretrain(examples: list[dict], tokenizer, truncate_to: int | None = None) -> list:
+    """Per document: (text + eos tokens, labels, notes); cut to ``truncate_to`` tokens when given."""
     eos = tokenizer.eos_token or ""
     docs = tokenizer([example_text(ex) + eos for ex in examples], add_special_tokens=False)["input_ids"]
-    if packing and cutoff_len:
-        flat = [t for d in docs for t in d]
-        blocks = [flat[i:i + cutoff_len] for i in range(0, len(flat), cutoff_len)]
-        if blocks and len(blocks[-1]) < cutoff_len:
-            report.notes[f"last block shorter than cutoff_len ({len(blocks[-1])} tokens)"] += 1
+    out = []
+    for d in docs:
+        notes = []
+        if truncate_to and len(d) > truncate_to:
+            d, notes = d[:truncate_to], ["document truncated to cutoff_len"]
+        out.append((d, list(d), notes))
+    return out
+
+
+def tokenize_batch(batch: dict, *, tokenizer, kind: str, **opts) -> dict:
+    """``datasets.map`` function (batched): internal examples -> input_ids / labels, plus ``_row``,
+    ``_bad`` (reason, "" when fine) and ``_notes`` for the loader's report."""
+    keys = list(batch)
+    examples = [dict(zip(keys, vals)) for vals in zip(*(batch[k] for k in keys))]
+    if kind == "pt":
+        enc = encode_pretrain(examples, tokenizer, opts.get("truncate_to"))
     else:
-        blocks = []
-        for d in docs:
-            if cutoff_len and len(d) > cutoff_len:
-                report.notes["document truncated to cutoff_len"] += 1
-                d = d[:cutoff_len]
-            blocks.append(d)
+        enc = encode_supervised(examples, tokenizer, **opts)
+    out = {"input_ids": [], "labels": [], "_row": [], "_bad": [], "_notes": []}
+    for ex, e in zip(examples, enc):
+        bad = isinstance(e, str)
+        out["input_ids"].append([] if bad else e[0])
+        out["labels"].append([] if bad else e[1])
+        out["_notes"].append([] if bad else e[2])
+        out["_bad"].append(e if bad else "")
+        out["_row"].append(ex.get("_row", -1))
+    return out
+
+
+def process_supervised(examples: list[dict], tokenizer, *, cutoff_len: int | None = None,
+                       train_on_prompt: bool = False, mask_history: bool = False,
+                       default_system: str | None = None, tool_format: str = "default",
+                       report: RowReport | None = None, indices=None, batch_size: int = 1000) -> list[dict]:
+    """Tokenize SFT examples into input_ids / attention_mask / labels (in memory)."""
+    report = report if report is not None else RowReport("?")
+    idx = list(indices) if indices is not None else list(range(len(examples)))
+    out = []
+    step = max(1, batch_size or 1000)
+    for start in range(0, len(examples), step):
+        enc = encode_supervised(examples[start:start + step], tokenizer, cutoff_len=cutoff_len,
+                                train_on_prompt=train_on_prompt, mask_history=mask_history,
+                                default_system=default_system, tool_format=tool_format)
+        for j, e in enumerate(enc):
+            if isinstance(e, str):
+                report.bad(idx[start + j], e)
+                continue
+            for n in e[2]:
+                report.notes[n] += 1
+            out.append({"input_ids": e[0], "attention_mask": [1] * len(e[0]), "labels": e[1]})
+    report.kept = len(out)
+    return out
+
+
+def process_pretrain(examples: list[dict], tokenizer, *, cutoff_len: int | None = None, packing: bool = True,
+                     report: RowReport | None = None, indices=None) -> list[dict]:
+    """Text + eos per document; packed into ``cutoff_len`` blocks or truncated per document (in memory)."""
+    from llmpipe.data.packing import shape_pretrain
+
+    report = report if report is not None else RowReport("?")
+    docs = [e[0] for e in encode_pretrain(examples, tokenizer)]
+    rows, notes = shape_pretrain(docs, cutoff_len, packing)
+    report.notes.update(notes)
     report.kept = len(examples)
-    return [{"input_ids": b, "attention_mask": [1] * len(b), "labels": list(b)} for b in blocks if b]
+    return [{"input_ids": r, "attention_mask": [1] * len(r), "labels": list(r)} for r in rows]
 
 
-def _prompt_msgs(ex: dict, default_system: str | None, drop_last: bool) -> list[dict]:
-    msgs = chat_messages(ex, default_system)
+def _prompt_msgs(ex: dict, default_system: str | None, drop_last: bool, tool_format: str) -> list[dict]:
+    msgs = chat_messages(ex, default_system, tool_format)
     return msgs[:-1] if drop_last else msgs
 
 
-def process_pairwise(examples: list[dict], *, default_system: str | None = None, **_) -> list[dict]:
+def process_pairwise(examples: list[dict], *, default_system: str | None = None, tool_format: str = "default",
+                     **_) -> list[dict]:
     """TRL conversational preference rows: prompt messages, chosen / rejected assistant messages."""
-    return [{"prompt": _prompt_msgs(ex, default_system, False),
+    return [{"prompt": _prompt_msgs(ex, default_system, False, tool_format),
              "chosen": [{"role": "assistant", "content": ex["chosen"]}],
              "rejected": [{"role": "assistant", "content": ex["rejected"]}]} for ex in examples]
 
 
-def process_kto(examples: list[dict], *, default_system: str | None = None, **_) -> list[dict]:
+def process_kto(examples: list[dict], *, default_system: str | None = None, tool_format: str = "default",
+                **_) -> list[dict]:
     """TRL conversational unpaired-preference rows: prompt, completion, label."""
-    return [{"prompt": _prompt_msgs(ex, default_system, True),
-             "completion": [{"role": "assistant", "content": ex["messages"][-1]["content"]}],
-             "label": bool(ex["label"])} for ex in examples]
+    rows = []
+    for ex in examples:
+        msgs = _prompt_msgs(ex, default_system, False, tool_format)
+        rows.append({"prompt": msgs[:-1], "completion": [msgs[-1]], "label": bool(ex["label"])})
+    return rows
 
 
-def process_prompt(examples: list[dict], *, default_system: str | None = None, **_) -> list[dict]:
+def process_prompt(examples: list[dict], *, default_system: str | None = None, tool_format: str = "default",
+                   **_) -> list[dict]:
     """Prompt-only rows (generation, RL stages)."""
-    return [{"prompt": _prompt_msgs(ex, default_system, False)} for ex in examples]
+    return [{"prompt": _prompt_msgs(ex, default_system, False, tool_format)} for ex in examples]

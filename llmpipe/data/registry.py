@@ -111,9 +111,11 @@ def _spec_from_entry(name: str, entry: dict, base: Path, registry: str) -> Datas
                        kto="kto_tag" in cols, columns=cols, tags=tags, split=entry.get("split", "train"),
                        subset=entry.get("subset"), folder=entry.get("folder"), num_samples=entry.get("num_samples"),
                        revision=entry.get("revision"), registry=registry)
-    if entry.get("hf_hub_url") or entry.get("ms_hub_url") or entry.get("om_hub_url"):
-        spec.source_kind = "hub"
-        spec.source = entry.get("hf_hub_url") or entry.get("ms_hub_url") or entry.get("om_hub_url")
+    if entry.get("hf_hub_url"):
+        spec.source_kind, spec.source = "hub", entry["hf_hub_url"]
+    elif entry.get("ms_hub_url") or entry.get("om_hub_url"):  # recognised, refused when read (sources.py)
+        spec.source_kind = "modelscope" if entry.get("ms_hub_url") else "openmind"
+        spec.source = entry.get("ms_hub_url") or entry["om_hub_url"]
     elif entry.get("script_url") or entry.get("file_name"):
         p = Path(entry.get("script_url") or entry["file_name"]).expanduser()
         p = p if p.is_absolute() else base / p
@@ -190,6 +192,9 @@ def sniff_entry(path: Path) -> dict:
 def find_dataset(name: str, dataset_dir: str | Path | None = "data") -> DatasetSpec | None:
     """The spec for dataset ``name``, or None when no registry knows it and it is not a path."""
     name = name.strip()
+    if str(dataset_dir or "").upper().startswith("REMOTE:"):
+        raise DataError(f"data.dataset_dir={dataset_dir}: registries on the hub are not fetched; download that "
+                        "repository's dataset_info.json (and data) and set data.dataset_dir to the local folder")
     user = _user_registry(dataset_dir)
     if user and name in user[1]:
         return _spec_from_entry(name, user[1][name], user[0].parent, str(user[0]))

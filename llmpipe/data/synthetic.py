@@ -165,6 +165,38 @@ def _pt(rng, n):
     return [{"text": prose(rng, rng.randint(3, 7))} for _ in range(n)]
 
 
+TOOL_DEFS = [
+    {"name": "colour_of", "description": "Look up the colour of an object.",
+     "parameters": {"type": "object", "properties": {"object": {"type": "string", "description": "the object"}},
+                    "required": ["object"]}},
+    {"name": "add", "description": "Add two whole numbers.",
+     "parameters": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                    "required": ["a", "b"]}},
+]
+
+
+def _tools(rng, n):
+    """Function calling (sharegpt + tools column): look a colour up or add with a tool, or answer directly."""
+    rows = []
+    for i in range(n):
+        if i % 3 == 2:
+            ins, inp, out, _ = task(rng, "reverse")
+            conv = [{"from": "human", "value": f"{ins}\n{inp}"}, {"from": "gpt", "value": out}]
+        else:
+            if i % 3 == 0:
+                obj = rng.choice(OBJECTS)
+                q, call = rng.choice(COLOUR_Q).format(obj), {"name": "colour_of", "arguments": {"object": obj}}
+                result, answer = {"colour": COLOUR_OF[obj]}, f"The {obj} is {COLOUR_OF[obj]}."
+            else:
+                a, b = rng.randint(0, 9), rng.randint(0, 9)
+                q, call = f"What is {NUM[a]} plus {NUM[b]}?", {"name": "add", "arguments": {"a": a, "b": b}}
+                result, answer = {"sum": a + b}, f"{NUM[a]} plus {NUM[b]} is {NUM[a + b]}."
+            conv = [{"from": "human", "value": q}, {"from": "function_call", "value": json.dumps(call)},
+                    {"from": "observation", "value": json.dumps(result)}, {"from": "gpt", "value": answer}]
+        rows.append({"conversations": conv, "tools": json.dumps(TOOL_DEFS)})
+    return rows
+
+
 # name -> (file, builder, size, registry entry)
 DATASETS = {
     "demo_sft": ("demo_sft.json", _alpaca, 600, {}),
@@ -184,6 +216,9 @@ DATASETS = {
     "demo_kto": ("demo_kto.json", _kto, 400, {"columns": {
         "prompt": "instruction", "query": "input", "response": "output", "kto_tag": "kto_tag"}}),
     "demo_kto_eval": ("demo_kto_eval.json", _kto, 100, "demo_kto"),
+    "demo_tools": ("demo_tools.json", _tools, 300, {
+        "formatting": "sharegpt", "columns": {"messages": "conversations", "tools": "tools"}}),
+    "demo_tools_eval": ("demo_tools_eval.json", _tools, 60, "demo_tools"),
 }
 
 

@@ -110,7 +110,9 @@ TEMPLATES: dict[str, TemplateDef] = {
         TemplateDef("qwen", _CHATML, "You are a helpful assistant.", ("<|im_start|>", "<|im_end|>"), "<|im_end|>"),
         TemplateDef("llama3", _LLAMA3, None,
                     ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), "<|eot_id|>"),
-        TemplateDef("mistral", _MISTRAL, None, ("[INST]", "[/INST]"), None),
+        # [INST] is plain text in the Mistral v0.1 tokenizer (several pieces) and a control token in later
+        # ones: both are the model's own format, so it is not required to be a single token.
+        TemplateDef("mistral", _MISTRAL, None, (), None),
         TemplateDef("gemma", _GEMMA, None, ("<start_of_turn>", "<end_of_turn>"), "<end_of_turn>"),
         TemplateDef("default", _DEFAULT, None, (), None),
     )
@@ -134,6 +136,11 @@ def render_template(name: str, default_system: str | None = None) -> str:
     system = default_system if default_system is not None else t.default_system
     # json.dumps(ensure_ascii) gives a double-quoted literal whose escapes Jinja understands.
     return t.jinja.replace(_SYS, json.dumps(system or "", ensure_ascii=True))
+
+
+def template_default_system(name: str | None) -> str | None:
+    """The system prompt template ``name`` puts in front when a conversation has none."""
+    return TEMPLATES[name].default_system if name in TEMPLATES else None
 
 
 def stop_string(tokenizer, name: str | None) -> str | None:

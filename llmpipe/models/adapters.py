@@ -1,7 +1,18 @@
-"""LoRA configuration from the lora family (PEFT)."""
+"""LoRA through PEFT: the adapter configuration (lora family), adapters loaded from model.adapter_name_or_path
+(all but the last merged into the base, the last resumed; all merged with lora.create_new_adapter), the
+trainable initial adapter (PiSSA's residual base rebuilt exactly), and saving (PiSSA converted to plain LoRA)."""
 from __future__ import annotations
 
-from typing import Any
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+HEADS = {"lm_head", "score", "v_head", "embed_out", "output"}
+
+
+class AdapterError(Exception):
+    """An adapter cannot be loaded or created as configured (message says why and what to do)."""
 
 
 def _split(value: str | None) -> list[str]:
@@ -12,10 +23,9 @@ def linear_module_names(model: Any) -> list[str]:
     """Leaf names of every linear layer except the output head (what lora.target=all means)."""
     import torch
 
-    head = {"lm_head", "score", "v_head", "embed_out", "output"}
     names = set()
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in head:
+        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in HEADS:
             names.add(name.rsplit(".", 1)[-1])
     return sorted(names)
 
@@ -28,6 +38,15 @@ def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
     init: Any = True
     if lo.pissa_init:
         init = "pissa" if lo.pissa_iter == -1 else f"pissa_niter_{lo.pissa_iter}"
+    layers = None
+    if cfg.freeze.use_llama_pro:
+        from llmpipe.models.llama_pro import expanded_layers
+
+        layers = expanded_layers(model)
+        if not layers:
+            raise AdapterError("freeze.use_llama_pro with LoRA trains adapters on the blocks of an earlier LLaMA Pro "
+                               "expansion, and this model was not expanded: expand it first with "
+                               "train.finetuning_type=freeze freeze.use_llama_pro=true (e.g. as a pipeline.before step)")
     return LoraConfig(
         task_type=task_type,
         r=lo.rank,
@@ -38,4 +57,105 @@ def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
         use_rslora=lo.use_rslora,
         use_dora=lo.use_dora,
         init_lora_weights=init,
+        layers_to_transform=layers,
     )
+
+
+# --- adapters given by the user -------------------------------------------------------------------------------
+
+def adapter_refs(cfg: Any) -> list[str]:
+    return _split(cfg.model.adapter_name_or_path)
+
+
+def split_adapters(cfg: Any) -> tuple[list[str], str | None]:
+    """(adapters merged into the base, adapter resumed by training)."""
+    refs = adapter_refs(cfg)
+    if not refs or cfg.lora.create_new_adapter or cfg.train.finetuning_type != "lora":
+        return refs, None
+    return refs[:-1], refs[-1]
+
+
+def _load_kwargs(cfg: Any) -> dict[str, Any]:
+    from llmpipe.models.loading import hub_kwargs
+
+    kw = {k: v for k, v in hub_kwargs(cfg.model).items() if k in ("cache_dir", "token")}
+    if cfg.model.adapter_folder:
+        kw["subfolder"] = cfg.model.adapter_folder
+    return kw
+
+
+def load_adapter(model, ref: str, cfg: Any, *, trainable: bool):
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, ref, is_trainable=trainable, **_load_kwargs(cfg))
+    except (OSError, ValueError) as e:
+        where = f"{ref}/{cfg.model.adapter_folder}" if cfg.model.adapter_folder else ref
+        raise AdapterError(f"model.adapter_name_or_path: cannot load the adapter {where}: "
+                           f"{str(e).splitlines()[0]}") from None
+
+
+def merge_adapters(model, refs: list[str], cfg: Any, log: Callable[[str], None] = print):
+    """Merge each adapter into the base in order (the base of this run = base + these adapters)."""
+    for ref in refs:
+        model = load_adapter(model, ref, cfg, trainable=False).merge_and_unload()
+        log(f"merged adapter {ref} into the base model")
+    return model
+
+
+# --- the adapter a training stage trains ----------------------------------------------------------------------
+
+def _is_pissa(config) -> bool:
+    return str(getattr(config, "init_lora_weights", "")).lower().startswith("pissa")
+
+
+def _subtract_initial(peft_model) -> int:
+    """W_res = W - scaling * B0 @ A0 for every LoRA layer: the residual base PiSSA trains on."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+    from peft.utils import transpose
+
+    count = 0
+    with torch.no_grad():
+        for module in peft_model.modules():
+            if not isinstance(module, LoraLayer):
+                continue
+            for name in module.lora_A:
+                base = module.get_base_layer()
+                a, b = module.lora_A[name].weight.float(), module.lora_B[name].weight.float()
+                w = transpose(base.weight.float(), module.fan_in_fan_out)
+                w = w - module.scaling[name] * b @ a
+                base.weight.data = transpose(w.to(base.weight.dtype), module.fan_in_fan_out)
+                count += 1
+    return count
+
+
+def load_trainable(model, adapter_dir: str | Path, cfg: Any):
+    """The initial adapter (published by the adapt stage) on the base, trainable. A PiSSA adapter holds the
+    principal components of the base weights, so they are subtracted from the base again (exactly, from the
+    saved A0/B0: no second SVD)."""
+    from peft import PeftConfig, PeftModel
+
+    config = PeftConfig.from_pretrained(str(adapter_dir))
+    pissa, init = _is_pissa(config), config.init_lora_weights
+    if pissa:
+        config.init_lora_weights = True   # load A0/B0 as saved; the base is made residual below
+    model = PeftModel.from_pretrained(model, str(adapter_dir), config=config, is_trainable=True)
+    if pissa:
+        model.peft_config["default"].init_lora_weights = init
+        _subtract_initial(model)
+    return model
+
+
+def save_adapter(model, out_dir: Path, cfg: Any, initial_adapter: Path | None = None) -> str:
+    """Save the trained adapter; with lora.pissa_convert, as a plain LoRA adapter of the original base
+    (rank 2r: [B | B0] [A; -A0]), so that merging it into the unchanged base gives the trained model."""
+    peft_config = model.peft_config.get("default") if hasattr(model, "peft_config") else None
+    if not (peft_config is not None and _is_pissa(peft_config) and cfg.lora.pissa_convert and initial_adapter):
+        model.save_pretrained(str(out_dir))
+        return "adapter"
+    with tempfile.TemporaryDirectory() as tmp:
+        init_dir = Path(tmp) / "pissa_init"
+        shutil.copytree(initial_adapter, init_dir)
+        model.save_pretrained(str(out_dir), path_initial_model_for_weight_conversion=str(init_dir))
+    return "PiSSA adapter converted to LoRA"

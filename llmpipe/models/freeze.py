@@ -1,41 +1,89 @@
-"""Freeze (partial-parameter) fine-tuning: only some decoder layers (and chosen modules) are trainable."""
+"""Freeze (partial-parameter) fine-tuning: only some decoder blocks (and chosen modules) are trainable."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 
-def _num_layers(model: Any) -> int:
-    cfg = getattr(model, "config", None)
-    n = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "num_layers", None)
-    if not n:
-        raise ValueError("this model does not expose num_hidden_layers; freeze fine-tuning cannot pick layers")
-    return int(n)
+class FreezeError(Exception):
+    """The freeze settings do not fit the model (message says what exists)."""
+
+
+def _split(value: str | None) -> list[str]:
+    return [m.strip() for m in (value or "").split(",") if m.strip()]
+
+
+def decoder_layers(model) -> tuple[Any, str]:
+    """(module, attribute) holding the ModuleList of decoder blocks (model.model, 'layers' for Llama)."""
+    import torch
+
+    inner = model.get_decoder() if hasattr(model, "get_decoder") else model
+    for attr in ("layers", "h"):
+        if isinstance(getattr(inner, attr, None), torch.nn.ModuleList):
+            return inner, attr
+    raise FreezeError(f"cannot find the decoder blocks of {type(model).__name__}, so layers cannot be chosen")
+
+
+def blocks(model):
+    inner, attr = decoder_layers(model)
+    return getattr(inner, attr)
 
 
 def trainable_layer_ids(model: Any, n: int) -> list[int]:
     """freeze.trainable_layers: n > 0 -> the last n layers; n < 0 -> the first |n| layers."""
-    total = _num_layers(model)
+    total = len(blocks(model))
     if n > 0:
         return list(range(max(0, total - n), total))
     return list(range(min(total, -n)))
 
 
-def apply_freeze(model: Any, cfg: Any) -> dict[str, int]:
+def _matches(name: str, wanted: list[str]) -> str | None:
+    for w in wanted:
+        if name == w or name.rsplit(".", 1)[-1] == w:
+            return w
+    return None
+
+
+def _leaf_names(modules) -> list[str]:
+    return sorted({name.rsplit(".", 1)[-1] for name, _ in modules if name})
+
+
+def apply_freeze(model: Any, cfg: Any, layer_ids: list[int] | None = None) -> dict[str, int]:
+    """Make only the chosen blocks' modules and the extra modules trainable. ``layer_ids`` overrides
+    freeze.trainable_layers (LLaMA Pro passes the expanded blocks)."""
     fz = cfg.freeze
-    layers = set(trainable_layer_ids(model, fz.trainable_layers))
-    modules = [m.strip() for m in (fz.trainable_modules or "all").split(",") if m.strip()]
-    extra = [m.strip() for m in (fz.extra_modules or "").split(",") if m.strip()]
-    layer_re = re.compile(r"\.layers\.(\d+)\.")
-    for name, p in model.named_parameters():
-        m = layer_re.search(name)
-        ok = False
-        if m and int(m.group(1)) in layers:
-            ok = "all" in modules or any(f".{mod}." in name or name.endswith(f".{mod}") for mod in modules)
-        if any(f".{e}." in f".{name}" or name.startswith(e + ".") for e in extra):
-            ok = True
-        p.requires_grad_(ok)
+    layer_list = blocks(model)
+    layers = sorted(set(layer_ids if layer_ids is not None else trainable_layer_ids(model, fz.trainable_layers)))
+    modules = _split(fz.trainable_modules) or ["all"]
+    extra = _split(fz.extra_modules)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    found: set[str] = set()
+    for i in layers:
+        block = layer_list[i]
+        if "all" in modules:
+            block.requires_grad_(True)
+            continue
+        for name, module in block.named_modules():
+            hit = _matches(name, modules)
+            if hit:
+                module.requires_grad_(True)
+                found.add(hit)
+    missing = [m for m in modules if m != "all" and m not in found]
+    if missing:
+        raise FreezeError(f"freeze.trainable_modules: {', '.join(missing)} not found in the trained blocks; "
+                          f"choose from: {', '.join(_leaf_names(layer_list[layers[0]].named_modules()))}")
+    found = set()
+    for name, module in model.named_modules():
+        hit = _matches(name, extra)
+        if hit:
+            module.requires_grad_(True)
+            found.add(hit)
+    missing = [m for m in extra if m not in found]
+    if missing:
+        outside = [(n, m) for n, m in model.named_modules() if ".layers." not in f".{n}." and ".h." not in f".{n}."]
+        raise FreezeError(f"freeze.extra_modules: {', '.join(missing)} not found; choose from: "
+                          f"{', '.join(_leaf_names(outside))}")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if trainable == 0:
-        raise ValueError(f"freeze settings leave nothing trainable (layers {sorted(layers)}, modules {modules})")
-    return {"trainable_params": trainable}
+        raise FreezeError(f"freeze settings leave nothing trainable (layers {layers}, modules {modules})")
+    return {"trainable_params": trainable, "trainable_layers": len(layers)}

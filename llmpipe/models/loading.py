@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class ModelSourceError(Exception):
@@ -50,7 +50,11 @@ def _from_pretrained(loader, source: str, **kw):
 
 
 def load_tokenizer(source: str, model_cfg: Any):
+    """The tokenizer, with the tokens the configuration adds (model.add_tokens / add_special_tokens /
+    new_special_tokens_config)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from llmpipe.models.special_tokens import add_to_tokenizer
 
     kw = hub_kwargs(model_cfg)
     kw["use_fast"] = model_cfg.use_fast_tokenizer
@@ -58,29 +62,89 @@ def load_tokenizer(source: str, model_cfg: Any):
         kw["split_special_tokens"] = True
     if Path(source).is_dir() and (Path(source) / "llmpipe-builtin.json").exists():
         # built-in models: load the exact saved tokenizer (AutoTokenizer may rebuild some model types')
-        return PreTrainedTokenizerFast.from_pretrained(source)
-    return _from_pretrained(AutoTokenizer, source, **kw)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
+    else:
+        tokenizer = _from_pretrained(AutoTokenizer, source, **kw)
+    add_to_tokenizer(tokenizer, model_cfg)
+    return tokenizer
 
 
 def torch_dtype(cfg: Any):
+    """Dtype the weights are loaded in for training: bf16 with pure_bf16 or bf16 mixed precision, fp16 with fp16
+    mixed precision (trainable parameters are then upcast to fp32), fp32 otherwise."""
     import torch
 
-    if cfg.train.pure_bf16:
+    t = cfg.train
+    if t.pure_bf16 or t.bf16:
         return torch.bfloat16
-    return torch.float32 if not (cfg.train.bf16 or cfg.train.fp16) else "auto"
+    return torch.float16 if t.fp16 else torch.float32
 
 
-def load_causal_lm(source: str, cfg: Any, *, dtype=None):
-    from transformers import AutoConfig, AutoModelForCausalLM
+def inference_dtype(cfg: Any):
+    """infer.dtype as a torch dtype ("auto" = the checkpoint's own)."""
+    import torch
 
+    return {"auto": "auto", "float16": torch.float16, "bfloat16": torch.bfloat16,
+            "float32": torch.float32}[cfg.infer.dtype]
+
+
+ATTENTION = {"auto": None, "disabled": "eager", "sdpa": "sdpa", "fa2": "flash_attention_2", "fa3": "flash_attention_3"}
+
+
+def _model_class(cfg: Any):
+    if cfg.model.mixture_of_depths == "load":
+        try:
+            from MoD import AutoMoDModelForCausalLM
+        except ImportError:
+            raise ModelSourceError("model.mixture_of_depths=load needs the MoD package: "
+                                   "pip install 'mixture-of-depth>=1.1.6'") from None
+        return AutoMoDModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM
+
+
+def load_causal_lm(source: str, cfg: Any, *, dtype=None, training: bool = False, quantize: bool | None = None,
+                   log: Callable[[str], None] = print):
+    """The run's base model: ``source`` loaded with the model family's options (dtype, attention, RoPE scaling,
+    MoE loss), its embeddings resized for added tokens, and the adapters of model.adapter_name_or_path that are
+    not resumed merged into it. ``training`` sets the config up for training (no KV cache, MoE router logits)
+    and, like ``quantize=True`` (inference with quantization.bit, quantization.device_map), quantizes on the
+    fly; merging loads unquantized."""
+    import torch
+    from transformers import AutoConfig
+
+    from llmpipe.models import adapters, patches, quantization, special_tokens
+
+    dtype = dtype if dtype is not None else torch_dtype(cfg)
+    quantize = training if quantize is None else quantize
+    config = _from_pretrained(AutoConfig, source, **hub_kwargs(cfg.model))
+    patches.patch_config(config, cfg, training=training, log=log)
     kw = hub_kwargs(cfg.model)
-    kw["dtype"] = dtype if dtype is not None else torch_dtype(cfg)
-    kw["low_cpu_mem_usage"] = cfg.model.low_cpu_mem_usage
-    attn = {"auto": None, "disabled": "eager", "sdpa": "sdpa", "fa2": "flash_attention_2",
-            "fa3": "flash_attention_3"}.get(cfg.model.flash_attn)
+    kw.update(config=config, dtype=dtype)   # transformers 5 always loads low-memory (low_cpu_mem_usage is gone)
+    attn = ATTENTION.get(cfg.model.flash_attn)
     if attn:
         kw["attn_implementation"] = attn
-    if cfg.model.train_from_scratch:
-        config = _from_pretrained(AutoConfig, source, **hub_kwargs(cfg.model))
-        return AutoModelForCausalLM.from_config(config, dtype=kw["dtype"] if kw["dtype"] != "auto" else None)
-    return _from_pretrained(AutoModelForCausalLM, source, **kw)
+    if quantize:
+        kw.update(quantization.load_kwargs(cfg, dtype))
+    if kw.get("device_map") == "auto":
+        kw["offload_folder"] = cfg.model.offload_folder
+    cls = _model_class(cfg)
+    if training and cfg.model.use_unsloth:
+        from llmpipe.models import unsloth
+
+        model = unsloth.load(source, cfg, dtype)
+    elif cfg.model.train_from_scratch:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(cfg.train.seed))   # every stage rebuilds the same random base
+            model = cls.from_config(config, dtype=None if dtype == "auto" else dtype,
+                                    **({"attn_implementation": attn} if attn else {}))
+        log("weights initialised randomly (model.train_from_scratch)")
+    else:
+        model = _from_pretrained(cls, source, **kw)
+    if quantize:
+        model = quantization.quantize_loaded(model, cfg, dtype)
+    if special_tokens.requested(cfg.model) != ([], []):
+        special_tokens.resize_embeddings(model, load_tokenizer(source, cfg.model), cfg, log=log)
+    to_merge, _ = adapters.split_adapters(cfg)
+    return adapters.merge_adapters(model, to_merge, cfg, log=log)

@@ -37,25 +37,49 @@ _EN_WORD = re.compile(r"^[a-z]{2,12}$")
 _ZH_WORD = re.compile(r"^[\u3400-\u9fff]{1,3}$")
 
 
-def vocabulary(corpus: list[tuple[str, bytes]]) -> tuple[list[str], list[str]]:
-    """(English words, Chinese words) of the corpus, sorted: lower-case words and space-separated CJK words."""
-    en, zh = set(), set()
+class Vocab(list):
+    """Sorted words with sampling weights (corpus count ** WEIGHT_POWER)."""
+
+    def __init__(self, counts: dict[str, int], power: float):
+        super().__init__(sorted(counts))
+        acc, self.cum = 0.0, []
+        for w in self:
+            acc += counts[w] ** power
+            self.cum.append(acc)
+
+    def sample(self, rng: random.Random, k: int) -> list[str]:
+        out: list[str] = []
+        while len(out) < k:
+            w = rng.choices(self, cum_weights=self.cum)[0]
+            if w not in out:
+                out.append(w)
+        return out
+
+
+WEIGHT_POWER = 0.5
+KIND_WEIGHTS = [1] * 13
+
+
+def vocabulary(corpus: list[tuple[str, bytes]], power: float = WEIGHT_POWER) -> tuple[Vocab, Vocab]:
+    """(English words, Chinese words) of the corpus: lower-case words and space-separated CJK words."""
+    en: dict[str, int] = {}
+    zh: dict[str, int] = {}
     for _, data in corpus:
         for tok in re.split(r"[\s.,;:!?。！？，“”]+", data.decode("utf-8")):
             if _EN_WORD.match(tok):
-                en.add(tok)
+                en[tok] = en.get(tok, 0) + 1
             elif _ZH_WORD.match(tok):
-                zh.add(tok)
-    return sorted(en), sorted(zh)
+                zh[tok] = zh.get(tok, 0) + 1
+    return Vocab(en, power), Vocab(zh, power)
 
 
-def _pick(rng: random.Random, words: list[str], lo: int, hi: int) -> list[str]:
-    return rng.sample(words, rng.randint(lo, hi))
+def _pick(rng: random.Random, words: Vocab, lo: int, hi: int) -> list[str]:
+    return words.sample(rng, rng.randint(lo, hi))
 
 
 def _exercise(rng: random.Random, en: list[str], zh: list[str]) -> tuple[str, str]:
     """One (user message, assistant answer)."""
-    kind = rng.randrange(13)
+    kind = rng.choices(range(13), weights=KIND_WEIGHTS)[0]
     if kind == 0:
         ws = _pick(rng, en, 1, 5)
         ins = rng.choice(("Repeat the words.", "Copy the text exactly.", "Say this again.", "Echo the input."))
@@ -91,14 +115,14 @@ def _exercise(rng: random.Random, en: list[str], zh: list[str]) -> tuple[str, st
         ws = _pick(rng, en, 1, 3)
         return f"Write the words in small letters.\n{' '.join(w.upper() for w in ws)}", " ".join(ws)
     if kind == 9:
-        w = rng.choice(en)
+        w = _pick(rng, en, 1, 1)[0]
         return f"Start the word with a capital letter.\n{w}", w.capitalize()
     if kind == 10:
-        thing, colour = rng.choice(en), rng.choice(COLOURS)
+        thing, colour = _pick(rng, en, 1, 1)[0], rng.choice(COLOURS)
         q = rng.choice(("What colour is the {}?", "Say the colour of the {}."))
         return f"The {thing} is {colour}. {q.format(thing)}", rng.choice((f"The {thing} is {colour}.", colour))
     if kind == 11:
-        ws = _pick(rng, [w for w in en if w not in COLOURS and w not in NUMBERS], 2, 4)
+        ws = [w for w in _pick(rng, en, 5, 5) if w not in COLOURS and w not in NUMBERS][:rng.randint(2, 4)]
         if rng.random() < 0.5:
             odd, what = rng.choice(COLOURS), "colour"
         else:
@@ -119,11 +143,12 @@ def _chat(rng: random.Random, en: list[str], zh: list[str]) -> list[dict]:
     return msgs
 
 
-def documents(corpus: list[tuple[str, bytes]], seed: int, n_chats: int, corpus_epochs: int = 1) -> list[tuple]:
+def documents(corpus: list[tuple[str, bytes]], seed: int, n_chats: int, corpus_epochs: int = 1,
+              power: float = WEIGHT_POWER) -> list[tuple]:
     """The pre-training documents in training order: corpus lines (``corpus_epochs`` passes) and
     ``n_chats`` chat exercises, shuffled together with ``random.Random(seed)``."""
     rng = random.Random(f"llmpipe-pretrain:{seed}")
-    en, zh = vocabulary(corpus)
+    en, zh = vocabulary(corpus, power)
     lines = [ln for _, data in corpus for ln in data.decode("utf-8").splitlines() if ln.strip()]
     docs: list[tuple] = [("text", ln) for _ in range(corpus_epochs) for ln in lines]
     docs += [("chat", _chat(rng, en, zh)) for _ in range(n_chats)]

@@ -24,11 +24,16 @@ BOS, EOS, PAD = "<|endoftext|>", "<|im_end|>", "<pad>"
 DEFAULT_SYSTEM = "You are a helpful assistant."
 TEMPLATE_NAME = "chatml"  # the tokenizer's own chat template = llmpipe.data.templates 'chatml' + DEFAULT_SYSTEM
 COMPLETE = "_COMPLETE"
+BUILTIN_CACHE_ENV = "LLMPIPE_BUILTIN_CACHE"
 
+_TINY = dict(vocab_size=2048, hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+             intermediate_size=256, max_position_embeddings=1024, tie_word_embeddings=True, seed=0)
+# the brief deterministic pre-training of builtin:tiny (see the module docstring)
+PRETRAIN = dict(steps=150, batch=32, seq_len=128, lr=3e-3, warmup=15, min_lr_ratio=0.1, weight_decay=0.1,
+                n_chats=12000, corpus_epochs=1, chat_loss="all", seed=0)
 SPECS: dict[str, dict] = {
-    "builtin:tiny": dict(vocab_size=2048, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=256, max_position_embeddings=1024,
-                         tie_word_embeddings=True, seed=0),
+    "builtin:tiny": dict(_TINY, pretrain=PRETRAIN),
+    "builtin:tiny-random": dict(_TINY),
     "builtin:bench": dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=8,
                           num_key_value_heads=4, intermediate_size=688, max_position_embeddings=1024,
                           tie_word_embeddings=False, seed=0),
@@ -120,6 +125,86 @@ def build_tokenizer(name: str = "builtin:tiny"):
     return _train_tokenizer(_spec(name)["vocab_size"])
 
 
+def _segments(doc: tuple) -> list[tuple[str, bool]]:
+    """(text, trained on) pieces of one pre-training document; a chat renders exactly like the template."""
+    kind, body = doc
+    if kind == "text":
+        return [(body + BOS, True)]
+    segs, msgs = [], body
+    if msgs[0]["role"] != "system":
+        segs.append((f"<|im_start|>system\n{DEFAULT_SYSTEM}<|im_end|>\n", False))
+    for m in msgs:
+        if m["role"] == "assistant":
+            segs += [("<|im_start|>assistant\n", False), (m["content"] + "<|im_end|>\n", True)]
+        else:
+            segs.append((f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n", False))
+    segs.append((BOS, False))
+    return segs
+
+
+def pretrain_rows(tok, p: dict):
+    """Packed (input_ids, labels) rows of ``seq_len`` tokens, in training order (pure python lists)."""
+    from llmpipe.models.pretrain_data import documents
+
+    segs = [s for d in documents(corpus_files(), p["seed"], p["n_chats"], p["corpus_epochs"], p.get("power", 0.5)) for s in _segments(d)]
+    enc = tok._tokenizer.encode_batch([t for t, _ in segs], add_special_tokens=False)
+    ids, labels = [], []
+    for (_, train), e in zip(segs, enc):
+        ids += e.ids
+        labels += e.ids if (train or p["chat_loss"] == "all") else [-100] * len(e.ids)
+    n = p["seq_len"]
+    return [(ids[i:i + n], labels[i:i + n]) for i in range(0, len(ids) - n + 1, n)]
+
+
+def _pretrain(model, tok, p: dict) -> None:
+    """A plain single-threaded AdamW loop over ``pretrain_rows``: fixed seed, fixed order, no dropout."""
+    import math
+
+    import torch
+
+    rows = pretrain_rows(tok, p)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(p["seed"])
+            emb = model.get_input_embeddings().weight
+            decay = [q for q in model.parameters() if q.dim() >= 2 and q is not emb]
+            rest = [q for q in model.parameters() if q.dim() < 2]
+            opt = torch.optim.AdamW([{"params": decay, "weight_decay": p["weight_decay"]},
+                                     {"params": [emb], "weight_decay": 0.0, "lr": p["lr"] * p.get("embed_lr_mult", 1)},
+                                     {"params": rest, "weight_decay": 0.0}], lr=p["lr"], betas=(0.9, 0.95))
+
+            def lr_at(step):
+                if step < p["warmup"]:
+                    return (step + 1) / p["warmup"]
+                t = (step - p["warmup"]) / max(1, p["steps"] - p["warmup"])
+                return p["min_lr_ratio"] + (1 - p["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * t))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+            model.train()
+            b = p["batch"]
+            for step in range(p["steps"]):
+                batch = [rows[(step * b + j) % len(rows)] for j in range(b)]
+                ids = torch.tensor([r[0] for r in batch])
+                labels = torch.tensor([r[1] for r in batch])[:, 1:]
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p.get("bf16", False)):
+                    hidden = model.model(input_ids=ids).last_hidden_state[:, :-1]
+                    keep = labels != -100  # the output layer runs only where there is a target
+                    logits = model.lm_head(hidden[keep]).float()
+                loss = torch.nn.functional.cross_entropy(logits, labels[keep])
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                if os.environ.get("TINY_DEBUG") and step % 25 == 0:
+                    print("pretrain", step, round(loss.item(), 3), flush=True)
+            model.eval()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def build_into(name: str, out_dir: str | Path) -> Path:
     """Build ``name`` into ``out_dir`` (no caching, no locking)."""
     import torch
@@ -127,6 +212,7 @@ def build_into(name: str, out_dir: str | Path) -> Path:
 
     spec = dict(_spec(name))
     seed = spec.pop("seed")
+    pretrain = spec.pop("pretrain", None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok = _train_tokenizer(spec["vocab_size"])
@@ -138,6 +224,8 @@ def build_into(name: str, out_dir: str | Path) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(cfg)
+    if pretrain:
+        _pretrain(model, tok, pretrain)
     model.generation_config = GenerationConfig(bos_token_id=ids[BOS], eos_token_id=ids[EOS],
                                                pad_token_id=ids[PAD])
     from transformers.utils import logging as hf_logging
@@ -153,15 +241,21 @@ def build_into(name: str, out_dir: str | Path) -> Path:
     return out
 
 
+def models_dir(cache_root: str | Path) -> Path:
+    """Where built-in models live: ``$LLMPIPE_BUILTIN_CACHE`` when set, else ``<cache_root>/models``."""
+    shared = os.environ.get(BUILTIN_CACHE_ENV, "").strip()
+    return Path(shared).expanduser() if shared else Path(cache_root).expanduser() / "models"
+
+
 def ensure_builtin(name: str, cache_root: str | Path) -> Path:
-    """The folder of built-in model ``name`` under ``<cache_root>/models/``, built on first use.
+    """The folder of built-in model ``name`` under ``models_dir(cache_root)``, built on first use.
 
     The build happens in a temp folder next to the target, gets a ``_COMPLETE`` marker and is moved
     into place with ``os.replace``; a FileLock keeps two processes from building it at once.
     """
     from filelock import FileLock
 
-    models = Path(cache_root).expanduser() / "models"
+    models = models_dir(cache_root)
     final = models / folder_name(name)
     if (final / COMPLETE).is_file():
         return final

@@ -1,8 +1,9 @@
 """The stage graph of one run, built from the configuration. It is data: nodes with their kind, their
 effective config and their inputs, printable and inspectable (``run.dry_run=true``, ``llmpipe-tools plan``).
 
-Shape: ``load -> adapt -> train -> merge -> export`` with only the stages the config needs (adapt and merge
-only for LoRA; merge/export only when exporting), and one ``load[/adapt]/train[/merge]`` chain per entry
+Shape: ``load -> adapt -> train -> merge -> quantize -> export -> push`` with only the stages the config needs
+(adapt and merge only for LoRA; merge/export only when exporting; quantize with export.quantization_bit; push
+with export.hub_model_id or export.push_to; without training, ``load [-> merge given adapters] -> export``), and one ``load[/adapt]/train[/merge]`` chain per entry
 of ``pipeline.before`` in front of the main train stage (e.g. sft then dpo): each chained stage starts from
 the previous one's model.
 """
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from llmpipe.config.problems import Problem
 from llmpipe.stages.base import StageKind
-from llmpipe.stages.kinds import ADAPT, EXPORT, LOAD, MERGE, TRAIN
+from llmpipe.stages.kinds import ADAPT, EVALUATE, EXPORT, LOAD, MERGE, PREDICT, PUSH, QUANTIZE, TRAIN
 
 
 @dataclass
@@ -59,6 +60,14 @@ def _with_overrides(cfg: DictConfig, overrides: dict[str, Any]) -> DictConfig:
         out.pipeline.before = {}
         for key, value in overrides.items():
             OmegaConf.update(out, str(key), value, merge=True)
+        # A step does not inherit the main step's settings of families its stage never reads (pref.* for an sft
+        # step, ppo.* for a dpo or rm step): a sweep over them must not re-run it. Its own overrides still apply.
+        from llmpipe.config.rules.ppo import unused_families
+
+        for family, schema in unused_families(str(out.train.stage)).items():
+            out[family] = OmegaConf.structured(schema)
+        for key, value in overrides.items():
+            OmegaConf.update(out, str(key), value, merge=True)
     return out
 
 
@@ -74,9 +83,12 @@ def chain_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
 
 def build_plan(cfg: DictConfig) -> Plan:
     """Nodes in execution order. Raises ConfigError-worthy problems via :func:`plan_problems` first."""
+    from llmpipe.config.rules.ppo import reward_step
+
     nodes: list[Node] = []
     steps = chain_configs(cfg)
     previous_model: str | None = None
+    step_train: dict[str, str] = {}     # step name -> its train node (for ppo.reward_model=step:<name>)
     for i, (suffix, scfg) in enumerate(steps):
         last = i == len(steps) - 1
         stage, ft = scfg.train.stage, scfg.train.finetuning_type
@@ -85,14 +97,22 @@ def build_plan(cfg: DictConfig) -> Plan:
         load = Node(f"load{suffix}", LOAD, scfg, dict(base_inputs), label=f"{stage} data, model")
         nodes.append(load)
         if not trains:
+            if last and scfg.export.dir:   # export without training: the base model (+ given adapters merged)
+                previous_model = _untrained_model(nodes, scfg, load)
             continue
         train_inputs = {"load": load.id}
         if ft == "lora":
             adapt = Node(f"adapt{suffix}", ADAPT, scfg, {"load": load.id}, label=f"lora r={scfg.lora.rank}")
             nodes.append(adapt)
             train_inputs["adapt"] = adapt.id
+        ref = reward_step(scfg)
+        if ref in step_train:
+            train_inputs["reward"] = step_train[ref]
         train = Node(f"train{suffix}", TRAIN, scfg, train_inputs, label=f"{stage} · {ft}")
         nodes.append(train)
+        step_train[suffix[1:]] = train.id
+        if stage == "rm" and not last:
+            continue   # a reward model is used by reference (ppo.reward_model=step:<name>), not trained further
         model_node = train.id
         exporting = last and scfg.export.dir
         if ft == "lora" and (not last or exporting):
@@ -100,10 +120,50 @@ def build_plan(cfg: DictConfig) -> Plan:
             nodes.append(merge)
             model_node = merge.id
         previous_model = model_node
+    nodes += heldout_nodes(cfg, _last_load(nodes), previous_model if cfg.train.do_train else None)
     if cfg.export.dir and previous_model:
-        nodes.append(Node("export", EXPORT, cfg, {"model": previous_model, "load": _last_load(nodes)},
-                          label=str(cfg.export.dir)))
+        nodes += export_nodes(cfg, previous_model, nodes)
     return Plan(nodes)
+
+
+def _untrained_model(nodes: list[Node], cfg: DictConfig, load: Node) -> str:
+    if cfg.train.finetuning_type == "lora" and str(cfg.model.adapter_name_or_path or "").strip(","):
+        merge = Node("merge", MERGE, cfg, {"load": load.id}, label="merge given adapters")
+        nodes.append(merge)
+        return merge.id
+    return load.id
+
+
+def export_nodes(cfg: DictConfig, model: str, nodes: list[Node]) -> list[Node]:
+    """[quantize ->] export [-> push] of ``model``; export also sees the last train and merge stages (model card)."""
+    load = _last_load(nodes)
+    out = []
+    if cfg.export.quantization_bit is not None:
+        out.append(Node("quantize", QUANTIZE, cfg, {"model": model, "load": load},
+                        label=f"gptq {cfg.export.quantization_bit}-bit"))
+    inputs = {"model": out[-1].id if out else model, "load": load}
+    for kind in (TRAIN, MERGE):
+        last = [n.id for n in nodes if n.kind is kind]
+        if last:
+            inputs[kind.name] = last[-1]
+    out.append(Node("export", EXPORT, cfg, inputs, label=str(cfg.export.dir)))
+    targets = [str(t) for t in (cfg.export.hub_model_id, cfg.export.push_to) if t]
+    if targets:
+        out.append(Node("push", PUSH, cfg, {"export": "export"}, label=", ".join(targets)))
+    return out
+
+
+def heldout_nodes(cfg: DictConfig, load: str, model: str | None) -> list[Node]:
+    """evaluate (train.do_eval; pt/sft data) and predict (train.do_predict) on the main step's held-out split,
+    of the trained model when the main step trains, else of the base model (+ model.adapter_name_or_path)."""
+    inputs = {"load": load, **({"model": model} if model else {})}
+    out = []
+    if cfg.train.do_eval and cfg.train.stage in ("pt", "sft"):
+        out.append(Node("evaluate", EVALUATE, cfg, dict(inputs), label="loss, perplexity"
+                        + (", accuracy" if cfg.train.compute_accuracy else "")))
+    if cfg.train.do_predict:
+        out.append(Node("predict", PREDICT, cfg, dict(inputs), label=f"generate ({cfg.infer.backend})"))
+    return out
 
 
 def _last_load(nodes: list[Node]) -> str:
@@ -124,6 +184,9 @@ def plan_problems(cfg: DictConfig) -> list[Problem]:
         if not scfg.train.do_train:
             problems.append(Problem(f"pipeline.before.{name}", None, "a chained step must train",
                                     fix=f"remove it or set pipeline.before.{name}.train.do_train=true"))
+    from llmpipe.config.rules.ppo import step_problems
+
+    problems += step_problems(steps)
     main = steps[-1][1]
     if not (main.train.do_train or main.train.do_eval or main.train.do_predict or main.export.dir):
         problems.append(Problem(

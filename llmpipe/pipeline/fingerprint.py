@@ -14,12 +14,13 @@ from llmpipe.config.flags import flag_table
 FORMAT = 1  # bump when the fingerprint recipe itself changes
 
 
-def read_paths(reads: Iterable[str]) -> list[str]:
+def read_paths(reads: Iterable[str], ignores: Iterable[str] = ()) -> list[str]:
     """Expand declared reads (a family like ``lora`` or a path like ``data.cutoff_len``) into the
-    non-volatile parameter paths they cover."""
+    non-volatile parameter paths they cover, less the ones the stage declares it ignores."""
     out: list[str] = []
+    ignored = set(ignores)
     for p in flag_table().params():
-        if p.meta.volatile:
+        if p.meta.volatile or p.path in ignored:
             continue
         for r in reads:
             if p.path == r or p.path.startswith(r + "."):
@@ -34,9 +35,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def read_values(cfg: DictConfig, reads: Iterable[str]) -> dict[str, Any]:
+def read_values(cfg: DictConfig, reads: Iterable[str], ignores: Iterable[str] = ()) -> dict[str, Any]:
     values = {}
-    for path in read_paths(reads):
+    for path in read_paths(reads, ignores):
         values[path] = _plain(OmegaConf.select(cfg, path, default=None))
     return values
 

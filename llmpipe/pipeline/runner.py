@@ -47,18 +47,24 @@ def data_identities(cfg) -> dict[str, str]:
 def compute_fingerprints(plan: Plan, cache_root: Path) -> None:
     ids = Identities(cache_root)
     for node in plan.nodes:
-        node.reads = read_values(node.cfg, node.kind.reads)
+        node.reads = read_values(node.cfg, node.kind.reads, node.kind.ignores)
         node.identities = {}
         if node.kind.name == "load":
             if "base" not in node.inputs:
                 node.identities["model"] = ids.model(str(node.cfg.model.name_or_path), node.cfg.model.model_revision)
             node.identities.update(data_identities(node.cfg))
+        if node.kind.name in ("merge", "quantize"):   # given adapters and calibration files, by content
+            from llmpipe.exporting.identity import stage_identities
+
+            node.identities.update(stage_identities(node, ids))
         upstream = {role: plan.node(uid).fingerprint for role, uid in node.inputs.items()}
         node.fingerprint = fingerprint(node.kind.name, node.kind.version, node.reads, upstream, node.identities)
     ids.save()
 
 
 def forced(node: Node, force: Any) -> bool:
+    if node.kind.name == "load" and OmegaConf.select(node.cfg, "data.overwrite_cache", default=False):
+        return True   # data.overwrite_cache: tokenize again even when the load stage is in the store
     if not force:
         return False
     if isinstance(force, str):
@@ -128,6 +134,10 @@ class Runner:
 
         entry = self.store.entry(node.kind.name, node.fingerprint)
         inputs = {role: result.outputs[uid] for role, uid in node.inputs.items()}
+        from llmpipe.launch.stage import follower_step, run_stage   # launch.kind != local: spawned ranks
+        step = follower_step(self, node, entry, inputs, prefix)       # nodes other than node 0 only lend ranks
+        if step is not None:
+            return step
         if not node.kind.cached:
             out = Path(OmegaConf.select(node.cfg, "export.dir")) if node.kind.name == "export" else entry.path
             ctx = self._context(node, inputs, out, entry.work, entry)
@@ -148,7 +158,7 @@ class Runner:
             ctx = self._context(node, inputs, entry.staging, entry.work, entry)
             self.say(f"{prefix}: running ({node.label}) {_short(node.fingerprint)}")
             t0 = time.time()
-            info = resolve_runner(node.kind)(ctx) or {}
+            info = run_stage(ctx, ctx.log)
             info = {**info, "node": node.id, "kind": node.kind.name, "version": node.kind.version,
                     "fingerprint": node.fingerprint, "reads": node.reads, "inputs": node.identities,
                     "seconds": round(time.time() - t0, 2)}

@@ -70,4 +70,70 @@ def summarize(sweep_dir: Path, mode: str = "auto") -> str:
     if b is not None:
         direction = "highest" if larger_is_better(b["objective"], mode) else "lowest"
         lines.append(f"  best ({direction} {b['objective']}): {b['overrides']} -> {b['value']}")
+    try:
+        picture = plot_results(sweep_dir, mode)
+    except Exception as e:  # a missing plot must not hide the table
+        picture, lines = None, lines + [f"  (no plot: {type(e).__name__}: {e})"]
+    if picture is not None:
+        lines.append(f"  plot: {picture}")
     return "\n".join(lines)
+
+
+PLOT = "results.png"
+SIDE_METRICS = ("eval_reward_accuracy", "eval_reward_margin", "reward_mean")   # shown beside the objective
+
+
+def _side_metric(rows: list[dict[str, Any]], objective: str) -> tuple[str, list[float]] | None:
+    """(name, per-row values) of the first preference metric every row recorded (other than the objective)."""
+    for name in SIDE_METRICS:
+        if name == objective:
+            continue
+        values = []
+        for r in rows:
+            found = [v for k, v in json.loads(r.get("metrics") or "{}").items() if k.endswith("/" + name)]
+            values.append(float(found[-1]) if found else math.nan)
+        if not all(math.isnan(v) for v in values):
+            return name, values
+    return None
+
+
+def plot_results(sweep_dir: Path, mode: str = "auto") -> Path | None:
+    """``results.png`` next to results.csv: each job's objective (best highlighted) and, where recorded, its
+    held-out reward accuracy (or margin / mean reward)."""
+    rows = sorted(read_rows(sweep_dir), key=lambda r: int(r["job"]) if str(r["job"]).isdigit() else 0)
+    values = []
+    for r in rows:
+        try:
+            values.append(float(r["value"]))
+        except (TypeError, ValueError):
+            values.append(math.nan)
+    if not rows or all(math.isnan(v) for v in values):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    side = _side_metric(rows, rows[0]["objective"])
+    b = best(rows, mode)
+    parts = [str(r["overrides"] or "").split(",") for r in rows]
+    shared = set.intersection(*(set(p) for p in parts)) if len(rows) > 1 else set()
+    labels = [",".join(x for x in p if x not in shared) or f"job {r['job']}" for p, r in zip(parts, rows)]
+    fig, axes = plt.subplots(1, 2 if side else 1, figsize=(11 if side else 7, 1.2 + 0.45 * len(rows)), dpi=100,
+                             sharey=True, squeeze=False)
+    colors = ["tab:orange" if b is not None and r is b else "tab:blue" for r in rows]
+    ax = axes[0][0]
+    ax.barh(range(len(rows)), values, color=colors)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    direction = "higher" if larger_is_better(rows[0]["objective"], mode) else "lower"
+    ax.set_xlabel(f"{rows[0]['objective']} ({direction} is better; best in orange)")
+    if side:
+        axes[0][1].barh(range(len(rows)), side[1], color=colors)
+        axes[0][1].set_xlabel(side[0])
+    fig.suptitle(f"sweep {Path(sweep_dir).name}")
+    fig.tight_layout()
+    path = Path(sweep_dir) / PLOT
+    fig.savefig(path)
+    plt.close(fig)
+    return path

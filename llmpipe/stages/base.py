@@ -20,6 +20,8 @@ class StageKind:
     reads: tuple[str, ...]       # config families or paths this stage reads
     runner: str                  # "module:function" executing the stage (imported lazily)
     cached: bool = True          # False: runs every time (e.g. copying to an external folder)
+    distributed: bool = False    # True: spawned under torchrun/deepspeed when launch.kind != local (llmpipe.launch)
+    ignores: tuple[str, ...] = ()  # paths inside `reads` that do not change this stage's output
     doc: str = ""
 
 

@@ -1,55 +1,110 @@
-"""export: write the final model into export.dir (sharded at export.size GB) with its tokenizer and a model
-card. The folder is replaced atomically; a folder that holds something else is never overwritten."""
+"""export: write the final model into export.dir — weights re-sharded at export.size (GB) as safetensors,
+or as PyTorch .bin shards with export.legacy_format — with its config, generation config, tokenizer and
+chat template, and a model card (README.md).
+
+The folder is staged next to export.dir, reloaded in a fresh process and checked (logits against the
+adapter model, the quantized model or the source model; it must generate), and only then swapped into
+place with a marker file; a folder holding anything else is never overwritten. Not cached in the store:
+a folder that already holds this export (same fingerprint, files intact) is left as it is."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
+from typing import Any
 
+from llmpipe.exporting.errors import ExportError
+from llmpipe.exporting.folder import MARKER, check_destination, is_current, publish, staging
 from llmpipe.stages.base import StageContext
 
-MARKER = "llmpipe-export.json"
+__all__ = ["ExportError", "MARKER", "check_destination", "run"]
+_SKIP = {"README.md", MARKER, "COMPLETE", "_COMPLETE", "stage.json", "reference.safetensors"}
+_TOKENIZER = ("tokenizer", "vocab", "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template",
+              "spiece.model")
 
 
-class ExportError(Exception):
-    pass
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
-def check_destination(dest: Path) -> None:
-    if dest.exists() and any(dest.iterdir()) and not (dest / MARKER).exists():
-        raise ExportError(f"export.dir={dest} already exists and holds files llmpipe did not write; "
-                          "choose an empty or new folder")
+def copy_model_files(src: Path, tok_dir: Path, out: Path) -> None:
+    """Everything but the weights (config, generation config, quantization and custom-code files), then the
+    tokenizer files (tokenizer, vocabulary, chat template)."""
+    from llmpipe.exporting.shards import is_weight_file
+
+    for p in sorted(Path(src).iterdir()):
+        if p.is_file() and not is_weight_file(p.name) and p.name not in _SKIP and not p.name.startswith("."):
+            shutil.copy2(p, out / p.name)
+    if Path(tok_dir) != Path(src):
+        for p in sorted(Path(tok_dir).iterdir()):
+            if p.is_file() and p.name.startswith(_TOKENIZER):
+                shutil.copy2(p, out / p.name)
+
+
+def _set_dtype(out: Path, dtype: str) -> None:
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["dtype"] = dtype
+    cfg.pop("torch_dtype", None)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def run(ctx: StageContext) -> dict:
-    dest = Path(str(ctx.obj.export.dir)).expanduser().absolute()
+    o = ctx.obj.export
+    dest = Path(str(o.dir)).expanduser().absolute()
     check_destination(dest)
-    src = ctx.input("model") / "model"
-    previous = dest / MARKER
-    if previous.exists() and json.loads(previous.read_text()).get("fingerprint") == ctx.fingerprint:
+    if is_current(dest, ctx.fingerprint):
         ctx.log(f"{dest} already holds this export")   # decided before importing torch: re-runs stay cheap
         return {"metrics": {}, "unchanged": True}
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32)
-    model.save_pretrained(str(tmp), max_shard_size=f"{int(ctx.obj.export.size * 1024)}MB")
-    AutoTokenizer.from_pretrained(str(src)).save_pretrained(str(tmp))
-    (tmp / "README.md").write_text(model_card(ctx))
-    (tmp / MARKER).write_text(json.dumps({"fingerprint": ctx.fingerprint, "source": str(src)}, indent=2))
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, dest)
-    ctx.log(f"exported to {dest}")
-    return {"metrics": {}}
 
+    from llmpipe.exporting import card
+    from llmpipe.exporting.shards import iter_tensors, shard_bytes, weight_files, write_shards
+    from llmpipe.exporting.source import model_folder, tokenizer_folder
+    from llmpipe.exporting.verify import verify
 
-def model_card(ctx: StageContext) -> str:
-    o = ctx.obj
-    return (f"# {Path(str(o.export.dir)).name}\n\nFine-tuned with llmpipe.\n\n"
-            f"- base model: `{o.model.name_or_path}`\n- stage: {o.train.stage} ({o.train.finetuning_type})\n"
-            f"- data: {o.data.dataset}\n- fingerprint: `{ctx.fingerprint}`\n")
+    upstream = ctx.input("model")
+    src = model_folder(upstream, ctx.obj.model)
+    load_dir = ctx.inputs.get("load")
+    quantized = bool((_json(src / "config.json") or {}).get("quantization_config"))
+    cast = None if quantized or ctx.obj.infer.dtype == "auto" else getattr(torch, ctx.obj.infer.dtype)
+    held_out = _json(upstream / "heldout.json")
+    with staging(dest) as tmp:
+        weights = write_shards(iter_tensors(weight_files(src)), tmp, shard_bytes(o.size), o.legacy_format, cast)
+        copy_model_files(src, tokenizer_folder(upstream, src, load_dir), tmp)
+        if cast is not None:
+            _set_dtype(tmp, ctx.obj.infer.dtype)
+        spec: dict[str, Any] = {"model": str(tmp), "device": o.device, "generate": 16}
+        if (upstream / "reference.safetensors").is_file():
+            spec["reference"] = str(upstream / "reference.safetensors")
+        else:
+            spec["source"] = str(src)
+        if held_out:
+            spec.update(texts=held_out, maxlen=o.quantization_maxlen, perplexity={"export": str(tmp)})
+        verified = verify(spec, ctx.work / "verify")
+        ctx.log(f"reloaded in a fresh process: {', '.join(f'{k} {v:.2e}' for k, v in verified.items() if k.startswith('max_logit_diff'))}"
+                f"; generates {verified.get('new_tokens', 0)} tokens")
+        stage_info = {role: ctx.inputs.get(role) for role in ("train", "merge")}
+        merge_dir = stage_info["merge"] or upstream
+        merge_info = _json(merge_dir / "merge.json")
+        text = card.render(
+            ctx.obj, fingerprint=ctx.fingerprint, title=dest.name,
+            adapters=[a["adapter"] for a in (merge_info or {}).get("adapters", [])],
+            train=_json(stage_info["train"] / "metrics.json") if stage_info["train"] else None,
+            merge={"max_logit_diff_vs_adapter": max(a["max_logit_diff_vs_adapter"] for a in merge_info["adapters"])}
+            if merge_info and merge_info.get("adapters") else None,
+            quantize=_json(upstream / "quantize.json"), verified=verified, weights=weights)
+        card.write(tmp, text)
+        publish(tmp, dest, ctx.fingerprint, {"format": "bin" if o.legacy_format else "safetensors",
+                                             "shards": weights["shards"], "quantized": quantized})
+    shutil.rmtree(ctx.work, ignore_errors=True)
+    ctx.log(f"exported to {dest} ({weights['shards']} shard(s), {weights['total_bytes'] / 1e6:.1f} MB)")
+    metrics = {"shards": weights["shards"], "total_bytes": weights["total_bytes"],
+               "legacy_format": bool(o.legacy_format), "generated_tokens": verified.get("new_tokens")}
+    metrics.update({k: v for k, v in verified.items() if k.startswith("max_logit_diff")})
+    if verified.get("perplexity"):
+        metrics["perplexity"] = verified["perplexity"]["export"]
+    return {"metrics": metrics}

@@ -1,5 +1,7 @@
 """load: resolve the base model (building the built-in one if asked), load its tokenizer, and tokenize the
-datasets. Publishes: tokenizer/, train/ and eval/ (datasets on disk), source.json, data_report.json."""
+datasets. Publishes: tokenizer/, train/ and eval/ (datasets on disk; eval_each/<name>/ with
+data.eval_on_each_dataset) or stream.json instead of train/ with data.streaming, source.json and
+data_report.json (rows kept and dropped per dataset, with the first offenders; packing statistics)."""
 from __future__ import annotations
 
 import json
@@ -16,27 +18,82 @@ def base_model_source(ctx: StageContext) -> str:
     return resolve_source(str(ctx.obj.model.name_or_path), ctx.cache_root)
 
 
+def _stream(ctx: StageContext, opts, tokenizer) -> tuple[dict, dict]:
+    from llmpipe.data.streaming import prepare_stream
+
+    tokenizer.save_pretrained(ctx.out / "tokenizer")  # the stream re-opens it (template applied below)
+    spec, ev, report = prepare_stream(opts, tokenizer, ctx.out / "tokenizer")
+    tokenizer.save_pretrained(ctx.out / "tokenizer")
+    (ctx.out / "stream.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False))
+    metrics = {}
+    if ev is not None:
+        ev.save_to_disk(str(ctx.out / "eval"))
+        metrics["eval_rows"] = len(ev)
+    ctx.log(f"streaming {', '.join(opts.dataset)} (shuffle buffer {opts.buffer_size}); checked the first rows")
+    return metrics, report.to_dict()
+
+
+def _tokenized(ctx: StageContext, opts, tokenizer) -> tuple[dict, dict]:
+    from llmpipe.data import published
+    from llmpipe.data.loader import build_datasets, prepare_tokenizer
+
+    state = published.tokenized_state(opts.tokenized_path, ctx.fingerprint, opts.overwrite_cache) \
+        if opts.tokenized_path else None
+    if state == "load":
+        prepare_tokenizer(tokenizer, opts)  # the saved tokenizer must carry the template, as when tokenizing
+        bundle, report = published.read_tokenized(opts.tokenized_path)
+        ctx.log(f"tokenized data read from data.tokenized_path={opts.tokenized_path}")
+    else:
+        bundle = build_datasets(opts, tokenizer)
+        report = bundle.report.to_dict()
+        if state == "write":
+            published.write_tokenized(bundle, opts.tokenized_path, ctx.fingerprint, report)
+            ctx.log(f"tokenized data saved to data.tokenized_path={opts.tokenized_path}")
+    metrics = published.save_bundle(bundle, ctx.out)
+    tokenizer.save_pretrained(ctx.out / "tokenizer")
+    return metrics, report
+
+
+def _log_report(ctx: StageContext, report: dict) -> None:
+    for rep in report.get("datasets", []):
+        line = f"data {rep['dataset']} ({rep['split']}): {rep['kept']}/{rep['total']} rows kept"
+        if rep["dropped"]:
+            first = rep["examples"][0]
+            line += f", {rep['dropped']} dropped (e.g. row {first['row']}: {first['reason']}; see data_report.json)"
+        if rep["notes"]:
+            line += "; " + ", ".join(f"{n} x {what}" for what, n in rep["notes"].items())
+        ctx.log(line)
+    for split, p in report.get("packing", {}).items():
+        ctx.log(f"{'neat ' if p['neat'] else ''}packing {split}: {p['examples']} examples -> {p['sequences']} "
+                f"sequences ({p['fill']:.0%} full)")
+
+
 def run(ctx: StageContext) -> dict:
-    from llmpipe.data.loader import build_datasets
+    from llmpipe.data.options import DataOptions
     from llmpipe.models.loading import load_tokenizer
 
     source = base_model_source(ctx)
     ctx.log(f"model: {source}")
     tokenizer = load_tokenizer(source, ctx.obj.model)
-    bundle = build_datasets(ctx.obj, tokenizer)
-    tokenizer.save_pretrained(ctx.out / "tokenizer")
-    bundle.train.save_to_disk(str(ctx.out / "train"))
-    metrics = {"train_rows": len(bundle.train)}
-    if bundle.eval is not None:
-        bundle.eval.save_to_disk(str(ctx.out / "eval"))
-        metrics["eval_rows"] = len(bundle.eval)
-    report = bundle.report.to_dict() if hasattr(bundle.report, "to_dict") else bundle.report
+    opts = DataOptions.from_cfg(ctx.obj)
+    if not ctx.obj.data.dataset and not ctx.obj.data.eval_dataset and not ctx.obj.train.do_train:
+        # nothing to tokenize (e.g. exporting given adapters): the model and its tokenizer are enough
+        tokenizer.save_pretrained(str(ctx.out / "tokenizer"))
+        metrics, report = {}, {"datasets": []}
+    else:
+        metrics, report = (_stream if opts.streaming else _tokenized)(ctx, opts, tokenizer)
     (ctx.out / "data_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     (ctx.out / "source.json").write_text(json.dumps({"model": source}, indent=2))
-    for rep in getattr(bundle.report, "datasets", []):
-        ctx.log(rep.summary().splitlines()[0])
+    _log_report(ctx, report)
     return {"metrics": metrics}
 
 
 def read_source(load_dir) -> str:
     return json.loads((load_dir / "source.json").read_text())["model"]
+
+
+def load_datasets(load_dir):
+    """(train, eval) published by a load stage (train is an IterableDataset when streaming)."""
+    from llmpipe.data.published import open_published
+
+    return open_published(load_dir)

@@ -10,6 +10,10 @@ from llmpipe.stages.base import StageContext
 TRAINERS = {
     "pt": "llmpipe.training.causal:train_causal",
     "sft": "llmpipe.training.causal:train_causal",
+    "rm": "llmpipe.training.reward:train_rm",
+    "dpo": "llmpipe.training.preference:train_dpo",
+    "kto": "llmpipe.training.kto:train_kto",
+    "ppo": "llmpipe.training.ppo:train_ppo",
 }
 
 

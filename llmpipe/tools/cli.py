@@ -6,6 +6,8 @@
     llmpipe-tools docs [--write]               docs/parameters.md from the schema
     llmpipe-tools plan +recipe=demo [--json]   the stage graph, fingerprints, run or cached
     llmpipe-tools lock JOB_A [JOB_B]           a job's stages, or why they differ between two jobs
+    llmpipe-tools chat +recipe=demo            chat with the recipe's trained model (python -m llmpipe.chat)
+    llmpipe-tools serve +recipe=demo           OpenAI-compatible server (python -m llmpipe.serve)
 
 Adding a subcommand is one entry in :data:`COMMANDS` (or a :func:`register` call): a module with
 ``setup(parser)`` and ``run(args) -> exit code``. Nothing here imports torch; modules are imported only
@@ -42,8 +44,11 @@ COMMANDS: dict[str, Command] = {
                   "llmpipe.tools.recipes", setup="setup_ls", run="run_ls"),
     "plan": Command("the stage graph of a configuration: fingerprints, run or cached (no torch)", "llmpipe.tools.plan"),
     "lock": Command("show a job's lock file, or why stages differ between two jobs", "llmpipe.tools.lockdiff"),
+    "export": Command("export LoRA adapters or a model without training (merge, GPTQ, push)", "llmpipe.tools.export_cmd"),
     "docs": Command("print docs/parameters.md (generated from the schema), or --write it", "llmpipe.tools.cli",
                     setup="setup_docs", run="run_docs"),
+    "chat": Command("talk to the recipe's trained model (or the base model) in the terminal", "llmpipe.chat"),
+    "serve": Command("serve the recipe's trained model over an OpenAI-compatible HTTP API", "llmpipe.serve"),
 }
 
 

@@ -57,12 +57,25 @@ def training_arguments(cfg: Any, output_dir: Path, *, cls=None, **extra: Any):
         load_best_model_at_end=t.load_best_model_at_end and has_eval,
         metric_for_best_model=t.metric_for_best_model,
         remove_unused_columns=False,
-        gradient_checkpointing=not cfg.model.disable_gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": bool(getattr(cfg.model, "use_reentrant_gc", True))},
+        activation_checkpointing=not cfg.model.disable_gradient_checkpointing,   # transformers 5 name of
+        activation_checkpointing_kwargs={"use_reentrant": bool(cfg.model.use_reentrant_gc)},  # gradient_checkpointing
         disable_tqdm=True,
     )
     if t.disable_shuffling:
         kw["train_sampling_strategy"] = "sequential"
+    if t.compute_accuracy:
+        kw["label_names"] = ["labels"]   # a PEFT model's forward hides them; accuracy needs the labels back
+    if cfg.model.use_unsloth_gc:   # Unsloth-style checkpointing: checkpointed activations wait on the CPU
+        kw["activation_checkpointing_kwargs"] = {**kw["activation_checkpointing_kwargs"], "offload": True}
+    if cfg.model.enable_liger_kernel:
+        kw["use_liger_kernel"] = True    # the Trainer patches the model with Liger's fused kernels (GPU)
+    from llmpipe.launch.trainer_args import launch_arguments   # ranks spawned by llmpipe.launch: backend, DeepSpeed, FSDP
+
+    kw.update(launch_arguments(cfg))
+    for old, new in (("gradient_checkpointing", "activation_checkpointing"),
+                     ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs")):
+        if old in extra:   # callers may still use the deprecated names; the new ones would win silently
+            kw[new] = extra.pop(old)
     kw.update(extra)
     return cls(**kw)
 

@@ -11,11 +11,9 @@ from llmpipe.stages.load import read_source
 
 
 def load_datasets(load_dir: Path):
-    from datasets import load_from_disk
+    from llmpipe.data.published import open_published
 
-    train = load_from_disk(str(load_dir / "train"))
-    eval_ds = load_from_disk(str(load_dir / "eval")) if (load_dir / "eval").exists() else None
-    return train, eval_ds
+    return open_published(load_dir)  # (train, eval); train is an IterableDataset with data.streaming
 
 
 def load_saved_tokenizer(load_dir: Path):
@@ -25,21 +23,12 @@ def load_saved_tokenizer(load_dir: Path):
 
 
 def prepare_model(ctx: StageContext):
-    """The model to train: base (+ initial adapter for LoRA, + frozen layers for freeze)."""
-    from llmpipe.models.loading import load_causal_lm
+    """The model to train: the run's base model (model.* loading options, quantization) with the fine-tuning
+    method applied (LoRA from the adapt stage's initial adapter, freeze, full); see llmpipe.models.trainable."""
+    from llmpipe.models.trainable import build
 
-    model = load_causal_lm(read_source(ctx.input("load")), ctx.obj)
-    if "adapt" in ctx.inputs:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(ctx.input("adapt") / "adapter"), is_trainable=True)
-    elif ctx.obj.train.finetuning_type == "freeze":
-        from llmpipe.models.freeze import apply_freeze
-
-        apply_freeze(model, ctx.obj)
-    if not ctx.obj.model.disable_gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()
-    return model
+    adapter = ctx.input("adapt") / "adapter" if "adapt" in ctx.inputs else None
+    return build(read_source(ctx.input("load")), ctx.obj, adapter_dir=adapter, log=ctx.log)
 
 
 def run_trainer(ctx: StageContext, trainer, eval_ds) -> dict[str, Any]:
@@ -47,21 +36,29 @@ def run_trainer(ctx: StageContext, trainer, eval_ds) -> dict[str, Any]:
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
+    from llmpipe.launch.initial_eval import defer_initial_eval
+
     trainer.remove_callback(PrinterCallback)
     metrics: dict[str, Any] = {}
     initial_path = ctx.work / "initial_eval.json"
     if eval_ds is not None:
         if initial_path.exists():
             metrics["eval_loss_initial"] = json.loads(initial_path.read_text())["eval_loss"]
+        elif defer_initial_eval(trainer, initial_path, ctx.log):   # DeepSpeed: evaluated at the start of train()
+            pass
         else:
-            metrics["eval_loss_initial"] = trainer.evaluate()["eval_loss"]
-            initial_path.write_text(json.dumps({"eval_loss": metrics["eval_loss_initial"]}))
-        ctx.log(f"held-out loss before training: {metrics['eval_loss_initial']:.4f}")
+            first = trainer.evaluate()   # all of it is kept: preference stages report their initial accuracy
+            metrics["eval_loss_initial"] = first["eval_loss"]
+            initial_path.write_text(json.dumps({k: v for k, v in first.items() if isinstance(v, (int, float))}))
+        if "eval_loss_initial" in metrics:
+            ctx.log(f"held-out loss before training: {metrics['eval_loss_initial']:.4f}")
     ckpt_dir = Path(trainer.args.output_dir)
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     if last:
         ctx.log(f"resuming from {Path(last).name} (found in {ckpt_dir})")
     out = trainer.train(resume_from_checkpoint=last)
+    if eval_ds is not None and "eval_loss_initial" not in metrics:
+        metrics["eval_loss_initial"] = json.loads(initial_path.read_text())["eval_loss"]
     metrics["train_loss"] = out.training_loss
     metrics["global_step"] = out.global_step
     metrics["train_runtime"] = out.metrics.get("train_runtime")
@@ -77,7 +74,16 @@ def run_trainer(ctx: StageContext, trainer, eval_ds) -> dict[str, Any]:
 def save_outputs(ctx: StageContext, trainer, tokenizer, metrics: dict[str, Any]) -> None:
     model = trainer.model
     sub = "adapter" if ctx.obj.train.finetuning_type == "lora" else "model"
-    model.save_pretrained(str(ctx.out / sub))
+    from llmpipe.launch.saving import is_spawned, save_gathered
+
+    if is_spawned(trainer):   # every rank joins the save (ZeRO-3/FSDP gather weights); only rank 0 writes ctx.out
+        if not save_gathered(trainer, ctx.out / sub):
+            return
+    else:
+        from llmpipe.models.trainable import save
+
+        save(model, ctx.out / sub, ctx.obj, log=ctx.log,
+             initial_adapter=ctx.input("adapt") / "adapter" if "adapt" in ctx.inputs else None)
     tokenizer.save_pretrained(str(ctx.out / sub))
     history = trainer.state.log_history
     (ctx.out / "log_history.json").write_text(json.dumps(history, indent=1))
@@ -89,20 +95,27 @@ def save_outputs(ctx: StageContext, trainer, tokenizer, metrics: dict[str, Any])
 
 
 def train_causal(ctx: StageContext) -> dict:
-    from transformers import DataCollatorForSeq2Seq, Trainer
+    from transformers import Trainer
 
     from llmpipe.training.args import training_arguments
+    from llmpipe.training.collators import collator_for, evaluate_each, packing_callbacks
+    from llmpipe.training.metrics import point_trackers
+    from llmpipe.training.metrics import trainer_kwargs as metric_kwargs
+    from llmpipe.training.optimizers import trainer_class
     from llmpipe.training.progress import ProgressCallback
 
     load_dir = ctx.input("load")
     tokenizer = load_saved_tokenizer(load_dir)
     train_ds, eval_ds = load_datasets(load_dir)
     model = prepare_model(ctx)
-    label_pad = -100 if ctx.obj.data.ignore_pad_token_for_loss else tokenizer.pad_token_id
-    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=label_pad, padding=True)
+    collator = collator_for(ctx.obj, tokenizer, train_ds)  # neat packing: isolating collator
     args = training_arguments(ctx.obj, ctx.work / "checkpoints", has_eval=eval_ds is not None)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=collator, processing_class=tokenizer, callbacks=[ProgressCallback(ctx.log)])
+    trainer = trainer_class(Trainer, ctx.obj, ctx.log)(  # GaLore/BAdam/Adam-mini/LoRA+ when configured
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+        processing_class=tokenizer, callbacks=[ProgressCallback(ctx.log), *packing_callbacks(collator)],
+        **metric_kwargs(ctx.obj))
+    point_trackers(trainer, ctx.obj, ctx.out / "tensorboard", ctx.job_dir)
     metrics = run_trainer(ctx, trainer, eval_ds)
+    metrics.update(evaluate_each(trainer, load_dir, ctx.log))  # data.eval_on_each_dataset
     save_outputs(ctx, trainer, tokenizer, metrics)
     return {"metrics": metrics}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import types
 
 import pytest
 
@@ -45,19 +44,20 @@ def test_alpaca_remapped_columns(tmp_path):
                  [{"q": "Why?", "a": "Because.", "sys": "S", "fns": [{"name": "f"}]}])
     (ex,), _ = _rows(spec)
     assert ex["messages"][-1] == {"role": "assistant", "content": "Because."} and ex["system"] == "S"
-    assert json.loads(ex["tools"]) == [{"name": "f"}]
+    assert json.loads(ex["tools"]) == [{"name": "f", "description": "",
+                                        "parameters": {"type": "object", "properties": {}}}]
 
 
 def test_sharegpt_custom_tags_and_leading_system(tmp_path):
     tags = {"role_tag": "role", "content_tag": "text", "user_tag": "me", "assistant_tag": "bot",
             "system_tag": "sys", "observation_tag": "obs", "function_tag": "call"}
-    conv = [{"role": "sys", "text": "from conversation"}, {"role": "me", "text": "q1"}, {"role": "call", "text": "f()"},
+    conv = [{"role": "sys", "text": "from conversation"}, {"role": "me", "text": "q1"}, {"role": "call", "text": '{"name": "f", "arguments": {}}'},
             {"role": "obs", "text": "42"}, {"role": "bot", "text": "a1"}]
     spec = _spec(tmp_path, {"formatting": "sharegpt", "columns": {"messages": "chat", "system": "system"},
                             "tags": tags}, [{"chat": conv, "system": "from column"}])
     (ex,), _ = _rows(spec)
     assert ex["system"] == "from conversation"
-    assert [m["role"] for m in ex["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert [m["role"] for m in ex["messages"]] == ["user", "function_call", "tool", "assistant"]
 
 
 def test_openai_format(tmp_path):
@@ -93,12 +93,14 @@ def test_kto_labels(tmp_path):
     out, rep = _rows(spec, "kto")
     assert [e["label"] for e in out] == [True, False]
     assert rep.reasons == {"kto_tag is 'yes', not a boolean": 1}
+    out, rep = convert_rows([{"instruction": "q", "output": "a", "kto_tag": "false"}], spec, "kto")
+    assert out[0]["label"] is False  # csv cells are text
 
 
 def test_bundled_demo_sets_convert_cleanly():
     for name, kind, n in [("demo_sft", "sft", 600), ("demo_sft_eval", "sft", 100), ("demo_sft_sharegpt", "sft", 200),
                           ("demo_sft_zh", "sft", 200), ("demo_pt", "pt", 400), ("demo_pref", "pairwise", 400),
-                          ("demo_kto", "kto", 400)]:
+                          ("demo_kto", "kto", 400), ("demo_tools", "sft", 300), ("demo_tools_eval", "sft", 60)]:
         out, rep = _rows(find_dataset(name, None), kind)
         assert (len(out), rep.dropped) == (n, 0), (name, rep.summary())
 
@@ -124,7 +126,7 @@ def test_malformed_rows_reported_with_row_numbers(tmp_path):
         {"row": 4, "reason": "conversation must end on an assistant turn"},
         {"row": 5, "reason": "message 1 has unknown role 'robot'"},
     ]
-    assert rep.examples[2]["reason"].startswith("line is not valid JSON")
+    assert rep.examples[2]["reason"].startswith("line 4 is not valid JSON")
     assert rep.reasons["missing or empty content of message 1"] == 1
     assert rep.reasons["column 'conversations' is missing, not a list of messages"] == 1
     summary = rep.summary()
@@ -141,31 +143,29 @@ def test_alpaca_missing_response_reported(tmp_path):
     assert "int, not a string" in rep.examples[2]["reason"]
 
 
-def _cfg(tmp_path, **data):
-    d = dict(dataset=None, eval_dataset=None, dataset_dir=str(tmp_path), template="chatml", cutoff_len=64,
-             train_on_prompt=False, mask_history=False, max_samples=None, val_size=0.0, default_system=None,
-             packing=None, mix_strategy="concat", interleave_probs=None, preprocessing_batch_size=100)
-    d.update(data)
-    return types.SimpleNamespace(data=types.SimpleNamespace(**d), train=types.SimpleNamespace(seed=1, stage="sft"))
+def _opts(tmp_path, stage="sft"):
+    from llmpipe.data.options import DataOptions
+
+    return DataOptions(stage=stage, dataset_dir=str(tmp_path), template="chatml", cutoff_len=64, seed=1)
 
 
 def test_empty_dataset_is_an_error_naming_it(tmp_path):
-    from llmpipe.data.loader import load_split
+    from llmpipe.data.loader import convert_dataset, resolve_spec
 
-    _spec(tmp_path, {}, [{"instruction": "q"}, {"instruction": "q2"}], name="hollow")
+    spec = _spec(tmp_path, {}, [{"instruction": "q"}, {"instruction": "q2"}], name="hollow")
     with pytest.raises(DataError) as e:
-        load_split(_cfg(tmp_path), ["hollow"], tokenizer=types.SimpleNamespace(), kind="sft")
+        convert_dataset(spec, _opts(tmp_path), "train")
     assert "'hollow'" in str(e.value) and "0/2 rows kept" in str(e.value)
     with pytest.raises(DataError, match="'nothing_here' is not in"):
-        load_split(_cfg(tmp_path), ["nothing_here"], tokenizer=types.SimpleNamespace(), kind="sft")
+        resolve_spec("nothing_here", _opts(tmp_path))
 
 
 def test_stage_and_dataset_kind_must_match(tmp_path):
-    from llmpipe.data.loader import load_split
+    from llmpipe.data.loader import resolve_spec
 
     with pytest.raises(DataError, match="ranking: true"):
-        load_split(_cfg(tmp_path), ["demo_pref"], tokenizer=types.SimpleNamespace(), kind="sft")
+        resolve_spec("demo_pref", _opts(tmp_path, "sft"))
     with pytest.raises(DataError, match="not a preference dataset"):
-        load_split(_cfg(tmp_path), ["demo_sft"], tokenizer=types.SimpleNamespace(), kind="pairwise")
+        resolve_spec("demo_sft", _opts(tmp_path, "dpo"))
     with pytest.raises(DataError, match="no kto_tag column"):
-        load_split(_cfg(tmp_path), ["demo_sft"], tokenizer=types.SimpleNamespace(), kind="kto")
+        resolve_spec("demo_sft", _opts(tmp_path, "kto"))

@@ -127,7 +127,7 @@ def test_build_datasets_sft_with_val_size(tok):
 
     b = build_datasets(_cfg(max_samples=40, val_size=0.25), tok)
     assert (len(b.train), len(b.eval)) == (30, 10)
-    assert b.train.column_names == ["input_ids", "attention_mask", "labels"]
+    assert sorted(b.train.column_names) == ["attention_mask", "input_ids", "labels"]
     again = build_datasets(_cfg(max_samples=40, val_size=0.25), tok)
     assert again.eval["input_ids"] == b.eval["input_ids"]  # seeded split
     assert b.report.identities["demo_sft"].startswith("sha256:")

@@ -20,7 +20,8 @@ def tok():
 
 def test_data_modules_import_no_torch():
     code = ("import sys, llmpipe.data.registry, llmpipe.data.templates, llmpipe.data.formats, "
-            "llmpipe.data.processors, llmpipe.models.tiny; "
+            "llmpipe.data.processors, llmpipe.data.tools, llmpipe.data.tokfacts, llmpipe.data.options, "
+            "llmpipe.data.packing, llmpipe.data.sources, llmpipe.models.tiny, llmpipe.config.rules.data_sources; "
             "print(sorted(m for m in ('torch', 'datasets', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -122,7 +123,8 @@ def test_check_template_fits(tok):
     assert templates.check_template_fits(tok, "qwen") is None
     msg = templates.check_template_fits(tok, "llama3")
     assert "'<|start_header_id|>'" in msg and "not single tokens" in msg
-    assert "[INST]" in templates.check_template_fits(tok, "mistral")
+    assert templates.check_template_fits(tok, "mistral") is None  # [INST] is plain text for Mistral v0.1 too
+    assert "'<start_of_turn>'" in templates.check_template_fits(tok, "gemma")
     assert templates.check_template_fits(tok, "llama3", strict=False) is None  # byte-level: encodable
 
 
@@ -135,3 +137,26 @@ def test_tokenizer_own_template(tok):
     with pytest.raises(DataError, match="data.template"):
         templates.apply_template(t, None, None)
     assert "data.template" in templates.check_template_fits(t, None)
+
+
+def test_template_fit_read_from_tokenizer_files(tmp_path, tok):
+    """Pre-flight reads a local (or hub-cached) tokenizer's files, without loading it."""
+    from llmpipe.data import tokfacts
+
+    folder = tmp_path / "hub" / "models--org--m" / "snapshots" / "abc"
+    tok.save_pretrained(folder)
+    (tmp_path / "hub" / "models--org--m" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--m" / "refs" / "main").write_text("abc")
+    assert tokfacts.hub_snapshot("org/m", [tmp_path / "hub"]) == folder
+    facts = tokfacts.from_folder(folder)
+    assert "<|im_start|>" in facts.tokens and facts.eos_token == "<|im_end|>" and facts.has_chat_template
+
+    def problem(name):
+        t = templates.TEMPLATES[name]
+        return tokfacts.template_problem(facts, name, t.markers, "eos_token +" in t.jinja)
+
+    assert problem("chatml") is None and problem("mistral") is None
+    assert "'<|eot_id|>'" in problem("llama3")
+    bare = tokfacts.TokenizerFacts("x", frozenset(), None, False)
+    assert "no chat template" in tokfacts.template_problem(bare, None, (), False)
+    assert "eos_token" in tokfacts.template_problem(bare, "default", (), True)

@@ -12,8 +12,9 @@ class ExportConfig:
     dir: Optional[str] = param(
         None, "Folder the exported model is written to (unset = no export stage).", seed="export_dir", volatile=True,
     )
-    size: int = param(
-        5, "Maximum shard size of the exported weights, in whole GB.", seed="export_size", ge=1, seed_default=1,
+    size: float = param(
+        5.0, "Maximum shard size of the exported weights in GB (fractions allowed, e.g. 0.5).", seed="export_size",
+        gt=0.0, seed_default=1,
     )
     device: str = param(
         "cpu", "Device used while exporting; auto = accelerators when present.", seed="export_device",

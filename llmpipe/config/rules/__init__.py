@@ -5,7 +5,7 @@ import importlib
 
 # One module per topic; each registers its rules with llmpipe.config.validate.rule on import.
 _TOPICS = ("model", "data", "finetuning", "quantization", "optimizers", "preference", "ppo", "distributed",
-           "inference", "export", "training")
+           "inference", "export", "training", "data_sources")
 
 for _name in _TOPICS:
     importlib.import_module(f"{__name__}.{_name}")

@@ -137,7 +137,7 @@ def val_size(cfg, env):
       good=[["data.dataset='demo_sft,demo_sft_zh'", "data.mix_strategy=interleave_over",
              "data.interleave_probs='0.3,0.7'"], ["data.mix_strategy=interleave_under"]])
 def interleave(cfg, env):
-    """Sampling probabilities need an interleave strategy, one number per dataset, summing to 1."""
+    """Sampling probabilities need an interleave strategy, one number per training dataset, summing to 1."""
     probs = as_list(get(cfg, "data.interleave_probs"))
     if not probs:
         return
@@ -152,27 +152,34 @@ def interleave(cfg, env):
         yield problem("data-interleave", "data.interleave_probs", get(cfg, "data.interleave_probs"),
                       "is not a comma-separated list of numbers", "e.g. '0.7,0.3'", "data.interleave_probs='0.5,0.5'")
         return
-    for key in ("data.dataset", "data.eval_dataset"):
-        names = as_list(get(cfg, key))
-        if names and len(names) != len(nums):
-            yield problem("data-interleave", f"data.interleave_probs + {key}", get(cfg, "data.interleave_probs"),
-                          f"{len(nums)} probabilities for {len(names)} datasets in {key}",
-                          "exactly one probability per dataset", f"give {len(names)} comma-separated probabilities")
+    names = as_list(get(cfg, "data.dataset"))  # evaluation datasets are concatenated, never interleaved
+    if names and len(names) != len(nums):
+        yield problem("data-interleave", "data.interleave_probs + data.dataset", get(cfg, "data.interleave_probs"),
+                      f"{len(nums)} probabilities for {len(names)} datasets in data.dataset",
+                      "exactly one probability per training dataset", f"give {len(names)} comma-separated probabilities")
     if abs(sum(nums) - 1.0) > 1e-6 or any(n < 0 for n in nums):
         yield problem("data-interleave", "data.interleave_probs", get(cfg, "data.interleave_probs"),
                       f"probabilities must be >= 0 and sum to 1 (they sum to {sum(nums):g})",
                       "non-negative numbers summing to 1", "rescale them, e.g. '0.5,0.5'")
 
 
-@rule("data-streaming", keys=["data.streaming", "train.max_steps", "data.max_samples", "data.val_size"],
+@rule("data-streaming", keys=["data.streaming", "train.max_steps", "data.max_samples", "data.val_size",
+                              "data.tokenized_path", "train.stage"],
       bad=[["data.streaming=true"], ["data.streaming=true", "train.max_steps=10", "data.max_samples=5"],
-           ["data.streaming=true", "train.max_steps=10", "data.val_size=0.1"]],
+           ["data.streaming=true", "train.max_steps=10", "data.val_size=0.1"],
+           ["data.streaming=true", "train.max_steps=10", "data.tokenized_path=/tmp/tok"],
+           ["data.streaming=true", "train.max_steps=10", "train.stage=dpo", "data.dataset=demo_pref"]],
       good=[["data.streaming=true", "train.max_steps=10"], ["data.max_samples=5"],
             ["data.streaming=true", "train.max_steps=10", "data.val_size=10"]])
 def streaming(cfg, env):
-    """A streamed dataset has no length: it needs max_steps, an integer val_size, and no max_samples."""
+    """A streamed dataset has no length: it needs max_steps, an integer val_size, and no max_samples; it is
+    never saved whole (no tokenized_path); it feeds the pt and sft stages."""
     if not get(cfg, "data.streaming"):
         return
+    if stage(cfg) not in ("pt", "sft"):
+        yield problem("data-streaming", "data.streaming + train.stage", stage(cfg),
+                      "streaming feeds the pt and sft trainers; the preference and RL stages read tokenized data",
+                      "train.stage=pt or sft with data.streaming=true", "data.streaming=false")
     if get(cfg, "train.max_steps", -1) <= 0:
         yield problem("data-streaming", "data.streaming + train.max_steps", get(cfg, "train.max_steps", -1),
                       "a streamed dataset has no length, so the number of training steps must be given",
@@ -182,7 +189,7 @@ def streaming(cfg, env):
                       "cannot truncate a streamed dataset", "data.max_samples=null with data.streaming=true",
                       "data.max_samples=null (bound the run with train.max_steps)")
     vs = get(cfg, "data.val_size", 0.0)
-    if 0 < vs < 1:
+    if 0 < vs < 1 or vs != int(vs):
         yield problem("data-streaming", "data.val_size", vs, "a ratio cannot be taken of a streamed dataset",
                       "a whole number of examples (>= 1) when streaming", "data.val_size=100")
     if get(cfg, "data.tokenized_path"):
@@ -269,12 +276,22 @@ def eval_split(cfg, env):
                   "data.eval_dataset=<name> or data.val_size=0.1")
 
 
-@rule("data-packing", keys=["data.neat_packing", "data.packing"],
-      bad=[["data.neat_packing=true", "data.packing=false"]],
-      good=[["data.neat_packing=true"], ["data.neat_packing=true", "data.packing=true"]])
+@rule("data-packing", keys=["data.neat_packing", "data.packing", "train.stage"],
+      bad=[["data.neat_packing=true", "data.packing=false"],
+           ["train.stage=dpo", "data.dataset=demo_pref", "data.packing=true"]],
+      good=[["data.neat_packing=true"], ["data.neat_packing=true", "data.packing=true"],
+            ["train.stage=pt", "data.dataset=demo_pt", "data.packing=false"], ["data.packing=true"]])
 def packing(cfg, env):
-    """neat_packing is a kind of packing: it cannot be combined with packing turned off."""
+    """neat_packing is a kind of packing (it cannot be combined with packing turned off); packing exists for
+    the pt and sft stages (null = on for pt only)."""
     if get(cfg, "data.neat_packing") and get(cfg, "data.packing") is False:
         yield problem("data-packing", "data.neat_packing + data.packing", False,
                       "neat packing packs sequences, but data.packing=false turns packing off",
                       "data.packing=true or null with neat_packing", "data.packing=null")
+    if get(cfg, "data.packing") is True and stage(cfg) not in ("pt", "sft"):
+        yield problem("data-packing", "data.packing + train.stage", True,
+                      f"packing applies to the pt and sft stages; train.stage={stage(cfg)} pairs or scores "
+                      "whole examples", "data.packing=null or false for this stage", "data.packing=null")
+
+
+from llmpipe.config.rules import data_sources  # noqa: E402,F401  (registers the hub/tokenizer/tool rules)

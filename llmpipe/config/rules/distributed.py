@@ -6,9 +6,12 @@ import os
 from pathlib import Path
 
 from llmpipe.config.rules._common import (
-    DS_PRESETS, adapters, get, launch_kind, problem, uses_deepspeed, uses_fsdp, zero_stage,
+    DS_PRESETS, adapters, get, launch_kind, problem, uses_deepspeed, uses_fsdp, world_size, zero_stage,
 )
 from llmpipe.config.validate import rule
+
+# DeepSpeed JSON files used by the examples of the rules that read a user's file (a checkout's tests).
+_DS_EXAMPLES = Path(__file__).resolve().parents[3] / "tests" / "distributed" / "fixtures"
 
 
 def _on_gpu(cfg, env) -> bool:
@@ -85,13 +88,19 @@ def nproc_cpus(cfg, env):
 
 
 @rule("launch-backend", keys=["launch.ddp_backend"],
-      bad=[["launch=ddp", "launch.ddp_backend=nccl"], ["launch=ddp", "launch.ddp_backend=ccl"]],
+      bad=[["launch=ddp", "launch.ddp_backend=nccl"], ["launch=ddp", "launch.ddp_backend=ccl"],
+           ["launch.ddp_backend=gloo"]],
       good=[["launch=ddp", "launch.ddp_backend=gloo"], ["launch=ddp"]],
       env={"gpu_count": 0, "missing_packages": frozenset({"oneccl_bindings_for_pytorch"})})
 def backend(cfg, env):
-    """nccl needs CUDA; ccl needs Intel's oneCCL bindings. On CPU (DeepSpeed included) use gloo."""
+    """nccl needs CUDA; ccl needs Intel's oneCCL bindings. On CPU (DeepSpeed included) use gloo. A backend
+    means nothing to a single in-process run (launch=local)."""
     be = get(cfg, "launch.ddp_backend")
-    if be == "nccl" and not env.cuda:
+    if be and launch_kind(cfg) == "local":
+        yield problem("launch-backend", "launch.ddp_backend", be, "a single in-process run (launch=local) has no process"
+                      " group, so the backend would be ignored", "launch.ddp_backend=null with launch=local",
+                      "launch.ddp_backend=null, or launch=ddp")
+    elif be == "nccl" and not env.cuda:
         yield problem("launch-backend", "launch.ddp_backend", be, "nccl communicates between CUDA GPUs and this machine has none",
                       "gloo on CPU (also for DeepSpeed)", "launch.ddp_backend=gloo")
     elif be == "ccl" and not env.has("oneccl_bindings_for_pytorch"):
@@ -173,3 +182,121 @@ def zero3(cfg, env):
         yield problem("launch-zero3", "model.adapter_name_or_path", get(cfg, "model.adapter_name_or_path"),
                       "several adapters must be merged into weights that ZeRO-3 partitions",
                       "a single adapter under ZeRO-3", "merge the adapters first (export), or launch=deepspeed_z2")
+
+
+def _user_deepspeed(cfg) -> dict | None:
+    """The user's DeepSpeed JSON (launch.deepspeed=<path>) as a dict; None for presets or unreadable files."""
+    ds = get(cfg, "launch.deepspeed")
+    if not ds or not isinstance(ds, str) or ds in DS_PRESETS or not uses_deepspeed(cfg):
+        return None
+    try:
+        data = json.loads(Path(ds).expanduser().read_text())
+    except (OSError, ValueError):
+        return None   # launch-deepspeed-config reports it
+    return data if isinstance(data, dict) else None
+
+
+def _fixed(value):
+    """A number the user wrote into the DeepSpeed JSON (None for "auto" or absent)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@rule("launch-deepspeed-values", keys=["launch.deepspeed", "train.per_device_train_batch_size",
+                                       "train.gradient_accumulation_steps", "train.bf16", "train.fp16", "train.optim"],
+      bad=[["launch=deepspeed_z2", f"launch.deepspeed={_DS_EXAMPLES / 'ds_z2_fixed_batch4.json'}"],
+           ["launch=deepspeed_z2", f"launch.deepspeed={_DS_EXAMPLES / 'ds_z2_fixed_batch4.json'}",
+            "train.per_device_train_batch_size=4", "train.bf16=true"],
+           ["launch=deepspeed_z3_offload", "train.optim=sgd"]],
+      good=[["launch=deepspeed_z2", f"launch.deepspeed={_DS_EXAMPLES / 'ds_z2_fixed_batch4.json'}",
+             "train.per_device_train_batch_size=4"], ["launch=deepspeed_z3_offload"], ["launch=deepspeed_z2", "train.optim=sgd"]],
+      env={"gpu_count": 2, "available_packages": frozenset({"deepspeed"})})
+def deepspeed_values(cfg, env):
+    """Values written into a DeepSpeed JSON (instead of "auto") must agree with the train family, or the
+    Trainer stops at start-up; a JSON with its own optimizer replaces train.optim."""
+    from llmpipe.launch.presets import deepspeed_path
+
+    data = _user_deepspeed(cfg)
+    ds = get(cfg, "launch.deepspeed")
+    if data is None and uses_deepspeed(cfg) and ds in DS_PRESETS:
+        data = json.loads(deepspeed_path(ds).read_text())
+    if data is None:
+        return
+    micro, gas = get(cfg, "train.per_device_train_batch_size", 8), get(cfg, "train.gradient_accumulation_steps", 1)
+    wanted = {"train_micro_batch_size_per_gpu": ("train.per_device_train_batch_size", micro),
+              "gradient_accumulation_steps": ("train.gradient_accumulation_steps", gas),
+              "train_batch_size": ("train.per_device_train_batch_size", micro * gas * world_size(cfg)),
+              "gradient_clipping": ("train.max_grad_norm", get(cfg, "train.max_grad_norm", 1.0))}
+    for field, (key, value) in wanted.items():
+        mine = _fixed(data.get(field))
+        if mine is not None and mine != value:
+            yield problem("launch-deepspeed-values", key, get(cfg, key), f"the DeepSpeed config {ds} fixes {field}={mine},"
+                          f" but this training gives {value}", f'"{field}": "auto" in the JSON (the Trainer fills it in)',
+                          f'set {field} to "auto" in {ds}, or change {key}')
+    for prec in ("bf16", "fp16"):
+        enabled = (data.get(prec) or {}).get("enabled", "auto")
+        if isinstance(enabled, bool) and enabled != bool(get(cfg, f"train.{prec}")):
+            yield problem("launch-deepspeed-values", f"train.{prec}", bool(get(cfg, f"train.{prec}")),
+                          f"the DeepSpeed config {ds} has {prec}.enabled={str(enabled).lower()}",
+                          f'"{prec}": {{"enabled": "auto"}} in the JSON', f"train.{prec}={str(enabled).lower()}")
+    optim = get(cfg, "train.optim", "adamw_torch")
+    if data.get("optimizer") and optim not in ("adamw_torch", "adamw_torch_fused"):
+        yield problem("launch-deepspeed-values", "train.optim", optim, f"the DeepSpeed config {ds} brings its own optimizer"
+                      f" ({(data['optimizer'] or {}).get('type')}), which would replace train.optim",
+                      "train.optim=adamw_torch with a DeepSpeed optimizer", "train.optim=adamw_torch, or launch=deepspeed_z3")
+
+
+@rule("launch-zero3-save", keys=["launch.deepspeed"],
+      bad=[["launch=deepspeed_z3", f"launch.deepspeed={_DS_EXAMPLES / 'ds_z3_no_gather.json'}"]],
+      good=[["launch=deepspeed_z3"], ["launch=deepspeed_z2", f"launch.deepspeed={_DS_EXAMPLES / 'ds_z2_fixed_batch4.json'}"]],
+      env={"gpu_count": 2, "available_packages": frozenset({"deepspeed"})})
+def zero3_save(cfg, env):
+    """Under ZeRO-3 every rank holds a slice of each weight: the trained model is only saved as a whole
+    model when the JSON asks DeepSpeed to gather it on save."""
+    data = _user_deepspeed(cfg)
+    zero = (data or {}).get("zero_optimization") or {}
+    if data is None or _fixed(zero.get("stage")) != 3:
+        return
+    if zero.get("stage3_gather_16bit_weights_on_model_save") is not True:
+        yield problem("launch-zero3-save", "launch.deepspeed", get(cfg, "launch.deepspeed"),
+                      "ZeRO-3 without stage3_gather_16bit_weights_on_model_save=true saves only per-rank shards, not a"
+                      " model that merge/export/reload can use", '"stage3_gather_16bit_weights_on_model_save": true',
+                      "add it to zero_optimization in the JSON, or launch=deepspeed_z3 (the shipped preset)")
+
+
+_FSDP_OPTIONS = ("full_shard", "shard_grad_op", "offload", "auto_wrap")
+
+
+@rule("launch-fsdp-options", keys=["launch.fsdp"],
+      bad=[["launch=fsdp", "launch.fsdp=no_shard"], ["launch=fsdp", "launch.fsdp='full_shard shard_grad_op'"],
+           ["launch=fsdp", "launch.fsdp='full_shard auto_wrp'"]],
+      good=[["launch=fsdp"], ["launch=fsdp", "launch.fsdp='shard_grad_op offload auto_wrap'"]],
+      env={"gpu_count": 2})
+def fsdp_options(cfg, env):
+    """launch.fsdp: one sharding strategy (full_shard or shard_grad_op) plus offload / auto_wrap."""
+    value = get(cfg, "launch.fsdp")
+    if not value or not uses_fsdp(cfg):
+        return
+    opts = str(value).replace(",", " ").split()
+    if "no_shard" in opts:
+        yield problem("launch-fsdp-options", "launch.fsdp", value, "no_shard keeps a full copy of the model on every rank,"
+                      " which is DDP", "full_shard or shard_grad_op (+ offload, auto_wrap)", "launch=ddp")
+    unknown = [o for o in opts if o not in _FSDP_OPTIONS + ("no_shard",)]
+    if unknown:
+        yield problem("launch-fsdp-options", "launch.fsdp", value, f"unknown option(s) {', '.join(unknown)}",
+                      ", ".join(_FSDP_OPTIONS), "launch.fsdp='full_shard auto_wrap'")
+    if len([o for o in opts if o in ("full_shard", "shard_grad_op")]) > 1:
+        yield problem("launch-fsdp-options", "launch.fsdp", value, "names two sharding strategies",
+                      "one of full_shard, shard_grad_op", "launch.fsdp='full_shard auto_wrap'")
+
+
+@rule("launch-local-multigpu", keys=["launch.kind", "train.use_cpu"],
+      bad=[["launch=local"]], good=[["launch=ddp"], ["launch=local", "train.use_cpu=true"]],
+      env={"gpu_count": 2})
+def local_multigpu(cfg, env):
+    """One process on a machine with several visible GPUs makes the Trainer fall back to nn.DataParallel
+    (slow, and unsupported by most of the stack): launch one rank per GPU, or show one GPU."""
+    if launch_kind(cfg) == "local" and env.gpu_count > 1 and not get(cfg, "train.use_cpu"):
+        yield problem("launch-local-multigpu", "launch.kind", "local", f"{env.gpu_count} GPUs are visible to a single"
+                      " process, which the Trainer would drive through nn.DataParallel",
+                      "launch=ddp (or deepspeed_*/fsdp) with one rank per GPU, or a single visible GPU",
+                      f"launch=ddp launch.nproc_per_node={env.gpu_count}, or CUDA_VISIBLE_DEVICES=0")

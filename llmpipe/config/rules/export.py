@@ -1,7 +1,11 @@
 """Export rules: GPTQ export needs calibration data and its packages; publishing needs an export and the network."""
 from __future__ import annotations
 
-from llmpipe.config.rules._common import get, offline, problem
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from llmpipe.config.rules._common import adapters, get, offline, problem
 from llmpipe.config.validate import rule
 
 EXPORT_Q = ["export.dir=/tmp/llmpipe-export", "export.quantization_bit=4"]
@@ -65,3 +69,84 @@ def push_offline(cfg, env):
     if "://" in remote and not remote.startswith("file://") or remote.startswith("git@"):
         yield problem("export-push-offline", "export.push_to", remote, f"a network remote cannot be reached while {var}=1",
                       "a local folder or file:// remote while offline", f"export.push_to=<local folder>, or unset {var}")
+
+
+@rule("export-quant-dataset-found", keys=["export.quantization_dataset", "data.dataset_dir"],
+      bad=[EXPORT_Q + ["export.quantization_dataset=/no/such/calibration.json"],
+           EXPORT_Q + ["export.quantization_dataset=no_such_registered_dataset"]],
+      good=[EXPORT_Q + ["export.quantization_dataset=demo_pt"], ["export.dir=/tmp/llmpipe-export"]],
+      env={"available_packages": frozenset({"gptqmodel", "optimum"})})
+def quant_dataset_found(cfg, env):
+    """The calibration dataset is a registered name or an existing file (read before any model is loaded)."""
+    from llmpipe.data.errors import DataError
+    from llmpipe.data.registry import find_dataset
+
+    name = get(cfg, "export.quantization_dataset")
+    if get(cfg, "export.quantization_bit") is None or not name:
+        return
+    try:
+        spec = find_dataset(str(name), get(cfg, "data.dataset_dir"))
+    except (DataError, ValueError) as e:   # ValueError: a file whose first record is not valid JSON
+        yield problem("export-quant-dataset-found", "export.quantization_dataset", name, str(e),
+                      "a usable dataset", "fix the dataset_info.json entry or name another dataset")
+        return
+    if spec is None:
+        yield problem("export-quant-dataset-found", "export.quantization_dataset", name,
+                      "no dataset of this name in dataset_info.json (data.dataset_dir or bundled), and no such file",
+                      "a dataset name, or a .json/.jsonl/.txt/.csv/.parquet file whose rows have a `text` column",
+                      "export.quantization_dataset=demo_pt (bundled) or an absolute file path")
+
+
+@rule("export-dir-foreign", keys=["export.dir"],
+      bad=[["export.dir=/etc"]], good=[["export.dir=/tmp/llmpipe-export-never-created"]])
+def dir_foreign(cfg, env):
+    """export.dir is replaced on every export: it must be new, empty, or an earlier llmpipe export."""
+    from llmpipe.exporting.folder import MARKER
+
+    d = get(cfg, "export.dir")
+    if not d:
+        return
+    p = Path(str(d)).expanduser()
+    if p.exists() and not p.is_dir():
+        yield problem("export-dir-foreign", "export.dir", d, "is a file", "a folder", "export.dir=<new folder>")
+    elif p.is_dir() and not (p / MARKER).is_file() and any(p.iterdir()):
+        yield problem("export-dir-foreign", "export.dir", d,
+                      f"already holds files llmpipe did not write (no {MARKER}); an export would replace them",
+                      "a new or empty folder, or an earlier llmpipe export", "export.dir=<new folder>")
+
+
+@rule("export-adapter-folder", keys=["model.adapter_name_or_path", "export.dir"],
+      bad=[["export.dir=/tmp/llmpipe-export", "model.adapter_name_or_path=/tmp"]],
+      good=[["export.dir=/tmp/llmpipe-export", "model.adapter_name_or_path=llmpipe-test/cached"],
+            ["model.adapter_name_or_path=/tmp"]])
+def adapter_folder(cfg, env):
+    """An adapter to merge into an export must be a PEFT adapter folder (adapter_config.json)."""
+    if not get(cfg, "export.dir"):
+        return
+    for ref in adapters(cfg):
+        p = Path(ref).expanduser()
+        if p.is_dir() and not (p / "adapter_config.json").is_file():
+            yield problem("export-adapter-folder", "model.adapter_name_or_path", ref,
+                          "is not a PEFT adapter folder (no adapter_config.json)",
+                          "the folder a LoRA training saved (adapter_config.json + adapter_model.safetensors)",
+                          "model.adapter_name_or_path=<adapter folder>")
+
+
+_HUB_REPO = re.compile(r"^(?:[A-Za-z0-9][\w.\-]*/)?[A-Za-z0-9][\w.\-]*$")
+
+
+@rule("export-push-target", keys=["export.hub_model_id", "export.push_to"],
+      bad=[["export.dir=/tmp/llmpipe-export", "export.hub_model_id=me/my model"],
+           ["export.dir=/tmp/llmpipe-export", "export.push_to='https://me:s3cret@example.com/me/model.git'"]],
+      good=[["export.dir=/tmp/llmpipe-export", "export.push_to=/tmp/llmpipe-published"]])
+def push_target(cfg, env):
+    """A hub repository id is `name` or `org/name`; a git remote carries no password (use LLMPIPE_GIT_TOKEN)."""
+    repo = get(cfg, "export.hub_model_id")
+    if repo and not _HUB_REPO.match(str(repo)):
+        yield problem("export-push-target", "export.hub_model_id", repo, "is not a hub repository id",
+                      "org/name or name (letters, digits, '-', '_', '.')", "export.hub_model_id=<org>/<name>")
+    remote = str(get(cfg, "export.push_to") or "")
+    if "://" in remote and urlsplit(remote).password:
+        yield problem("export-push-target", "export.push_to", "<url with a password>",
+                      "a password or token inside the remote URL would be saved in the config, the lock file and git",
+                      "a URL without credentials", "remove user:password@ and set LLMPIPE_GIT_TOKEN in the environment")

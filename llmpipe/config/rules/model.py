@@ -23,7 +23,7 @@ def _references(cfg: Any) -> Iterator[tuple[str, str, str]]:
     if get(cfg, "pref.ref_model"):
         yield "pref.ref_model", str(get(cfg, "pref.ref_model")), "model"
     rm = get(cfg, "ppo.reward_model")
-    if rm and get(cfg, "ppo.reward_model_type") != "api" and not str(rm).startswith(("http://", "https://")):
+    if rm and get(cfg, "ppo.reward_model_type") != "api" and not str(rm).startswith(("http://", "https://", "step:")):
         yield "ppo.reward_model", str(rm), "adapter" if get(cfg, "ppo.reward_model_type") == "lora" else "model"
 
 
@@ -166,6 +166,40 @@ def kernel_packages(cfg, env):
             off = "null" if key == "model.mixture_of_depths" else "false"
             yield problem("model-kernel-packages", key, value, f"needs the Python module {module}, which is not installed",
                           f"{key}={off} without it", f"{install}, or {key}={off}")
+
+
+@rule("model-shift-attn", keys=["model.shift_attn", "model.flash_attn", "data.neat_packing", "model.use_unsloth"],
+      bad=[["model.shift_attn=true", "model.flash_attn=fa2"], ["model.shift_attn=true", "data.neat_packing=true"],
+           ["model.shift_attn=true", "model.use_unsloth=true"]],
+      good=[["model.shift_attn=true"], ["model.shift_attn=true", "model.flash_attn=sdpa"]],
+      env={"gpu_count": 1, "available_packages": frozenset({"flash_attn", "unsloth"})})
+def shift_attn(cfg, env):
+    """llmpipe's S²-Attn is an attention function of its own (SDPA per group): it replaces the attention kernel."""
+    if not get(cfg, "model.shift_attn"):
+        return
+    fa = get(cfg, "model.flash_attn", "auto")
+    if fa in ("fa2", "fa3"):
+        yield problem("model-shift-attn", "model.flash_attn", fa, "S²-Attn computes grouped attention with SDPA, so "
+                      "FlashAttention would not be used", "model.flash_attn=auto or sdpa with model.shift_attn",
+                      "model.flash_attn=sdpa, or model.shift_attn=false")
+    if get(cfg, "data.neat_packing"):
+        yield problem("model-shift-attn", "data.neat_packing", True, "S²-Attn groups tokens by position and cannot keep "
+                      "neatly packed examples apart", "model.shift_attn with data.neat_packing=false",
+                      "data.neat_packing=false, or model.shift_attn=false")
+    if get(cfg, "model.use_unsloth"):
+        yield problem("model-shift-attn", "model.use_unsloth", True, "Unsloth replaces the attention layers, so "
+                      "S²-Attn cannot be applied", "one of the two", "model.shift_attn=false")
+
+
+@rule("model-unsloth-gc", keys=["model.use_unsloth_gc", "model.disable_gradient_checkpointing"],
+      bad=[["model.use_unsloth_gc=true", "model.disable_gradient_checkpointing=true"]],
+      good=[["model.use_unsloth_gc=true"], ["model.disable_gradient_checkpointing=true"]])
+def unsloth_gc(cfg, env):
+    """Unsloth-style gradient checkpointing offloads checkpointed activations: it needs checkpointing on."""
+    if get(cfg, "model.use_unsloth_gc") and get(cfg, "model.disable_gradient_checkpointing"):
+        yield problem("model-unsloth-gc", "model.use_unsloth_gc", True, "offloads the activations of gradient "
+                      "checkpointing to the CPU, and checkpointing is disabled",
+                      "model.use_unsloth_gc with gradient checkpointing on", "model.disable_gradient_checkpointing=false")
 
 
 @rule("model-special-tokens", keys=["model.init_special_tokens", "model.new_special_tokens_config",

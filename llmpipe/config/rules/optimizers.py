@@ -122,3 +122,18 @@ def packages(cfg, env):
         if not env.has(module):
             yield problem("opt-packages", key, True, f"{NAMES[key]} needs the Python module {module}, which is not installed",
                           "an installed optimizer", f"{install}, or {OFF[key]}")
+
+
+@rule("opt-adam-mini-lora", keys=["badam.use_adam_mini", "train.finetuning_type"],
+      bad=[["badam.use_adam_mini=true"]],
+      good=[["badam.use_adam_mini=true", "train.finetuning_type=full"],
+            ["badam.use_adam_mini=true", "train.finetuning_type=freeze"]],
+      env={"available_packages": frozenset({"adam_mini"})})
+def adam_mini_lora(cfg, env):
+    """Adam-mini partitions the model's own weights by attention head; LoRA's low-rank matrices do not fit (it crashes)."""
+    if get(cfg, "badam.use_adam_mini") and ft_type(cfg) == "lora":
+        yield problem("opt-adam-mini-lora", "badam.use_adam_mini", True,
+                      "partitions weights by attention head (q_proj/k_proj...), and LoRA's A/B matrices cannot be "
+                      "split that way (adam-mini 1.1.1 fails on their shapes)",
+                      "Adam-mini with train.finetuning_type=full or freeze",
+                      "train.finetuning_type=full, or badam.use_adam_mini=false (lora=plus is LoRA's own optimizer)")

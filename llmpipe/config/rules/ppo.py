@@ -6,6 +6,56 @@ from llmpipe.config.validate import rule
 
 PPO_LOGGERS = ("none", "wandb", "tensorboard", "trackio")
 PPO = ["train.stage=ppo", "ppo.reward_model=llmpipe-test/rm"]
+STEP = "step:"   # ppo.reward_model=step:<name>: the reward model trained by pipeline.before.<name> (train.stage=rm)
+
+
+def reward_step(cfg) -> str | None:
+    """The pipeline.before step named by ppo.reward_model=step:<name> of a ppo step, else None."""
+    rm = str(get(cfg, "ppo.reward_model", "") or "")
+    return rm[len(STEP):].strip() if stage(cfg) == "ppo" and rm.startswith(STEP) else None
+
+
+def unused_families(st: str) -> dict:
+    """{family: schema} of the preference/PPO families a train.stage never reads (reset in chained steps)."""
+    from llmpipe.config.families.ppo import PpoConfig
+    from llmpipe.config.families.pref import PrefConfig
+
+    if st in ("pt", "sft", "rm"):
+        return {"pref": PrefConfig, "ppo": PpoConfig}
+    return {"ppo": PpoConfig} if st in ("dpo", "kto") else {}
+
+
+def step_problems(steps) -> list:
+    """Chained steps: every ppo.reward_model=step:<name> names an earlier rm step of the right kind, and every
+    rm step before the main one is used by such a reference. ``steps``: [(".name" or "", config)]."""
+    from llmpipe.config.problems import Problem
+
+    out, seen, used = [], {}, set()
+    for suffix, scfg in steps:
+        where = f"pipeline.before.{suffix[1:]}: ppo.reward_model" if suffix else "ppo.reward_model"
+        name = reward_step(scfg)
+        if name is not None:
+            target = seen.get(name)
+            used.add(name)
+            if target is None:
+                out.append(Problem(where, f"{STEP}{name}", f"names no earlier step (steps before it: "
+                                   f"{', '.join(seen) or 'none'})", "step:<name of a pipeline.before entry with train.stage=rm>",
+                                   f"add pipeline.before.{name} with train.stage=rm, or point ppo.reward_model at a model"))
+            elif stage(target) != "rm":
+                out.append(Problem(where, f"{STEP}{name}", f"pipeline.before.{name} trains train.stage={stage(target)}, "
+                                   "not a reward model", "a step with train.stage=rm", f"pipeline.before.{name}.train.stage=rm"))
+            elif get(scfg, "ppo.reward_model_type", "lora") == "lora" and ft_type(target) != "lora":
+                out.append(Problem(f"{where}_type", "lora", f"pipeline.before.{name} trains a {ft_type(target)} reward "
+                                   "model, not a LoRA adapter", "reward_model_type=full for a full/freeze reward model",
+                                   "ppo.reward_model_type=full"))
+        if suffix:
+            seen[suffix[1:]] = scfg
+    for suffix, scfg in steps[:-1]:
+        if stage(scfg) == "rm" and suffix[1:] not in used:
+            out.append(Problem(f"pipeline.before.{suffix[1:]}", "train.stage=rm", "trains a reward model that no later "
+                               "step uses (a reward model does not become the next step's starting model)",
+                               "a reward-model step referenced by a ppo step", f"ppo.reward_model={STEP}{suffix[1:]}"))
+    return out
 
 
 @rule("ppo-reward-model", keys=["train.stage", "ppo.reward_model"],
@@ -67,23 +117,21 @@ def rm_best_model(cfg, env):
                       f"train.load_best_model_at_end=false for {stage(cfg)}", "train.load_best_model_at_end=false")
 
 
-@rule("ppo-no-eval", keys=["train.stage", "train.do_eval", "train.do_predict", "data.eval_dataset", "data.val_size"],
-      bad=[PPO + ["train.do_eval=true", "data.val_size=0.1"], PPO + ["data.eval_dataset=demo_sft_eval"],
+@rule("ppo-no-eval", keys=["train.stage", "train.do_eval", "train.do_predict", "train.eval_strategy"],
+      bad=[PPO + ["train.do_eval=true", "data.val_size=0.1"], PPO + ["train.eval_strategy=steps"],
            PPO + ["train.do_predict=true", "data.val_size=0.1"]],
-      good=[PPO, ["train.do_eval=true", "data.val_size=0.1"]])
+      good=[PPO, PPO + ["data.eval_dataset=demo_sft_eval"], ["train.do_eval=true", "data.val_size=0.1"]])
 def no_eval(cfg, env):
-    """PPO only trains; evaluate the policy with an sft-stage evaluation afterwards."""
+    """PPO has no evaluation loop: its held-out prompts (data.eval_dataset / val_size) are only scored before
+    and after training (mean reward of the generations)."""
     if stage(cfg) != "ppo":
         return
     asks = [k for k in ("train.do_eval", "train.do_predict") if get(cfg, k)]
     if evaluates(cfg) and "train.do_eval" not in asks:
         asks.append("train.eval_strategy")
-    asks += [k for k in ("data.eval_dataset",) if get(cfg, k)]
-    if get(cfg, "data.val_size", 0.0) > 1e-6:
-        asks.append("data.val_size")
     for key in asks:
         yield problem("ppo-no-eval", key, get(cfg, key), "PPO training has no evaluation loop",
-                      f"{key} unset/false for train.stage=ppo",
+                      f"{key} unset/false for train.stage=ppo (data.eval_dataset is scored before and after training)",
                       f"drop {key}; evaluate the PPO result in a separate run with train.stage=sft train.do_eval=true")
 
 
@@ -108,3 +156,33 @@ def report_to(cfg, env):
     if bad:
         yield problem("ppo-report-to", "train.report_to", get(cfg, "train.report_to"),
                       f"PPO cannot log to {', '.join(bad)}", ", ".join(PPO_LOGGERS), "train.report_to=tensorboard")
+
+
+@rule("rm-export", keys=["train.stage", "export.dir"],
+      bad=[["train.stage=rm", "data.dataset=demo_pref", "export.dir=exports/rm"]],
+      good=[["train.stage=rm", "data.dataset=demo_pref"], ["export.dir=exports/sft"]])
+def rm_export(cfg, env):
+    """The merge/export stages write causal LMs; a reward model is used from the rm stage's output instead."""
+    if stage(cfg) == "rm" and get(cfg, "export.dir"):
+        yield problem("rm-export", "export.dir", get(cfg, "export.dir"), "the export stages write causal language models, "
+                      "and a reward model is a sequence classifier", "export.dir=null for train.stage=rm",
+                      "export.dir=null; use the train stage's adapter/ or model/ folder (llmpipe.training.reward_model."
+                      "load_reward_model) or ppo.reward_model=step:<name> in a chained pipeline")
+
+
+@rule("ppo-optimizer", keys=["train.stage", "train.optim", "galore.use_galore", "badam.use_badam", "badam.use_adam_mini",
+                             "lora.loraplus_lr_ratio"],
+      bad=[PPO + ["train.optim=sgd"], PPO + ["badam=layer"]],
+      good=[PPO, PPO + ["train.optim=adamw_torch"], ["train.optim=sgd"]])
+def ppo_optimizer(cfg, env):
+    """llmpipe's PPO loop optimises with AdamW (train.learning_rate, adam_*, weight_decay, max_grad_norm)."""
+    if stage(cfg) != "ppo":
+        return
+    optim = str(get(cfg, "train.optim", "adamw_torch"))
+    if optim not in ("adamw_torch", "adamw_torch_fused"):
+        yield problem("ppo-optimizer", "train.optim", optim, "the PPO loop optimises with AdamW only",
+                      "adamw_torch or adamw_torch_fused for train.stage=ppo", "train.optim=adamw_torch")
+    for key in ("galore.use_galore", "badam.use_badam", "badam.use_adam_mini", "lora.loraplus_lr_ratio"):
+        if get(cfg, key):
+            yield problem("ppo-optimizer", key, get(cfg, key), "the PPO loop has no GaLore/BAdam/Adam-mini/LoRA+ support",
+                          f"{key} off for train.stage=ppo", f"drop {key} (they work with the sft/dpo/kto/rm stages)")

@@ -1,7 +1,7 @@
 """Preference-training rules: which pref.* settings apply to which stage and loss, and the reference model."""
 from __future__ import annotations
 
-from llmpipe.config.rules._common import fmt, get, problem, stage
+from llmpipe.config.rules._common import as_list, fmt, get, problem, stage
 from llmpipe.config.validate import rule
 
 REF_FREE = ("orpo", "simpo")            # trained by TRL's ORPO/CPO trainers: no reference model
@@ -13,7 +13,7 @@ SCOPE = {
     "pref.simpo_gamma": (("dpo",), ("simpo",)),
     "pref.bco_weight": (("dpo",), None),
     "pref.ld_alpha": (("dpo",), None),
-    "pref.ftx": (("dpo", "kto"), None),
+    "pref.ftx": (("dpo",), None),
     "pref.beta": (("dpo", "kto"), None),
     "pref.kto_chosen_weight": (("kto",), None),
     "pref.kto_rejected_weight": (("kto",), None),
@@ -35,13 +35,14 @@ def _changed(cfg, path: str) -> bool:
 
 @rule("pref-stage-settings", keys=list(SCOPE),
       bad=[["pref.loss=ipo"], ["train.stage=kto", "data.dataset=demo_kto", "pref.loss=kto_pair"],
+           ["pref.ftx=0.5", "train.stage=kto", "data.dataset=demo_kto"],
            ["pref.kto_chosen_weight=2.0", "train.stage=dpo", "data.dataset=demo_pref"],
            ["pref.beta=0.5"], ["train.stage=dpo", "data.dataset=demo_pref", "pref.simpo_gamma=1.0"],
            ["train.stage=dpo", "data.dataset=demo_pref", "pref.ld_alpha=0.5", "pref.loss=orpo"]],
       good=[["pref.loss=ipo", "train.stage=dpo", "data.dataset=demo_pref"],
             ["pref.kto_chosen_weight=2.0", "train.stage=kto", "data.dataset=demo_kto"],
             ["train.stage=dpo", "data.dataset=demo_pref", "pref.simpo_gamma=1.0", "pref.loss=simpo"],
-            ["pref=simpo", "data.dataset=demo_pref"], ["pref.ftx=0.5", "train.stage=kto", "data.dataset=demo_kto"]])
+            ["pref=simpo", "data.dataset=demo_pref"], ["pref.ftx=0.5", "train.stage=dpo", "data.dataset=demo_pref"]])
 def stage_settings(cfg, env):
     """A preference setting changed from its default must be one the stage (and loss) actually reads."""
     st, loss = stage(cfg), get(cfg, "pref.loss", "sigmoid")
@@ -58,10 +59,15 @@ def stage_settings(cfg, env):
                           f"is read only by pref.loss={'/'.join(losses)}; pref.loss={loss} ignores it",
                           f"the default ({_default(key)}) with pref.loss={loss}",
                           f"pref.loss={losses[0]}, or {key}={_default(key)}")
-        elif key in ("pref.ld_alpha", "pref.bco_weight") and loss in REF_FREE:
-            yield problem("pref-stage-settings", key, get(cfg, key), f"pref.loss={loss} (ORPO/CPO trainer) has no {key.split('.')[1]}",
+        elif key in ("pref.ld_alpha", "pref.bco_weight") and loss in REF_FREE + ("kto_pair",):
+            what = "(ORPO/CPO trainer) has" if loss in REF_FREE else "(the paired KTO loss) has"
+            yield problem("pref-stage-settings", key, get(cfg, key), f"pref.loss={loss} {what} no {key.split('.')[1]}",
                           f"a DPO loss ({fmt(('sigmoid', 'ipo', 'hinge'))}, ...) with {key}",
                           f"{key}={_default(key)}, or pref.loss=sigmoid")
+        elif key == "pref.ftx" and loss == "orpo":
+            yield problem("pref-stage-settings", key, get(cfg, key), "the ORPO loss already contains the SFT (NLL) term, "
+                          "with weight 1; pref.beta weighs the odds-ratio term against it",
+                          "pref.ftx=0 with pref.loss=orpo", "pref.ftx=0 (tune pref.beta instead)")
 
 
 @rule("pref-label-smoothing", keys=["pref.dpo_label_smoothing", "pref.loss"],
@@ -117,3 +123,39 @@ def ref_model_stage(cfg, env):
             yield problem("pref-ref-model-stage", key, get(cfg, key),
                           f"train.stage={st} has no reference model, so it would be ignored",
                           "a reference model with train.stage=dpo, kto or ppo", f"{key}=null")
+
+
+@rule("pref-ref-model-parts", keys=["pref.ref_model", "pref.ref_model_adapters", "pref.ref_model_quantization_bit"],
+      bad=[["train.stage=dpo", "data.dataset=demo_pref", "pref.ref_model_adapters=llmpipe-test/a"],
+           ["train.stage=dpo", "data.dataset=demo_pref", "pref.ref_model_quantization_bit=4"],
+           ["train.stage=dpo", "data.dataset=demo_pref", "pref.ref_model=builtin:tiny", "pref.ref_model_quantization_bit=4",
+            "pref.ref_model_adapters='llmpipe-test/a,llmpipe-test/b'"]],
+      good=[["train.stage=dpo", "data.dataset=demo_pref", "pref.ref_model=builtin:tiny", "pref.ref_model_adapters=llmpipe-test/a"],
+            ["train.stage=dpo", "data.dataset=demo_pref", "pref.ref_model=builtin:tiny", "pref.ref_model_quantization_bit=4",
+             "pref.ref_model_adapters=llmpipe-test/a"]])
+def ref_model_parts(cfg, env):
+    """ref_model_adapters and ref_model_quantization_bit describe pref.ref_model; a quantized one takes one adapter."""
+    if get(cfg, "pref.ref_model") is None:
+        for key in ("pref.ref_model_adapters", "pref.ref_model_quantization_bit"):
+            if get(cfg, key) is not None:
+                yield problem("pref-ref-model-parts", key, get(cfg, key), "applies to pref.ref_model, which is unset (the "
+                              "reference is then the policy's own base model, used as is)", f"{key} together with pref.ref_model",
+                              f"pref.ref_model=<model>, or {key}=null")
+        return
+    ads = as_list(get(cfg, "pref.ref_model_adapters"))
+    if get(cfg, "pref.ref_model_quantization_bit") is not None and len(ads) > 1:
+        yield problem("pref-ref-model-parts", "pref.ref_model_adapters", get(cfg, "pref.ref_model_adapters"),
+                      f"{len(ads)} adapters cannot be merged into a quantized reference model", "one adapter with "
+                      "pref.ref_model_quantization_bit", "merge the adapters first, or pref.ref_model_quantization_bit=null")
+
+
+@rule("pref-kto-batch", keys=["train.stage", "train.per_device_train_batch_size"],
+      bad=[["train.stage=kto", "data.dataset=demo_kto", "train.per_device_train_batch_size=1"]],
+      good=[["train.stage=kto", "data.dataset=demo_kto", "train.per_device_train_batch_size=2"],
+            ["train.per_device_train_batch_size=1"]])
+def kto_batch(cfg, env):
+    """KTO estimates its KL reference point from mismatched pairs within a batch: it needs 2+ examples per batch."""
+    if stage(cfg) == "kto" and get(cfg, "train.per_device_train_batch_size", 8) < 2:
+        yield problem("pref-kto-batch", "train.per_device_train_batch_size", 1, "KTO's KL estimate needs at least two "
+                      "examples per device batch (with one, it equals the implied reward)", ">= 2 for train.stage=kto",
+                      "train.per_device_train_batch_size=2 (gradient_accumulation_steps keeps the effective batch)")

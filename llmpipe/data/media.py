@@ -1,0 +1,58 @@
+"""Multimodal columns (images / videos / audios): checked, not trained.
+
+For a dataset registered with ``columns.images`` (or videos / audios) every row must have as many media
+entries as ``<image>`` (``<video>``, ``<audio>``) placeholders in its messages, and every local file must
+exist under ``data.media_dir`` (default: ``data.dataset_dir``). Rows that fail are reported as bad rows.
+Training on the media is not part of this build: the loader refuses a dataset whose rows still carry
+media after the check, rather than training a text model on placeholder text (see docs/data.md).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+MEDIA = {"images": "<image>", "videos": "<video>", "audios": "<audio>"}
+SINGULAR = {"images": "image", "videos": "video", "audios": "audio"}
+
+
+class MediaError(ValueError):
+    """A row whose media do not match its placeholders (reported as a bad row)."""
+
+
+def _entries(value, col: str) -> list[str]:
+    if value in (None, "", []):
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for v in items:
+        if isinstance(v, dict):  # {"path": ...} / {"url": ...}
+            v = v.get("path") or v.get("url") or v.get("image")
+        if not isinstance(v, str) or not v:
+            raise MediaError(f"{col} column holds {type(v).__name__}, not a file path")
+        out.append(v)
+    return out
+
+
+def check_media(row: dict, spec, messages: list[dict], media_root: str | Path | None) -> dict:
+    """``{column: [paths]}`` of a row whose media match its placeholders; MediaError otherwise."""
+    found = {}
+    text = "\n".join(str(m.get("content") or "") for m in messages)
+    root = Path(media_root).expanduser() if media_root else None
+    for key, placeholder in MEDIA.items():
+        col = spec.columns.get(key)
+        if not col:
+            continue
+        paths = _entries(row.get(col), col)
+        n = text.count(placeholder)
+        if n != len(paths):
+            raise MediaError(f"{n} {placeholder} placeholder{'s' * (n != 1)} but {len(paths)} "
+                             f"{SINGULAR[key]}{'s' * (len(paths) != 1)} in column {col!r}")
+        for p in paths:
+            if "://" in p:
+                continue
+            full = Path(p).expanduser()
+            full = full if full.is_absolute() or root is None else root / full
+            if not full.exists():
+                raise MediaError(f"{SINGULAR[key]} file {p!r} not found (looked in data.media_dir={str(root)!r})")
+        if paths:
+            found[key] = paths
+    return found

@@ -1,0 +1,165 @@
+"""Raw rows of a dataset: local files (json, jsonl, csv, parquet, arrow, txt, or a folder of one type) and
+Hugging Face Hub datasets (only where the hub is reachable; a clear DataError otherwise).
+
+A row that cannot be parsed (a broken JSON line, a CSV line with the wrong number of fields) becomes a
+``BadRow`` placeholder, so the converters count and report it with its row number instead of dropping it.
+A file that cannot be parsed at all (a broken JSON array) is a DataError naming the dataset and the place.
+``iter_rows`` yields rows one at a time for streaming; ``read_rows`` returns them all.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+from llmpipe.data.errors import DataError
+from llmpipe.data.report import BadRow
+
+OFFLINE_VARS = ("LLMPIPE_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def offline_var() -> str | None:
+    """The environment variable that puts this run offline, or None."""
+    for var in OFFLINE_VARS:
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return var
+    return None
+
+
+def _json_rows(path: Path, name: str) -> Iterator:
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix != ".jsonl" and text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise DataError(f"dataset {name!r}: {path} is not valid JSON ({e}); nothing of it can be read") from None
+        if not isinstance(data, list):
+            raise DataError(f"dataset {name!r}: {path} must hold a JSON list of rows (or JSON lines)")
+        yield from data
+        return
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except ValueError as e:
+            yield BadRow(f"line {lineno} is not valid JSON ({e.msg} at column {e.colno})")
+
+
+def _csv_rows(path: Path) -> Iterator:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            return
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue
+            if len(fields) != len(header):
+                yield BadRow(f"csv line {reader.line_num} has {len(fields)} fields, the header has {len(header)}")
+            else:
+                yield dict(zip(header, fields))
+
+
+def _arrow_rows(path: Path, ftype: str) -> Iterator:
+    import pyarrow as pa
+
+    if ftype == "parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+        return
+    with pa.memory_map(str(path)) as src:
+        try:
+            table = pa.ipc.open_stream(src).read_all()
+        except pa.ArrowInvalid:
+            table = pa.ipc.open_file(src).read_all()
+    yield from table.to_pylist()
+
+
+def _file_rows(path: Path, ftype: str, name: str) -> Iterator:
+    if ftype == "json":
+        yield from _json_rows(path, name)
+    elif ftype == "text":
+        with open(path, encoding="utf-8-sig") as fh:
+            yield from ({"text": ln.rstrip("\n")} for ln in fh if ln.strip())
+    elif ftype == "csv":
+        yield from _csv_rows(path)
+    elif ftype in ("parquet", "arrow"):
+        try:
+            yield from _arrow_rows(path, ftype)
+        except OSError as e:  # pyarrow's errors for corrupt files derive from OSError
+            raise DataError(f"dataset {name!r}: cannot read {ftype} file {path} ({e})") from None
+    else:
+        raise DataError(f"dataset {name!r}: unsupported file type {ftype!r} ({path})")
+
+
+def local_files(spec) -> list[Path]:
+    root = Path(spec.source)
+    if root.is_file():
+        return [root]
+    from llmpipe.data.registry import EXTENSIONS
+
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in EXTENSIONS)
+
+
+def _hub_endpoint() -> tuple[str, int]:
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    return url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+
+
+def check_hub_reachable(spec) -> None:
+    """DataError unless the hub holding ``spec`` can be reached from here."""
+    if spec.source_kind != "hub":
+        where = {"modelscope": "ModelScope", "openmind": "Modelers (openmind)"}.get(spec.source_kind, spec.source_kind)
+        raise DataError(f"dataset {spec.name!r}: {where} sources ({spec.source}) are not supported; download the "
+                        "data and register the local file with file_name")
+    var = offline_var()
+    if var:
+        raise DataError(f"dataset {spec.name!r} is the hub dataset {spec.source!r}, but this run is offline "
+                        f"({var} is set). Download it where there is network (e.g. datasets.load_dataset(...)"
+                        ".to_json('x.jsonl')) and register the local file with file_name in dataset_info.json")
+    host, port = _hub_endpoint()
+    try:
+        socket.create_connection((host, port), timeout=float(os.environ.get("LLMPIPE_HUB_TIMEOUT", "5"))).close()
+    except OSError as e:
+        raise DataError(f"dataset {spec.name!r} is the hub dataset {spec.source!r}, but the hub ({host}:{port}) "
+                        f"cannot be reached ({e}). Use a local copy (file_name in dataset_info.json), or set "
+                        "HF_ENDPOINT to a reachable mirror") from None
+
+
+def _hub_dataset(spec, streaming: bool):
+    check_hub_reachable(spec)
+    import datasets
+
+    try:
+        return datasets.load_dataset(spec.source, name=spec.subset, split=spec.split, revision=spec.revision,
+                                     data_dir=spec.folder, streaming=streaming)
+    except Exception as e:  # noqa: BLE001  (datasets raises many kinds; all mean "cannot load it")
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"dataset {spec.name!r}: cannot load hub dataset {spec.source!r} "
+                        f"(split={spec.split!r}, subset={spec.subset!r}): {first}") from None
+
+
+def iter_rows(spec) -> Iterator:
+    """The raw rows of ``spec`` one by one (BadRow placeholders where a row could not be parsed)."""
+    if spec.source_kind != "file":
+        yield from _hub_dataset(spec, streaming=True)
+        return
+    files = local_files(spec)
+    if not files:
+        raise DataError(f"dataset {spec.name!r}: no data files in {spec.source}")
+    for f in files:
+        yield from _file_rows(f, spec.file_type or "json", spec.name)
+
+
+def read_rows(spec) -> list:
+    """All raw rows of ``spec``."""
+    if spec.source_kind != "file":
+        return _hub_dataset(spec, streaming=False).to_list()
+    return list(iter_rows(spec))

@@ -1,0 +1,158 @@
+"""What every backend shares: the prompt side (chat template + ``data.default_system`` -> token ids, the
+end-of-turn token ids), the result of one generation, a text stream, and :func:`open_backend`.
+
+Prompts are rendered here, by llmpipe, for every backend: the Hugging Face and vLLM engines receive the same
+token ids, rendered exactly as the training data was (``llmpipe.data.processors.chat_messages``).
+"""
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+
+class InferenceError(Exception):
+    """A model cannot be served or generation failed; the message says why (printed without a traceback)."""
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str          # "stop" (end of turn or a stop string) or "length" (token limit)
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Prompter:
+    """Renders conversations as the training data is rendered: the run's chat template (checked against the
+    tokenizer), ``data.default_system`` (or the template's), tools in ``data.tool_format``."""
+
+    def __init__(self, tokenizer, obj: Any):
+        from dataclasses import replace
+
+        from llmpipe.data.loader import prepare_tokenizer
+        from llmpipe.data.options import DataOptions
+        from llmpipe.data.templates import stop_string
+
+        opts = replace(DataOptions.from_cfg(obj), stage="sft")   # conversations, whatever the run trained
+        self.proc = prepare_tokenizer(tokenizer, opts)
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        ids = [tokenizer.eos_token_id]
+        stop = stop_string(tokenizer, opts.template)
+        if stop:
+            enc = tokenizer.encode(stop, add_special_tokens=False)
+            if len(enc) == 1:
+                ids.append(enc[0])
+        self.eos_ids = [i for i in dict.fromkeys(ids) if i is not None]
+
+    def messages(self, messages: list[dict], system: str | None = None, tools: str | None = None) -> list[dict]:
+        from llmpipe.data.processors import chat_messages
+
+        ex = {"messages": messages, "system": system, "tools": tools}
+        return chat_messages(ex, self.proc.get("default_system"), self.proc.get("tool_format", "default"))
+
+    def render(self, messages: list[dict], system: str | None = None, tools: str | None = None) -> str:
+        return self.tokenizer.apply_chat_template(self.messages(messages, system, tools), tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def encode(self, messages: list[dict], system: str | None = None, tools: str | None = None) -> list[int]:
+        return list(self.tokenizer(self.render(messages, system, tools), add_special_tokens=False)["input_ids"])
+
+
+def load_prompter(tokenizer_source: str, obj: Any) -> Prompter:
+    from llmpipe.models.loading import load_tokenizer
+
+    return Prompter(load_tokenizer(tokenizer_source, obj.model), obj)
+
+
+class StopScanner:
+    """Cuts streamed text at the first stop string, holding back text that may be the start of one."""
+
+    def __init__(self, stops: tuple[str, ...] | list[str]):
+        self.stops = [s for s in stops if s]
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
+        self.text, self.sent, self.stopped = "", 0, False
+
+    def feed(self, piece: str) -> str:
+        if self.stopped:
+            return ""
+        self.text += piece
+        cut = min((i for i in (self.text.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            out, self.sent = self.text[self.sent:cut], cut
+            return out
+        end = max(self.sent, len(self.text) - self.hold)
+        out, self.sent = self.text[self.sent:end], end
+        return out
+
+    def flush(self) -> str:
+        if self.stopped:
+            return ""
+        out, self.sent = self.text[self.sent:], len(self.text)
+        return out
+
+
+def cut_at_stop(text: str, stops) -> tuple[str, bool]:
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return (text[:min(hits)], True) if hits else (text, False)
+
+
+class Stream:
+    """Text pieces of one generation as they come; ``result`` (a Completion) once iteration has ended.
+
+    Producers call :meth:`push` with text pieces and :meth:`finish` (or :meth:`fail`) once, from any thread.
+    """
+
+    _END = object()
+
+    def __init__(self, on_close=None):
+        self._q: queue.Queue = queue.Queue()
+        self.result: Completion | None = None
+        self._error: BaseException | None = None
+        self._on_close = on_close
+
+    def push(self, piece: str) -> None:
+        if piece:
+            self._q.put(piece)
+
+    def finish(self, completion: Completion) -> None:
+        self.result = completion
+        self._q.put(self._END)
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._q.put(self._END)
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            item = self._q.get()
+            if item is self._END:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield item
+
+    def close(self) -> None:
+        """The consumer gives up (e.g. the client disconnected): stop generating where the backend can."""
+        if self._on_close is not None:
+            self._on_close()
+
+
+def open_backend(obj: Any, ref, prompter: Prompter | None = None):
+    """The backend named by ``infer.backend`` serving model ``ref`` (a :class:`~llmpipe.infer.model_ref.ModelRef`)."""
+    prompter = prompter or load_prompter(ref.tokenizer, obj)
+    backend = obj.infer.backend
+    if backend == "huggingface":
+        from llmpipe.infer.hf_backend import HFBackend
+
+        return HFBackend(ref, obj, prompter)
+    if backend == "vllm":
+        from llmpipe.infer.vllm_backend import VllmBackend
+
+        return VllmBackend(ref, obj, prompter)
+    raise InferenceError(f"infer.backend={backend}: llmpipe drives the huggingface and vllm engines only; for SGLang "
+                         "export the model (export.dir=...) and start `python -m sglang.launch_server --model-path "
+                         "<export dir>`, or use infer.backend=vllm")

@@ -1,0 +1,67 @@
+"""The held-out examples as conversations with their reference answers, in the order of the load stage's
+eval split: ``data.eval_dataset`` (concatenated), or the ``data.val_size`` split of ``data.dataset`` (mixed
+and split as the load stage does), read through the data pipeline (registry -> rows -> sampling -> sft
+conversion). Rows the supervised tokenizer rejects (nothing trainable within ``cutoff_len``) are dropped,
+as the load stage drops them, so that without packing row i here is row i of ``eval/``."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from llmpipe.data.errors import DataError
+
+
+@dataclass
+class Example:
+    messages: list[dict]        # the conversation up to (not including) the answer
+    system: str | None
+    tools: str | None
+    reference: str              # the answer in the data
+
+
+def _kept(name: str, tokenizer, opts, proc: dict, split: str) -> list[dict]:
+    """sft examples of dataset ``name`` that the load stage keeps, in its order."""
+    from llmpipe.data.loader import convert_dataset, resolve_spec
+    from llmpipe.data.processors import tokenize_batch
+
+    examples, _ = convert_dataset(resolve_spec(name, opts), opts, split)
+    cols = ("messages", "system", "tools")
+    batch = {k: [ex.get(k) for ex in examples] for k in cols} | {"_row": list(range(len(examples)))}
+    bad = tokenize_batch(batch, tokenizer=tokenizer, kind="sft", **proc)["_bad"]
+    return [ex for ex, b in zip(examples, bad) if not b]
+
+
+def heldout_examples(cfg: Any, tokenizer) -> list[Example]:
+    """The held-out split as :class:`Example` rows (puts the run's chat template on ``tokenizer``)."""
+    import datasets
+
+    from llmpipe.data.loader import concat, mix, prepare_tokenizer, val_count
+    from llmpipe.data.options import DataOptions
+
+    opts = replace(DataOptions.from_cfg(cfg), stage="sft")
+    if not opts.eval_dataset and not opts.val_size:
+        raise DataError("prediction needs held-out data: set data.eval_dataset or data.val_size")
+    proc = prepare_tokenizer(tokenizer, opts)
+    split = "eval" if opts.eval_dataset else "train"
+    parts = []
+    for name in opts.eval_dataset or opts.dataset:
+        rows = [{"ex": json.dumps({k: ex.get(k) for k in ("messages", "system", "tools")}, ensure_ascii=False)}
+                for ex in _kept(name, tokenizer, opts, proc, split)]
+        if not rows:
+            raise DataError(f"dataset {name!r} has no usable held-out rows")
+        parts.append(datasets.Dataset.from_list(rows))
+    if opts.eval_dataset:
+        held = concat(parts)
+    else:   # the same split as the load stage: same length, same seed -> same rows
+        train = mix(parts, opts)
+        held = train.train_test_split(test_size=val_count(opts.val_size, len(train)), seed=opts.seed,
+                                      shuffle=True)["test"]
+    out = []
+    for row in held:
+        ex = json.loads(row["ex"])
+        msgs = ex["messages"]
+        if not msgs or msgs[-1].get("role") != "assistant":
+            continue
+        out.append(Example(msgs[:-1], ex["system"], ex["tools"], str(msgs[-1].get("content") or "")))
+    return out

@@ -1,0 +1,166 @@
+"""The OpenAI chat-completions protocol as llmpipe serves it: request validation (every problem a 4xx
+:class:`ApiError` with OpenAI's error shape) and the response / stream-chunk objects. No HTTP and no torch
+here (llmpipe/serve.py does the HTTP).
+
+Accepted request fields: ``messages`` (required: an optional first ``system`` message, then ``user`` and
+``assistant`` turns alternating, starting and ending with ``user``; content a string or a list of text
+parts), ``model`` (must be the served id when given), ``max_tokens`` / ``max_completion_tokens``,
+``temperature`` (0 = greedy), ``top_p``, ``stop``, ``stream``, ``stream_options.include_usage``, ``n`` (1),
+``user``; ``presence_penalty`` / ``frequency_penalty`` only 0. Anything else is refused, not ignored.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_BODY = 1 << 20          # bytes of one request body
+MAX_MESSAGES = 512
+KNOWN = {"messages", "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "stream",
+         "stream_options", "n", "user", "presence_penalty", "frequency_penalty"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+@dataclass
+class ChatRequest:
+    messages: list[dict]                     # user/assistant turns (system taken out)
+    system: str | None
+    stream: bool = False
+    include_usage: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)   # GenParams.with_request(**overrides)
+
+
+def _number(body: dict, key: str, lo: float, hi: float, *, lo_open: bool = False) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value > hi or value < lo or \
+            (lo_open and value == lo):
+        where = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
+        raise ApiError(400, f"{key} must be a number in {where}, got {value!r}", key)
+    return float(value)
+
+
+def _content(m: dict, i: int) -> str:
+    content = m.get("content")
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ApiError(400, f"messages[{i}].content: only text parts are supported", f"messages[{i}].content")
+            parts.append(part["text"])
+        content = "".join(parts)
+    if not isinstance(content, str):
+        raise ApiError(400, f"messages[{i}].content must be a string", f"messages[{i}].content")
+    return content
+
+
+def _messages(raw: Any) -> tuple[list[dict], str | None]:
+    if not isinstance(raw, list) or not raw:
+        raise ApiError(400, "messages must be a non-empty list of {role, content} objects", "messages")
+    if len(raw) > MAX_MESSAGES:
+        raise ApiError(400, f"at most {MAX_MESSAGES} messages per request", "messages")
+    system, turns = None, []
+    for i, m in enumerate(raw):
+        if not isinstance(m, dict):
+            raise ApiError(400, f"messages[{i}] must be an object with role and content", f"messages[{i}]")
+        role = m.get("role")
+        if role == "system" and i == 0:
+            system = _content(m, i)
+            continue
+        expected = "user" if len(turns) % 2 == 0 else "assistant"
+        if role not in ("user", "assistant"):
+            raise ApiError(400, f"messages[{i}].role={role!r}: allowed roles are system (first message only), "
+                           "user and assistant", f"messages[{i}].role")
+        if role != expected:
+            raise ApiError(400, f"messages[{i}].role={role!r}: turns must alternate user, assistant, user, ... "
+                           f"(expected {expected})", f"messages[{i}].role")
+        turns.append({"role": role, "content": _content(m, i)})
+    if not turns or turns[-1]["role"] != "user":
+        raise ApiError(400, "the last message must come from the user", "messages")
+    return turns, system
+
+
+def parse_chat_request(raw: bytes, *, model_id: str, max_tokens_limit: int) -> ChatRequest:
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ApiError(400, f"the request body is not valid JSON ({e})") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    unknown = sorted(set(body) - KNOWN)
+    if unknown:
+        raise ApiError(400, f"unrecognized or unsupported request argument(s): {', '.join(unknown)}", unknown[0])
+    model = body.get("model")
+    if model is not None and model != model_id:
+        raise ApiError(404, f"the model {model!r} does not exist; this server serves {model_id!r}", "model",
+                       "model_not_found")
+    messages, system = _messages(body.get("messages"))
+    over: dict[str, Any] = {}
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= max_tokens_limit:
+            raise ApiError(400, f"{key} must be an integer in [1, {max_tokens_limit}], got {value!r}", key)
+        over["max_new_tokens"] = value
+    over["temperature"] = _number(body, "temperature", 0.0, 2.0)
+    over["top_p"] = _number(body, "top_p", 0.0, 1.0, lo_open=True)
+    for key in ("presence_penalty", "frequency_penalty"):
+        if body.get(key) not in (None, 0, 0.0):
+            raise ApiError(400, f"{key} is not supported (only 0)", key)
+    if body.get("n") not in (None, 1):
+        raise ApiError(400, "n must be 1: one answer per request", "n")
+    stop = body.get("stop")
+    if stop is not None:
+        stop = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
+            raise ApiError(400, "stop must be a non-empty string or a list of at most 4 of them", "stop")
+        over["stop"] = stop
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "stream must be true or false", "stream")
+    opts = body.get("stream_options") or {}
+    if not isinstance(opts, dict) or set(opts) - {"include_usage"}:
+        raise ApiError(400, "stream_options supports include_usage only", "stream_options")
+    return ChatRequest(messages, system, stream, bool(opts.get("include_usage")),
+                       {k: v for k, v in over.items() if v is not None})
+
+
+def new_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def usage(c) -> dict:
+    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+            "total_tokens": c.prompt_tokens + c.completion_tokens}
+
+
+def completion_body(cid: str, model: str, c) -> dict:
+    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
+                         "finish_reason": c.finish_reason, "logprobs": None}],
+            "usage": usage(c)}
+
+
+def chunk_body(cid: str, model: str, delta: dict, finish: str | None = None, usage_of=None) -> dict:
+    body = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if usage_of is not None:
+        body["choices"], body["usage"] = [], usage(usage_of)
+    return body
+
+
+def models_body(model: str, created: int) -> dict:
+    return {"object": "list", "data": [{"id": model, "object": "model", "created": created, "owned_by": "llmpipe"}]}

@@ -1,0 +1,109 @@
+"""The runner's side of distributed launch (import-light: no torch).
+
+* :func:`run_stage` runs a stage function: in this process, or, for a distributed-capable kind with
+  ``launch.kind`` other than local, under the launcher on this node (the runner holds the store lock and
+  publishes after every rank exited 0).
+* :func:`follower_step`: with several nodes every node runs the same llmpipe command; nodes other than
+  ``launch.node_rank=0`` run the stages before the distributed one (or reuse them), lend their ranks to it,
+  and stop there: node 0 alone writes the store and the lock file. The store (``run.cache_root``) should be
+  on a shared filesystem, so that DeepSpeed checkpoints of every node land in one folder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import OmegaConf
+
+
+def launched(cfg: Any) -> bool:
+    kind = OmegaConf.select(cfg, "launch.kind", default="local")
+    return kind not in (None, "local")
+
+
+def distributed(node: Any) -> bool:
+    return bool(getattr(node.kind, "distributed", False)) and launched(node.cfg)
+
+
+def run_stage(ctx: Any, say: Callable[[str], None]) -> dict:
+    """The stage function's info: in-process, or from rank 0 of a launched run."""
+    if getattr(ctx.kind, "distributed", False) and launched(ctx.cfg):
+        return spawn_stage(ctx, say, leader=True)
+    from llmpipe.stages.base import resolve_runner
+
+    return resolve_runner(ctx.kind)(ctx) or {}
+
+
+def spawn_stage(ctx: Any, say: Callable[[str], None], *, leader: bool) -> dict:
+    """Launch this node's ranks for ``ctx`` and wait for them; rank 0's info (leader) or {} (follower)."""
+    import json
+
+    from llmpipe.config.environment import current
+    from llmpipe.launch.command import deepspeed_argv, launcher_name, torchrun_argv, worker_env
+    from llmpipe.launch.spawn import LaunchError, run_launcher
+    from llmpipe.launch.spec import write_spec
+
+    launch = ctx.obj.launch
+    launch_dir = Path(ctx.work) / "launch"
+    node_dir = launch_dir / f"node{launch.node_rank}"
+    if leader:   # results and errors of an earlier attempt must not be mistaken for this one's
+        shutil.rmtree(launch_dir / "errors", ignore_errors=True)
+        (launch_dir / "result.json").unlink(missing_ok=True)
+    shutil.rmtree(node_dir, ignore_errors=True)
+    spec = write_spec(ctx, node_dir, launch_dir=launch_dir)
+    log_dir = node_dir / "logs"
+    which = launcher_name(launch)
+    if which == "deepspeed":
+        argv, log_dir = deepspeed_argv(launch, spec), None
+    else:
+        argv = torchrun_argv(launch, spec, log_dir=log_dir, run_id=f"llmpipe-{ctx.fingerprint[:16]}")
+    on_gpu = current().cuda and not ctx.obj.train.use_cpu
+    env = worker_env(os.environ, ctx.secret_env, nproc=launch.nproc_per_node, on_gpu=on_gpu)
+    world = launch.nproc_per_node * launch.nnodes
+    where = f"node {launch.node_rank} of {launch.nnodes}, " if launch.nnodes > 1 else ""
+    say(f"launching {world} ranks ({which}, {where}{_describe(launch)}); logs in {log_dir or launch_dir}")
+    run_launcher(argv, env, launch_dir=launch_dir, log_dir=log_dir, say=say)
+    result = launch_dir / "result.json"
+    if not leader:
+        return {}
+    if not result.is_file():
+        raise LaunchError(
+            f"every rank exited 0 but rank 0 left no result in {launch_dir}: with several nodes, global rank 0 "
+            "must run on launch.node_rank=0 (use launch.master_addr/master_port, not a c10d rendezvous) or "
+            "run.cache_root must be on a filesystem every node shares")
+    return json.loads(result.read_text(encoding="utf-8")).get("info") or {}
+
+
+def follower_step(runner: Any, node: Any, entry: Any, inputs: dict[str, Path], prefix: str):
+    """On a node with ``launch.node_rank > 0``: the (status, path, info) of ``node``, or None to run it
+    as usual (the stages before the distributed one)."""
+    if not launched(node.cfg) or int(OmegaConf.select(node.cfg, "launch.node_rank", default=0)) == 0:
+        return None
+    if runner.lock.path is not None:
+        runner.say(f"llmpipe: node {node.cfg.launch.node_rank}: this node lends its ranks to the distributed "
+                   "stage; node 0 writes the store and the lock file")
+        runner.lock.path.unlink(missing_ok=True)
+        runner.lock.path = None
+    earlier = runner.plan.nodes[:runner.plan.nodes.index(node)]
+    if any(distributed(n) for n in earlier):
+        return "skipped", entry.path, {}
+    if not distributed(node):
+        return None
+    from llmpipe.pipeline.runner import forced
+
+    if entry.complete() and not forced(node, runner.force):
+        return "cached", entry.path, entry.info()
+    ctx = runner._context(node, inputs, entry.staging, entry.work, entry)
+    runner.say(f"{prefix}: joining node 0 ({node.label}) {node.fingerprint[:10]}")
+    spawn_stage(ctx, ctx.log, leader=False)
+    return "joined", entry.path, {}   # where node 0 publishes the outputs
+
+
+def _describe(launch: Any) -> str:
+    if launch.kind == "deepspeed":
+        return f"DeepSpeed {launch.deepspeed}"
+    if launch.kind == "fsdp":
+        return f"FSDP {launch.fsdp or 'full_shard auto_wrap'}"
+    return "DDP"

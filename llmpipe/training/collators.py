@@ -1,0 +1,128 @@
+"""How tokenized data meets the Trainer: batch collators, the neat-packing isolation check, and the
+evaluation on each dataset separately.
+
+Neat packing (``data.neat_packing=true``) stores several examples per row with ``position_ids`` that
+restart at 0 for each example (llmpipe.data.packing). ``NeatPackingCollator`` pads those rows and hands
+the model ``position_ids`` without an ``attention_mask`` and with ``use_cache=False``: transformers 5
+then reads the example boundaries from the position ids and builds attention that cannot cross them —
+a block-diagonal causal mask for sdpa / eager / flex attention, variable-length kernels for
+FlashAttention. Padding gets its own positions (0, 1, ...), so it is a separate segment nobody attends to.
+
+Measured on transformers 5.23 (tests/integration/test_packing.py): the boundaries are honoured only when
+the 2D attention_mask is absent *and* no KV cache is created — a model called in training mode without
+gradient checkpointing creates a DynamicCache by default (``use_cache`` from its config), and then the
+packed rows silently attend across examples. Hence ``use_cache=False`` in every batch. Because a model
+with custom attention code could still ignore the boundaries, ``NeatPackingCheck`` runs the model once at
+the start of training on two packed rows that share their second example and raises
+``PackingIsolationError`` if that example's logits depend on the first.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+IGNORE_INDEX = -100
+
+
+class PackingIsolationError(Exception):
+    """The model lets packed examples attend to each other although data.neat_packing asked otherwise."""
+
+
+class NeatPackingCollator:
+    def __init__(self, pad_token_id: int | None, label_pad_token_id: int = IGNORE_INDEX,
+                 pad_to_multiple_of: int | None = None):
+        self.pad_token_id = pad_token_id if pad_token_id is not None else 0
+        self.label_pad_token_id = label_pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        n = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            n = -(-n // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        ids, labels, pos = [], [], []
+        for f in features:
+            k = n - len(f["input_ids"])
+            ids.append(list(f["input_ids"]) + [self.pad_token_id] * k)
+            labels.append(list(f["labels"]) + [self.label_pad_token_id] * k)
+            pos.append(list(f["position_ids"]) + list(range(k)))
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
+                "position_ids": torch.tensor(pos), "use_cache": False}
+
+
+def column_names(dataset) -> list[str]:
+    names = getattr(dataset, "column_names", None)
+    if names:
+        return list(names)
+    return list(getattr(dataset, "features", None) or {})
+
+
+def collator_for(cfg, tokenizer, dataset):
+    """The collator for tokenized causal-LM rows: neat-packed rows (they carry position_ids) get
+    NeatPackingCollator, everything else transformers' DataCollatorForSeq2Seq (dynamic padding)."""
+    label_pad = IGNORE_INDEX if cfg.data.ignore_pad_token_for_loss else tokenizer.pad_token_id
+    if "position_ids" in column_names(dataset):
+        return NeatPackingCollator(tokenizer.pad_token_id, label_pad)
+    from transformers import DataCollatorForSeq2Seq
+
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=label_pad, padding=True)
+
+
+def isolation_gap(model, collator: NeatPackingCollator, length: int = 12, seed: int = 0) -> float:
+    """Largest change of the second example's logits when the first example of its row is replaced
+    (0 when packed examples are isolated), relative to the logits' magnitude."""
+    import torch
+
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None) or model.get_input_embeddings().num_embeddings
+    g = torch.Generator().manual_seed(seed)
+    a, c, b = (torch.randint(0, vocab, (length,), generator=g).tolist() for _ in range(3))
+    rows = [{"input_ids": first + b, "labels": first + b, "position_ids": list(range(length)) * 2}
+            for first in (a, c)]
+    batch = collator(rows)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+    batch.pop("labels")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(**batch).logits.float()
+    finally:
+        model.train(was_training)
+    second = logits[:, length:]
+    return ((second[0] - second[1]).abs().max() / second.abs().max().clamp_min(1e-6)).item()
+
+
+def packing_callbacks(collator) -> list:
+    """Callbacks the Trainer needs for ``collator`` (the isolation check for neat packing)."""
+    if not isinstance(collator, NeatPackingCollator):
+        return []
+    from transformers import TrainerCallback
+
+    class NeatPackingCheck(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            gap = isolation_gap(model, collator)
+            if gap > 1e-4:
+                attn = getattr(getattr(model, "config", None), "_attn_implementation", "?")
+                raise PackingIsolationError(
+                    f"data.neat_packing: this model (attention implementation {attn!r}) lets packed examples "
+                    f"attend to each other (relative logit change {gap:.2e} when a neighbour changes); use "
+                    "model.flash_attn=sdpa or disabled (eager), or data.neat_packing=false")
+
+    return [NeatPackingCheck()]
+
+
+def evaluate_each(trainer, load_dir, log=print) -> dict:
+    """``data.eval_on_each_dataset``: the final loss on every evaluation dataset on its own
+    (``eval_<name>_loss``), next to ``eval_loss`` on all of them together."""
+    from pathlib import Path
+
+    from llmpipe.data.published import open_eval_each
+
+    each = open_eval_each(Path(load_dir)) or {}
+    out = {}
+    for name, ds in each.items():
+        m = trainer.evaluate(eval_dataset=ds, metric_key_prefix=f"eval_{name}")
+        out.update({k: v for k, v in m.items() if k.endswith("_loss") and isinstance(v, (int, float))})
+        log(f"held-out loss on {name}: {m[f'eval_{name}_loss']:.4f}")
+    return out

@@ -1,0 +1,90 @@
+"""train.stage=dpo: pairwise preference optimisation on the load stage's {prompt, chosen, rejected} rows, with
+the real TRL trainers, picked by ``pref.loss``:
+
+- sigmoid (DPO), hinge, ipo and TRL's further pairwise losses (robust, exo_pair, nca_pair, bco_pair,
+  sppo_hard, aot, aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm): ``trl.DPOTrainer``;
+  ``pref.ftx`` adds TRL's "sft" loss term and ``pref.bco_weight`` its "bco_pair" term (``loss_weights``),
+  ``pref.dpo_label_smoothing`` is its label_smoothing (cDPO/robust/exo_pair), ``pref.ld_alpha`` its ld_alpha;
+- kto_pair: the paired KTO loss (llmpipe.training.kto_pair) on the same trainer;
+- orpo: ``trl.experimental.orpo.ORPOTrainer`` (pref.beta is ORPO's lambda; its NLL term is built in);
+- simpo: ``trl.experimental.cpo.CPOTrainer`` with loss_type=simpo, pref.simpo_gamma, and pref.ftx as the
+  behaviour-cloning weight cpo_alpha.
+
+The reference model (dpo losses) is llmpipe.training.reference's; orpo and simpo have none. An unknown loss
+is refused before TRL's first step would refuse it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from llmpipe.stages.base import StageContext
+
+# Losses of trl.DPOTrainer (1.16) that pref.loss passes through by name.
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+REFERENCE_FREE = ("orpo", "simpo")
+LOSSES = DPO_LOSSES + ("kto_pair",) + REFERENCE_FREE
+
+
+class PreferenceError(Exception):
+    """A preference-training setting cannot be honoured (message says why and what to do)."""
+
+
+def dpo_loss_terms(pref: Any) -> tuple[list[str], list[float]]:
+    """TRL loss_type / loss_weights for a DPOTrainer loss plus the ftx (sft) and bco_weight (bco_pair) terms."""
+    types, weights = [pref.loss], [1.0]
+    if pref.ftx > 0:
+        types, weights = types + ["sft"], weights + [float(pref.ftx)]
+    if pref.bco_weight > 0 and pref.loss != "bco_pair":
+        types, weights = types + ["bco_pair"], weights + [float(pref.bco_weight)]
+    return types, weights
+
+
+def trainer_setup(cfg: Any) -> tuple[type, type, dict[str, Any]]:
+    """(trainer class, TRL config class, config keywords) for pref.loss."""
+    p = cfg.pref
+    if p.loss not in LOSSES:
+        raise PreferenceError(f"pref.loss={p.loss}: not a loss of this build; allowed: {', '.join(LOSSES)}")
+    if p.loss == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        return ORPOTrainer, ORPOConfig, {"beta": p.beta}
+    if p.loss == "simpo":
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        return CPOTrainer, CPOConfig, {"loss_type": "simpo", "beta": p.beta, "simpo_gamma": p.simpo_gamma,
+                                       "cpo_alpha": p.ftx, "label_smoothing": p.dpo_label_smoothing}
+    from trl import DPOConfig, DPOTrainer
+
+    kw: dict[str, Any] = {"beta": p.beta, "label_smoothing": p.dpo_label_smoothing, "ld_alpha": p.ld_alpha,
+                          "precompute_ref_log_probs": False}
+    if p.loss == "kto_pair":
+        from llmpipe.training.kto_pair import KtoPairTrainer
+
+        return KtoPairTrainer, DPOConfig, {**kw, "loss_type": ["sigmoid"]}   # loss computed by KtoPairTrainer
+    types, weights = dpo_loss_terms(p)
+    return DPOTrainer, DPOConfig, {**kw, "loss_type": types, "loss_weights": weights}
+
+
+def train_dpo(ctx: StageContext) -> dict:
+    from llmpipe.stages.load import read_source
+    from llmpipe.training.causal import load_datasets, load_saved_tokenizer, prepare_model
+    from llmpipe.training.pref_common import finish, trainer_for, trl_config
+    from llmpipe.training.reference import load_reference
+
+    cfg = ctx.obj
+    trainer_cls, config_cls, kw = trainer_setup(cfg)
+    load_dir = ctx.input("load")
+    tokenizer = load_saved_tokenizer(load_dir)
+    train_ds, eval_ds = load_datasets(load_dir)
+    extra: dict[str, Any] = {}
+    if cfg.pref.loss not in REFERENCE_FREE:   # first: a reference model that does not fit fails before training
+        extra["ref_model"] = load_reference(cfg, read_source(load_dir), tokenizer, ctx.cache_root, ctx.log)
+    model = prepare_model(ctx)
+    args = trl_config(ctx, config_cls, eval_ds is not None, **kw)
+    if cfg.pref.loss == "kto_pair":
+        extra["ftx"] = cfg.pref.ftx
+    ctx.log(f"{cfg.pref.loss} loss with {trainer_cls.__name__}, beta={cfg.pref.beta}")
+    trainer = trainer_for(trainer_cls, ctx, model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                          processing_class=tokenizer, **extra)
+    return finish(ctx, trainer, tokenizer, eval_ds, "pairwise")

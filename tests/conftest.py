@@ -1,0 +1,22 @@
+"""Fixtures shared by every test folder."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_builtin_cache(tmp_path_factory):
+    """One folder for the built-in models (``LLMPIPE_BUILTIN_CACHE``) for the whole session, so the
+    pretrained ``builtin:tiny`` is built once, not once per temporary store. Subprocesses inherit it.
+    A value already set outside (e.g. a persistent folder on a developer machine) is kept."""
+    if os.environ.get("LLMPIPE_BUILTIN_CACHE"):
+        yield os.environ["LLMPIPE_BUILTIN_CACHE"]
+        return
+    path = str(tmp_path_factory.mktemp("builtin_models"))
+    os.environ["LLMPIPE_BUILTIN_CACHE"] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop("LLMPIPE_BUILTIN_CACHE", None)
