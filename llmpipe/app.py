@@ -116,6 +116,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("matplotlib", "PIL", "filelock", "urllib3", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def pick_objective(metrics: dict[str, dict[str, Any]], order: list[str], name: str) -> float | None:

@@ -226,7 +226,7 @@ def hydra_settings_in_recipes(argv: list[str]):
     """Problems for recipe-repository files that try to configure Hydra (checked before Hydra starts)."""
     import yaml
 
-    from llmpipe.config.problems import Problem
+    from llmpipe.config.problems import NO_VALUE, Problem
 
     problems = []
     for entry in _recipe_folders(argv):
@@ -241,12 +241,12 @@ def hydra_settings_in_recipes(argv: list[str]):
             except yaml.YAMLError as e:
                 mark = getattr(e, "problem_mark", None)
                 where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-                problems.append(Problem(str(path), None, f"not valid YAML{where}: {getattr(e, 'problem', e)}",
+                problems.append(Problem(str(path), NO_VALUE, f"not valid YAML{where}: {getattr(e, 'problem', e)}",
                                         fix="fix the file's YAML syntax", rule="recipe-yaml"))
                 continue
             if why:
                 problems.append(Problem(
-                    str(path), None, f"a recipe file {why}; recipes cannot configure Hydra's callbacks, logging or "
+                    str(path), NO_VALUE, f"a recipe file {why}; recipes cannot configure Hydra's callbacks, logging or "
                     "plugins' targets (they can run code)",
                     "the llmpipe families, hydra/sweeper and hydra/launcher choices, hydra.sweeper/launcher settings",
                     "move hydra.* settings to the command line, e.g. hydra/launcher=joblib", rule="recipe-hydra"))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 EXIT_CONFIG_ERROR = 2
+NO_VALUE = Ellipsis   # a problem about a file or a whole section rather than one value
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class Problem:
     rule: str = ""                # id of the rule that found it
 
     def render(self) -> str:
-        shown = "" if self.value is None else f" = {_show(self.value)}"
+        shown = "" if self.value is NO_VALUE else f" = {_show(self.value)}"
         lines = [f"  x {self.key}{shown}: {self.message}"]
         if self.allowed:
             lines.append(f"      allowed: {self.allowed}")

@@ -69,10 +69,10 @@ def spawn_stage(ctx: Any, say: Callable[[str], None], *, leader: bool) -> dict:
     if not leader:
         return {}
     if not result.is_file():
-        raise LaunchError(
-            f"every rank exited 0 but rank 0 left no result in {launch_dir}: with several nodes, global rank 0 "
-            "must run on launch.node_rank=0 (use launch.master_addr/master_port, not a c10d rendezvous) or "
-            "run.cache_root must be on a filesystem every node shares")
+        hint = (": with several nodes, global rank 0 must run on launch.node_rank=0 (launch.master_addr/master_port,"
+                " not a c10d rendezvous) or run.cache_root must be on a filesystem every node shares"
+                if launch.nnodes > 1 else "")
+        raise LaunchError(f"every rank exited 0 but rank 0 left no result in {launch_dir}{hint}")
     return json.loads(result.read_text(encoding="utf-8")).get("info") or {}
 
 

@@ -10,7 +10,7 @@ the previous one's model.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -108,7 +108,9 @@ def build_plan(cfg: DictConfig) -> Plan:
         ref = reward_step(scfg)
         if ref in step_train:
             train_inputs["reward"] = step_train[ref]
-        train = Node(f"train{suffix}", TRAIN, scfg, train_inputs, label=f"{stage} · {ft}")
+        # PPO samples its own training data with generate.*: its train stage reads those settings too
+        kind = replace(TRAIN, reads=TRAIN.reads + ("generate",)) if stage == "ppo" else TRAIN
+        train = Node(f"train{suffix}", kind, scfg, train_inputs, label=f"{stage} · {ft}")
         nodes.append(train)
         step_train[suffix[1:]] = train.id
         if stage == "rm" and not last:
@@ -143,7 +145,7 @@ def export_nodes(cfg: DictConfig, model: str, nodes: list[Node]) -> list[Node]:
                         label=f"gptq {cfg.export.quantization_bit}-bit"))
     inputs = {"model": out[-1].id if out else model, "load": load}
     for kind in (TRAIN, MERGE):
-        last = [n.id for n in nodes if n.kind is kind]
+        last = [n.id for n in nodes if n.kind.name == kind.name]
         if last:
             inputs[kind.name] = last[-1]
     out.append(Node("export", EXPORT, cfg, inputs, label=str(cfg.export.dir)))

@@ -15,7 +15,7 @@ LOAD = register(StageKind(
 ))
 ADAPT = register(StageKind(
     name="adapt", version="1",
-    reads=("lora", "train.finetuning_type", "train.seed", "train.stage") + _MODEL_LOAD,
+    reads=("lora", "train.finetuning_type", "train.seed", "train.stage", "freeze.use_llama_pro") + _MODEL_LOAD,
     runner="llmpipe.stages.adapt:run",
     doc="Create the initial LoRA adapter (seeded) on the base model.",
 ))

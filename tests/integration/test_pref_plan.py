@@ -86,3 +86,20 @@ def test_unused_reward_model_step_is_an_error():
 def test_bad_preference_configs_fail_preflight(overrides, key):
     problems = _problems("model=tiny", "train.do_train=true", *overrides)
     assert any(p.key == key for p in problems), problems
+
+
+def test_every_pref_loss_runs_on_the_installed_trl():
+    """pref.loss choices = what the dpo stage runs; every loss passed to TRL by name is one TRL implements."""
+    import inspect
+
+    pytest.importorskip("trl")
+    from trl import DPOTrainer
+
+    from llmpipe.config.families.pref import LOSSES
+    from llmpipe.training.preference import DPO_LOSSES
+    from llmpipe.training.preference import LOSSES as RUNS
+
+    assert set(LOSSES) == set(RUNS)
+    source = inspect.getsource(DPOTrainer._compute_loss)
+    missing = [loss for loss in DPO_LOSSES if f'loss_type == "{loss}"' not in source]
+    assert not missing, f"TRL no longer implements {missing}"

@@ -139,23 +139,30 @@ def deepspeed_package(cfg, env):
                       "launch=ddp without DeepSpeed", "DS_BUILD_OPS=0 pip install deepspeed, or launch=ddp")
 
 
-@rule("launch-multinode", keys=["launch.nnodes", "launch.node_rank", "launch.master_addr"],
+@rule("launch-multinode", keys=["launch.nnodes", "launch.node_rank", "launch.master_addr", "launch.rdzv_endpoint"],
       bad=[["launch=ddp", "launch.nnodes=2"], ["launch=ddp", "launch.nnodes=2", "launch.master_addr=10.0.0.1",
-                                               "launch.node_rank=2"]],
-      good=[["launch=ddp", "launch.nnodes=2", "launch.master_addr=10.0.0.1", "launch.node_rank=1"], ["launch=ddp"]],
+                                               "launch.node_rank=2"], ["launch=ddp", "launch.node_rank=1"],
+           ["launch=ddp", "launch.nnodes=2", "launch.rdzv_endpoint=head"]],
+      good=[["launch=ddp", "launch.nnodes=2", "launch.master_addr=10.0.0.1", "launch.node_rank=1"], ["launch=ddp"],
+            ["launch=ddp", "launch.nnodes=2", "launch.rdzv_endpoint=head:29400", "launch.node_rank=1"]],
       env={"gpu_count": 2})
 def multinode(cfg, env):
-    """Several nodes need a reachable rank-0 address, and this node's rank must be below nnodes."""
+    """Several nodes need a reachable rank-0 address (or a host:port rendezvous endpoint), and this node's
+    rank must be below nnodes."""
     nnodes, rank = get(cfg, "launch.nnodes", 1), get(cfg, "launch.node_rank", 0)
+    if rank >= nnodes:
+        yield problem("launch-multinode", "launch.node_rank", rank, f"node ranks run from 0 to {nnodes - 1}"
+                      f" (launch.nnodes={nnodes})", f"0..{nnodes - 1}", f"launch.node_rank={nnodes - 1}")
+    endpoint = get(cfg, "launch.rdzv_endpoint")
+    if endpoint and not str(endpoint).rpartition(":")[2].isdigit():
+        yield problem("launch-multinode", "launch.rdzv_endpoint", endpoint, "needs the port of the rendezvous",
+                      "host:port of a node every node can reach", f"launch.rdzv_endpoint={endpoint}:29400")
     if nnodes <= 1:
         return
     addr = str(get(cfg, "launch.master_addr", ""))
     if not get(cfg, "launch.rdzv_endpoint") and addr in ("", "127.0.0.1", "localhost", "::1"):
         yield problem("launch-multinode", "launch.master_addr", addr, f"other nodes cannot reach a loopback address (launch.nnodes={nnodes})",
                       "the rank-0 node's network address", "launch.master_addr=<ip of node 0>")
-    if rank >= nnodes:
-        yield problem("launch-multinode", "launch.node_rank", rank, f"node ranks run from 0 to {nnodes - 1}",
-                      f"0..{nnodes - 1}", f"launch.node_rank={nnodes - 1}")
 
 
 @rule("launch-zero3", keys=["launch.deepspeed", "train.pure_bf16", "lora.pissa_init", "train.predict_with_generate",
