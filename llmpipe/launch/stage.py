@@ -27,6 +27,23 @@ def distributed(node: Any) -> bool:
     return bool(getattr(node.kind, "distributed", False)) and launched(node.cfg)
 
 
+def launch_identities(cfg: Any) -> dict[str, str]:
+    """External inputs of a launched stage for its fingerprint: the DeepSpeed JSON's content (a preset or
+    the user's file), so editing the file re-runs the training."""
+    if not launched(cfg) or OmegaConf.select(cfg, "launch.kind") != "deepspeed":
+        return {}
+    import hashlib
+
+    from llmpipe.launch.presets import deepspeed_path
+
+    value = str(OmegaConf.select(cfg, "launch.deepspeed"))
+    try:
+        digest = hashlib.sha256(deepspeed_path(value).read_bytes()).hexdigest()
+    except OSError:
+        return {}
+    return {f"deepspeed:{value}": digest}
+
+
 def run_stage(ctx: Any, say: Callable[[str], None]) -> dict:
     """The stage function's info: in-process, or from rank 0 of a launched run."""
     if getattr(ctx.kind, "distributed", False) and launched(ctx.cfg):

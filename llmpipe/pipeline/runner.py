@@ -57,6 +57,10 @@ def compute_fingerprints(plan: Plan, cache_root: Path) -> None:
             from llmpipe.exporting.identity import stage_identities
 
             node.identities.update(stage_identities(node, ids))
+        if node.kind.distributed:   # the content of the DeepSpeed JSON, not just its path
+            from llmpipe.launch.stage import launch_identities
+
+            node.identities.update(launch_identities(node.cfg))
         upstream = {role: plan.node(uid).fingerprint for role, uid in node.inputs.items()}
         node.fingerprint = fingerprint(node.kind.name, node.kind.version, node.reads, upstream, node.identities)
     ids.save()

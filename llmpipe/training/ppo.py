@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from typing import Any
 
 from llmpipe.stages.base import StageContext
 
@@ -166,6 +165,8 @@ class PPOLoop:
         return out
 
     def run(self) -> None:
+        from llmpipe.training.ppo_checkpoint import checkpoint_due, save_checkpoint
+
         while self.step < self.steps:
             roll, logp, values, adv, returns, mask, stats = self.experience()
             stats.update(self.update(roll, logp, values, adv, returns, mask))
@@ -177,51 +178,8 @@ class PPOLoop:
             if self.step % max(1, int(self.cfg.train.logging_steps)) == 0 or self.step == self.steps:
                 self.ctx.log(f"step {self.step}/{self.steps}  reward={stats['reward']:.4g}  kl={stats['kl']:.4g}  "
                              f"loss={stats['loss']:.4g}  kl_coef={self.kl.value:.4g}")
-            if self.checkpointing() and self.step % int(self.cfg.train.save_steps) == 0 and self.step < self.steps:
-                self.save_checkpoint()
-
-    # --- checkpoints -----------------------------------------------------------------------------------------
-    def checkpointing(self) -> bool:
-        return self.cfg.train.save_strategy == "steps" and bool(self.cfg.train.save_steps)
-
-    def _trainable(self) -> dict[str, Any]:
-        return {n: q.detach().cpu() for n, q in self.policy.named_parameters() if q.requires_grad}
-
-    def save_checkpoint(self) -> None:
-        import torch
-
-        folder = self.ctx.work / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {"step": self.step, "policy": self._trainable(), "value_head": self.value_head.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "kl_coef": self.kl.value, "moments": vars(self.moments), "history": self.history}
-        tmp = folder / f"ppo-{self.step}.pt.tmp"
-        torch.save(state, tmp)
-        tmp.rename(folder / f"ppo-{self.step}.pt")
-        limit = self.cfg.train.save_total_limit
-        done = sorted(folder.glob("ppo-*.pt"), key=lambda f: int(f.stem.split("-")[1]))
-        for old in done[:-limit] if limit else []:
-            old.unlink()
-        self.ctx.log(f"checkpoint at step {self.step}")
-
-    def resume(self) -> None:
-        import torch
-
-        done = sorted((self.ctx.work / "checkpoints").glob("ppo-*.pt"), key=lambda f: int(f.stem.split("-")[1]))
-        if not done:
-            return
-        state = torch.load(done[-1], map_location="cpu", weights_only=False)
-        params = dict(self.policy.named_parameters())
-        with torch.no_grad():
-            for n, v in state["policy"].items():
-                params[n].copy_(v)
-        self.value_head.load_state_dict(state["value_head"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.kl.value, self.step, self.history = state["kl_coef"], state["step"], state["history"]
-        for k, v in state["moments"].items():
-            setattr(self.moments, k, v)
-        self.ctx.log(f"resuming from {done[-1].name} (found in {done[-1].parent})")
+            if checkpoint_due(self.cfg, self.step, self.steps):
+                save_checkpoint(self)
 
 
 def _prompts(ds, tokenizer, cfg) -> list:
@@ -260,7 +218,9 @@ def train_ppo(ctx: StageContext) -> dict:
         initial = mean_reward(policy, probe, tokenizer, reward, loop.render, cfg, bs)
         initial_path.write_text(json.dumps({"reward_mean": initial}))
     ctx.log(f"mean reward of {len(probe)} held-out generations before training: {initial:.4f}")
-    loop.resume()
+    from llmpipe.training.ppo_checkpoint import resume
+
+    resume(loop)
     ctx.log(f"PPO: {loop.steps} steps of {loop.batch} prompts, {cfg.ppo.epochs} epochs each, target KL {cfg.ppo.target}")
     loop.run()
     final = mean_reward(policy, probe, tokenizer, reward, loop.render, cfg, bs)

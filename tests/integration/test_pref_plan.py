@@ -40,6 +40,13 @@ def test_sweeping_ppo_reuses_the_reward_model(tmp_path):
     assert a.node("train").fingerprint != b.node("train").fingerprint
 
 
+def test_ppo_training_depends_on_the_sampling_settings(tmp_path):
+    a = _plan(tmp_path, "+recipe=ppo_qwen", "model=tiny", "generate.max_new_tokens=16")
+    b = _plan(tmp_path, "+recipe=ppo_qwen", "model=tiny", "generate.max_new_tokens=32")
+    assert a.node("train").fingerprint != b.node("train").fingerprint
+    assert a.node("train.rm").fingerprint == b.node("train.rm").fingerprint   # the rm step samples nothing
+
+
 def test_sweeping_dpo_reuses_the_sft_step(tmp_path):
     a = _plan(tmp_path, "+recipe=sft_dpo_qwen", "model=tiny", "pref.beta=0.05")
     b = _plan(tmp_path, "+recipe=sft_dpo_qwen", "model=tiny", "pref.beta=0.5")
