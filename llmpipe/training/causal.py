@@ -31,11 +31,22 @@ def prepare_model(ctx: StageContext):
     return build(read_source(ctx.input("load")), ctx.obj, adapter_dir=adapter, log=ctx.log)
 
 
+def complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint that was fully written (a run killed mid-save leaves one without
+    trainer_state.json, which the Trainer cannot resume from)."""
+    if not ckpt_dir.is_dir():
+        return None
+    found = []
+    for p in ckpt_dir.glob("checkpoint-*"):
+        step = p.name.split("-")[-1]
+        if step.isdigit() and (p / "trainer_state.json").is_file():
+            found.append((int(step), p))
+    return str(max(found)[1]) if found else None
+
+
 def run_trainer(ctx: StageContext, trainer, eval_ds) -> dict[str, Any]:
     """Initial eval (remembered across resumes), train with resume, final eval; returns metrics."""
     from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
-
     from llmpipe.launch.initial_eval import defer_initial_eval
 
     trainer.remove_callback(PrinterCallback)
@@ -53,7 +64,7 @@ def run_trainer(ctx: StageContext, trainer, eval_ds) -> dict[str, Any]:
         if "eval_loss_initial" in metrics:
             ctx.log(f"held-out loss before training: {metrics['eval_loss_initial']:.4f}")
     ckpt_dir = Path(trainer.args.output_dir)
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    last = complete_checkpoint(ckpt_dir)
     if last:
         ctx.log(f"resuming from {Path(last).name} (found in {ckpt_dir})")
     out = trainer.train(resume_from_checkpoint=last)
