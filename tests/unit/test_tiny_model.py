@@ -11,7 +11,14 @@ from llmpipe.models import tiny
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
+    """The session's shared build ($LLMPIPE_BUILTIN_CACHE, set by tests/conftest.py): built once per run."""
     return tiny.ensure_builtin("builtin:tiny", tmp_path_factory.mktemp("cache_a"))
+
+
+@pytest.fixture
+def own_cache(monkeypatch):
+    """Tests of the cache itself build into their own cache root, not the shared folder."""
+    monkeypatch.delenv(tiny.BUILTIN_CACHE_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +38,7 @@ def test_is_builtin():
 def test_layout_and_reload(tiny_dir, tok):
     from transformers import AutoModelForCausalLM
 
-    assert tiny_dir.parent.name == "models" and tiny_dir.name == tiny.folder_name("builtin:tiny")
+    assert tiny_dir.name == tiny.folder_name("builtin:tiny")
     for f in ("_COMPLETE", "model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
               "tokenizer_config.json"):
         assert (tiny_dir / f).is_file(), f
@@ -82,19 +89,19 @@ def test_chat_template_round_trip(tok):
     assert tok.decode(ids) == text
 
 
-def test_deterministic_across_cache_roots(tiny_dir, tmp_path):
+def test_deterministic_across_cache_roots(tiny_dir, tmp_path, own_cache):
     other = tiny.ensure_builtin("builtin:tiny", tmp_path / "cache_b")
-    assert other != tiny_dir and other.name == tiny_dir.name
+    assert other != tiny_dir and other.name == tiny_dir.name and other.parent == tmp_path / "cache_b" / "models"
     for f in ("model.safetensors", "tokenizer.json", "config.json", "generation_config.json"):
         assert (other / f).read_bytes() == (tiny_dir / f).read_bytes(), f
 
 
-def test_second_call_is_a_cache_hit(tiny_dir, monkeypatch):
+def test_second_call_is_a_cache_hit(tiny_dir, monkeypatch, tmp_path):
     monkeypatch.setattr(tiny, "build_into", lambda *a: pytest.fail("rebuilt"))
-    assert tiny.ensure_builtin("builtin:tiny", tiny_dir.parent.parent) == tiny_dir
+    assert tiny.ensure_builtin("builtin:tiny", tmp_path) == tiny_dir  # the shared folder wins over the root
 
 
-def test_lock_builds_once_and_discards_partial(tmp_path, monkeypatch):
+def test_lock_builds_once_and_discards_partial(tmp_path, monkeypatch, own_cache):
     calls = []
 
     def fake_build(name, out):
@@ -117,7 +124,7 @@ def test_lock_builds_once_and_discards_partial(tmp_path, monkeypatch):
     assert not (results[0] / "junk").exists() and (results[0] / "_COMPLETE").is_file()
 
 
-def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
+def test_failed_build_leaves_nothing(tmp_path, monkeypatch, own_cache):
     def boom(name, out):
         (out / "partial").write_text("x")
         raise RuntimeError("boom")
@@ -128,7 +135,7 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == []
 
 
-def test_bench_model(tmp_path):
+def test_bench_model(tmp_path, own_cache):
     from transformers import AutoConfig, AutoTokenizer
 
     d = tiny.ensure_builtin("builtin:bench", tmp_path)
