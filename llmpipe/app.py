@@ -117,6 +117,13 @@ def quiet_libraries() -> None:
     for name in ("matplotlib", "PIL", "filelock", "urllib3", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    # torchao (imported by transformers when installed) warns about its CUDA kernels on every CPU start,
+    # and torch about torchao's pytree registrations: neither is actionable for a user
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from llmpipe.models import peft_probes
+
+    peft_probes.install()   # PEFT must not import gptqmodel/torchao for models that are not quantized with them
 
 
 def pick_objective(metrics: dict[str, dict[str, Any]], order: list[str], name: str) -> float | None:

@@ -1,7 +1,7 @@
 """The launcher command for one node and the environment of its ranks. Import-light (no torch).
 
 torchrun is the default for every kind (DDP, DeepSpeed, FSDP): the Trainer/accelerate read the ranks from
-its environment. ``LLMPIPE_LAUNCHER=deepspeed`` starts DeepSpeed's own launcher instead (it passes
+its environment. ``launch.launcher=deepspeed`` starts DeepSpeed's own launcher instead (it passes
 ``--local_rank=N`` first; the worker accepts that).
 
 One node (``launch.nnodes=1``) uses torchrun's standalone rendezvous on a free port, so jobs of a parallel
@@ -20,15 +20,15 @@ WORKER_MODULE = "llmpipe.launch.worker"
 LAUNCHERS = ("torchrun", "deepspeed")
 
 
-def launcher_name(launch: Any, environ: Mapping[str, str] = os.environ) -> str:
-    """torchrun, or deepspeed when asked through LLMPIPE_LAUNCHER for a DeepSpeed launch."""
+def launcher_name(launch: Any) -> str:
+    """torchrun, or deepspeed when ``launch.launcher=deepspeed`` asks for DeepSpeed's launcher (pre-flight
+    has checked that it goes with ``launch.kind=deepspeed``)."""
     from llmpipe.launch.spawn import LaunchError
 
-    wanted = environ.get("LLMPIPE_LAUNCHER", "torchrun").strip().lower() or "torchrun"
-    if wanted not in LAUNCHERS:
-        raise LaunchError(f"LLMPIPE_LAUNCHER={wanted}: expected one of {', '.join(LAUNCHERS)}")
-    if wanted == "deepspeed" and launch.kind != "deepspeed":
-        raise LaunchError(f"LLMPIPE_LAUNCHER=deepspeed only launches launch.kind=deepspeed (here: {launch.kind})")
+    wanted = getattr(launch, "launcher", "torchrun") or "torchrun"
+    if wanted not in LAUNCHERS or (wanted == "deepspeed" and launch.kind != "deepspeed"):
+        raise LaunchError(f"launch.launcher={wanted} with launch.kind={launch.kind}: expected torchrun, or deepspeed"
+                          " for launch.kind=deepspeed")
     return wanted
 
 

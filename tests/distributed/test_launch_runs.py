@@ -1,8 +1,9 @@
-"""Real 2-process training of the tiny model through the real CLI, on CPU with gloo: DDP and DeepSpeed
-ZeRO-3 produce the same artifacts as a local run, their models reload, and the ranks are really there.
+"""Real 2-process training of the tiny model through the real CLI, on CPU with gloo: DDP (torchrun), DeepSpeed
+ZeRO-3 (torchrun) and ZeRO-2 (DeepSpeed's own launcher) produce the same artifacts as a local run, their
+models reload, and the ranks are really there.
 
-ZeRO-2 and ZeRO-3 with CPU offload run too when LLMPIPE_TEST_ALL_LAUNCHES=1 (offload compiles DeepSpeed's
-cpu_adam the first time, about two minutes on two cores)."""
+ZeRO-3 with CPU offload runs too when LLMPIPE_TEST_ALL_LAUNCHES=1 (offload compiles DeepSpeed's cpu_adam
+the first time, about two minutes on two cores)."""
 from __future__ import annotations
 
 import json
@@ -47,7 +48,8 @@ def launched(tmp_path, dist_cache, run_cli, quick, lock_of):
 
 def _checked(lock, proc):
     assert lock["status"] == "complete" and lock["stages"]["train"]["status"] == "ran"
-    assert "launching 2 ranks (torchrun" in proc.stdout and "2 ranks (" in proc.stdout, proc.stdout[-3000:]
+    launcher = lock["config"]["launch"].get("launcher", "torchrun") if "config" in lock else "torchrun"
+    assert f"launching 2 ranks ({launcher}" in proc.stdout and "2 ranks (" in proc.stdout, proc.stdout[-3000:]
     return lock
 
 
@@ -98,8 +100,13 @@ def test_deepspeed_zero3_two_ranks_merged_export_reloads(tmp_path, launched, loc
     assert float((a - b).abs().max()) > 1e-4        # ZeRO-3 gathered the real trained weights on save
 
 
-@pytest.mark.skipif(not ALL, reason="set LLMPIPE_TEST_ALL_LAUNCHES=1 (ZeRO-2, ZeRO-3 + CPU offload)")
-@pytest.mark.parametrize("launch", ["deepspeed_z2", "deepspeed_z3_offload"])
-def test_more_deepspeed_presets(launched, local_run, launch):
-    _, lock = launched(launch)
+def test_deepspeed_zero2_through_deepspeeds_own_launcher(launched, local_run):
+    proc, lock = launched("deepspeed_z2", "launch.launcher=deepspeed")
+    assert "launching 2 ranks (deepspeed, DeepSpeed z2)" in proc.stdout, proc.stdout[-3000:]
+    _same_artifacts_as_local(lock, local_run)
+
+
+@pytest.mark.skipif(not ALL, reason="set LLMPIPE_TEST_ALL_LAUNCHES=1 (ZeRO-3 + CPU offload compiles cpu_adam, ~2 min)")
+def test_deepspeed_zero3_offload(launched, local_run):
+    _, lock = launched("deepspeed_z3_offload")
     _same_artifacts_as_local(lock, local_run)

@@ -59,10 +59,10 @@ def test_deepspeed_launcher_argv_and_choice(tmp_path):
                    "llmpipe.launch.worker", str(tmp_path / "s.json")]
     many = deepspeed_argv(_launch(kind="deepspeed", nnodes=2, node_rank=1, master_addr="10.0.0.1"), tmp_path / "s.json")
     assert "--no_ssh" in many and "--node_rank=1" in many and "--master_addr=10.0.0.1" in many
-    assert launcher_name(_launch(), {}) == "torchrun"
-    assert launcher_name(_launch(kind="deepspeed"), {"LLMPIPE_LAUNCHER": "deepspeed"}) == "deepspeed"
-    with pytest.raises(LaunchError, match="only launches launch.kind=deepspeed"):
-        launcher_name(_launch(kind="ddp"), {"LLMPIPE_LAUNCHER": "deepspeed"})
+    assert launcher_name(_launch()) == "torchrun"
+    assert launcher_name(_launch(kind="deepspeed", launcher="deepspeed")) == "deepspeed"
+    with pytest.raises(LaunchError, match="launch.launcher=deepspeed with launch.kind=ddp"):
+        launcher_name(_launch(kind="ddp", launcher="deepspeed"))
 
 
 def test_worker_accepts_the_deepspeed_launchers_local_rank_first():

@@ -13,6 +13,10 @@ class LaunchConfig:
         "local", "Launcher: local (one process), ddp (torchrun), deepspeed (torchrun + DeepSpeed), fsdp"
         " (torchrun + torch FSDP).", choices=("local", "ddp", "deepspeed", "fsdp"),
     )
+    launcher: str = param(
+        "torchrun", "Program that starts the ranks: torchrun (every kind) or deepspeed (DeepSpeed's own"
+        " launcher; launch.kind=deepspeed only).", choices=("torchrun", "deepspeed"),
+    )
     nproc_per_node: int = param(1, "Processes (ranks) per node.", ge=1)
     nnodes: int = param(1, "Number of nodes.", ge=1)
     node_rank: int = param(0, "Rank of this node.", ge=0)

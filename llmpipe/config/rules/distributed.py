@@ -30,11 +30,13 @@ def fsdp_cuda(cfg, env):
                       "launch=ddp or launch=deepspeed_z3 (ZeRO-3 shards on CPU too)", "launch=deepspeed_z3")
 
 
-@rule("launch-kind-settings", keys=["launch.kind", "launch.deepspeed", "launch.fsdp", "launch.nproc_per_node"],
-      bad=[["launch.deepspeed=z2"], ["launch=ddp", "launch.deepspeed=z2"], ["launch=deepspeed_z3", "launch.fsdp=full_shard"],
+@rule("launch-kind-settings", keys=["launch.kind", "launch.deepspeed", "launch.fsdp", "launch.nproc_per_node",
+                                     "launch.launcher"],
+      bad=[["launch.deepspeed=z2"], ["launch=ddp", "launch.launcher=deepspeed"], ["launch=ddp", "launch.deepspeed=z2"], ["launch=deepspeed_z3", "launch.fsdp=full_shard"],
            ["launch=fsdp", "launch.deepspeed=z3"], ["launch.kind=deepspeed", "launch.nproc_per_node=2"],
            ["launch.nproc_per_node=2"]],
-      good=[["launch=deepspeed_z2"], ["launch=ddp"], ["launch=fsdp"], ["launch=local"]],
+      good=[["launch=deepspeed_z2"], ["launch=deepspeed_z2", "launch.launcher=deepspeed"], ["launch=ddp"],
+            ["launch=fsdp"], ["launch=local"]],
       env={"gpu_count": 2, "available_packages": frozenset({"deepspeed"})})
 def kind_settings(cfg, env):
     """launch.kind decides the launcher; DeepSpeed and FSDP settings must match it (and never both)."""
@@ -53,6 +55,10 @@ def kind_settings(cfg, env):
     if fsdp and kind != "fsdp" and not ds:
         yield problem("launch-kind-settings", "launch.fsdp", fsdp, f"FSDP needs launch.kind=fsdp; launch.kind={kind}",
                       "launch.kind=fsdp with launch.fsdp", "launch.kind=fsdp (or launch=fsdp)")
+    if get(cfg, "launch.launcher", "torchrun") == "deepspeed" and kind != "deepspeed":
+        yield problem("launch-kind-settings", "launch.launcher", "deepspeed",
+                      f"DeepSpeed's launcher only starts DeepSpeed runs; launch.kind={kind}",
+                      "launch.launcher=torchrun, or launch.kind=deepspeed", "launch.launcher=torchrun")
     nproc = get(cfg, "launch.nproc_per_node", 1)
     if kind == "local" and (nproc > 1 or get(cfg, "launch.nnodes", 1) > 1):
         yield problem("launch-kind-settings", "launch.nproc_per_node", nproc,
