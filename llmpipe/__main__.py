@@ -26,10 +26,12 @@ def cli() -> None:
     from llmpipe.safety import hydra_settings_in_recipes
 
     from hydra_plugins.llmpipe_searchpath import register
+    from llmpipe import hydra_speedups
 
     register_resolvers()
     register_schema()
     register()   # the recipe search path (plugin discovery cannot see a default editable install)
+    hydra_speedups.install(sys.argv[1:])
     untrusted = hydra_settings_in_recipes(sys.argv[1:])
     if untrusted:
         exit_with(untrusted)

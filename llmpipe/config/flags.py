@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from llmpipe.config.meta import ParamMeta, iter_params
+from llmpipe.hydra_speedups import type_hints
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class FlagTable:
     def __init__(self, root: type):
         self._params: dict[str, Param] = {}
         for path, f, meta, owner in iter_params(root):
-            hints = typing.get_type_hints(owner)
+            hints = type_hints(owner)
             self._params[path] = Param(path, _type_name(hints[f.name]), _default_of(f), meta)
         self._by_flag: dict[str, Param] = {}
         for p in self._params.values():

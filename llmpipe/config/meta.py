@@ -82,7 +82,7 @@ def iter_params(cls: type, prefix: str = ""):
 
 
 def _resolve(cls: type, name: str) -> Any:
-    import typing
+    from llmpipe.hydra_speedups import type_hints
 
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     return hints[name]

@@ -1,0 +1,54 @@
+"""Start-up costs of Hydra 1.3 that llmpipe removes, without changing what Hydra computes.
+
+* ``Hydra.get_mode`` composes the whole config a second time only to read ``hydra.mode``. llmpipe's
+  primary config leaves it unset and recipes may not set ``hydra.*`` (llmpipe.safety refuses them), so
+  unless the command line names ``hydra.mode`` the answer is None — what Hydra would have found — and
+  ``-m``/``--multirun`` decides, as always.
+* ``--help`` lists every config group; Hydra builds a new caching repository (a deep copy of the whole
+  ConfigStore) for each of ~140 group listings. Listings without overrides share one repository per
+  loader and primary config.
+* ``typing.get_type_hints`` of the schema dataclasses is evaluated once per class (the flag table and the
+  field metadata ask for it per field).
+"""
+from __future__ import annotations
+
+import functools
+import typing
+from typing import Any
+
+
+@functools.lru_cache(maxsize=None)
+def type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _mode_named(argv: list[str]) -> bool:
+    return any(a.lstrip("+~").startswith("hydra.mode") for a in argv)
+
+
+def install(argv: list[str]) -> None:
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.hydra import Hydra
+
+    if not _mode_named(argv) and not getattr(Hydra.get_mode, "llmpipe", False):
+        def get_mode(self, config_name, overrides):
+            return None
+        get_mode.llmpipe = True
+        Hydra.get_mode = get_mode
+
+    original = ConfigLoaderImpl.get_group_options
+    if getattr(original, "llmpipe", False):
+        return
+
+    @functools.wraps(original)
+    def get_group_options(self, group_name, results_filter=None, config_name=None, overrides=None):
+        from hydra.core.object_type import ObjectType
+
+        if overrides:
+            return original(self, group_name, results_filter or ObjectType.CONFIG, config_name, overrides)
+        repos = self.__dict__.setdefault("_llmpipe_repos", {})
+        if config_name not in repos:
+            repos[config_name] = self._parse_overrides_and_create_caching_repo(config_name, [])[1]
+        return repos[config_name].get_group_options(group_name, results_filter or ObjectType.CONFIG)
+    get_group_options.llmpipe = True
+    ConfigLoaderImpl.get_group_options = get_group_options
