@@ -25,6 +25,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# `make bench BENCH_ARGS="--quick"`: llmpipe vs LLaMA-Factory (docs/bench.md); LF gets its own venv in bench/.lfvenv
+$(VENV)/.llmpipe-bench: $(STAMP)
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -e '.[bench]' --config-settings editable_mode=compat
+	touch $@
+
+bench: $(VENV)/.llmpipe-bench
+	$(PY) -m bench $(BENCH_ARGS)
+
 docs: $(STAMP)
 	$(PY) -m llmpipe.tools.cli docs --write
 
