@@ -46,6 +46,14 @@ def _text(value, what: str, required: bool = True) -> str | None:
     return value
 
 
+def _cell(row: dict, col: str, what: str):
+    """``row[col]``; a row without that column is bad, and the reason lists the columns it has."""
+    if col not in row:
+        have = ", ".join(map(repr, list(row)[:8])) + (", ..." if len(row) > 8 else "") or "none"
+        raise _Bad(f"no column {col!r} for the {what} (the row's columns: {have})")
+    return row[col]
+
+
 def _tools(row: dict, cols: dict) -> str | None:
     if not cols.get("tools"):
         return None
@@ -82,9 +90,9 @@ def _finish(ex: dict, msgs: list[dict], kind: str, row: dict, spec) -> dict:
         if not spec.ranking:
             raise _Bad("dataset is not registered with ranking: true")
         for key in ("chosen", "rejected"):
-            ex[key] = _pref(row.get(cols.get(key, key)), key, spec)
+            ex[key] = _pref(_cell(row, cols.get(key, key), key), key, spec)
     if kind == "kto":
-        ex["label"] = _kto_tag(row.get(cols.get("kto_tag", "kto_tag")))
+        ex["label"] = _kto_tag(_cell(row, cols.get("kto_tag", "kto_tag"), "kto_tag"))
     ex["messages"] = msgs
     return ex
 
@@ -110,7 +118,8 @@ def _maybe_json(value, what: str):
 
 def _alpaca(row: dict, spec, kind: str) -> dict:
     c = spec.columns
-    prompt = _text(row.get(c.get("prompt", "instruction")), f"prompt (column {c.get('prompt')!r})")
+    pc = c.get("prompt", "instruction")
+    prompt = _text(_cell(row, pc, "prompt"), f"prompt (column {pc!r})")
     query = _text(row.get(c["query"]), "query", required=False) if c.get("query") else None
     msgs: list[dict] = []
     hist = _maybe_json(row.get(c["history"]), "history") if c.get("history") else None
@@ -123,7 +132,7 @@ def _alpaca(row: dict, spec, kind: str) -> dict:
     msgs.append({"role": "user", "content": prompt + ("\n" + query if query else "")})
     if kind in ("sft", "kto") or (kind == "pt" and c.get("response") and row.get(c["response"])):
         rc = c.get("response", "output")
-        msgs.append({"role": "assistant", "content": _text(row.get(rc), f"response (column {rc!r})")})
+        msgs.append({"role": "assistant", "content": _text(_cell(row, rc, "response"), f"response (column {rc!r})")})
     ex = {"system": _text(row.get(c["system"]), "system", False) if c.get("system") else None,
           "tools": _tools(row, c)}
     return _finish(ex, msgs, kind, row, spec)

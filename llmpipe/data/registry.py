@@ -135,19 +135,23 @@ def _first_record(path: Path, ftype: str) -> dict:
     if ftype == "text":
         return {"text": ""}
     if ftype == "csv":
-        with open(f, newline="", encoding="utf-8") as fh:
+        with open(f, newline="", encoding="utf-8-sig", errors="replace") as fh:
             return dict.fromkeys(next(csv.reader(fh), []), "")
     if ftype in ("parquet", "arrow"):
         import pyarrow.parquet as pq
 
-        names = pq.read_schema(f).names if ftype == "parquet" else _arrow_names(f)
+        try:
+            names = pq.read_schema(f).names if ftype == "parquet" else _arrow_names(f)
+        except (OSError, ValueError) as e:  # a corrupt file: ArrowInvalid is a ValueError
+            raise DataError(f"dataset path {path}: cannot read {ftype} file {f} ({e})") from None
         return dict.fromkeys(names, "")
-    with open(f, encoding="utf-8") as fh:
-        head = fh.read(1 << 16).lstrip()
-    if head.startswith("["):
-        data = json.loads(f.read_text(encoding="utf-8"))
-        return data[0] if data and isinstance(data[0], dict) else {}
-    return json.loads(head.splitlines()[0]) if head else {}
+    # the columns of the first readable row among the first 1000; a file that cannot be read at all is the
+    # same DataError the load stage would raise, and bad rows are reported by the load stage
+    from itertools import islice
+
+    from llmpipe.data.sources import _file_rows
+
+    return next((r for r in islice(_file_rows(f, "json", str(path)), 1000) if isinstance(r, dict)), {})
 
 
 def _arrow_names(f: Path) -> list[str]:

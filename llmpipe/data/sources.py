@@ -30,9 +30,39 @@ def offline_var() -> str | None:
     return None
 
 
+def _read_text(path: Path, name: str) -> str:
+    """The file as text; bytes that are not UTF-8 are a DataError naming the dataset, file and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"dataset {name!r}: {path} is not UTF-8 text (line {line}, byte {e.start}: {e.reason}); "
+                        "nothing of it can be read") from None
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) per line; text None for a line that is not UTF-8 (a bad row, not a bad file)."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                yield lineno, None
+
+
+def _first_char(path: Path) -> str:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(4096):
+            rest = chunk.lstrip(b" \t\r\n\xef\xbb\xbf")  # whitespace and the UTF-8 BOM
+            if rest:
+                return chr(rest[0])
+    return ""
+
+
 def _json_rows(path: Path, name: str) -> Iterator:
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix != ".jsonl" and text.lstrip().startswith("["):
+    if path.suffix != ".jsonl" and _first_char(path) == "[":
+        text = _read_text(path, name)
         try:
             data = json.loads(text)
         except ValueError as e:
@@ -41,7 +71,10 @@ def _json_rows(path: Path, name: str) -> Iterator:
             raise DataError(f"dataset {name!r}: {path} must hold a JSON list of rows (or JSON lines)")
         yield from data
         return
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in _jsonl_lines(path):
+        if line is None:
+            yield BadRow(f"line {lineno} is not UTF-8 text")
+            continue
         if not line.strip():
             continue
         try:
@@ -50,17 +83,41 @@ def _json_rows(path: Path, name: str) -> Iterator:
             yield BadRow(f"line {lineno} is not valid JSON ({e.msg} at column {e.colno})")
 
 
-def _csv_rows(path: Path) -> Iterator:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+def _lenient_text(path: Path) -> str:
+    """The file as text, bytes that are not UTF-8 kept as lone surrogates (``_undecodable`` finds them), so
+    a line-oriented file reports such a line as a bad row instead of failing as a whole."""
+    return path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+
+
+def _undecodable(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _csv_rows(path: Path, name: str) -> Iterator:
+    import io
+
+    with io.StringIO(_lenient_text(path), newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if not header:
             return
-        for fields in reader:
+        if _undecodable("".join(header)):
+            raise DataError(f"dataset {name!r}: the header line of {path} is not UTF-8 text")
+        while True:
+            start = reader.line_num + 1
+            fields = next(reader, None)
+            if fields is None:
+                return
             if not any(f.strip() for f in fields):
                 continue
-            if len(fields) != len(header):
-                yield BadRow(f"csv line {reader.line_num} has {len(fields)} fields, the header has {len(header)}")
+            end = reader.line_num
+            where = f"csv line {end}" if end == start else f"csv lines {start}-{end}"
+            if _undecodable("".join(fields)):
+                yield BadRow(f"{where} is not UTF-8 text")
+            elif len(fields) != len(header):
+                hint = " (a quote that is not closed?)" if end > start else ""
+                verb = "has" if end == start else "(one record) have"
+                yield BadRow(f"{where} {verb} {len(fields)} fields, the header has {len(header)}{hint}")
             else:
                 yield dict(zip(header, fields))
 
@@ -86,14 +143,15 @@ def _file_rows(path: Path, ftype: str, name: str) -> Iterator:
     if ftype == "json":
         yield from _json_rows(path, name)
     elif ftype == "text":
-        with open(path, encoding="utf-8-sig") as fh:
-            yield from ({"text": ln.rstrip("\n")} for ln in fh if ln.strip())
+        for ln in _lenient_text(path).splitlines():
+            if ln.strip():
+                yield BadRow("line is not UTF-8 text") if _undecodable(ln) else {"text": ln}
     elif ftype == "csv":
-        yield from _csv_rows(path)
+        yield from _csv_rows(path, name)
     elif ftype in ("parquet", "arrow"):
         try:
             yield from _arrow_rows(path, ftype)
-        except OSError as e:  # pyarrow's errors for corrupt files derive from OSError
+        except (OSError, ValueError) as e:  # pyarrow's errors for corrupt files: OSError, ArrowInvalid (ValueError)
             raise DataError(f"dataset {name!r}: cannot read {ftype} file {path} ({e})") from None
     else:
         raise DataError(f"dataset {name!r}: unsupported file type {ftype!r} ({path})")

@@ -101,9 +101,20 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(f.fileno())
 
 
+def _usual_modes(root: Path) -> None:
+    """Give every file the mode a newly created file gets (0666 minus the umask): safetensors writes its
+    files readable by their owner only, and an export is meant to be read by others (a server, a team)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in root.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            p.chmod(0o666 & ~umask)
+
+
 def publish(tmp: Path, dest: Path, fingerprint: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the marker into ``tmp`` (last), then swap ``tmp`` into place as ``dest``."""
     tmp, dest = Path(tmp), Path(dest)
+    _usual_modes(tmp)
     files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
     info = {"fingerprint": fingerprint, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files,
             **(extra or {})}

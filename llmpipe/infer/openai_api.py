@@ -45,8 +45,8 @@ def _number(body: dict, key: str, lo: float, hi: float, *, lo_open: bool = False
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value > hi or value < lo or \
-            (lo_open and value == lo):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi or \
+            (lo_open and value == lo):   # "not lo <= value <= hi" also refuses NaN
         where = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
         raise ApiError(400, f"{key} must be a number in {where}, got {value!r}", key)
     return float(value)
@@ -92,11 +92,17 @@ def _messages(raw: Any) -> tuple[list[dict], str | None]:
     return turns, system
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_chat_request(raw: bytes, *, model_id: str, max_tokens_limit: int) -> ChatRequest:
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as e:
         raise ApiError(400, f"the request body is not valid JSON ({e})") from None
+    except RecursionError:   # e.g. thousands of nested brackets: json gives up; so do we, with a 400
+        raise ApiError(400, "the request body is not valid JSON (nested too deeply)") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     unknown = sorted(set(body) - KNOWN)

@@ -30,11 +30,23 @@ def linear_module_names(model: Any) -> list[str]:
     return sorted(names)
 
 
+def _check_names(model: Any, names: list[str], key: str) -> None:
+    """Every module name must exist in ``model`` (PEFT only complains when none of them does, and then
+    silently adapts the rest)."""
+    have = [n for n, _ in model.named_modules() if n]
+    missing = [t for t in names if not any(n == t or n.endswith("." + t) for n in have)]
+    if missing:
+        raise AdapterError(f"{key}: {', '.join(missing)} not found in {type(model).__name__}; its linear layers: "
+                           f"{', '.join(linear_module_names(model))}")
+
+
 def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
     from peft import LoraConfig
 
     lo = cfg.lora
     targets = linear_module_names(model) if lo.target.strip() == "all" else _split(lo.target)
+    _check_names(model, targets, "lora.target")
+    _check_names(model, [m for m in _split(lo.additional_target) if m not in HEADS], "lora.additional_target")
     init: Any = True
     if lo.pissa_init:
         init = "pissa" if lo.pissa_iter == -1 else f"pissa_niter_{lo.pissa_iter}"
@@ -154,8 +166,30 @@ def save_adapter(model, out_dir: Path, cfg: Any, initial_adapter: Path | None = 
     if not (peft_config is not None and _is_pissa(peft_config) and cfg.lora.pissa_convert and initial_adapter):
         model.save_pretrained(str(out_dir))
         return "adapter"
+    from peft import get_peft_model_state_dict
+
+    # PEFT's conversion keeps only lora_A/lora_B: the weights trained in full (modules_to_save: the score head of a
+    # reward model, lora.additional_target) would be lost, and its reload of the initial adapter fails when they
+    # are missing from it. Both get them here: the initial copy (never used for them) and the converted adapter.
+    full = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()
+            if ".lora_A." not in k and ".lora_B." not in k}
     with tempfile.TemporaryDirectory() as tmp:
         init_dir = Path(tmp) / "pissa_init"
         shutil.copytree(initial_adapter, init_dir)
+        _add_tensors(init_dir, full)
         model.save_pretrained(str(out_dir), path_initial_model_for_weight_conversion=str(init_dir))
+    _add_tensors(Path(out_dir), full)
     return "PiSSA adapter converted to LoRA"
+
+
+def _add_tensors(adapter_dir: Path, tensors: dict) -> None:
+    """Add ``tensors`` (where missing) to the adapter's adapter_model.safetensors."""
+    if not tensors:
+        return
+    from safetensors.torch import load_file, save_file
+
+    path = adapter_dir / "adapter_model.safetensors"
+    state = load_file(str(path))
+    missing = {k: v for k, v in tensors.items() if k not in state}
+    if missing:
+        save_file({**state, **missing}, str(path), metadata={"format": "pt"})

@@ -31,6 +31,9 @@ def blocks(model):
 def trainable_layer_ids(model: Any, n: int) -> list[int]:
     """freeze.trainable_layers: n > 0 -> the last n layers; n < 0 -> the first |n| layers."""
     total = len(blocks(model))
+    if abs(n) > total:   # LLaMA-Factory trains every block then, without a word
+        raise FreezeError(f"freeze.trainable_layers={n}, but the model has only {total} decoder blocks; use 1..{total} "
+                          f"(the last n blocks) or -1..-{total} (the first n)")
     if n > 0:
         return list(range(max(0, total - n), total))
     return list(range(min(total, -n)))

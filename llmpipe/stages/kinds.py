@@ -20,7 +20,7 @@ ADAPT = register(StageKind(
     doc="Create the initial LoRA adapter (seeded) on the base model.",
 ))
 TRAIN = register(StageKind(
-    name="train", version="1",
+    name="train", version="2",
     reads=("train", "lora", "freeze", "galore", "badam", "pref", "ppo", "launch.kind", "launch.nproc_per_node",
            "launch.nnodes", "launch.deepspeed", "launch.fsdp", "launch.fsdp_config") + _MODEL_LOAD,
     runner="llmpipe.stages.train:run",

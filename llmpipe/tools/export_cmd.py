@@ -57,10 +57,24 @@ def recorded_base(adapter: str) -> str | None:
         return None
 
 
+def _no_base_reason(adapters: list[str]) -> str:
+    """Why no base model is known: the first adapter is missing or not an adapter, or nothing was given."""
+    if not adapters:
+        return "give an adapter folder, or --model to export a model as it is"
+    first = Path(adapters[0]).expanduser()
+    if first.is_dir() and not (first / "adapter_config.json").is_file():
+        return f"{adapters[0]} is not a LoRA adapter folder (no adapter_config.json)"
+    if (first / "adapter_config.json").is_file():
+        return f"{first / 'adapter_config.json'} records no base model (base_model_name_or_path); give --model"
+    if first.exists() or re.fullmatch(r"[\w.-]+/[\w.-]+", adapters[0]) is None:
+        return f"adapter {adapters[0]} is not a folder (cwd: {Path.cwd()})"
+    return f"{adapters[0]} is not a local folder; for a hub adapter give its base model with --model"
+
+
 def overrides(args: argparse.Namespace) -> list[str]:
     base = args.model or (recorded_base(args.adapters[0]) if args.adapters else None)
     if not base:
-        raise SystemExit("llmpipe-tools export: give --model (no adapter records its base model)")
+        raise SystemExit(f"llmpipe-tools export: {_no_base_reason(args.adapters)}")
     adapters = [str(Path(a).expanduser().absolute()) if Path(a).expanduser().exists() else a for a in args.adapters]
     out = [f"model.name_or_path={_q(base)}", "train.do_train=false", f"export.dir={_q(Path(args.out).expanduser().absolute())}"]
     if adapters:

@@ -86,6 +86,28 @@ def test_broken_jsonl_lines_are_bad_rows(tmp_path, tok):
     assert rep.examples[2]["reason"] == "row is list, not an object"
 
 
+def test_bytes_that_are_not_utf8(tmp_path, tok):
+    """A JSONL line that is not UTF-8 is a bad row; a JSON array, CSV or text file that is not UTF-8 is an
+    error naming the dataset, file and line (it used to escape as a UnicodeDecodeError traceback)."""
+    lines = [json.dumps(r).encode() for r in GOOD[:3]] + [b"\x80\x81 not text", json.dumps(GOOD[3]).encode()]
+    (tmp_path / "d.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    rep = report_of(build_datasets(opts(tmp_path, str(tmp_path / "d.jsonl")), tok), str(tmp_path / "d.jsonl"))
+    assert (rep.total, rep.kept) == (5, 4)
+    assert rep.examples == [{"row": 3, "reason": "line 4 is not UTF-8 text"}]
+    (tmp_path / "g.jsonl").write_bytes(bytes(range(256)) * 4)  # nothing but garbage: no usable row
+    register(tmp_path, g={"file_name": "g.jsonl"})
+    with pytest.raises(DataError, match=r"dataset 'g' has no usable rows (.|\n)*not UTF-8 text"):
+        build_datasets(opts(tmp_path, "g"), tok)
+    with pytest.raises(DataError, match=r"g.jsonl: cannot tell its format from columns \[\]"):  # by path
+        build_datasets(opts(tmp_path, str(tmp_path / "g.jsonl")), tok)
+    (tmp_path / "c.csv").write_bytes(b"instruction,output\nSay a.,a\nSay \xfe.,b\nSay c.,c\n")
+    rep = report_of(build_datasets(opts(tmp_path, str(tmp_path / "c.csv")), tok), str(tmp_path / "c.csv"))
+    assert (rep.total, rep.kept, rep.examples) == (3, 2, [{"row": 1, "reason": "csv line 3 is not UTF-8 text"}])
+    (tmp_path / "a.json").write_bytes(b'[{"instruction": "a", "output": "b"},\n {"instruction": "\xff"}]')
+    with pytest.raises(DataError, match=r"dataset '.*a.json': .*a.json is not UTF-8 text \(line 2"):
+        build_datasets(opts(tmp_path, str(tmp_path / "a.json")), tok)
+
+
 def test_wrong_columns_make_the_dataset_empty_which_is_an_error(tmp_path, tok):
     (tmp_path / "qa.json").write_text(json.dumps([{"question": "q", "answer": "a"}] * 3))
     register(tmp_path, qa={"file_name": "qa.json"})  # alpaca defaults: instruction/output
@@ -93,7 +115,8 @@ def test_wrong_columns_make_the_dataset_empty_which_is_an_error(tmp_path, tok):
         build_datasets(opts(tmp_path, "qa"), tok)
     msg = str(e.value)
     assert "dataset 'qa' has no usable rows" in msg and "0/3 rows kept" in msg
-    assert "missing or empty prompt (column 'instruction')" in msg and "e.g. row 0:" in msg
+    assert "no column 'instruction' for the prompt (the row's columns: 'question', 'answer')" in msg
+    assert "e.g. row 0:" in msg
 
 
 def test_wrong_role_order_reported(tmp_path, tok):
@@ -178,3 +201,35 @@ def test_names_are_checked_before_any_work(tmp_path):
                                 train=types.SimpleNamespace(stage="sft", seed=0))
     with pytest.raises(DataError, match="'nope' is not in"):
         build_datasets(cfg, tokenizer=None)  # fails before the tokenizer is touched
+
+
+def test_preflight_names_the_dataset_whose_file_cannot_be_used(tmp_path, hydra_compose):
+    """A registered file that is missing, or a path that cannot be read, is a problem of data.dataset naming
+    that dataset (it used to be blamed on data.dataset_dir's registry); the other datasets are still checked."""
+    from llmpipe.config.validate import validate
+
+    (tmp_path / "broken.json").write_text('[{"instruction": "a", "output": "b"}, {"instr')
+    register(tmp_path, gone={"file_name": "gone.json"}, ok={"file_name": "broken.json"})
+    datasets = f"data.dataset='gone,{tmp_path / 'broken.json'}'"
+    _, problems = validate(hydra_compose(f"data.dataset_dir={tmp_path}", datasets, "data.eval_dataset=nope"))
+    mine = {(p.key, p.value): p.render() for p in problems if p.rule == "data-dataset-registered"}
+    assert set(mine) == {("data.dataset", "gone"), ("data.dataset", str(tmp_path / "broken.json")),
+                         ("data.eval_dataset", "nope")}, mine
+    assert "gone.json does not exist" in mine[("data.dataset", "gone")]
+    assert "is not valid JSON" in mine[("data.dataset", str(tmp_path / "broken.json"))]
+
+
+def test_corrupt_parquet_and_an_unclosed_csv_quote(tmp_path, tok):
+    """A corrupt parquet file raised pyarrow's ArrowInvalid (a traceback) instead of a DataError; a CSV quote
+    that is never closed swallows the lines after it, and the report now says which lines and why."""
+    (tmp_path / "c.parquet").write_bytes(b"PAR1garbagePAR1")
+    register(tmp_path, cp={"file_name": "c.parquet"})
+    with pytest.raises(DataError, match=r"dataset 'cp': cannot read parquet file .*c.parquet"):
+        build_datasets(opts(tmp_path, "cp"), tok)
+    with pytest.raises(DataError, match=r"cannot read parquet file .*c.parquet"):   # by path: already in pre-flight
+        build_datasets(opts(tmp_path, str(tmp_path / "c.parquet")), tok)
+    (tmp_path / "q.csv").write_text('instruction,output\nSay a.,a\n"Say b.,b\nSay c.,c\n')
+    rep = report_of(build_datasets(opts(tmp_path, str(tmp_path / "q.csv")), tok), str(tmp_path / "q.csv"))
+    assert (rep.total, rep.kept) == (2, 1)
+    reason = "csv lines 3-4 (one record) have 1 fields, the header has 2 (a quote that is not closed?)"
+    assert rep.examples == [{"row": 1, "reason": reason}]

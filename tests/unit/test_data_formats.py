@@ -139,7 +139,8 @@ def test_alpaca_missing_response_reported(tmp_path):
     out, rep = _rows(spec)
     assert out == []
     assert [e["row"] for e in rep.examples] == [0, 1, 2]
-    assert "response (column 'output')" in rep.examples[0]["reason"]
+    assert rep.examples[0]["reason"] == "no column 'output' for the response (the row's columns: 'instruction')"
+    assert rep.examples[1]["reason"] == "missing or empty prompt (column 'instruction')"
     assert "int, not a string" in rep.examples[2]["reason"]
 
 

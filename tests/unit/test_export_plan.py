@@ -102,3 +102,20 @@ def test_tool_refuses_tokens_as_arguments_and_needs_a_base():
         _args("--model", "m/x", "-o", "x", "--set", "model.hf_hub_token=hf_abc")
     with pytest.raises(SystemExit, match="--model"):
         _args("-o", "x")
+
+
+def test_tool_says_what_is_wrong_with_the_adapter_argument(tmp_path, monkeypatch):
+    """A missing path or a folder that is not an adapter used to be reported as 'give --model'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"model is not a LoRA adapter folder \(no adapter_config.json\)"):
+        _args(str(tmp_path / "model"), "-o", "x")
+    with pytest.raises(SystemExit, match=r"adapter .*nothere is not a folder \(cwd: "):
+        _args(str(tmp_path / "nothere"), "-o", "x")
+    with pytest.raises(SystemExit, match=r"org/adapter is not a local folder; .*give its base model with --model"):
+        _args("org/adapter", "-o", "x")
+    (tmp_path / "nobase").mkdir()
+    (tmp_path / "nobase" / "adapter_config.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"records no base model"):
+        _args(str(tmp_path / "nobase"), "-o", "x")

@@ -129,3 +129,17 @@ def test_foreign_folder_and_stale_staging(tmp_path):
     stale.mkdir()
     _export(tmp_path / "new")
     assert not stale.exists() and xfolder.is_current(tmp_path / "new", "fp-1")
+
+
+def test_exported_files_are_readable_like_any_new_file(tmp_path):
+    """safetensors writes 0600 files; an export is for others to read (a server, a team), so every file
+    gets the mode a new file gets under the umask, like the config and tokenizer files next to it."""
+    import os
+
+    dest = tmp_path / "export"
+    _export(dest)
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in dest.iterdir()}
+    assert any(n.endswith(".safetensors") for n in modes)
+    assert set(modes.values()) == {0o666 & ~umask}, modes

@@ -178,6 +178,12 @@ USER = [{"role": "user", "content": "hi"}]
     ({"messages": USER, "presence_penalty": 0.5}, 400, "presence_penalty"),
     ({"messages": USER, "tools": []}, 400, "tools"),
     ({"messages": USER, "model": "gpt-4"}, 404, "model"),
+    # regressions: NaN / Infinity used to pass validation and reach transformers; deep nesting killed the
+    # connection without an answer (RecursionError in the handler thread)
+    (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', 400, None),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "top_p": Infinity}', 400, None),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": 1e999}', 400, "temperature"),
+    (b'{"a":' * 100000 + b"1" + b"}" * 100000, 400, None),
 ])
 def test_bad_requests_are_4xx(body, status, param):
     from llmpipe.infer.openai_api import ApiError

@@ -114,6 +114,47 @@ def test_pissa_residual_rebuilt_exactly_and_converted_to_plain_lora(tmp_path):
     assert torch.allclose(logits(reloaded.merge_and_unload()), trained, atol=1e-4)
 
 
+def test_pissa_conversion_keeps_the_weights_trained_in_full(tmp_path):
+    """Regression: PEFT's PiSSA conversion keeps only lora_A/lora_B. A reward model's score head (SEQ_CLS,
+    modules_to_save) made it fail with KeyError 'base_model.model.score.weight'; lora.additional_target
+    weights were dropped silently. Both are kept now, and the converted adapter reproduces the trained model."""
+    from peft import PeftModel, get_peft_model
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from llmpipe.models.adapters import load_trainable, lora_config, save_adapter
+
+    def seq_cls():
+        torch.manual_seed(0)
+        return LlamaForSequenceClassification(LlamaConfig(**MICRO, num_labels=1, pad_token_id=1))
+
+    cases = [("SEQ_CLS", seq_cls, [], lambda m: m(input_ids=X).logits.sum(), "base_model.model.score.weight"),
+             ("CAUSAL_LM", micro_model, ["lora.additional_target=embed_tokens"],
+              lambda m: m(input_ids=X, labels=X).loss, "base_model.model.model.embed_tokens.weight")]
+    for task, build, extra, loss_of, key in cases:
+        cfg = cfg_of("lora=pissa", "lora.rank=4", *extra)
+        conf = lora_config(cfg, build(), task_type=task)
+        if task == "SEQ_CLS":
+            conf.modules_to_save = ["score"]
+        get_peft_model(build(), conf).save_pretrained(tmp_path / task / "init")
+        model = load_trainable(build(), tmp_path / task / "init", cfg)
+        model.train()
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        for _ in range(3):
+            loss_of(model).backward()
+            opt.step()
+            opt.zero_grad()
+        model.eval()
+        with torch.no_grad():
+            trained = model(input_ids=X).logits.float()
+        save_adapter(model, tmp_path / task / "out", cfg, tmp_path / task / "init")
+        from safetensors.torch import load_file
+
+        assert key in load_file(str(tmp_path / task / "out" / "adapter_model.safetensors")), task
+        reloaded = PeftModel.from_pretrained(build(), str(tmp_path / task / "out")).eval()   # the ORIGINAL base
+        with torch.no_grad():
+            assert torch.allclose(reloaded(input_ids=X).logits.float(), trained, atol=1e-4), task
+
+
 def _random_adapter(path, seed):
     from peft import LoraConfig, get_peft_model
 
@@ -169,6 +210,21 @@ def test_freeze_layers_modules_and_extra_modules():
         apply_freeze(micro_model(), cfg_of("freeze.trainable_modules=attention"))
     with pytest.raises(FreezeError, match="choose from: .*embed_tokens"):
         apply_freeze(micro_model(), cfg_of("freeze.extra_modules=wte"))
+    for n in (3, -3):   # regression: more blocks than the model has silently trained all of them
+        with pytest.raises(FreezeError, match=rf"freeze.trainable_layers={n}, but the model has only 2 decoder blocks"):
+            apply_freeze(micro_model(), cfg_of(f"freeze.trainable_layers={n}"))
+
+
+def test_lora_module_names_that_do_not_exist_are_errors():
+    """Regression: PEFT only fails when no lora.target matches; 'q_proj,nothere' silently adapted q_proj alone."""
+    from llmpipe.models.adapters import AdapterError, lora_config
+
+    assert lora_config(cfg_of("lora.target='q_proj,v_proj'"), micro_model()).target_modules == {"q_proj", "v_proj"}
+    with pytest.raises(AdapterError, match=r"lora.target: nothere not found in LlamaForCausalLM; its linear layers: "):
+        lora_config(cfg_of("lora.target='q_proj,nothere'"), micro_model())
+    with pytest.raises(AdapterError, match=r"lora.additional_target: wte not found"):
+        lora_config(cfg_of("lora.additional_target=wte"), micro_model())
+    assert lora_config(cfg_of("lora.additional_target='embed_tokens,score'"), micro_model()).modules_to_save
 
 
 def test_llama_pro_expands_with_identity_blocks_and_trains_only_them():

@@ -45,13 +45,20 @@ def dataset_registered(cfg, env):
     if reg is None:
         return
     ddir = get(cfg, "data.dataset_dir", "data")
+    try:
+        reg.known_names(ddir)
+    except Exception as e:  # unreadable dataset_info.json and the like
+        yield problem("data-dataset-registered", "data.dataset_dir", ddir, f"cannot read the dataset registry: {e}",
+                      "a folder with a valid dataset_info.json", "data.dataset_dir=<folder with dataset_info.json>")
+        return
     for key, name in _datasets(cfg):
         try:
             spec = reg.find_dataset(name, ddir)
-        except Exception as e:  # unreadable dataset_info.json and the like
-            yield problem("data-dataset-registered", "data.dataset_dir", ddir, f"cannot read the dataset registry: {e}",
-                          "a folder with a valid dataset_info.json", "data.dataset_dir=<folder with dataset_info.json>")
-            return
+        except Exception as e:  # this dataset's entry or file: a missing file, a file that cannot be read
+            yield problem("data-dataset-registered", key, name, f"cannot be used: {e}",
+                          "an existing, readable data file (or a dataset_info.json entry naming one)",
+                          "fix the file or its dataset_info.json entry")
+            continue
         if spec is None:
             try:
                 known = list(reg.known_names(ddir))
@@ -88,10 +95,12 @@ def stage_format(cfg, env):
             fits = [n for n in reg.known_names(ddir) if (s := reg.find_dataset(n, ddir)) and _kind(s) == want]
         except Exception:
             fits = []
+        hint = {"ppo": "sft"}.get(st, st)   # suggest a dataset named after the stage (ppo: the sft prompts)
+        fix = next((f for f in sorted(fits) if hint in f), sorted(fits)[0]) if fits else None
         yield problem("data-stage-format", key, name,
                       f"is {KIND_TEXT[_kind(spec)]}, but train.stage={st} needs {KIND_TEXT[want]}",
                       f"for train.stage={st}: " + (fmt(sorted(fits)[:8]) if fits else KIND_TEXT[want]),
-                      f"{key}={sorted(fits)[0]}" if fits else f"{key}=<{want} dataset>, or change train.stage")
+                      f"{key}={fix}" if fix else f"{key}=<{want} dataset>, or change train.stage")
 
 
 @rule("data-template", keys=["data.template"],
