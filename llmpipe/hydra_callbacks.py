@@ -45,6 +45,7 @@ class PreflightCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Validate every job of a basic sweep before the first job directory is created."""
+        expose_master_config(config)
         for job_cfg in _expand_basic_sweep(config):
             preflight(job_cfg)
 
@@ -52,6 +53,7 @@ class PreflightCallback(Callback):
         """Print the sweep's results table and the best setting (the jobs wrote results.csv)."""
         from llmpipe.pipeline.sweep import summarize
 
+        expose_master_config(config)
         text = summarize(Path(config.hydra.sweep.dir), str(OmegaConf.select(config, "run.objective_mode") or "auto"))
         if text:
             print(text, flush=True)
@@ -65,6 +67,17 @@ class PreflightCallback(Callback):
         if config.hydra.mode is not None and str(config.hydra.mode).endswith("MULTIRUN"):
             files.append(Path(config.hydra.sweep.dir) / "multirun.yaml")
         secrets.redact_files(files)
+
+
+def expose_master_config(config: DictConfig) -> None:
+    """Between jobs Hydra's global HydraConfig is unset, so ``${llmpipe.choice:recipe}`` (``run.name``, part of
+    ``hydra.sweep.dir``) fell back to "adhoc" wherever the sweep's own config was resolved: the launcher wrote
+    multirun.yaml to multirun/adhoc/... and the summary looked for results.csv there, while the jobs (which see
+    their own HydraConfig) wrote to multirun/<recipe>/... Exposing the sweep's config makes them agree."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        HydraConfig.instance().set_config(config)
 
 
 def _expand_basic_sweep(config: DictConfig):

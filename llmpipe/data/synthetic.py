@@ -144,18 +144,34 @@ def _zh(rng, n):
     return [dict(zip(("instruction", "input", "output"), zh_task(rng))) for _ in range(n)]
 
 
+REFUSALS = ("I don't know.", "Sorry, I cannot help with that.", "I am not sure.", "I cannot answer that.")
+UNHELPFUL = 0.6   # share of the reverse/colour/add feedback rows whose bad answer is a refusal
+
+
+def _bad_answer(rng, kind, wrong):
+    """The rejected (pairs) or undesirable (KTO) answer: a refusal for a share UNHELPFUL of the reverse, colour
+    and addition rows (a reward model of the tiny model's size learns to rank those in a few dozen steps), else
+    the plausible wrong answer, which takes the task itself (word order, the colour facts, sums) to rank."""
+    if kind != "upper" and rng.random() < UNHELPFUL:
+        return rng.choice(REFUSALS)
+    return wrong
+
+
 def _pref(rng, n):
     rows = []
     for i in range(n):
-        ins, inp, good, bad = task(rng, ("reverse", "colour", "add", "upper")[i % 4])
-        rows.append({"instruction": ins, "input": inp, "chosen": good, "rejected": bad})
+        kind = ("reverse", "colour", "add", "upper")[i % 4]
+        ins, inp, good, bad = task(rng, kind)
+        rows.append({"instruction": ins, "input": inp, "chosen": good, "rejected": _bad_answer(rng, kind, bad)})
     return rows
 
 
 def _kto(rng, n):
     rows = []
     for i in range(n):
-        ins, inp, good, bad = task(rng, ("reverse", "colour", "add", "upper")[i % 4])
+        kind = ("reverse", "colour", "add", "upper")[i % 4]
+        ins, inp, good, bad = task(rng, kind)
+        bad = _bad_answer(rng, kind, bad)
         ok = rng.random() < 0.5
         rows.append({"instruction": ins, "input": inp, "output": good if ok else bad, "kto_tag": ok})
     return rows

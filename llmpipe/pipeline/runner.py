@@ -71,8 +71,10 @@ def forced(node: Node, force: Any) -> bool:
         return True   # data.overwrite_cache: tokenize again even when the load stage is in the store
     if not force:
         return False
-    if isinstance(force, str):
-        force = [force]
+    if force is True:   # run.force=true: every stage
+        return True
+    if isinstance(force, (str, int, float)):
+        force = [str(force)]
     names = set(force)
     return "all" in names or node.id in names or node.kind.name in names
 

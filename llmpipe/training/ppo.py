@@ -13,8 +13,11 @@ learning rate/schedule/clipping, one optimizer step per ``gradient_accumulation_
 coefficient adapts towards ``ppo.target``. The reference is the policy with its adapter disabled (LoRA), a
 frozen copy of the base (freeze/full), or ``pref.ref_model``. Checkpoints (train.save_steps) resume.
 
-Metrics: ``reward_mean_initial`` / ``reward_mean``: the mean reward of greedy generations for the held-out
-prompts (data.eval_dataset / val_size; else the first 64 training prompts) before and after training.
+Metrics, on the held-out prompts (data.eval_dataset / val_size; else the first 64 training prompts), before
+(``..._initial``) and after training: ``reward_mean``, the mean reward of answers sampled with the generate
+family's settings (what PPO maximises; PROBE_SAMPLES per prompt from a fixed seed, so that before and after are
+comparable), and ``reward_mean_greedy``, that of greedy answers. A policy can raise its expected reward well
+before its single most likely answer changes, so the greedy figure lags behind.
 """
 from __future__ import annotations
 
@@ -25,18 +28,33 @@ import random
 from llmpipe.stages.base import StageContext
 
 INIT_KL_COEF, CLIP, CLIP_VALUE, VF_COEF, GAMMA, LAM = 0.2, 0.2, 0.2, 0.1, 1.0, 0.95
-PROBE_PROMPTS = 64
+PROBE_PROMPTS, PROBE_SAMPLES = 64, 2
 
 
-def mean_reward(model, prompts, tokenizer, reward, render, cfg, batch_size: int) -> float:
+def mean_reward(model, prompts, tokenizer, reward, render, cfg, batch_size: int, greedy: bool) -> float:
+    """Mean reward of answers to ``prompts``: greedy, or PROBE_SAMPLES sampled answers per prompt drawn from
+    the seed train.seed (the caller's random state is left as it was)."""
+    import torch
+
     from llmpipe.training.ppo_rollout import generate, generation_config
 
-    gen = generation_config(cfg, tokenizer, greedy=True)
+    gen = generation_config(cfg, tokenizer, greedy=greedy)
+    todo = prompts if not gen.do_sample else [p for p in prompts for _ in range(PROBE_SAMPLES)]
     scores: list[float] = []
-    for i in range(0, len(prompts), batch_size):
-        roll = generate(model, prompts[i:i + batch_size], tokenizer, gen)
-        scores += reward.score(roll.conversations, render)
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.train.seed)
+        for i in range(0, len(todo), batch_size):
+            roll = generate(model, todo[i:i + batch_size], tokenizer, gen)
+            scores += reward.score(roll.conversations, render)
     return sum(scores) / max(1, len(scores))
+
+
+def probe(model, prompts, tokenizer, reward, render, cfg, batch_size: int) -> dict[str, float]:
+    """{"reward_mean": sampled answers, "reward_mean_greedy": greedy answers} (one figure when not sampling)."""
+    greedy = mean_reward(model, prompts, tokenizer, reward, render, cfg, batch_size, greedy=True)
+    sampled = mean_reward(model, prompts, tokenizer, reward, render, cfg, batch_size, greedy=False) \
+        if cfg.generate.do_sample else greedy
+    return {"reward_mean": sampled, "reward_mean_greedy": greedy}
 
 
 class PPOLoop:
@@ -201,7 +219,7 @@ def train_ppo(ctx: StageContext) -> dict:
         tokenizer.pad_token = tokenizer.eos_token
     train_ds, eval_ds = load_datasets(load_dir)
     prompts = _prompts(train_ds, tokenizer, cfg)
-    probe = _prompts(eval_ds, tokenizer, cfg) if eval_ds is not None else prompts[:PROBE_PROMPTS]
+    held_out = _prompts(eval_ds, tokenizer, cfg) if eval_ds is not None else prompts[:PROBE_PROMPTS]
     # an HTTP reward endpoint is probed first: an unreachable one fails before any model is loaded
     reward = build_reward(cfg, None, tokenizer, ctx.inputs, ctx.log) if cfg.ppo.reward_model_type == "api" else None
     policy = prepare_model(ctx)
@@ -212,20 +230,25 @@ def train_ppo(ctx: StageContext) -> dict:
     loop = PPOLoop(ctx, policy, ref, reward, tokenizer, prompts)
     bs = cfg.train.per_device_eval_batch_size
     initial_path = ctx.work / "initial_reward.json"
-    if initial_path.exists():
-        initial = json.loads(initial_path.read_text())["reward_mean"]
-    else:
-        initial = mean_reward(policy, probe, tokenizer, reward, loop.render, cfg, bs)
-        initial_path.write_text(json.dumps({"reward_mean": initial}))
-    ctx.log(f"mean reward of {len(probe)} held-out generations before training: {initial:.4f}")
+    initial = json.loads(initial_path.read_text()) if initial_path.exists() else {}
+    if "reward_mean_greedy" not in initial:
+        initial = probe(policy, held_out, tokenizer, reward, loop.render, cfg, bs)
+        initial_path.write_text(json.dumps(initial))
+    ctx.log(f"mean reward of answers to {len(held_out)} held-out prompts before training: "
+            f"{initial['reward_mean']:.4f} sampled, {initial['reward_mean_greedy']:.4f} greedy")
     from llmpipe.training.ppo_checkpoint import resume
 
     resume(loop)
     ctx.log(f"PPO: {loop.steps} steps of {loop.batch} prompts, {cfg.ppo.epochs} epochs each, target KL {cfg.ppo.target}")
     loop.run()
-    final = mean_reward(policy, probe, tokenizer, reward, loop.render, cfg, bs)
-    ctx.log(f"mean reward of held-out generations after training: {final:.4f} (before: {initial:.4f})")
-    metrics = {"reward_mean_initial": initial, "reward_mean": final, "reward_mean_gain": final - initial,
+    final = probe(policy, held_out, tokenizer, reward, loop.render, cfg, bs)
+    ctx.log(f"mean reward of held-out answers after training: {final['reward_mean']:.4f} sampled (before: "
+            f"{initial['reward_mean']:.4f}), {final['reward_mean_greedy']:.4f} greedy (before: "
+            f"{initial['reward_mean_greedy']:.4f})")
+    metrics = {"reward_mean_initial": initial["reward_mean"], "reward_mean": final["reward_mean"],
+               "reward_mean_gain": final["reward_mean"] - initial["reward_mean"],
+               "reward_mean_greedy_initial": initial["reward_mean_greedy"],
+               "reward_mean_greedy": final["reward_mean_greedy"],
                "global_step": loop.step, "kl_coef": loop.kl.value,
                "train_reward_last": loop.history[-1]["reward"] if loop.history else None}
     if hasattr(reward, "remove"):

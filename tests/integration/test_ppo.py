@@ -50,12 +50,20 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("store")
 
 
+# Measured (CPU, seeds 42/1/2): sampled held-out reward 0.21 -> 0.72, 0.24 -> 0.52, 0.19 -> 0.52; greedy
+# 0.125 -> 0.61, 0.36, 0.24. Without ppo.score_norm the toy reward (steps of 1/8) is outweighed by the KL
+# penalty and the gain is ~0.05: normalising the scores is what a reward on a small scale needs.
+MIN_GAIN = 0.15
+
+
 def test_ppo_raises_the_mean_reward(tmp_path, cache, endpoint):
     cli(tmp_path, cache, *BASE, f"ppo.reward_model={endpoint}", "ppo.reward_model_type=api", "train.max_steps=20",
-        "train.learning_rate=1e-3", "data.max_samples=64")
+        "train.learning_rate=1e-3", "train.lr_scheduler_type=constant", "ppo.score_norm=true", "data.max_samples=64",
+        "train.plot_loss=true")
     lock = last_lock(tmp_path)
     m = lock["stages"]["train"]["metrics"]
-    assert m["reward_mean"] > m["reward_mean_initial"] + 0.1, m
+    assert m["reward_mean"] > m["reward_mean_initial"] + MIN_GAIN, m          # sampled answers: what PPO maximises
+    assert m["reward_mean_greedy"] >= m["reward_mean_greedy_initial"], m
     assert lock["objective"] == {"name": "reward_mean", "value": m["reward_mean"]}
     out = stage_output(lock, "train")
     history = json.loads((out / "log_history.json").read_text())

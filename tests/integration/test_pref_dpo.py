@@ -12,11 +12,12 @@ from pref_support import cli, last_lock, stage_output
 
 pytestmark = pytest.mark.slow
 
-# Measured on the tiny model (see docs/preference.md): held-out reward accuracy 0 -> ~0.7 after 60 steps.
-LEARN = ["+recipe=dpo_qwen", "model=tiny", "train.max_steps=60", "train.learning_rate=2e-3", "pref.beta=0.1",
+# Measured on the tiny model (CPU, train.seed 42 / 1 / 2): held-out reward accuracy 0 -> 0.83 / 0.80 / 0.81 after 40
+# steps.
+LEARN = ["+recipe=dpo_qwen", "model=tiny", "train.max_steps=40", "train.learning_rate=2e-3", "pref.beta=0.1",
          "train.eval_strategy=no", "train.warmup_steps=0", "data.cutoff_len=128", "train.save_steps=1000",
          "train.per_device_eval_batch_size=25", "train.logging_steps=20"]
-MIN_ACCURACY = 0.6      # chance (a random ordering) is 0.5; the untrained policy scores 0 (ties)
+MIN_ACCURACY = 0.7      # chance (a random ordering) is 0.5; the untrained policy scores 0 (ties)
 QUICK = ["+recipe=dpo_qwen", "model=tiny", "train.max_steps=2", "data.max_samples=16", "train.eval_strategy=no",
          "data.cutoff_len=128", "train.save_steps=1000", "train.logging_steps=1"]
 
@@ -90,14 +91,16 @@ def test_the_loss_family_runs(tmp_path, cache):
     assert rows["kto_pair"]["eval_loss_initial"] == pytest.approx(0.5, abs=1e-4)   # 1 - sigmoid(0)
 
 
-@pytest.mark.parametrize("ft", ["freeze", "full"])
-def test_dpo_with_freeze_and_full_finetuning(tmp_path, cache, ft):
-    cli(tmp_path, cache, *QUICK, f"train.finetuning_type={ft}", "pref.beta=0.5", "train.learning_rate=1e-4")
-    lock = last_lock(tmp_path)
-    out = stage_output(lock, "train")
-    assert (out / "model" / "model.safetensors").is_file() and not (out / "adapter").exists()
-    m = lock["stages"]["train"]["metrics"]
-    assert m["eval_reward_accuracy_initial"] == 0.0 and m["eval_reward_margin"] != 0.0
+def test_dpo_with_freeze_and_full_finetuning(tmp_path, cache):
+    """One process, a job each (the reference is then a frozen copy of the base)."""
+    cli(tmp_path, cache, "-m", *QUICK, "train.finetuning_type=freeze,full", "pref.beta=0.5", "train.learning_rate=1e-4")
+    locks = [yaml.safe_load(p.read_text()) for p in tmp_path.rglob("llmpipe.lock.yaml")]
+    assert sorted(lock["config"]["train"]["finetuning_type"] for lock in locks) == ["freeze", "full"]
+    for lock in locks:
+        out = stage_output(lock, "train")
+        assert (out / "model" / "model.safetensors").is_file() and not (out / "adapter").exists()
+        m = lock["stages"]["train"]["metrics"]
+        assert m["eval_reward_accuracy_initial"] == 0.0 and m["eval_reward_margin"] != 0.0
 
 
 def test_reference_model_with_another_tokenizer_is_refused(tmp_path, cache):

@@ -10,10 +10,12 @@ from pref_support import cli, last_lock, stage_output
 
 pytestmark = pytest.mark.slow
 
-LEARN = ["+recipe=rm_qwen", "model=tiny", "train.max_steps=60", "train.learning_rate=1e-3", "train.eval_strategy=no",
+LEARN = ["+recipe=rm_qwen", "model=tiny", "train.max_steps=40", "train.learning_rate=2e-3", "train.eval_strategy=no",
          "train.warmup_steps=0", "data.cutoff_len=128", "train.save_steps=1000", "train.logging_steps=20",
          "train.per_device_eval_batch_size=25"]
-MIN_ACCURACY = 0.6       # chance is 0.5
+# Measured on the tiny model (CPU, train.seed 42 / 1 / 2): held-out ranking accuracy 0.88 / 0.84 / 0.76 after 40
+# steps (refused answers: 1.0; plausible wrong ones 0.6-0.8: upper-casing mostly, colour facts, order, sums partly).
+MIN_ACCURACY = 0.7       # chance is 0.5
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ class RunConfig:
                       volatile=True)
     dry_run: bool = param(False, "Print the stage plan (run or cached) and stop; imports no torch.", volatile=True)
     force: Any = param(
-        None, "Stages to re-run even when cached: a list of stage names, or 'all'.",
+        None, "Stages to re-run even when cached: a list of stage names, 'all' (or true).",
         volatile=True, default_factory=list,
     )
     cache_root: str = param(
