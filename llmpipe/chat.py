@@ -101,21 +101,25 @@ def main(argv: list[str] | None = None) -> int:
         session.backend.close()
 
 
-def cli() -> None:
+def main_clean(argv: list[str]) -> int:
     from llmpipe.infer.session import run_clean
 
-    sys.exit(run_clean(main, sys.argv[1:], PROG))
+    return run_clean(main, argv, PROG)
 
 
 # ------------------------------------------------------------------ llmpipe-tools chat (tools/cli.py COMMANDS)
 def setup(parser) -> None:
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for python -m llmpipe (e.g. +recipe=demo)")
+    from llmpipe.infer.session import add_overrides_argument
+
+    add_overrides_argument(parser)
 
 
 def run(args) -> int:
-    from llmpipe.infer.session import run_clean
+    return main_clean(list(args.overrides))
 
-    return run_clean(main, list(args.overrides), PROG)
+
+def cli() -> None:
+    sys.exit(main_clean(sys.argv[1:]))
 
 
 if __name__ == "__main__":

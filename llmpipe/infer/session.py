@@ -101,6 +101,11 @@ def _quiet_transformers() -> None:
         pass
 
 
+def add_overrides_argument(parser) -> None:
+    """``llmpipe-tools chat|serve``: the Hydra overrides, as for ``python -m llmpipe``."""
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for python -m llmpipe (e.g. +recipe=demo)")
+
+
 def run_clean(main, argv: list[str], prog: str) -> int:
     """Run ``main(argv)``; errors whose message says everything are printed without a traceback (exit 1)."""
     from llmpipe.app import _CLEAN_ERRORS
