@@ -132,7 +132,8 @@ class Suite:
         d = self._dir(f"r{rep}", "sweep")
         axes = [f"{k}={','.join(v)}" for k, v in tools.SWEEP.items()]
         base = self._llm_base() + tools.DPO
-        rec = measure.run(tools.llmpipe_cmd(base + axes, d / "multirun", d / "cache", multirun=True),
+        rec = measure.run(tools.llmpipe_cmd(base + axes + tools.SWEEP_LAUNCHER, d / "multirun", d / "cache",
+                                            multirun=True),
                           d / "sweep.log")
         self._record("sweep_2x2", "llmpipe", rep, rec)
         total = dict(rc=0, wall_s=0.0, cpu_s=0.0, peak_rss_mib=0.0, tree_rss_mib=0.0,

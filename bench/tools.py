@@ -34,6 +34,10 @@ OWN = [o for o in MATCHED if not o.startswith(("model.disable_gradient", "train.
 DPO = [o for o in MATCHED if not o.startswith(("data.dataset=", "train.stage=", "train.max_steps="))] + [
     "data.dataset=bench_pref_chat", "train.stage=dpo", "pref.loss=sigmoid", "pref.beta=0.1", "train.max_steps=20"]
 SWEEP = {"lora.rank": ("8", "16"), "pref.beta": ("0.1", "0.5")}
+# the sweep runs two jobs at a time with Hydra's joblib launcher (docs/pipeline.md): jobs that share the load
+# and adapt stages wait for them once, and one job's single-threaded phases (imports, data, saving) overlap
+# the other's training
+SWEEP_LAUNCHER = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 
 # the invalid configs: name -> llmpipe override (LF's are in bench.lfconfigs.INVALID)
 INVALID = {

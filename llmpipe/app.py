@@ -78,6 +78,9 @@ def run_task(cfg: DictConfig) -> float | None:
         return None
     lock.set("data", {k: v for n in plan.nodes for k, v in n.identities.items() if k.startswith("data:")})
     quiet_libraries()
+    from llmpipe.models.backend_gate import hide_unused
+
+    hide_unused(validated.obj)   # hqq/torchao/bitsandbytes stay unimported unless this run can use them
     try:
         result = runner.execute()
     except StageFailed as e:

@@ -67,6 +67,9 @@ def run_trainer(ctx: StageContext, trainer, eval_ds) -> dict[str, Any]:
     last = complete_checkpoint(ckpt_dir)
     if last:
         ctx.log(f"resuming from {Path(last).name} (found in {ckpt_dir})")
+    import gc
+
+    gc.freeze()   # the libraries' and the model's objects: the collector stops re-scanning them every step
     out = trainer.train(resume_from_checkpoint=last)
     if eval_ds is not None and "eval_loss_initial" not in metrics:
         metrics["eval_loss_initial"] = json.loads(initial_path.read_text())["eval_loss"]
@@ -110,9 +113,11 @@ def train_causal(ctx: StageContext) -> dict:
 
     from llmpipe.training.args import training_arguments
     from llmpipe.training.collators import collator_for, evaluate_each, packing_callbacks
+    from llmpipe.training.lm_head import label_only_head
     from llmpipe.training.metrics import point_trackers
     from llmpipe.training.metrics import trainer_kwargs as metric_kwargs
     from llmpipe.training.optimizers import trainer_class
+    from llmpipe.training.padding_free import causal_collator
     from llmpipe.training.progress import ProgressCallback
 
     load_dir = ctx.input("load")
@@ -120,10 +125,13 @@ def train_causal(ctx: StageContext) -> dict:
     train_ds, eval_ds = load_datasets(load_dir)
     model = prepare_model(ctx)
     collator = collator_for(ctx.obj, tokenizer, train_ds)  # neat packing: isolating collator
+    collator = causal_collator(ctx.obj, model, train_ds, collator, ctx.log)  # train.padding_free
+    checks = packing_callbacks(collator)
+    collator = label_only_head(ctx.obj, model, collator, ctx.log)  # vocabulary projection of labelled tokens only
     args = training_arguments(ctx.obj, ctx.work / "checkpoints", has_eval=eval_ds is not None)
     trainer = trainer_class(Trainer, ctx.obj, ctx.log)(  # GaLore/BAdam/Adam-mini/LoRA+ when configured
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-        processing_class=tokenizer, callbacks=[ProgressCallback(ctx.log), *packing_callbacks(collator)],
+        processing_class=tokenizer, callbacks=[ProgressCallback(ctx.log), *checks],
         **metric_kwargs(ctx.obj))
     point_trackers(trainer, ctx.obj, ctx.out / "tensorboard", ctx.job_dir)
     metrics = run_trainer(ctx, trainer, eval_ds)

@@ -69,7 +69,7 @@ def trainer_setup(cfg: Any) -> tuple[type, type, dict[str, Any]]:
 def train_dpo(ctx: StageContext) -> dict:
     from llmpipe.stages.load import read_source
     from llmpipe.training.causal import load_datasets, load_saved_tokenizer, prepare_model
-    from llmpipe.training.pref_common import finish, trainer_for, trl_config
+    from llmpipe.training.pref_common import finish, score_label_positions_only, trainer_for, trl_config
     from llmpipe.training.reference import load_reference
 
     cfg = ctx.obj
@@ -84,6 +84,15 @@ def train_dpo(ctx: StageContext) -> dict:
     args = trl_config(ctx, config_cls, eval_ds is not None, **kw)
     if cfg.pref.loss == "kto_pair":
         extra["ftx"] = cfg.pref.ftx
+    if cfg.pref.loss not in REFERENCE_FREE:   # TRL's DPOTrainer pads; its fused-LM-head calls run unpadded
+        from llmpipe.training.padding_free import decide, unpad_model_calls
+
+        score_label_positions_only()
+
+        if decide(cfg, model, ctx.log):
+            for m in (model, extra.get("ref_model")):
+                if m is not None:
+                    unpad_model_calls(m)
     ctx.log(f"{cfg.pref.loss} loss with {trainer_cls.__name__}, beta={cfg.pref.beta}")
     trainer = trainer_for(trainer_cls, ctx, model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                           processing_class=tokenizer, **extra)

@@ -49,6 +49,11 @@ class TrainConfig:
     gradient_accumulation_steps: int = param(
         1, "Micro-batches accumulated per optimiser step.", seed="gradient_accumulation_steps", ge=1,
     )
+    padding_free: Optional[bool] = param(
+        None, "Run the examples of each batch as one row without pad tokens, kept apart by their position ids"
+        " (same batches and losses as padded ones, no pad compute; causal LM and DPO-family stages). Unset = on"
+        " where a check at the start shows the model keeps them apart; false = padded batches.",
+    )
     learning_rate: float = param(5e-5, "Initial (peak) learning rate.", seed="learning_rate", gt=0.0)
     num_train_epochs: float = param(3.0, "Training epochs (ignored when max_steps > 0).", seed="num_train_epochs", gt=0.0)
     max_steps: int = param(-1, "Total optimiser steps; > 0 overrides num_train_epochs.", seed="max_steps", ge=-1)

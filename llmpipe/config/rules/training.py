@@ -104,3 +104,33 @@ def best_model(cfg, env):
             yield problem("train-best-model", "train.early_stopping_steps", get(cfg, "train.early_stopping_steps"),
                           "early stopping needs periodic evaluations, and train.eval_strategy=no",
                           "train.eval_strategy=steps or epoch", "train.eval_strategy=steps")
+
+
+@rule("train-padding-free", keys=["train.padding_free", "train.stage", "pref.loss", "data.packing", "data.neat_packing",
+                                  "model.shift_attn", "model.use_unsloth"],
+      bad=[["train.padding_free=true", "train.stage=rm", "data.dataset=demo_pref"],
+           ["train.padding_free=true", "train.stage=dpo", "pref.loss=orpo", "data.dataset=demo_pref"],
+           ["train.padding_free=true", "data.packing=true"], ["train.padding_free=true", "model.shift_attn=true"]],
+      good=[["train.padding_free=true"], ["train.padding_free=true", "train.stage=dpo", "data.dataset=demo_pref"],
+            ["train.padding_free=false", "data.packing=true"], ["train.stage=rm", "data.dataset=demo_pref"]])
+def padding_free(cfg, env):
+    """train.padding_free=true must change something: unpacked causal-LM batches or TRL DPOTrainer batches, on a
+    model whose attention llmpipe can keep apart by position ids."""
+    if get(cfg, "train.padding_free") is not True:
+        return
+    stage, loss = get(cfg, "train.stage", "sft"), get(cfg, "pref.loss", "sigmoid")
+    if stage not in ("pt", "sft", "dpo") or (stage == "dpo" and loss in ("orpo", "simpo")):
+        what = f"train.stage={stage}" + (f" with pref.loss={loss}" if stage == "dpo" else "")
+        yield problem("train-padding-free", "train.padding_free", True, f"{what} pads its batches in its own trainer",
+                      "train.padding_free=true with train.stage pt, sft or dpo (not orpo/simpo)",
+                      "train.padding_free=null")
+    packing = get(cfg, "data.packing")
+    if stage in ("pt", "sft") and (packing or get(cfg, "data.neat_packing") or (packing is None and stage == "pt")):
+        yield problem("train-padding-free", "train.padding_free", True, "packed rows are already filled to "
+                      "data.cutoff_len, so there are no padded batches to remove",
+                      "train.padding_free=true with data.packing=false", "train.padding_free=null")
+    for key in ("model.shift_attn", "model.use_unsloth"):
+        if get(cfg, key):
+            yield problem("train-padding-free", "train.padding_free", True, f"{key} replaces the attention that keeps "
+                          "the examples of a padding-free row apart", f"train.padding_free=true without {key}",
+                          "train.padding_free=null")
