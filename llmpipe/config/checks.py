@@ -59,21 +59,30 @@ def normalize_and_check(cfg: DictConfig, table) -> tuple[list[Problem], list[str
     problems: list[Problem] = []
     notes: list[str] = []
     for entry in table.params():
-        value = OmegaConf.select(cfg, entry.path, throw_on_missing=False, default=None)
-        if OmegaConf.is_missing(cfg, entry.path) if _exists(cfg, entry.path) else False:
+        parent, key = _parent(cfg, entry.path)
+        if parent is not None and parent._get_node(key)._is_missing():
             continue
+        value = parent[key] if parent is not None else None
         new = normalize_value(entry.path, entry.meta, value, notes)
         if new is not value:
-            OmegaConf.update(cfg, entry.path, new, merge=False)
+            if parent is not None:
+                parent[key] = new
+            else:
+                OmegaConf.update(cfg, entry.path, new, merge=False)
             value = new
         problems.extend(check_value(entry.path, entry.meta, value))
     return problems, notes
 
 
-def _exists(cfg: DictConfig, path: str) -> bool:
+def _parent(cfg: DictConfig, path: str) -> tuple[DictConfig | None, str]:
+    """The config node holding ``path``'s last key, and that key; (None, key) when the path does not exist.
+    One walk per parameter (OmegaConf.select / is_missing / update each walk the dotted path again)."""
     node = cfg
-    for part in path.split("."):
+    *parents, key = path.split(".")
+    for part in parents:
         if not isinstance(node, DictConfig) or part not in node:
-            return False
+            return None, key
         node = node._get_node(part)
-    return True
+    if not isinstance(node, DictConfig) or key not in node:
+        return None, key
+    return node, key

@@ -110,12 +110,12 @@ def _unknown_top_level(cfg: DictConfig) -> list[Problem]:
 
 def _missing(cfg: DictConfig) -> list[Problem]:
     out = []
+    try:
+        unset = OmegaConf.missing_keys(cfg)   # one walk over the config, not one dotted lookup per parameter
+    except Exception:
+        unset = set()
     for p in flag_table().params():
-        try:
-            missing = OmegaConf.is_missing(cfg, p.path)
-        except Exception:
-            missing = False
-        if missing:
+        if p.path in unset:
             fix = "model=tiny (built-in) or model.name_or_path=<hub id or local path>" if p.path == "model.name_or_path" \
                 else f"{p.path}=<value>"
             out.append(Problem(p.path, "???", "is required and was not set", p.meta.help, fix, rule="required"))
