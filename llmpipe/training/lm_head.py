@@ -2,36 +2,45 @@
 
 A causal LM's forward projects every position onto the vocabulary (hidden x vocab per token, about a fifth of
 the bench model's FLOPs) and keeps the full [batch, length, vocab] logits for the loss, although in SFT only
-the response tokens (about a third) have labels. TRL's fused LM head (``trl.trainer.utils.add_fused_lm_head``)
-computes the same next-token log-likelihood from the hidden states of the labelled positions only, in chunks,
-without materialising the logits; ``model(..., labels=..., fused_lm_head=True)`` then returns the loss as the
-model's own forward defines it (summed negative log-likelihood over the label tokens, divided by
-``num_items_in_batch`` or their count). llmpipe uses it for training batches: ``FusedHeadBatches`` adds
-``fused_lm_head=True`` to each batch of the collator.
+the response tokens (about a third) have labels. ``add_label_only_head`` gives the model a second way to
+compute its loss: ``model(..., labels=..., label_only_head=True)`` runs the backbone, projects the hidden
+states of the labelled positions only (a plain matmul, so autograd keeps those few logits instead of
+recomputing them as TRL's chunked head does: measured 15 % of a packed SFT step with TRL's head) and returns
+the loss the model's own forward defines: cross-entropy summed over the label tokens, divided by
+``num_items_in_batch`` (the Trainer's count) or their number. ``LabelOnlyBatches`` adds the flag to each
+training and evaluation batch; generation never sees it.
 
-It stays off where the logits are needed or another kernel owns the head: ``train.compute_accuracy`` (token
-accuracy from the logits), Liger (its own fused cross-entropy), Unsloth, and models without an output
-embedding. Generation is unaffected (the flag is only in training and evaluation batches). On the CPU the
-compact path that skips unlabelled positions is enabled by ``pref_common.score_label_positions_only``.
+Only for plain heads: models whose logits are scaled or soft-capped (Gemma 2, Cohere, Granite, ...) or whose
+loss adds an MoE router term keep their own forward, as do runs that need the logits
+(``train.compute_accuracy``) or bring their own head kernels (Liger, Unsloth).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
 
-class FusedHeadBatches:
-    """A collator whose batches ask the model for its fused (label-only) LM head."""
+# config attributes that change the logits or the loss beyond lm_head + cross-entropy
+_NOT_PLAIN = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling",
+              "output_router_logits")
+
+
+class LabelOnlyBatches:
+    """A collator whose batches ask the model for its label-only loss."""
 
     def __init__(self, collator):
         self.collator = collator
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        return {**self.collator(features), "fused_lm_head": True}
+        return {**self.collator(features), "label_only_head": True}
 
     def __getattr__(self, name):   # the wrapped collator's attributes (pad ids, ...) for whoever reads them
         if name.startswith("__") or name == "collator":   # unpickling (dataloader workers) before __init__
             raise AttributeError(name)
         return getattr(self.collator, name)
+
+
+def _base(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def blocked_by(cfg, model) -> str | None:
@@ -40,26 +49,53 @@ def blocked_by(cfg, model) -> str | None:
     for key in ("enable_liger_kernel", "use_unsloth"):
         if getattr(cfg.model, key, False):
             return f"model.{key} brings its own LM head kernels"
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if base.get_output_embeddings() is None or not hasattr(base, "base_model"):
+    base = _base(model)
+    config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
+    special = [a for a in _NOT_PLAIN if getattr(config, a, None) not in (None, False, 1, 1.0)]
+    if special:
+        return f"the model's head is not a plain projection ({', '.join(special)})"
+    if base.get_output_embeddings() is None or getattr(base, "base_model", base) is base:
         return "the model has no separate LM head"
     return None
 
 
+def add_label_only_head(model) -> None:
+    """Give ``model`` (not a PEFT wrapper) the ``label_only_head=True`` forward; idempotent."""
+    import functools
+    import types
+
+    import torch
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    if getattr(model, "llmpipe_label_only_head", False):
+        return
+    original = model.forward
+
+    @functools.wraps(type(model).forward)   # the signature tells the Trainer that the loss takes num_items_in_batch
+    def forward(self, *args, label_only_head=False, **kwargs):
+        if not label_only_head:
+            return original(*args, **kwargs)
+        labels = kwargs.pop("labels")
+        items = kwargs.pop("num_items_in_batch", None)
+        kwargs.pop("logits_to_keep", None)
+        kwargs["use_cache"] = False
+        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+        target = labels[:, 1:].to(hidden.device)
+        keep = target != -100
+        logits = self.get_output_embeddings()(hidden[keep]).float()
+        loss = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum")
+        return CausalLMOutputWithPast(loss=loss / (items if items is not None else keep.sum().clamp(min=1)))
+
+    model.forward = types.MethodType(forward, model)
+    model.llmpipe_label_only_head = True
+
+
 def label_only_head(cfg, model, collator, log: Callable[[str], Any] = print):
-    """``collator`` wrapped in ``FusedHeadBatches`` after patching ``model`` with TRL's fused LM head, or
-    ``collator`` unchanged when the head must stay as it is."""
+    """``collator`` wrapped in ``LabelOnlyBatches`` after giving ``model`` the label-only loss, or ``collator``
+    unchanged when the head must stay as it is."""
     reason = blocked_by(cfg, model)
     if reason is not None:
         log(f"LM head over every position: {reason}")
         return collator
-    from trl.trainer.utils import add_fused_lm_head
-
-    from llmpipe.training.pref_common import score_label_positions_only
-
-    score_label_positions_only()
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if not getattr(base, "llmpipe_fused_head", False):
-        add_fused_lm_head(base)
-        base.llmpipe_fused_head = True
-    return FusedHeadBatches(collator)
+    add_label_only_head(_base(model))
+    return LabelOnlyBatches(collator)

@@ -146,12 +146,14 @@ def _gate(overrides: list[str], env: dict | None = None) -> str:
 
 
 def test_backend_gate_hides_only_what_the_run_cannot_use(tmp_path):
-    assert _gate(["model=tiny"]) == "['bitsandbytes', 'hqq', 'torchao']"
-    assert _gate(["model=tiny", "quantization.bit=4"]) == "['hqq', 'torchao']"
-    assert _gate(["model=tiny", "quantization.bit=4", "quantization.method=hqq"]) == "['bitsandbytes', 'torchao']"
-    assert _gate(["model=tiny", "train.optim=paged_adamw_8bit"]) == "['hqq', 'torchao']"
-    assert _gate(["model=tiny", "train.optim=adamw_torch_8bit"]) == "['bitsandbytes', 'hqq']"
-    assert _gate(["model=tiny", "galore=layerwise", "train.finetuning_type=full"]) == "['hqq', 'torchao']"
+    assert _gate(["model=tiny"]) == "['bitsandbytes', 'deepspeed', 'hqq', 'torchao']"
+    assert _gate(["model=tiny", "launch=deepspeed_z2"]) == "['bitsandbytes', 'hqq', 'torchao']"
+    assert _gate(["model=tiny", "quantization.bit=4"]) == "['deepspeed', 'hqq', 'torchao']"
+    assert _gate(["model=tiny", "quantization.bit=4", "quantization.method=hqq"]) == \
+        "['bitsandbytes', 'deepspeed', 'torchao']"
+    assert _gate(["model=tiny", "train.optim=paged_adamw_8bit"]) == "['deepspeed', 'hqq', 'torchao']"
+    assert _gate(["model=tiny", "train.optim=adamw_torch_8bit"]) == "['bitsandbytes', 'deepspeed', 'hqq']"
+    assert _gate(["model=tiny", "galore=layerwise", "train.finetuning_type=full"]) == "['deepspeed', 'hqq', 'torchao']"
     assert _gate(["model=tiny"], {"LLMPIPE_IMPORT_ALL": "1"}) == "[]"
     quantized = tmp_path / "prequantized"
     quantized.mkdir()
@@ -174,7 +176,7 @@ def test_trl_fused_head_scores_only_labelled_positions_on_cpu():
 
 
 def test_label_only_lm_head_gives_the_models_own_loss_and_gradients():
-    from llmpipe.training.lm_head import FusedHeadBatches, label_only_head
+    from llmpipe.training.lm_head import LabelOnlyBatches, label_only_head
 
     feats = _features(lengths=(9, 6, 12), prompt=4)
     model = micro_model(tie_word_embeddings=False)
@@ -184,9 +186,9 @@ def test_label_only_lm_head_gives_the_models_own_loss_and_gradients():
     cfg = SimpleNamespace(train=SimpleNamespace(compute_accuracy=False),
                           model=SimpleNamespace(enable_liger_kernel=False, use_unsloth=False))
     fused = label_only_head(cfg, model, plain, notes.append)
-    assert isinstance(fused, FusedHeadBatches) and notes == []
+    assert isinstance(fused, LabelOnlyBatches) and notes == []
     batch = fused(feats)
-    assert batch["fused_lm_head"] is True
+    assert batch["label_only_head"] is True
     n = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
     model.zero_grad()
     out = model(**batch, num_items_in_batch=n)
@@ -195,6 +197,9 @@ def test_label_only_lm_head_gives_the_models_own_loss_and_gradients():
     assert torch.allclose(out.loss, ref_loss, rtol=1e-5)
     for name, g in ref_grads.items():
         assert torch.allclose(model.get_parameter(name).grad, g, rtol=1e-4, atol=1e-6), name
+    capped = micro_model()
+    capped.config.final_logit_softcapping = 30.0   # the head is not a plain projection: the model's own forward
+    assert label_only_head(cfg, capped, plain, notes.append) is plain and "final_logit_softcapping" in notes[-1]
     cfg.train.compute_accuracy = True
     assert label_only_head(cfg, micro_model(), plain, notes.append) is plain and "compute_accuracy" in notes[-1]
 
@@ -202,7 +207,7 @@ def test_label_only_lm_head_gives_the_models_own_loss_and_gradients():
 def test_wrapped_collators_survive_pickling_for_dataloader_workers():
     import pickle
 
-    from llmpipe.training.lm_head import FusedHeadBatches
+    from llmpipe.training.lm_head import LabelOnlyBatches
 
-    again = pickle.loads(pickle.dumps(FusedHeadBatches(PaddingFreeCollator(-7))))
-    assert again.label_pad_token_id == -7 and again(_features())["fused_lm_head"] is True
+    again = pickle.loads(pickle.dumps(LabelOnlyBatches(PaddingFreeCollator(-7))))
+    assert again.label_pad_token_id == -7 and again(_features())["label_only_head"] is True
