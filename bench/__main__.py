@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,11 +38,14 @@ DEFINITIONS = """\
 - **reject**: wall time of a command whose configuration is wrong on purpose (each is the matched SFT config
   with one change). **start-up**: `python -m llmpipe --help` vs `llamafactory-cli train -h`.
 - **cached re-run**: the matched SFT command run again on the same store (every stage reused).
-- **2×2 sweep**: `python -m llmpipe -m ... lora.rank=8,16 pref.beta=0.1,0.5` (DPO, 20 steps) vs the same four
-  jobs as four separate commands with separate stores.
+- **2×2 sweep**: `python -m llmpipe -m ... lora.rank=8,16 pref.beta=0.1,0.5 hydra/launcher=joblib
+  hydra.launcher.n_jobs=2` (DPO, 20 steps, two jobs at a time) vs the same four jobs as four separate commands,
+  one after another, with separate stores.
 - **matched settings**: batch 4, no accumulation, lr 1e-4 linear, no warm-up, fused AdamW, wd 0, clip 1.0,
   seed 42, LoRA r 8 / alpha 16 / dropout 0 on all 7 projections, cutoff 256, fp32, gradient checkpointing
-  on (reentrant), 30 SFT / 20 DPO steps. LF pads batches to a multiple of 8, llmpipe to the longest row.
+  on (reentrant), 30 SFT / 20 DPO steps. The same batches in the same order; LF pads them to a multiple of 8
+  and projects every position onto the vocabulary, llmpipe (its defaults) runs each batch as one row without
+  padding (attention per example) and projects only labelled positions.
 - **own settings**: LF's packing run (`packing: true`, cross-attending, checkpointing on); llmpipe's
   `data.neat_packing=true model.disable_gradient_checkpointing=true` (packed examples cannot see each other,
   no pad tokens, no recompute), its default optimizer.
@@ -109,6 +113,7 @@ def _profile(a, assets: Path, rows: list) -> str:
         return ""
     log("profiling llmpipe (a target was missed)")
     d = a.work / "profile"
+    shutil.rmtree(d, ignore_errors=True)   # a fresh store: a reused one would profile a cached re-run
     cmd = tools.llmpipe_cmd(tools.asset_overrides(assets, a.device) + tools.MATCHED, d / "job", d / "cache")
     train = profile.profile(d, cmd)
     start = profile.importtime(str(tools.llmpipe_python()), ["-m", "llmpipe", "--help"])
