@@ -112,7 +112,7 @@ def train_causal(ctx: StageContext) -> dict:
     from transformers import Trainer
 
     from llmpipe.training.args import training_arguments
-    from llmpipe.training.collators import collator_for, evaluate_each, packing_callbacks
+    from llmpipe.training.collators import collator_for, column_names, evaluate_each, packing_callbacks
     from llmpipe.training.lm_head import label_only_head
     from llmpipe.training.metrics import point_trackers
     from llmpipe.training.metrics import trainer_kwargs as metric_kwargs
@@ -127,7 +127,8 @@ def train_causal(ctx: StageContext) -> dict:
     collator = collator_for(ctx.obj, tokenizer, train_ds)  # neat packing: isolating collator
     collator = causal_collator(ctx.obj, model, train_ds, collator, ctx.log)  # train.padding_free
     checks = packing_callbacks(collator)
-    collator = label_only_head(ctx.obj, model, collator, ctx.log)  # vocabulary projection of labelled tokens only
+    collator = label_only_head(ctx.obj, model, collator, ctx.log,   # vocabulary projection of labelled tokens only
+                               columns=column_names(train_ds))
     args = training_arguments(ctx.obj, ctx.work / "checkpoints", has_eval=eval_ds is not None)
     trainer = trainer_class(Trainer, ctx.obj, ctx.log)(  # GaLore/BAdam/Adam-mini/LoRA+ when configured
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,

@@ -10,9 +10,9 @@ the loss the model's own forward defines: cross-entropy summed over the label to
 ``num_items_in_batch`` (the Trainer's count) or their number. ``LabelOnlyBatches`` adds the flag to each
 training and evaluation batch; generation never sees it.
 
-Only for plain heads: models whose logits are scaled or soft-capped (Gemma 2, Cohere, Granite, ...) or whose
-loss adds an MoE router term keep their own forward, as do runs that need the logits
-(``train.compute_accuracy``) or bring their own head kernels (Liger, Unsloth).
+Only for plain heads and text rows: models whose logits are scaled or soft-capped (Gemma 2, Cohere, Granite,
+...) or whose loss adds an MoE router term keep their own forward, as do multimodal rows, runs that need the
+logits (``train.compute_accuracy``) and runs that bring their own head kernels (Liger, Unsloth).
 """
 from __future__ import annotations
 
@@ -43,7 +43,13 @@ def _base(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def blocked_by(cfg, model) -> str | None:
+# columns of text-only causal-LM rows; anything else (pixel values, ...) keeps the model's own forward
+_TEXT_COLUMNS = frozenset({"input_ids", "attention_mask", "labels", "position_ids"})
+
+
+def blocked_by(cfg, model, columns=None) -> str | None:
+    if columns is not None and not set(columns) <= _TEXT_COLUMNS:
+        return "the rows carry more than text (" + ", ".join(sorted(set(columns) - _TEXT_COLUMNS)) + ")"
     if getattr(cfg.train, "compute_accuracy", False):
         return "train.compute_accuracy needs the logits"
     for key in ("enable_liger_kernel", "use_unsloth"):
@@ -90,10 +96,10 @@ def add_label_only_head(model) -> None:
     model.llmpipe_label_only_head = True
 
 
-def label_only_head(cfg, model, collator, log: Callable[[str], Any] = print):
+def label_only_head(cfg, model, collator, log: Callable[[str], Any] = print, columns=None):
     """``collator`` wrapped in ``LabelOnlyBatches`` after giving ``model`` the label-only loss, or ``collator``
-    unchanged when the head must stay as it is."""
-    reason = blocked_by(cfg, model)
+    unchanged when the head must stay as it is (``columns``: the training rows' columns, when known)."""
+    reason = blocked_by(cfg, model, columns)
     if reason is not None:
         log(f"LM head over every position: {reason}")
         return collator

@@ -200,6 +200,8 @@ def test_label_only_lm_head_gives_the_models_own_loss_and_gradients():
     capped = micro_model()
     capped.config.final_logit_softcapping = 30.0   # the head is not a plain projection: the model's own forward
     assert label_only_head(cfg, capped, plain, notes.append) is plain and "final_logit_softcapping" in notes[-1]
+    assert label_only_head(cfg, micro_model(), plain, notes.append, columns=["input_ids", "labels", "pixel_values"]) \
+        is plain and "pixel_values" in notes[-1]
     cfg.train.compute_accuracy = True
     assert label_only_head(cfg, micro_model(), plain, notes.append) is plain and "compute_accuracy" in notes[-1]
 
