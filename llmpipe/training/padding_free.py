@@ -97,6 +97,20 @@ def decide(cfg, model, log: Callable[[str], Any] = print) -> bool:
     return False
 
 
+def unpad_reference(ref, log: Callable[[str], Any] = print) -> bool:
+    """Padding-free calls for a separate reference model too (full or freeze fine-tuning), on the same terms
+    as the policy: variable-length SDPA where it uses SDPA, and only when the isolation check passes."""
+    from llmpipe.models.varlen_attention import use_varlen_sdpa
+
+    use_varlen_sdpa(ref)
+    gap = isolation_gap(ref, NeatPackingCollator(0))
+    if gap > 1e-4:
+        log(f"reference model: padded batches (its examples would attend to each other, gap {gap:.2e})")
+        return False
+    unpad_model_calls(ref)
+    return True
+
+
 def _unpad(kwargs: dict[str, Any]):
     """The kwargs of one padding-free row for a padded fused-LM-head call, and where its tokens came from."""
     mask = kwargs["attention_mask"].bool()
@@ -156,7 +170,8 @@ def unpad_model_calls(model) -> Callable[[], None]:
                 output[name] = _repad(value, where, shape)
         return output
 
-    handles = [model.register_forward_pre_hook(before, with_kwargs=True),
+    # first among the pre-hooks: varlen attention's own hook must see the unpadded call (position ids, no mask)
+    handles = [model.register_forward_pre_hook(before, with_kwargs=True, prepend=True),
                model.register_forward_hook(after, with_kwargs=True)]
     return lambda: [h.remove() for h in handles]
 

@@ -85,14 +85,13 @@ def train_dpo(ctx: StageContext) -> dict:
     if cfg.pref.loss == "kto_pair":
         extra["ftx"] = cfg.pref.ftx
     if cfg.pref.loss not in REFERENCE_FREE:   # TRL's DPOTrainer pads; its fused-LM-head calls run unpadded
-        from llmpipe.training.padding_free import decide, unpad_model_calls
+        from llmpipe.training.padding_free import decide, unpad_model_calls, unpad_reference
 
         score_label_positions_only()
-
         if decide(cfg, model, ctx.log):
-            for m in (model, extra.get("ref_model")):
-                if m is not None:
-                    unpad_model_calls(m)
+            unpad_model_calls(model)
+            if extra.get("ref_model") is not None:
+                unpad_reference(extra["ref_model"], ctx.log)
     ctx.log(f"{cfg.pref.loss} loss with {trainer_cls.__name__}, beta={cfg.pref.beta}")
     trainer = trainer_for(trainer_cls, ctx, model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                           processing_class=tokenizer, **extra)

@@ -87,8 +87,14 @@ def test_varlen_sdpa_leaves_padded_and_cached_calls_to_sdpa():
         assert torch.equal(model.generate(x[:1], max_new_tokens=4, do_sample=False), ref_gen)
 
 
-def test_unpadded_fused_lm_head_calls_match_the_padded_ones():
+def test_unpadded_fused_lm_head_calls_match_the_padded_ones(monkeypatch):
     from trl.trainer.utils import add_fused_lm_head
+
+    import llmpipe.models.varlen_attention as varlen
+
+    segmented = []
+    real_segments = varlen._segments
+    monkeypatch.setattr(varlen, "_segments", lambda p: segmented.append(p.shape) or real_segments(p))
 
     feats = _features(lengths=(7, 4, 10, 6), prompt=3)
     batch = _padded(feats)
@@ -105,6 +111,8 @@ def test_unpadded_fused_lm_head_calls_match_the_padded_ones():
     remove = unpad_model_calls(model)
     out = model(**call)
     out.log_probs.sum().backward()
+    # the unpadded call reached the per-example attention (hooks on the same module as varlen's marker)
+    assert segmented and segmented[0] == (1, int(batch["attention_mask"].sum()))
     for field in ("log_probs", "entropy", "mean_logits", "is_top1", "label_mask"):
         a, b = getattr(ref, field), getattr(out, field)
         assert a.shape == b.shape, field
