@@ -80,7 +80,7 @@ def run_task(cfg: DictConfig) -> float | None:
     quiet_libraries()
     from llmpipe.models.backend_gate import hide_unused
 
-    hide_unused(validated.obj)   # hqq/torchao/bitsandbytes stay unimported unless this run can use them
+    hide_unused(validated.obj)   # hqq/torchao/bitsandbytes/deepspeed stay unimported unless this run uses them
     try:
         result = runner.execute()
     except StageFailed as e:

@@ -30,21 +30,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llmpipe.config.rules._common import get
+
 GATED = ("hqq", "torchao", "bitsandbytes", "deepspeed")
 BNB_OPTIMIZERS = frozenset({
     "adamw_bnb_8bit", "adamw_8bit", "ademamix", "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit",
     "paged_adamw_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit",
     "rmsprop_bnb", "rmsprop_bnb_8bit", "rmsprop_bnb_32bit"})
 TORCHAO_OPTIMIZERS = frozenset({"adamw_torch_4bit", "adamw_torch_8bit"})
-
-
-def _get(cfg: Any, dotted: str, default=None):
-    node = cfg
-    for part in dotted.split("."):
-        node = getattr(node, part, None) if not isinstance(node, dict) else node.get(part)
-        if node is None:
-            return default
-    return node
 
 
 def _config_json(reference: str, revision: str | None) -> dict | None:
@@ -65,37 +58,37 @@ def _config_json(reference: str, revision: str | None) -> dict | None:
 
 
 def _models(cfg: Any) -> list[str]:
-    refs = [_get(cfg, "model.name_or_path"), _get(cfg, "pref.ref_model")]
-    if _get(cfg, "ppo.reward_model_type") == "full":
-        refs.append(_get(cfg, "ppo.reward_model"))
+    refs = [get(cfg, "model.name_or_path"), get(cfg, "pref.ref_model")]
+    if get(cfg, "ppo.reward_model_type") == "full":
+        refs.append(get(cfg, "ppo.reward_model"))
     return [str(r) for r in refs if r]
 
 
 def needed(cfg: Any) -> set[str]:
     """The gated packages this run could import (all of them when that cannot be told before loading)."""
-    if os.environ.get("LLMPIPE_IMPORT_ALL") == "1" or _get(cfg, "export.quantization_bit") is not None \
-            or _get(cfg, "infer.backend", "huggingface") not in ("huggingface", "hf"):
+    if os.environ.get("LLMPIPE_IMPORT_ALL") == "1" or get(cfg, "export.quantization_bit") is not None \
+            or get(cfg, "infer.backend", "huggingface") not in ("huggingface", "hf"):
         return set(GATED)
     out: set[str] = set()
-    if _get(cfg, "quantization.bit") is not None:
-        method = _get(cfg, "quantization.method", "bnb")
+    if get(cfg, "quantization.bit") is not None:
+        method = get(cfg, "quantization.method", "bnb")
         out |= {"bnb": {"bitsandbytes"}, "hqq": {"hqq"}}.get(method, set(GATED))
-    if _get(cfg, "pref.ref_model_quantization_bit") is not None or \
-            _get(cfg, "ppo.reward_model_quantization_bit") is not None:
+    if get(cfg, "pref.ref_model_quantization_bit") is not None or \
+            get(cfg, "ppo.reward_model_quantization_bit") is not None:
         out.add("bitsandbytes")
-    if _get(cfg, "launch.kind") == "deepspeed" or _get(cfg, "launch.deepspeed") or \
-            _get(cfg, "launch.launcher") == "deepspeed":
+    if get(cfg, "launch.kind") == "deepspeed" or get(cfg, "launch.deepspeed") or \
+            get(cfg, "launch.launcher") == "deepspeed":
         out.add("deepspeed")
-    if _get(cfg, "galore.use_galore") or _get(cfg, "model.use_unsloth"):
+    if get(cfg, "galore.use_galore") or get(cfg, "model.use_unsloth"):
         out.add("bitsandbytes")   # galore_torch and unsloth import it at their own import
-    optim = str(_get(cfg, "train.optim", ""))
+    optim = str(get(cfg, "train.optim", ""))
     if optim in BNB_OPTIMIZERS or ("8bit" in optim and optim not in TORCHAO_OPTIMIZERS):
         out.add("bitsandbytes")
     if optim in TORCHAO_OPTIMIZERS:
         out.add("torchao")
     for ref in _models(cfg):
         try:
-            config = _config_json(ref, _get(cfg, "model.model_revision"))
+            config = _config_json(ref, get(cfg, "model.model_revision"))
         except (OSError, ValueError):
             config = None
         if config is None or config.get("quantization_config") or \

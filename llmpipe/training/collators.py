@@ -21,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 IGNORE_INDEX = -100
+# columns of text-only tokenized rows (anything else, e.g. pixel values, belongs to a multimodal collator)
+TEXT_COLUMNS = frozenset({"input_ids", "attention_mask", "labels", "position_ids"})
 
 
 class PackingIsolationError(Exception):

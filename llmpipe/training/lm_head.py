@@ -13,6 +13,9 @@ training and evaluation batch; generation never sees it.
 Only for plain heads and text rows: models whose logits are scaled or soft-capped (Gemma 2, Cohere, Granite,
 ...) or whose loss adds an MoE router term keep their own forward, as do multimodal rows, runs that need the
 logits (``train.compute_accuracy``) and runs that bring their own head kernels (Liger, Unsloth).
+
+DPO-family stages keep TRL's fused LM head (it also yields the per-token entropy and accuracy TRL logs);
+``score_label_positions_only`` makes it skip the unlabelled positions on the CPU as well.
 """
 from __future__ import annotations
 
@@ -43,13 +46,11 @@ def _base(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-# columns of text-only causal-LM rows; anything else (pixel values, ...) keeps the model's own forward
-_TEXT_COLUMNS = frozenset({"input_ids", "attention_mask", "labels", "position_ids"})
-
-
 def blocked_by(cfg, model, columns=None) -> str | None:
-    if columns is not None and not set(columns) <= _TEXT_COLUMNS:
-        return "the rows carry more than text (" + ", ".join(sorted(set(columns) - _TEXT_COLUMNS)) + ")"
+    from llmpipe.training.collators import TEXT_COLUMNS
+
+    if columns is not None and not set(columns) <= TEXT_COLUMNS:
+        return "the rows carry more than text (" + ", ".join(sorted(set(columns) - TEXT_COLUMNS)) + ")"
     if getattr(cfg.train, "compute_accuracy", False):
         return "train.compute_accuracy needs the logits"
     for key in ("enable_liger_kernel", "use_unsloth"):
@@ -105,3 +106,22 @@ def label_only_head(cfg, model, collator, log: Callable[[str], Any] = print, col
         return collator
     add_label_only_head(_base(model))
     return LabelOnlyBatches(collator)
+
+
+def score_label_positions_only() -> None:
+    """TRL's fused LM head (DPO family) projects only the positions that have a label (the completions) on
+    Triton devices, and every position elsewhere, to keep tile shapes fixed for compiled backends such as
+    Neuron. On the CPU nothing is compiled, so the prompt and pad positions are pure waste: measured on the
+    bench model, a DPO forward + backward went from 0.49 to 0.39 s with bit-identical log-probabilities.
+    Makes the CPU take the compact path too (TRL 1.16's ``_use_triton`` as read by its fused head only)."""
+    import trl.trainer.utils as trl_utils
+
+    current = getattr(trl_utils, "_use_triton", None)
+    if current is None or getattr(current, "llmpipe_cpu_compact", False):
+        return
+
+    def compact_on_cpu(device, _triton=current):
+        return getattr(device, "type", None) == "cpu" or _triton(device)
+
+    compact_on_cpu.llmpipe_cpu_compact = True
+    trl_utils._use_triton = compact_on_cpu

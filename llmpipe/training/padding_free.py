@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from llmpipe.training.collators import IGNORE_INDEX, NeatPackingCollator, isolation_gap
+from llmpipe.training.collators import IGNORE_INDEX, TEXT_COLUMNS, NeatPackingCollator, isolation_gap
 
 # model options that replace the attention padding-free rows rely on; the isolation check covers the rest
 _NO_PADDING_FREE_MODEL_OPTS = (("shift_attn", "S²-Attn (model.shift_attn) groups tokens by position"),
@@ -176,15 +176,12 @@ def unpad_model_calls(model) -> Callable[[], None]:
     return lambda: [h.remove() for h in handles]
 
 
-_CAUSAL_COLUMNS = {"input_ids", "attention_mask", "labels"}
-
-
 def causal_collator(cfg, model, dataset, collator, log: Callable[[str], Any] = print):
     """``collator`` or, for plain tokenized rows (no packing, no media) when padding-free applies, a
     ``PaddingFreeCollator``."""
     from llmpipe.training.collators import column_names
 
-    if isinstance(collator, NeatPackingCollator) or not set(column_names(dataset)) <= _CAUSAL_COLUMNS:
+    if isinstance(collator, NeatPackingCollator) or not set(column_names(dataset)) <= TEXT_COLUMNS:
         return collator
     if not decide(cfg, model, log):
         return collator

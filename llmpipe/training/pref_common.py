@@ -32,25 +32,6 @@ def trl_config(ctx: StageContext, cls, has_eval: bool, **extra: Any):
                               **extra)
 
 
-def score_label_positions_only() -> None:
-    """TRL's fused LM head (DPO family) projects only the positions that have a label (the completions) on
-    Triton devices, and every position elsewhere, to keep tile shapes fixed for compiled backends such as
-    Neuron. On the CPU nothing is compiled, so the prompt and pad positions are pure waste: measured on the
-    bench model, a DPO forward + backward went from 0.49 to 0.39 s with bit-identical log-probabilities.
-    Makes the CPU take the compact path too (TRL 1.16's ``_use_triton`` as read by its fused head only)."""
-    import trl.trainer.utils as trl_utils
-
-    current = getattr(trl_utils, "_use_triton", None)
-    if current is None or getattr(current, "llmpipe_cpu_compact", False):
-        return
-
-    def compact_on_cpu(device, _triton=current):
-        return getattr(device, "type", None) == "cpu" or _triton(device)
-
-    compact_on_cpu.llmpipe_cpu_compact = True
-    trl_utils._use_triton = compact_on_cpu
-
-
 def trainer_for(base: type, ctx: StageContext, **kwargs):
     """``base`` (a TRL trainer) with llmpipe's optimizer methods, a progress line per logging step and the
     configured experiment trackers."""

@@ -69,7 +69,8 @@ def trainer_setup(cfg: Any) -> tuple[type, type, dict[str, Any]]:
 def train_dpo(ctx: StageContext) -> dict:
     from llmpipe.stages.load import read_source
     from llmpipe.training.causal import load_datasets, load_saved_tokenizer, prepare_model
-    from llmpipe.training.pref_common import finish, score_label_positions_only, trainer_for, trl_config
+    from llmpipe.training.lm_head import score_label_positions_only
+    from llmpipe.training.pref_common import finish, trainer_for, trl_config
     from llmpipe.training.reference import load_reference
 
     cfg = ctx.obj

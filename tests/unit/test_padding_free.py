@@ -173,7 +173,7 @@ def test_trl_fused_head_scores_only_labelled_positions_on_cpu():
     import trl.kernels.chunked_logprob as kernels
     import trl.trainer.utils as trl_utils
 
-    from llmpipe.training.pref_common import score_label_positions_only
+    from llmpipe.training.lm_head import score_label_positions_only
 
     kernel_choice = kernels._use_triton
     score_label_positions_only()
