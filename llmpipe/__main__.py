@@ -22,7 +22,7 @@ def cli() -> None:
     from llmpipe.config.root import register_schema
     from llmpipe.hydra_callbacks import STATE
 
-    from llmpipe.config.problems import exit_with
+    from llmpipe.problems import exit_with
     from llmpipe.safety import hydra_settings_in_recipes
 
     from hydra_plugins.llmpipe_searchpath import register

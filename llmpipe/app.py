@@ -8,17 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from llmpipe.config.problems import Problem, exit_with
-
-# Errors whose message says everything: printed without a traceback (exit 1).
-_CLEAN_ERRORS = ("DataError", "ModelSourceError", "StoreError", "ExportError", "RewardApiError", "LaunchError",
-                 "InferenceError", "PromptTooLong", "PushError",
-                 # fine-tuning methods (llmpipe.models.*): settings that do not fit the loaded model
-                 "AdapterError", "FreezeError", "LlamaProError", "TokenSetupError", "PatchError", "ShiftAttnError",
-                 "QuantizationError",
-                 # preference stages (llmpipe.training.*): reference/reward models that cannot be used
-                 "ReferenceModelError", "RewardModelError", "PreferenceError")
-
+from llmpipe.errors import UserError
 
 def _hydra_job() -> tuple[Path | None, Path | None, int | None, str]:
     """(job dir, sweep dir or None, job number, override string) of the current Hydra job, if any."""
@@ -34,44 +24,38 @@ def _hydra_job() -> tuple[Path | None, Path | None, int | None, str]:
     return job_dir, sweep_dir, (hc.job.num if multirun else None), ",".join(hc.overrides.task)
 
 
-def prepare(cfg: DictConfig, *, inference: bool = False):
-    """Validation and planning shared by the app and the tools (no torch). ``inference``: for chat/serve, a
-    configuration that asks for no stage is fine (it still names a model to talk to)."""
-    from llmpipe.config.validate import validate
-    from llmpipe.pipeline.dag import build_plan, plan_problems
-
-    validated, problems = validate(cfg)
-    if problems:
-        exit_with(problems)
-    problems = plan_problems(validated.cfg)
-    if inference:
-        problems = [p for p in problems if not p.message.startswith("nothing to do")]
-    if problems:
-        exit_with(problems)
-    return validated, build_plan(validated.cfg)
-
-
 def run_task(cfg: DictConfig) -> float | None:
+    """Run a composed configuration; any error meant for users ends as its message and exit code."""
+    from llmpipe.pipeline.runner import StageFailed
+
+    try:
+        return _run(cfg)
+    except StageFailed as e:
+        if isinstance(e.cause, UserError):
+            print(f"llmpipe: stage {e.node_id} failed: {e.cause}", file=sys.stderr, flush=True)
+            raise SystemExit(e.cause.exit_code) from None
+        raise
+    except UserError as e:
+        print(f"llmpipe: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(e.exit_code) from None
+
+
+def _run(cfg: DictConfig) -> float | None:
     from llmpipe import secrets
+    from llmpipe.models.quiet import quiet_libraries
     from llmpipe.pipeline.lockfile import LockFile
-    from llmpipe.pipeline.runner import Runner, StageFailed, compute_fingerprints
-    from llmpipe.pipeline.store import Store
+    from llmpipe.pipeline.runner import StageFailed
+    from llmpipe.pipeline.session import Session
 
     secret_env = secrets.take_from_config(cfg)
-    validated, plan = prepare(cfg)
-    run = validated.obj.run
+    session = Session.open(cfg, writable=True)
+    validated, plan, run = session.validated, session.plan, session.obj.run
     for note in validated.notes:
         print(f"llmpipe: note: {note}")
-    store = Store(run.cache_root)
-    problem = store.check_writable()
-    if problem:
-        exit_with([Problem("run.cache_root", str(store.root), problem, "a writable folder",
-                           "run.cache_root=<writable folder> or set LLMPIPE_CACHE")])
     job_dir, sweep_dir, job_num, overrides = _hydra_job()
-    compute_fingerprints(plan, store.root)
     lock = LockFile(None if run.dry_run else job_dir,
                     OmegaConf.to_container(secrets.redact_config(validated.cfg), resolve=True), validated.notes)
-    runner = Runner(plan, store, lock, force=run.force, job_dir=job_dir, secret_env=secret_env)
+    runner = session.runner(lock, job_dir=job_dir, secret_env=secret_env)
     if run.dry_run:
         print("llmpipe: dry run - the plan (nothing is executed):")
         print(runner.describe())
@@ -85,9 +69,6 @@ def run_task(cfg: DictConfig) -> float | None:
         result = runner.execute()
     except StageFailed as e:
         lock.set("status", f"failed at {e.node_id}")
-        if type(e.cause).__name__ in _CLEAN_ERRORS:
-            print(f"llmpipe: stage {e.node_id} failed: {e.cause}", file=sys.stderr, flush=True)
-            raise SystemExit(1) from None
         raise
     objective = pick_objective(result.metrics, plan.ids(), run.objective)
     lock.set("objective", {"name": run.objective, "value": objective})
@@ -103,30 +84,6 @@ def run_task(cfg: DictConfig) -> float | None:
             "metrics": _flat_metrics(result.metrics), "job_dir": str(job_dir),
         })
     return objective
-
-
-def quiet_libraries() -> None:
-    """One progress line per stage and per logging step: silence per-file download/load bars and the
-    deprecation chatter of the libraries (errors and real warnings still show)."""
-    import logging
-    import os
-    import warnings
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    for name in ("matplotlib", "PIL", "filelock", "urllib3", "httpx"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    # torchao (imported by transformers when installed) warns about its CUDA kernels on every CPU start,
-    # and torch about torchao's pytree registrations: neither is actionable for a user
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    from llmpipe.models import peft_probes
-
-    peft_probes.install()   # PEFT must not import gptqmodel/torchao for models that are not quantized with them
 
 
 def pick_objective(metrics: dict[str, dict[str, Any]], order: list[str], name: str) -> float | None:

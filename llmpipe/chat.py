@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from llmpipe.interactive import Program
+
 PROG = "llmpipe.chat"
 HELP = "/clear forgets the conversation, /exit (or Ctrl-D) quits, Ctrl-C stops an answer"
 
@@ -83,7 +85,7 @@ def repl(session, params, read=input) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from llmpipe.infer.generation import from_config
-    from llmpipe.infer.session import open_session
+    from llmpipe.interactive import open_session
 
     argv = list(sys.argv[1:] if argv is None else argv)
     session = open_session(argv, PROG)
@@ -101,25 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         session.backend.close()
 
 
-def main_clean(argv: list[str]) -> int:
-    from llmpipe.infer.session import run_clean
-
-    return run_clean(main, argv, PROG)
-
-
-# ------------------------------------------------------------------ llmpipe-tools chat (tools/cli.py COMMANDS)
-def setup(parser) -> None:
-    from llmpipe.infer.session import add_overrides_argument
-
-    add_overrides_argument(parser)
-
-
-def run(args) -> int:
-    return main_clean(list(args.overrides))
-
-
-def cli() -> None:
-    sys.exit(main_clean(sys.argv[1:]))
+# python -m llmpipe.chat, and llmpipe-tools chat (tools/cli.py COMMANDS)
+PROGRAM = Program(main, PROG)
+main_clean, setup, run, cli = PROGRAM.main_clean, PROGRAM.setup, PROGRAM.run, PROGRAM.cli
 
 
 if __name__ == "__main__":

@@ -18,17 +18,13 @@ MAX_VALIDATED_SWEEP_JOBS = 512
 def preflight(cfg: DictConfig) -> None:
     """Validate a composed config; on problems print them and exit 2."""
     from llmpipe import secrets
-    from llmpipe.config.problems import exit_with
+    from llmpipe.problems import exit_with
     from llmpipe.config.rules.safety import check_hydra_node
-    from llmpipe.config.validate import validate
+    from llmpipe.pipeline.session import check
     from llmpipe.tools.recipes import check_recipe_sources
 
-    from llmpipe.pipeline.dag import plan_problems
-
     secrets.take_from_config(cfg)
-    validated, problems = validate(cfg)
-    if validated is not None:
-        problems = plan_problems(validated.cfg)   # chained steps, "nothing to do"
+    _, problems = check(cfg)   # the rules, then chained steps and "nothing to do"
     # The search path (duplicate recipe names, missing recipe folders) and the hydra node (callbacks,
     # logging factories) are outside the task config the rules see.
     problems = list(problems) + check_recipe_sources(cfg) + check_hydra_node(cfg)

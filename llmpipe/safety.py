@@ -226,7 +226,7 @@ def hydra_settings_in_recipes(argv: list[str]):
     """Problems for recipe-repository files that try to configure Hydra (checked before Hydra starts)."""
     import yaml
 
-    from llmpipe.config.problems import NO_VALUE, Problem
+    from llmpipe.problems import NO_VALUE, Problem
 
     problems = []
     for entry in _recipe_folders(argv):

@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from llmpipe.infer import openai_api as api
 
+from llmpipe.interactive import Program
+
 PROG = "llmpipe.serve"
 KEY_ENV = "LLMPIPE_API_KEY"
 
@@ -221,7 +223,7 @@ def make_server(app: App, host: str, port: int) -> ThreadingHTTPServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llmpipe.infer.session import open_session
+    from llmpipe.interactive import open_session
 
     argv = list(sys.argv[1:] if argv is None else argv)
     session = open_session(argv, PROG, extra_usage=", serve.host, serve.port, serve.max_concurrency, serve.max_queue")
@@ -249,25 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def main_clean(argv: list[str]) -> int:
-    from llmpipe.infer.session import run_clean
-
-    return run_clean(main, argv, PROG)
-
-
-# ----------------------------------------------------------------- llmpipe-tools serve (tools/cli.py COMMANDS)
-def setup(parser) -> None:
-    from llmpipe.infer.session import add_overrides_argument
-
-    add_overrides_argument(parser)
-
-
-def run(args) -> int:
-    return main_clean(list(args.overrides))
-
-
-def cli() -> None:
-    sys.exit(main_clean(sys.argv[1:]))
+# python -m llmpipe.serve, and llmpipe-tools serve (tools/cli.py COMMANDS)
+PROGRAM = Program(main, PROG)
+main_clean, setup, run, cli = PROGRAM.main_clean, PROGRAM.setup, PROGRAM.run, PROGRAM.cli
 
 
 if __name__ == "__main__":

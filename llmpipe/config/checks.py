@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from llmpipe.config.meta import ParamMeta
-from llmpipe.config.problems import Problem
+from llmpipe.problems import Problem
 
 
 def _allowed_text(meta: ParamMeta) -> str:

@@ -30,11 +30,16 @@ def hydra_context(job_name: str = "llmpipe") -> Iterator[None]:
         yield
 
 
-def compose(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:
+def compose(overrides: Sequence[str] = (), *, return_hydra_config: bool = False, job_name: str = "llmpipe") -> DictConfig:
+    """Compose llmpipe's primary config in-process, the way ``python -m llmpipe`` would. Inside an initialised
+    Hydra (tests that hold one) it composes there; otherwise it initialises Hydra for this call only."""
     from hydra import compose as hydra_compose
     from hydra.core.global_hydra import GlobalHydra
 
     if GlobalHydra.instance().is_initialized():
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
-    with hydra_context():
-        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+    try:
+        with hydra_context(job_name):
+            return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+    finally:
+        GlobalHydra.instance().clear()

@@ -22,6 +22,19 @@ def _count_gpus() -> int:
     return n
 
 
+# Variables that put a run offline: for models and adapters, and for datasets (which also honour their own).
+_OFFLINE_VARS = ("LLMPIPE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_DATASETS_OFFLINE_VARS = ("LLMPIPE_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def offline(*, datasets: bool = False) -> str | None:
+    """The environment variable that puts this run offline (for datasets: ``datasets=True``), or None."""
+    for var in _DATASETS_OFFLINE_VARS if datasets else _OFFLINE_VARS:
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return var
+    return None
+
+
 @dataclass(frozen=True)
 class Environment:
     gpu_count: int = 0

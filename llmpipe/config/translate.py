@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from llmpipe.config.problems import Problem
+from llmpipe.problems import Problem
 
 _UNSET = object()
 

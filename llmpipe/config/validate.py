@@ -1,13 +1,14 @@
 """Pre-flight validation: composed config -> canonical typed config, or every problem at once.
 
 Runs before torch is imported. Order: per-field checks and old-spelling normalisation (metadata),
-translation of flags that transformers 5 dropped, then the cross-field rules in llmpipe.config.rules.
+translation of flags that transformers 5 dropped, then the cross-field rules registered in
+llmpipe.config.rulebook (llmpipe.config.rules, llmpipe.data.rules; llmpipe.pipeline.preflight gathers them).
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -15,36 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 from llmpipe.config.checks import normalize_and_check
 from llmpipe.config.environment import Environment, current
 from llmpipe.config.flags import flag_table
-from llmpipe.config.problems import Problem
-
-RuleFn = Callable[[Any, Environment], Iterable[Problem]]
-
-
-@dataclass
-class Rule:
-    id: str
-    keys: tuple[str, ...]
-    fn: RuleFn
-    bad: list[list[str]]          # override lists that must trigger the rule (tests use them)
-    good: list[list[str]]         # override lists close to `bad` that must not
-    env: dict = field(default_factory=dict)   # Environment fields the examples assume (e.g. gpu_count)
-    doc: str = ""
-
-
-RULES: dict[str, Rule] = {}
-
-
-def rule(id: str, *, keys: Sequence[str], bad: list[list[str]], good: list[list[str]], env: dict | None = None):
-    """Register a cross-field rule. ``bad``/``good`` are override lists relative to a minimal valid config."""
-
-    def deco(fn: RuleFn) -> RuleFn:
-        if id in RULES:
-            raise RuntimeError(f"rule {id} registered twice")
-        RULES[id] = Rule(id, tuple(keys), fn, bad, good, env or {}, (fn.__doc__ or "").strip())
-        return fn
-
-    return deco
-
+from llmpipe.config.rulebook import RULES
+from llmpipe.problems import Problem
 
 @dataclass
 class Validated:
@@ -61,8 +34,9 @@ def task_part(cfg: DictConfig) -> DictConfig:
     return out
 
 
-def validate(cfg: DictConfig, env: Environment | None = None) -> tuple[Validated | None, list[Problem]]:
-    from llmpipe.config import rules as _rules  # noqa: F401  (registers the rules)
+def check(cfg: DictConfig, env: Environment | None = None) -> tuple[Validated | None, list[Problem]]:
+    """Field checks, translations, then every rule registered in :data:`RULES`. Callers go through
+    llmpipe.pipeline.preflight.validate, which registers the rules of every layer first."""
     from llmpipe.config.translate import translate
 
     env = env or current()

@@ -1,8 +1,9 @@
 """Errors raised by the data layer."""
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset, template or data setting that cannot be used; the message names the key or dataset."""
 
     def __init__(self, message: str):

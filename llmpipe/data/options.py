@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-STAGE_KIND = {"pt": "pt", "sft": "sft", "rm": "pairwise", "dpo": "pairwise", "kto": "kto", "ppo": "prompt"}
+from llmpipe.config.train_stages import TRAIN_STAGES
+
+# train.stage -> the rows the load stage builds for it (from the train-stage registry)
+STAGE_KIND = {name: s.data_kind for name, s in TRAIN_STAGES.items()}
 
 
 def cfg_get(cfg, dotted: str, default=None):

@@ -52,6 +52,18 @@ def open_eval_each(folder: Path) -> dict | None:
     return {p.name: load_from_disk(str(p)) for p in sorted(root.iterdir()) if p.is_dir()}
 
 
+SOURCE_FILE = "source.json"   # {"model": <the base model this load stage resolved>}
+
+
+def write_source(load_dir: Path, source: str) -> None:
+    (Path(load_dir) / SOURCE_FILE).write_text(json.dumps({"model": source}, indent=2))
+
+
+def read_source(load_dir: Path) -> str:
+    """The base model (folder or hub id) a load stage resolved."""
+    return json.loads((Path(load_dir) / SOURCE_FILE).read_text())["model"]
+
+
 def open_published(folder: Path):
     """(train, eval) published by a load stage: datasets.Dataset, or an IterableDataset for a stream."""
     from datasets import load_from_disk

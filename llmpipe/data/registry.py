@@ -15,10 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from llmpipe.data.errors import DataError
+from llmpipe.data.sources import EXTENSIONS, file_rows
 
 FORMATS = ("alpaca", "sharegpt", "openai")
-EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow",
-              ".txt": "text"}
 DEFAULT_COLUMNS = {
     "alpaca": {"prompt": "instruction", "query": "input", "response": "output"},
     "sharegpt": {"messages": "conversations"},
@@ -149,9 +148,7 @@ def _first_record(path: Path, ftype: str) -> dict:
     # same DataError the load stage would raise, and bad rows are reported by the load stage
     from itertools import islice
 
-    from llmpipe.data.sources import _file_rows
-
-    return next((r for r in islice(_file_rows(f, "json", str(path)), 1000) if isinstance(r, dict)), {})
+    return next((r for r in islice(file_rows(f, "json", str(path)), 1000) if isinstance(r, dict)), {})
 
 
 def _arrow_names(f: Path) -> list[str]:

@@ -16,18 +16,13 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
+from llmpipe.config.environment import offline
 from llmpipe.data.errors import DataError
 from llmpipe.data.report import BadRow
 
-OFFLINE_VARS = ("LLMPIPE_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-
-
-def offline_var() -> str | None:
-    """The environment variable that puts this run offline, or None."""
-    for var in OFFLINE_VARS:
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return var
-    return None
+# data file suffix -> file type (dataset_info.json's file types; a folder holds files of one type)
+EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow",
+              ".txt": "text"}
 
 
 def _read_text(path: Path, name: str) -> str:
@@ -139,7 +134,7 @@ def _arrow_rows(path: Path, ftype: str) -> Iterator:
     yield from table.to_pylist()
 
 
-def _file_rows(path: Path, ftype: str, name: str) -> Iterator:
+def file_rows(path: Path, ftype: str, name: str) -> Iterator:
     if ftype == "json":
         yield from _json_rows(path, name)
     elif ftype == "text":
@@ -161,8 +156,6 @@ def local_files(spec) -> list[Path]:
     root = Path(spec.source)
     if root.is_file():
         return [root]
-    from llmpipe.data.registry import EXTENSIONS
-
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in EXTENSIONS)
 
 
@@ -177,7 +170,7 @@ def check_hub_reachable(spec) -> None:
         where = {"modelscope": "ModelScope", "openmind": "Modelers (openmind)"}.get(spec.source_kind, spec.source_kind)
         raise DataError(f"dataset {spec.name!r}: {where} sources ({spec.source}) are not supported; download the "
                         "data and register the local file with file_name")
-    var = offline_var()
+    var = offline(datasets=True)
     if var:
         raise DataError(f"dataset {spec.name!r} is the hub dataset {spec.source!r}, but this run is offline "
                         f"({var} is set). Download it where there is network (e.g. datasets.load_dataset(...)"
@@ -213,7 +206,7 @@ def iter_rows(spec) -> Iterator:
     if not files:
         raise DataError(f"dataset {spec.name!r}: no data files in {spec.source}")
     for f in files:
-        yield from _file_rows(f, spec.file_type or "json", spec.name)
+        yield from file_rows(f, spec.file_type or "json", spec.name)
 
 
 def read_rows(spec) -> list:

@@ -1,6 +1,6 @@
 """What pre-flight can learn about a tokenizer without loading it (no torch, no transformers): its tokens,
 special tokens and whether it has a chat template, read from the tokenizer files of a local folder (or a
-hub cache snapshot) or from the built-in models' constants. Used to tell, before anything runs, whether
+hub cache snapshot). Used to tell, before anything runs, whether
 ``data.template`` fits the model's tokenizer; the load stage checks again with the real tokenizer.
 """
 from __future__ import annotations
@@ -42,14 +42,6 @@ def from_folder(folder: Path) -> TokenizerFacts | None:
         or (folder / "chat_template.json").is_file()
     return TokenizerFacts(str(folder), frozenset(t for t in tokens if t), _token_str(conf.get("eos_token")),
                           bool(template))
-
-
-def builtin(name: str) -> TokenizerFacts | None:
-    from llmpipe.models import tiny
-
-    if not tiny.is_builtin(name):
-        return None
-    return TokenizerFacts(name, frozenset(tiny.SPECIAL_TOKENS), tiny.EOS, True)
 
 
 def hub_snapshot(ref: str, cache_dirs: list[Path], revision: str | None = None) -> Path | None:

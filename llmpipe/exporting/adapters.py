@@ -27,15 +27,10 @@ def local_adapter(ref: str, model_cfg: Any) -> Path:
         if not (path / "adapter_config.json").is_file():
             raise ExportError(f"model.adapter_name_or_path: {path} is not a PEFT adapter folder (no adapter_config.json)")
         return path.resolve()
-    from huggingface_hub import snapshot_download
+    from llmpipe.models.hub import snapshot
 
-    from llmpipe.config.rules._common import offline
-    from llmpipe.models.loading import hub_kwargs
-
-    kw = hub_kwargs(model_cfg)
     try:
-        return Path(snapshot_download(ref, revision=kw.get("revision"), cache_dir=kw.get("cache_dir"),
-                                      token=kw.get("token"), local_files_only=offline() is not None))
+        return snapshot(ref, model_cfg)
     except Exception as e:
         raise ExportError(f"adapter {ref}: not a local folder and not available from the hub "
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None

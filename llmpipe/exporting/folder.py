@@ -17,7 +17,9 @@ from typing import Any, Iterator
 
 from llmpipe.exporting.errors import ExportError
 
-MARKER = "llmpipe-export.json"
+from llmpipe.config.families.export import EXPORT_MARKER
+
+MARKER = EXPORT_MARKER
 _TMP = ".llmpipe-tmp-"
 
 

@@ -40,7 +40,7 @@ def _reason(e: Exception) -> str:
 
 
 def push(folder: Path, repo_id: str, *, token: str | None, message: str, log: Callable[[str], None]) -> dict[str, Any]:
-    from llmpipe.config.rules._common import offline
+    from llmpipe.config.environment import offline
 
     intact = f"The local export in {folder} is complete and untouched; run the same command again to push it."
     var = offline()

@@ -17,20 +17,15 @@ def model_folder(upstream: Path, model_cfg: Any) -> Path:
         return upstream / "model"
     if not (upstream / "source.json").is_file():
         raise ExportError(f"{upstream} holds no model (no model/ folder and no source.json)")
-    from llmpipe.stages.load import read_source
+    from llmpipe.data.published import read_source
 
     source = read_source(upstream)
     if Path(source).is_dir():
         return Path(source)
-    from huggingface_hub import snapshot_download
+    from llmpipe.models.hub import snapshot
 
-    from llmpipe.config.rules._common import offline
-    from llmpipe.models.loading import hub_kwargs
-
-    kw = hub_kwargs(model_cfg)
     try:
-        return Path(snapshot_download(source, revision=kw.get("revision"), cache_dir=kw.get("cache_dir"),
-                                      token=kw.get("token"), local_files_only=offline() is not None))
+        return snapshot(source, model_cfg)
     except Exception as e:
         raise ExportError(f"cannot get the files of {source} to export them: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None

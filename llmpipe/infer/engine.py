@@ -1,17 +1,18 @@
 """What every backend shares: the prompt side (chat template + ``data.default_system`` -> token ids, the
-end-of-turn token ids), the result of one generation, a text stream, and :func:`open_backend`.
+end-of-turn token ids), the result of one generation, a text stream, and the :class:`Stream` protocol (llmpipe.infer.backends opens a backend).
 
 Prompts are rendered here, by llmpipe, for every backend: the Hugging Face and vLLM engines receive the same
 token ids, rendered exactly as the training data was (``llmpipe.data.processors.chat_messages``).
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import queue
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 
-class InferenceError(Exception):
+class InferenceError(UserError):
     """A model cannot be served or generation failed; the message says why (printed without a traceback)."""
 
 
@@ -139,20 +140,3 @@ class Stream:
         """The consumer gives up (e.g. the client disconnected): stop generating where the backend can."""
         if self._on_close is not None:
             self._on_close()
-
-
-def open_backend(obj: Any, ref, prompter: Prompter | None = None):
-    """The backend named by ``infer.backend`` serving model ``ref`` (a :class:`~llmpipe.infer.model_ref.ModelRef`)."""
-    prompter = prompter or load_prompter(ref.tokenizer, obj)
-    backend = obj.infer.backend
-    if backend == "huggingface":
-        from llmpipe.infer.hf_backend import HFBackend
-
-        return HFBackend(ref, obj, prompter)
-    if backend == "vllm":
-        from llmpipe.infer.vllm_backend import VllmBackend
-
-        return VllmBackend(ref, obj, prompter)
-    raise InferenceError(f"infer.backend={backend}: llmpipe drives the huggingface and vllm engines only; for SGLang "
-                         "export the model (export.dir=...) and start `python -m sglang.launch_server --model-path "
-                         "<export dir>`, or use infer.backend=vllm")

@@ -13,11 +13,12 @@ No torch import here; :func:`hf_generation_config` imports transformers only whe
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 
-class PromptTooLong(ValueError):
+class PromptTooLong(UserError, ValueError):
     """The prompt leaves no room for generation under generate.max_length (or the engine's limit)."""
 
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from llmpipe.config.families.export import EXPORT_MARKER
+from llmpipe.data.published import read_source
+
 # Stage kinds whose output is a model, latest first in a plan (a quantize stage publishes model/ too).
 MODEL_KINDS = ("export", "quantize", "merge", "train")
 
@@ -25,10 +28,6 @@ class ModelRef:
         return f"{self.origin}: {self.model}{extra}"
 
 
-def _read_source(load_dir: Path) -> str:
-    return json.loads((Path(load_dir) / "source.json").read_text())["model"]
-
-
 def from_node_output(node, out: Path, load_dir: Callable[[str], Path | None]) -> ModelRef | None:
     """The model published by ``node`` in folder ``out`` (None when it holds no model)."""
     kind = node.kind.name
@@ -41,7 +40,7 @@ def from_node_output(node, out: Path, load_dir: Callable[[str], Path | None]) ->
         base_dir = load_dir(node.inputs["load"])
         if base_dir is None:
             return None
-        return ModelRef(_read_source(base_dir), str(out / "adapter"), (str(out / "adapter"),), origin=label,
+        return ModelRef(read_source(base_dir), str(out / "adapter"), (str(out / "adapter"),), origin=label,
                         trained=True)
     return None
 
@@ -80,11 +79,9 @@ def find_in_store(plan, store) -> ModelRef | None:
 def _export_dir(node) -> Path | None:
     from omegaconf import OmegaConf
 
-    from llmpipe.stages.export import MARKER
-
     dest = Path(str(OmegaConf.select(node.cfg, "export.dir"))).expanduser().absolute()
     try:
-        done = json.loads((dest / MARKER).read_text()).get("fingerprint") == node.fingerprint
+        done = json.loads((dest / EXPORT_MARKER).read_text()).get("fingerprint") == node.fingerprint
     except (OSError, ValueError):
         return None
     return dest if done else None
@@ -110,7 +107,7 @@ def from_stage_inputs(obj: Any, load_dir: Path, model_dir: Path | None) -> Model
         if (model_dir / "model").is_dir():
             return ModelRef(str(model_dir / "model"), tok, origin="trained model", trained=True)
         if (model_dir / "adapter").is_dir():
-            return ModelRef(_read_source(load_dir), tok, (str(model_dir / "adapter"),), origin="trained adapter",
+            return ModelRef(read_source(load_dir), tok, (str(model_dir / "adapter"),), origin="trained adapter",
                             trained=True)
         raise FileNotFoundError(f"{model_dir} holds neither model/ nor adapter/")
-    return ModelRef(_read_source(load_dir), tok, tuple(adapters(obj)), origin="base model")
+    return ModelRef(read_source(load_dir), tok, tuple(adapters(obj)), origin="base model")

@@ -3,6 +3,7 @@ message naming the failing rank and showing its error (its exception, or its sig
 Import-light (no torch)."""
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import collections
 import json
 import re
@@ -18,7 +19,7 @@ _RANK_PREFIX = re.compile(r"^\[(?:default|rank)?(\d+)\]:")
 _ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\).*?exitcode\s*:\s*(-?\d+)", re.S)
 
 
-class LaunchError(Exception):
+class LaunchError(UserError):
     """A rank of a distributed stage failed (the message names the rank and shows its error)."""
 
 

@@ -1,12 +1,10 @@
-"""The runner's side of distributed launch (import-light: no torch).
+"""Executors of a stage (import-light: no torch).
 
 * :func:`run_stage` runs a stage function: in this process, or, for a distributed-capable kind with
   ``launch.kind`` other than local, under the launcher on this node (the runner holds the store lock and
   publishes after every rank exited 0).
-* :func:`follower_step`: with several nodes every node runs the same llmpipe command; nodes other than
-  ``launch.node_rank=0`` run the stages before the distributed one (or reuse them), lend their ranks to it,
-  and stop there: node 0 alone writes the store and the lock file. The store (``run.cache_root``) should be
-  on a shared filesystem, so that DeepSpeed checkpoints of every node land in one folder.
+* :func:`spawn_stage` launches this node's ranks; with several nodes, the runner's follower nodes join node 0
+  through it (leader=False). Nothing here knows the runner, the store or the lock file.
 """
 from __future__ import annotations
 
@@ -34,7 +32,7 @@ def launch_identities(cfg: Any) -> dict[str, str]:
         return {}
     import hashlib
 
-    from llmpipe.launch.presets import deepspeed_path
+    from llmpipe.config.presets import deepspeed_path
 
     value = str(OmegaConf.select(cfg, "launch.deepspeed"))
     try:
@@ -48,9 +46,7 @@ def run_stage(ctx: Any, say: Callable[[str], None]) -> dict:
     """The stage function's info: in-process, or from rank 0 of a launched run."""
     if getattr(ctx.kind, "distributed", False) and launched(ctx.cfg):
         return spawn_stage(ctx, say, leader=True)
-    from llmpipe.stages.base import resolve_runner
-
-    return resolve_runner(ctx.kind)(ctx) or {}
+    return ctx.kind.run(ctx) or {}
 
 
 def spawn_stage(ctx: Any, say: Callable[[str], None], *, leader: bool) -> dict:
@@ -91,31 +87,6 @@ def spawn_stage(ctx: Any, say: Callable[[str], None], *, leader: bool) -> dict:
                 if launch.nnodes > 1 else "")
         raise LaunchError(f"every rank exited 0 but rank 0 left no result in {launch_dir}{hint}")
     return json.loads(result.read_text(encoding="utf-8")).get("info") or {}
-
-
-def follower_step(runner: Any, node: Any, entry: Any, inputs: dict[str, Path], prefix: str):
-    """On a node with ``launch.node_rank > 0``: the (status, path, info) of ``node``, or None to run it
-    as usual (the stages before the distributed one)."""
-    if not launched(node.cfg) or int(OmegaConf.select(node.cfg, "launch.node_rank", default=0)) == 0:
-        return None
-    if runner.lock.path is not None:
-        runner.say(f"llmpipe: node {node.cfg.launch.node_rank}: this node lends its ranks to the distributed "
-                   "stage; node 0 writes the store and the lock file")
-        runner.lock.path.unlink(missing_ok=True)
-        runner.lock.path = None
-    earlier = runner.plan.nodes[:runner.plan.nodes.index(node)]
-    if any(distributed(n) for n in earlier):
-        return "skipped", entry.path, {}
-    if not distributed(node):
-        return None
-    from llmpipe.pipeline.runner import forced
-
-    if entry.complete() and not forced(node, runner.force):
-        return "cached", entry.path, entry.info()
-    ctx = runner._context(node, inputs, entry.staging, entry.work, entry)
-    runner.say(f"{prefix}: joining node 0 ({node.label}) {node.fingerprint[:10]}")
-    spawn_stage(ctx, ctx.log, leader=False)
-    return "joined", entry.path, {}   # where node 0 publishes the outputs
 
 
 def _describe(launch: Any) -> str:

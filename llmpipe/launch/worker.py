@@ -63,14 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{LOG_MARK}{msg}", flush=True)
 
     try:
-        from llmpipe.app import quiet_libraries
-        from llmpipe.stages.base import resolve_runner
+        from llmpipe.models.quiet import quiet_libraries
 
         quiet_libraries()
         ctx = context_from_spec(spec, log)
         if rank == 0:
             log(f"{world} ranks ({ctx.obj.launch.kind}) started")
-        info = resolve_runner(ctx.kind)(ctx) or {}
+        info = ctx.kind.run(ctx) or {}
     except BaseException as e:
         _write_json(launch_dir / "errors" / f"rank-{rank}.json", error_record(e, rank, local_rank))
         raise

@@ -3,6 +3,7 @@
 trainable initial adapter (PiSSA's residual base rebuilt exactly), and saving (PiSSA converted to plain LoRA)."""
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, Callable
 HEADS = {"lm_head", "score", "v_head", "embed_out", "output"}
 
 
-class AdapterError(Exception):
+class AdapterError(UserError):
     """An adapter cannot be loaded or created as configured (message says why and what to do)."""
 
 
@@ -88,7 +89,7 @@ def split_adapters(cfg: Any) -> tuple[list[str], str | None]:
 
 
 def _load_kwargs(cfg: Any) -> dict[str, Any]:
-    from llmpipe.models.loading import hub_kwargs
+    from llmpipe.models.hub import hub_kwargs
 
     kw = {k: v for k, v in hub_kwargs(cfg.model).items() if k in ("cache_dir", "token")}
     if cfg.model.adapter_folder:

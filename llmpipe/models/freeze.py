@@ -1,10 +1,11 @@
 """Freeze (partial-parameter) fine-tuning: only some decoder blocks (and chosen modules) are trainable."""
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 from typing import Any
 
 
-class FreezeError(Exception):
+class FreezeError(UserError):
     """The freeze settings do not fit the model (message says what exists)."""
 
 

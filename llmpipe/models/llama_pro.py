@@ -8,6 +8,7 @@ use_llama_pro, or another freeze step) trains the same blocks instead of expandi
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import copy
 from typing import Any
 
@@ -18,7 +19,7 @@ MARKER = "llmpipe_llama_pro"
 OUTPUT_PROJECTIONS = ("o_proj", "down_proj", "out_proj", "dense_4h_to_h", "c_proj", "wo", "w2", "fc2", "dense")
 
 
-class LlamaProError(Exception):
+class LlamaProError(UserError):
     """The model cannot be block-expanded as configured."""
 
 

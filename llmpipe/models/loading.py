@@ -2,12 +2,13 @@
 model family's loading options."""
 from __future__ import annotations
 
-import os
+from llmpipe.errors import UserError
+from llmpipe.models.hub import hub_kwargs
 from pathlib import Path
 from typing import Any, Callable
 
 
-class ModelSourceError(Exception):
+class ModelSourceError(UserError):
     """The model named by model.name_or_path cannot be found or loaded (message says what to do)."""
 
 
@@ -26,16 +27,6 @@ def resolve_source(name: str, cache_root: Path) -> str:
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise ModelSourceError(f"model.name_or_path={name}: no such folder, and it is not a hub id (org/name)")
     return name
-
-
-def hub_kwargs(model_cfg: Any) -> dict[str, Any]:
-    kw: dict[str, Any] = {"revision": model_cfg.model_revision, "trust_remote_code": model_cfg.trust_remote_code}
-    if model_cfg.cache_dir:
-        kw["cache_dir"] = model_cfg.cache_dir
-    token = os.environ.get("HF_TOKEN") or model_cfg.hf_hub_token
-    if token:
-        kw["token"] = token
-    return kw
 
 
 def _from_pretrained(loader, source: str, **kw):

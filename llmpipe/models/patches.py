@@ -3,13 +3,14 @@ loaded modules for training (upcast norms / LM-head output, mixture-of-depths co
 parameter-status printout."""
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import math
 from typing import Any, Callable
 
 MOE_COEF_ATTRS = ("router_aux_loss_coef", "aux_loss_alpha", "aux_loss_coef")
 
 
-class PatchError(Exception):
+class PatchError(UserError):
     """A model option cannot be applied to this model (message says why and what to do)."""
 
 

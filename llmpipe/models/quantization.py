@@ -11,12 +11,13 @@ unquantized, as merging into quantized weights is not possible.
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import os
 from contextlib import contextmanager
 from typing import Any
 
 
-class QuantizationError(Exception):
+class QuantizationError(UserError):
     """The requested on-the-fly quantization cannot run here (message says why and what to do)."""
 
 

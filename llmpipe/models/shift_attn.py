@@ -12,6 +12,7 @@ Qwen2, Mistral, Gemma, ... in transformers 5); :func:`enable` refuses other mode
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import math
 from typing import Any
 
@@ -19,7 +20,7 @@ NAME = "llmpipe_s2"
 GROUP_RATIO = 0.25   # group size = a quarter of the sequence (LongLoRA's setting)
 
 
-class ShiftAttnError(Exception):
+class ShiftAttnError(UserError):
     """shift_attn was asked for a model it cannot be applied to."""
 
 

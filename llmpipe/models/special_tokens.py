@@ -11,6 +11,7 @@ The noise is drawn from a generator seeded with train.seed, so every stage that 
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ PAD_MULTIPLE = 64     # resized vocabularies are padded to a multiple of 64 rows
 NOISE_SCALE = 0.02    # noise std as a fraction of the existing embeddings' std
 
 
-class TokenSetupError(Exception):
+class TokenSetupError(UserError):
     """The tokenizer/embedding changes cannot be applied (message says why and what to do)."""
 
 

@@ -15,9 +15,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from llmpipe.config.problems import Problem
+from llmpipe.problems import Problem
 from llmpipe.stages.base import StageKind
 from llmpipe.stages.kinds import ADAPT, EVALUATE, EXPORT, LOAD, MERGE, PREDICT, PUSH, QUANTIZE, TRAIN
+from llmpipe.config.root import LlmpipeConfig
+from llmpipe.config.train_stages import TRAIN_STAGES, unused_families
 
 
 @dataclass
@@ -62,10 +64,9 @@ def _with_overrides(cfg: DictConfig, overrides: dict[str, Any]) -> DictConfig:
             OmegaConf.update(out, str(key), value, merge=True)
         # A step does not inherit the main step's settings of families its stage never reads (pref.* for an sft
         # step, ppo.* for a dpo or rm step): a sweep over them must not re-run it. Its own overrides still apply.
-        from llmpipe.config.rules.ppo import unused_families
-
-        for family, schema in unused_families(str(out.train.stage)).items():
-            out[family] = OmegaConf.structured(schema)
+        defaults = LlmpipeConfig()
+        for family in unused_families(str(out.train.stage)):
+            out[family] = OmegaConf.structured(getattr(defaults, family))
         for key, value in overrides.items():
             OmegaConf.update(out, str(key), value, merge=True)
     return out
@@ -109,11 +110,12 @@ def build_plan(cfg: DictConfig) -> Plan:
         if ref in step_train:
             train_inputs["reward"] = step_train[ref]
         # PPO samples its own training data with generate.*: its train stage reads those settings too
-        kind = replace(TRAIN, reads=TRAIN.reads + ("generate",)) if stage == "ppo" else TRAIN
+        extra = TRAIN_STAGES[stage].reads
+        kind = replace(TRAIN, reads=TRAIN.reads + extra) if extra else TRAIN
         train = Node(f"train{suffix}", kind, scfg, train_inputs, label=f"{stage} · {ft}")
         nodes.append(train)
         step_train[suffix[1:]] = train.id
-        if stage == "rm" and not last:
+        if TRAIN_STAGES[stage].reward_model and not last:
             continue   # a reward model is used by reference (ppo.reward_model=step:<name>), not trained further
         model_node = train.id
         exporting = last and scfg.export.dir
@@ -160,7 +162,7 @@ def heldout_nodes(cfg: DictConfig, load: str, model: str | None) -> list[Node]:
     of the trained model when the main step trains, else of the base model (+ model.adapter_name_or_path)."""
     inputs = {"load": load, **({"model": model} if model else {})}
     out = []
-    if cfg.train.do_eval and cfg.train.stage in ("pt", "sft"):
+    if cfg.train.do_eval and TRAIN_STAGES[cfg.train.stage].evaluates:
         out.append(Node("evaluate", EVALUATE, cfg, dict(inputs), label="loss, perplexity"
                         + (", accuracy" if cfg.train.compute_accuracy else "")))
     if cfg.train.do_predict:
@@ -174,7 +176,7 @@ def _last_load(nodes: list[Node]) -> str:
 
 def plan_problems(cfg: DictConfig) -> list[Problem]:
     """Problems only visible once the graph is known (nothing to do; chained steps that are invalid)."""
-    from llmpipe.config.validate import validate
+    from llmpipe.pipeline.preflight import validate
 
     problems: list[Problem] = []
     steps = chain_configs(cfg)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from llmpipe.config.flags import flag_table
+from llmpipe.pipeline.identity import Identities
 
 FORMAT = 1  # bump when the fingerprint recipe itself changes
 
@@ -57,3 +59,38 @@ def fingerprint(kind: str, version: str, values: Mapping[str, Any], upstream: Ma
         "inputs": dict(inputs),
     }
     return hashlib.sha256(canonical(payload).encode()).hexdigest()
+
+
+def data_identities(cfg) -> dict[str, str]:
+    from llmpipe.data.registry import data_identity, find_dataset
+
+    out = {}
+    for key in ("dataset", "eval_dataset"):
+        names = cfg.data.get(key) or ""
+        for name in [n.strip() for n in str(names).split(",") if n.strip()]:
+            spec = find_dataset(name, cfg.data.dataset_dir)
+            out[f"data:{name}"] = data_identity(spec) if spec else f"unknown:{name}"
+    return out
+
+
+def compute_fingerprints(plan: Any, cache_root: Path) -> None:
+    """Fill every node's reads, input identities and fingerprint, in plan order (upstream first)."""
+    ids = Identities(cache_root)
+    for node in plan.nodes:
+        node.reads = read_values(node.cfg, node.kind.reads, node.kind.ignores)
+        node.identities = {}
+        if node.kind.name == "load":
+            if "base" not in node.inputs:
+                node.identities["model"] = ids.model(str(node.cfg.model.name_or_path), node.cfg.model.model_revision)
+            node.identities.update(data_identities(node.cfg))
+        if node.kind.name in ("merge", "quantize"):   # given adapters and calibration files, by content
+            from llmpipe.exporting.identity import stage_identities
+
+            node.identities.update(stage_identities(node, ids))
+        if node.kind.distributed:   # the content of the DeepSpeed JSON, not just its path
+            from llmpipe.launch.stage import launch_identities
+
+            node.identities.update(launch_identities(node.cfg))
+        upstream = {role: plan.node(uid).fingerprint for role, uid in node.inputs.items()}
+        node.fingerprint = fingerprint(node.kind.name, node.kind.version, node.reads, upstream, node.identities)
+    ids.save()

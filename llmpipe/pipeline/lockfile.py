@@ -51,6 +51,12 @@ class LockFile:
         self.data[key] = value
         self.write()
 
+    def discard(self) -> None:
+        """This job writes no lock file after all (a follower node of a multi-node launch): remove it."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
     def write(self) -> None:
         if self.path is None:
             return

@@ -11,11 +11,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from llmpipe.launch.stage import distributed, launched, run_stage, spawn_stage
 from llmpipe.pipeline.dag import Node, Plan
-from llmpipe.pipeline.fingerprint import fingerprint, read_values
-from llmpipe.pipeline.identity import Identities
 from llmpipe.pipeline.lockfile import LockFile
 from llmpipe.pipeline.store import Store
+from llmpipe.stages.base import StageContext
 
 
 class StageFailed(Exception):
@@ -30,40 +30,6 @@ class RunResult:
     status: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def data_identities(cfg) -> dict[str, str]:
-    from llmpipe.data.registry import data_identity, find_dataset
-
-    out = {}
-    for key in ("dataset", "eval_dataset"):
-        names = cfg.data.get(key) or ""
-        for name in [n.strip() for n in str(names).split(",") if n.strip()]:
-            spec = find_dataset(name, cfg.data.dataset_dir)
-            out[f"data:{name}"] = data_identity(spec) if spec else f"unknown:{name}"
-    return out
-
-
-def compute_fingerprints(plan: Plan, cache_root: Path) -> None:
-    ids = Identities(cache_root)
-    for node in plan.nodes:
-        node.reads = read_values(node.cfg, node.kind.reads, node.kind.ignores)
-        node.identities = {}
-        if node.kind.name == "load":
-            if "base" not in node.inputs:
-                node.identities["model"] = ids.model(str(node.cfg.model.name_or_path), node.cfg.model.model_revision)
-            node.identities.update(data_identities(node.cfg))
-        if node.kind.name in ("merge", "quantize"):   # given adapters and calibration files, by content
-            from llmpipe.exporting.identity import stage_identities
-
-            node.identities.update(stage_identities(node, ids))
-        if node.kind.distributed:   # the content of the DeepSpeed JSON, not just its path
-            from llmpipe.launch.stage import launch_identities
-
-            node.identities.update(launch_identities(node.cfg))
-        upstream = {role: plan.node(uid).fingerprint for role, uid in node.inputs.items()}
-        node.fingerprint = fingerprint(node.kind.name, node.kind.version, node.reads, upstream, node.identities)
-    ids.save()
 
 
 def forced(node: Node, force: Any) -> bool:
@@ -136,19 +102,16 @@ class Runner:
         return result
 
     def _one(self, node: Node, result: RunResult, prefix: str) -> tuple[str, Path, dict]:
-        from llmpipe.stages.base import StageContext, resolve_runner
-
         entry = self.store.entry(node.kind.name, node.fingerprint)
         inputs = {role: result.outputs[uid] for role, uid in node.inputs.items()}
-        from llmpipe.launch.stage import follower_step, run_stage   # launch.kind != local: spawned ranks
-        step = follower_step(self, node, entry, inputs, prefix)       # nodes other than node 0 only lend ranks
+        step = self._follower_step(node, entry, inputs, prefix)   # nodes other than node 0 only lend ranks
         if step is not None:
             return step
         if not node.kind.cached:
             out = Path(OmegaConf.select(node.cfg, "export.dir")) if node.kind.name == "export" else entry.path
-            ctx = self._context(node, inputs, out, entry.work, entry)
+            ctx = self._context(node, inputs, out, entry.work)
             self.say(f"{prefix}: running ({node.label})")
-            info = resolve_runner(node.kind)(ctx) or {}
+            info = node.kind.run(ctx) or {}
             return ("cached" if info.get("unchanged") else "ran"), out, info
         if forced(node, self.force) and entry.complete():
             with self.store.locked(entry):
@@ -161,7 +124,7 @@ class Runner:
             if entry.complete():
                 return "cached", entry.path, entry.info()
             self.store.prepare(entry)
-            ctx = self._context(node, inputs, entry.staging, entry.work, entry)
+            ctx = self._context(node, inputs, entry.staging, entry.work)
             self.say(f"{prefix}: running ({node.label}) {_short(node.fingerprint)}")
             t0 = time.time()
             info = run_stage(ctx, ctx.log)
@@ -171,9 +134,30 @@ class Runner:
             self.store.publish(entry, info)
             return "ran", entry.path, info
 
-    def _context(self, node: Node, inputs: dict[str, Path], out: Path, work: Path, entry):
-        from llmpipe.stages.base import StageContext
+    def _follower_step(self, node: Node, entry, inputs: dict[str, Path], prefix: str):
+        """With several nodes every node runs the same llmpipe command; on a node with ``launch.node_rank > 0``
+        this is the (status, path, info) of ``node``, or None to run it as usual (the stages before the
+        distributed one). Such a node lends its ranks to the distributed stage and stops there: node 0 alone
+        writes the store and the lock file (run.cache_root should be on a shared filesystem)."""
+        if not launched(node.cfg) or int(OmegaConf.select(node.cfg, "launch.node_rank", default=0)) == 0:
+            return None
+        if self.lock is not None and self.lock.path is not None:
+            self.say(f"llmpipe: node {node.cfg.launch.node_rank}: this node lends its ranks to the distributed "
+                     "stage; node 0 writes the store and the lock file")
+            self.lock.discard()
+        earlier = self.plan.nodes[:self.plan.nodes.index(node)]
+        if any(distributed(n) for n in earlier):
+            return "skipped", entry.path, {}
+        if not distributed(node):
+            return None
+        if entry.complete() and not forced(node, self.force):
+            return "cached", entry.path, entry.info()
+        ctx = self._context(node, inputs, entry.staging, entry.work)
+        self.say(f"{prefix}: joining node 0 ({node.label}) {node.fingerprint[:10]}")
+        spawn_stage(ctx, ctx.log, leader=False)
+        return "joined", entry.path, {}   # where node 0 publishes the outputs
 
+    def _context(self, node: Node, inputs: dict[str, Path], out: Path, work: Path) -> StageContext:
         return StageContext(
             node_id=node.id, kind=node.kind, cfg=node.cfg, obj=OmegaConf.to_object(node.cfg), inputs=inputs,
             out=out, work=work, fingerprint=node.fingerprint, cache_root=self.store.root, job_dir=self.job_dir,

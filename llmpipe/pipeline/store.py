@@ -11,6 +11,7 @@ COMPLETE marker is written last, so a reader never sees a half-written entry mar
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from filelock import FileLock, Timeout
 MARKER = "COMPLETE"
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     pass
 
 

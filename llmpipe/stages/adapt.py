@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from llmpipe.stages.base import StageContext
-from llmpipe.stages.load import read_source
+from llmpipe.data.published import read_source
 
 
 def run(ctx: StageContext) -> dict:

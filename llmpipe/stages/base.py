@@ -1,11 +1,10 @@
 """What a stage kind declares: its name, code version, the config it reads, and how to run it.
 
-Stage modules register their kind with :func:`register`; the plan and the runner only see this record.
-Stage modules are imported lazily by the runner (they may import torch); declarations here never do.
+llmpipe.stages.kinds declares every kind with the function that runs it; the plan and the runner only see
+this record. Stage modules import torch and the backends inside their functions, so declaring a kind never does.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +17,7 @@ class StageKind:
     name: str                    # load, adapt, train, merge, export, ...
     version: str                 # bump when the bytes a stage produces change
     reads: tuple[str, ...]       # config families or paths this stage reads
-    runner: str                  # "module:function" executing the stage (imported lazily)
+    run: Callable[["StageContext"], dict]   # executes the stage (its module imports heavy libraries lazily)
     cached: bool = True          # False: runs every time (e.g. copying to an external folder)
     distributed: bool = False    # True: spawned under torchrun/deepspeed when launch.kind != local (llmpipe.launch)
     ignores: tuple[str, ...] = ()  # paths inside `reads` that do not change this stage's output
@@ -52,8 +51,3 @@ KINDS: dict[str, StageKind] = {}
 def register(kind: StageKind) -> StageKind:
     KINDS[kind.name] = kind
     return kind
-
-
-def resolve_runner(kind: StageKind) -> Callable[[StageContext], dict]:
-    module, _, fn = kind.runner.partition(":")
-    return getattr(importlib.import_module(module), fn)

@@ -41,11 +41,12 @@ def run(ctx: StageContext) -> dict:
     from llmpipe.infer.hf_backend import load_model
     from llmpipe.infer.model_ref import from_stage_inputs
     from llmpipe.training.args import training_arguments
-    from llmpipe.training.causal import load_datasets, load_saved_tokenizer
+    from llmpipe.data.published import open_published
+    from llmpipe.training.causal import load_saved_tokenizer
 
     obj = ctx.obj
     load_dir = ctx.input("load")
-    _, eval_ds = load_datasets(load_dir)
+    _, eval_ds = open_published(load_dir)
     if eval_ds is None:
         raise DataError("evaluation needs a held-out split: set data.eval_dataset or data.val_size")
     tokenizer = load_saved_tokenizer(load_dir)

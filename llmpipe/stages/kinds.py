@@ -1,7 +1,8 @@
-"""The declarations of every stage kind: what each reads. The code that runs them lives in one module per
-stage (llmpipe/stages/<name>.py) and is imported only when the stage runs."""
+"""The declarations of every stage kind: what each reads, and the function that runs it (one module per
+stage, llmpipe/stages/<name>.py, whose heavy imports happen inside that function)."""
 from __future__ import annotations
 
+from llmpipe.stages import adapt, evaluate, export, load, merge, predict, push, quantize, train
 from llmpipe.stages.base import StageKind, register
 
 # Model-loading options that change what a trained model is.
@@ -10,20 +11,20 @@ _MODEL_LOAD = ("model", "quantization")
 LOAD = register(StageKind(
     name="load", version="2",
     reads=("model", "data", "train.stage", "train.seed", "train.data_seed", "vision"),
-    runner="llmpipe.stages.load:run",
+    run=load.run,
     doc="Resolve the base model and tokenizer, build the built-in model if asked, tokenize the datasets.",
 ))
 ADAPT = register(StageKind(
     name="adapt", version="1",
     reads=("lora", "train.finetuning_type", "train.seed", "train.stage", "freeze.use_llama_pro") + _MODEL_LOAD,
-    runner="llmpipe.stages.adapt:run",
+    run=adapt.run,
     doc="Create the initial LoRA adapter (seeded) on the base model.",
 ))
 TRAIN = register(StageKind(
     name="train", version="2",
     reads=("train", "lora", "freeze", "galore", "badam", "pref", "ppo", "launch.kind", "launch.nproc_per_node",
            "launch.nnodes", "launch.deepspeed", "launch.fsdp", "launch.fsdp_config") + _MODEL_LOAD,
-    runner="llmpipe.stages.train:run",
+    run=train.run,
     distributed=True,
     # whether predictions/evaluations follow does not change the trained weights (those are their own stages)
     ignores=("train.do_predict", "train.do_eval", "train.predict_with_generate"),
@@ -32,20 +33,20 @@ TRAIN = register(StageKind(
 MERGE = register(StageKind(
     name="merge", version="2",
     reads=("train.finetuning_type", "model.adapter_name_or_path", "export.device", "infer.dtype"),
-    runner="llmpipe.stages.merge:run",
+    run=merge.run,
     doc="Merge LoRA adapters (given ones, then the trained one) into the base model; checked against the adapter model.",
 ))
 QUANTIZE = register(StageKind(
     name="quantize", version="1",
     reads=("export.quantization_bit", "export.quantization_dataset", "export.quantization_nsamples",
            "export.quantization_maxlen", "export.device", "infer.dtype", "data.dataset_dir", "train.seed"),
-    runner="llmpipe.stages.quantize:run",
+    run=quantize.run,
     doc="GPTQ-quantize the model to export; perplexity on held-out text before and after, in a fresh process.",
 ))
 EXPORT = register(StageKind(
     name="export", version="2",
     reads=("export.size", "export.legacy_format", "infer.dtype"),
-    runner="llmpipe.stages.export:run",
+    run=export.run,
     cached=False,
     doc="Write the final model into export.dir (sharded, safetensors or legacy .bin), tokenizer, model card; "
         "verified in a fresh process.",
@@ -53,14 +54,14 @@ EXPORT = register(StageKind(
 PUSH = register(StageKind(
     name="push", version="1",
     reads=("export.hub_model_id", "export.push_to"),
-    runner="llmpipe.stages.push:run",
+    run=push.run,
     doc="Publish the export to the Hugging Face Hub (export.hub_model_id) and/or a git remote (export.push_to).",
 ))
 EVALUATE = register(StageKind(
     name="evaluate", version="1",
     reads=("train.do_eval", "train.compute_accuracy", "train.per_device_eval_batch_size", "infer.dtype")
     + _MODEL_LOAD,
-    runner="llmpipe.stages.evaluate:run",
+    run=evaluate.run,
     doc="Held-out loss, perplexity and (train.compute_accuracy) next-token accuracy of the final or base model.",
 ))
 PREDICT = register(StageKind(
@@ -68,6 +69,6 @@ PREDICT = register(StageKind(
     reads=("generate", "infer.backend", "infer.dtype", "infer.use_kv_cache", "infer.vllm_maxlen", "infer.vllm_config",
            "data.eval_num_beams", "train.do_predict", "train.per_device_eval_batch_size", "train.seed")
     + _MODEL_LOAD,
-    runner="llmpipe.stages.predict:run",
+    run=predict.run,
     doc="Generate answers for the held-out split: predictions JSONL, BLEU-4, ROUGE-1/2/L, exact match.",
 ))

@@ -69,6 +69,7 @@ def _log_report(ctx: StageContext, report: dict) -> None:
 
 
 def run(ctx: StageContext) -> dict:
+    from llmpipe.data import published
     from llmpipe.data.options import DataOptions
     from llmpipe.models.loading import load_tokenizer
 
@@ -83,17 +84,7 @@ def run(ctx: StageContext) -> dict:
     else:
         metrics, report = (_stream if opts.streaming else _tokenized)(ctx, opts, tokenizer)
     (ctx.out / "data_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
-    (ctx.out / "source.json").write_text(json.dumps({"model": source}, indent=2))
+    published.write_source(ctx.out, source)
     _log_report(ctx, report)
     return {"metrics": metrics}
 
-
-def read_source(load_dir) -> str:
-    return json.loads((load_dir / "source.json").read_text())["model"]
-
-
-def load_datasets(load_dir):
-    """(train, eval) published by a load stage (train is an IterableDataset when streaming)."""
-    from llmpipe.data.published import open_published
-
-    return open_published(load_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llmpipe.exporting.errors import ExportError
 from llmpipe.stages.base import StageContext
-from llmpipe.stages.load import read_source
+from llmpipe.data.published import read_source
 
 
 def adapters_to_merge(ctx: StageContext) -> list[Path]:

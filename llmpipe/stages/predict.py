@@ -39,7 +39,7 @@ def run(ctx: StageContext) -> dict:
     import torch
 
     from llmpipe.data.errors import DataError
-    from llmpipe.infer.engine import load_prompter, open_backend
+    from llmpipe.infer.backends import load_prompter, open_backend
     from llmpipe.infer.generation import from_config
     from llmpipe.infer.heldout import heldout_examples
     from llmpipe.infer.metrics import score

@@ -4,29 +4,27 @@ where it stopped. Publishes: adapter/ (LoRA) or model/ (freeze/full), metrics.js
 loss.png (train.plot_loss)."""
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 from llmpipe.stages.base import StageContext
 
-# train.stage -> "module:function" implementing it (imported only when that stage runs)
-TRAINERS = {
-    "pt": "llmpipe.training.causal:train_causal",
-    "sft": "llmpipe.training.causal:train_causal",
-    "rm": "llmpipe.training.reward:train_rm",
-    "dpo": "llmpipe.training.preference:train_dpo",
-    "kto": "llmpipe.training.kto:train_kto",
-    "ppo": "llmpipe.training.ppo:train_ppo",
-}
 
-
-class StageNotAvailable(Exception):
+class StageNotAvailable(UserError):
     pass
 
 
 def run(ctx: StageContext) -> dict:
-    import importlib
+    from llmpipe.config.train_stages import TRAIN_STAGES, trainer
+    from llmpipe.training import trainers  # noqa: F401  (attaches every trainer to its train stage)
+    from llmpipe.training.job import TrainJob
 
     stage = ctx.obj.train.stage
-    target = TRAINERS.get(stage)
-    if target is None:
-        raise StageNotAvailable(f"train.stage={stage} has no trainer in this build (available: {sorted(TRAINERS)})")
-    module, _, fn = target.partition(":")
-    return getattr(importlib.import_module(module), fn)(ctx)
+    fn = trainer(stage)
+    if fn is None:
+        have = sorted(n for n in TRAIN_STAGES if trainer(n) is not None)
+        raise StageNotAvailable(f"train.stage={stage} has no trainer in this build (available: {have})")
+    job = TrainJob(
+        name=ctx.node_id, obj=ctx.obj, load_dir=ctx.input("load"), out=ctx.out, work=ctx.work,
+        cache_root=ctx.cache_root, job_dir=ctx.job_dir, adapter_dir=ctx.inputs.get("adapt"),
+        reward_dir=ctx.inputs.get("reward"), log=ctx.log,
+    )
+    return fn(job)

@@ -9,6 +9,7 @@ composed through Hydra before it is written, and every imported value is checked
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import argparse
 import json
 import os
@@ -36,7 +37,7 @@ def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
 
-class ImportFailed(Exception):
+class ImportFailed(UserError):
     pass
 
 
@@ -147,7 +148,7 @@ def _missing_group_defaults(values: dict[str, Any]) -> list[str]:
 
 
 def _compose(overrides: list[str], return_hydra: bool = False):
-    from llmpipe.tools.recipes import compose
+    from llmpipe.config.compose import compose
 
     return compose(overrides, return_hydra_config=return_hydra, job_name="llmpipe_import")
 
@@ -214,7 +215,7 @@ def _compose_error(e: Exception, origin: dict[str, str]) -> str:
 
 def preflight_notes(cfg: Any) -> list[str]:
     """What the pre-flight would say about the imported recipe today (informational)."""
-    from llmpipe.config.validate import validate
+    from llmpipe.pipeline.preflight import validate
 
     try:
         _, problems = validate(cfg)

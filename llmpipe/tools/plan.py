@@ -12,16 +12,11 @@ def setup(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmpipe.app import prepare
-    from llmpipe.pipeline.runner import Runner, compute_fingerprints
-    from llmpipe.pipeline.store import Store
-    from llmpipe.tools.recipes import compose
+    from llmpipe.pipeline.session import Session
+    from llmpipe.config.compose import compose
 
-    cfg = compose(list(args.overrides))
-    validated, plan = prepare(cfg)
-    store = Store(validated.obj.run.cache_root)
-    compute_fingerprints(plan, store.root)
-    runner = Runner(plan, store, lock=None, force=validated.obj.run.force)
+    session = Session.open(compose(list(args.overrides)))
+    plan, store, runner = session.plan, session.store, session.runner()
     if args.json:
         data = plan.to_dict()
         for node in plan.nodes:

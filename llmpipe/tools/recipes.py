@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from llmpipe.config.problems import Problem
+from llmpipe.problems import Problem
 
 ENV_VAR = "LLMPIPE_RECIPES"
 
@@ -205,23 +205,11 @@ def duplicate_problem(group: str, name: str, holders: list[Source]) -> Problem:
     )
 
 
-def compose(overrides: list[str], return_hydra_config: bool = False, job_name: str = "llmpipe_tools") -> Any:
-    """Compose llmpipe's primary config in-process, the way ``python -m llmpipe`` would."""
-    from hydra import compose as hydra_compose
-    from hydra.core.global_hydra import GlobalHydra
-
-    from llmpipe.config.compose import hydra_context
-
-    try:
-        with hydra_context(job_name):
-            return hydra_compose("config", overrides=overrides, return_hydra_config=return_hydra_config)
-    finally:
-        GlobalHydra.instance().clear()
-
-
 def compose_sources(overrides: list[str]) -> list[Source]:
     """The search path llmpipe would use with these overrides (e.g. ``hydra.searchpath=[...]``)."""
-    return sources_of(compose(overrides, return_hydra_config=True))
+    from llmpipe.config.compose import compose
+
+    return sources_of(compose(overrides, return_hydra_config=True, job_name="llmpipe_tools"))
 
 
 # --------------------------------------------------------------------------------------------- ls

@@ -6,14 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmpipe.stages.base import StageContext
-from llmpipe.stages.load import read_source
-
-
-def load_datasets(load_dir: Path):
-    from llmpipe.data.published import open_published
-
-    return open_published(load_dir)  # (train, eval); train is an IterableDataset with data.streaming
+from llmpipe.training.job import TrainJob
+from llmpipe.data.published import open_published, read_source
+from llmpipe.config.train_stages import implements
 
 
 def load_saved_tokenizer(load_dir: Path):
@@ -22,13 +17,12 @@ def load_saved_tokenizer(load_dir: Path):
     return AutoTokenizer.from_pretrained(str(load_dir / "tokenizer"))
 
 
-def prepare_model(ctx: StageContext):
+def prepare_model(ctx: TrainJob):
     """The model to train: the run's base model (model.* loading options, quantization) with the fine-tuning
     method applied (LoRA from the adapt stage's initial adapter, freeze, full); see llmpipe.models.trainable."""
     from llmpipe.models.trainable import build
 
-    adapter = ctx.input("adapt") / "adapter" if "adapt" in ctx.inputs else None
-    return build(read_source(ctx.input("load")), ctx.obj, adapter_dir=adapter, log=ctx.log)
+    return build(read_source(ctx.load_dir), ctx.obj, adapter_dir=ctx.initial_adapter, log=ctx.log)
 
 
 def complete_checkpoint(ckpt_dir: Path) -> str | None:
@@ -44,10 +38,10 @@ def complete_checkpoint(ckpt_dir: Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
-def run_trainer(ctx: StageContext, trainer, eval_ds) -> dict[str, Any]:
+def run_trainer(ctx: TrainJob, trainer, eval_ds) -> dict[str, Any]:
     """Initial eval (remembered across resumes), train with resume, final eval; returns metrics."""
     from transformers.trainer_callback import PrinterCallback
-    from llmpipe.launch.initial_eval import defer_initial_eval
+    from llmpipe.training.initial_eval import defer_initial_eval
 
     trainer.remove_callback(PrinterCallback)
     metrics: dict[str, Any] = {}
@@ -85,10 +79,10 @@ def run_trainer(ctx: StageContext, trainer, eval_ds) -> dict[str, Any]:
     return metrics
 
 
-def save_outputs(ctx: StageContext, trainer, tokenizer, metrics: dict[str, Any]) -> None:
+def save_outputs(ctx: TrainJob, trainer, tokenizer, metrics: dict[str, Any]) -> None:
     model = trainer.model
     sub = "adapter" if ctx.obj.train.finetuning_type == "lora" else "model"
-    from llmpipe.launch.saving import is_spawned, save_gathered
+    from llmpipe.training.saving import is_spawned, save_gathered
 
     if is_spawned(trainer):   # every rank joins the save (ZeRO-3/FSDP gather weights); only rank 0 writes ctx.out
         if not save_gathered(trainer, ctx.out / sub):
@@ -97,7 +91,7 @@ def save_outputs(ctx: StageContext, trainer, tokenizer, metrics: dict[str, Any])
         from llmpipe.models.trainable import save
 
         save(model, ctx.out / sub, ctx.obj, log=ctx.log,
-             initial_adapter=ctx.input("adapt") / "adapter" if "adapt" in ctx.inputs else None)
+             initial_adapter=ctx.initial_adapter)
     tokenizer.save_pretrained(str(ctx.out / sub))
     history = trainer.state.log_history
     (ctx.out / "log_history.json").write_text(json.dumps(history, indent=1))
@@ -105,10 +99,12 @@ def save_outputs(ctx: StageContext, trainer, tokenizer, metrics: dict[str, Any])
     if ctx.obj.train.plot_loss:
         from llmpipe.training.plot import plot_loss
 
-        plot_loss(history, ctx.out / "loss.png", title=f"{ctx.node_id} ({ctx.obj.train.stage})")
+        plot_loss(history, ctx.out / "loss.png", title=f"{ctx.name} ({ctx.obj.train.stage})")
 
 
-def train_causal(ctx: StageContext) -> dict:
+@implements("pt")
+@implements("sft")
+def train_causal(ctx: TrainJob) -> dict:
     from transformers import Trainer
 
     from llmpipe.training.args import training_arguments
@@ -120,9 +116,9 @@ def train_causal(ctx: StageContext) -> dict:
     from llmpipe.training.padding_free import causal_collator
     from llmpipe.training.progress import ProgressCallback
 
-    load_dir = ctx.input("load")
+    load_dir = ctx.load_dir
     tokenizer = load_saved_tokenizer(load_dir)
-    train_ds, eval_ds = load_datasets(load_dir)
+    train_ds, eval_ds = open_published(load_dir)
     model = prepare_model(ctx)
     collator = collator_for(ctx.obj, tokenizer, train_ds)  # neat packing: isolating collator
     collator = causal_collator(ctx.obj, model, train_ds, collator, ctx.log)  # train.padding_free

@@ -18,6 +18,7 @@ the start of training on two packed rows that share their second example and rai
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 from typing import Any
 
 IGNORE_INDEX = -100
@@ -25,7 +26,7 @@ IGNORE_INDEX = -100
 TEXT_COLUMNS = frozenset({"input_ids", "attention_mask", "labels", "position_ids"})
 
 
-class PackingIsolationError(Exception):
+class PackingIsolationError(UserError):
     """The model lets packed examples attend to each other although data.neat_packing asked otherwise."""
 
 

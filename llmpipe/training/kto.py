@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from llmpipe.stages.base import StageContext
+from llmpipe.training.job import TrainJob
+from llmpipe.config.train_stages import implements
 
 
 def ranking_accuracy(rewards: Sequence[float], labels: Sequence[bool]) -> float:
@@ -66,19 +67,21 @@ def accuracy_metrics(trainer) -> dict[str, Any]:
     return {"eval_reward_accuracy": ranking_accuracy(rewards, labels)}
 
 
-def train_kto(ctx: StageContext) -> dict:
+@implements("kto")
+def train_kto(ctx: TrainJob) -> dict:
     from trl import KTOConfig, KTOTrainer
 
-    from llmpipe.stages.load import read_source
-    from llmpipe.training.causal import load_datasets, load_saved_tokenizer, prepare_model
+    from llmpipe.data.published import read_source
+    from llmpipe.data.published import open_published
+    from llmpipe.training.causal import load_saved_tokenizer, prepare_model
     from llmpipe.training.pref_common import finish, trainer_for, trl_config
     from llmpipe.training.reference import load_reference
 
     cfg = ctx.obj
     p = cfg.pref
-    load_dir = ctx.input("load")
+    load_dir = ctx.load_dir
     tokenizer = load_saved_tokenizer(load_dir)
-    train_ds, eval_ds = load_datasets(load_dir)
+    train_ds, eval_ds = open_published(load_dir)
     ref = load_reference(cfg, read_source(load_dir), tokenizer, ctx.cache_root, ctx.log)
     model = prepare_model(ctx)
     args = trl_config(ctx, KTOConfig, eval_ds is not None, beta=p.beta, desirable_weight=p.kto_chosen_weight,

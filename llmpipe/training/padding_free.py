@@ -27,6 +27,7 @@ batch, not over the whole row); FlashAttention has varlen kernels of its own. ``
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 from typing import Any, Callable
 
 from llmpipe.training.collators import IGNORE_INDEX, TEXT_COLUMNS, NeatPackingCollator, isolation_gap
@@ -36,7 +37,7 @@ _NO_PADDING_FREE_MODEL_OPTS = (("shift_attn", "S²-Attn (model.shift_attn) group
                                ("use_unsloth", "Unsloth (model.use_unsloth) replaces the attention kernels"))
 
 
-class PaddingFreeError(Exception):
+class PaddingFreeError(UserError):
     """train.padding_free=true, but this model lets the examples of one row attend to each other."""
 
 

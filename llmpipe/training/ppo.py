@@ -25,7 +25,8 @@ import json
 import math
 import random
 
-from llmpipe.stages.base import StageContext
+from llmpipe.training.job import TrainJob
+from llmpipe.config.train_stages import implements
 
 INIT_KL_COEF, CLIP, CLIP_VALUE, VF_COEF, GAMMA, LAM = 0.2, 0.2, 0.2, 0.1, 1.0, 0.95
 PROBE_PROMPTS, PROBE_SAMPLES = 64, 2
@@ -58,7 +59,7 @@ def probe(model, prompts, tokenizer, reward, render, cfg, batch_size: int) -> di
 
 
 class PPOLoop:
-    def __init__(self, ctx: StageContext, policy, ref_model, reward, tokenizer, prompts):
+    def __init__(self, ctx: TrainJob, policy, ref_model, reward, tokenizer, prompts):
         import torch
 
         self.ctx, self.cfg = ctx, ctx.obj
@@ -206,26 +207,28 @@ def _prompts(ds, tokenizer, cfg) -> list:
     return encode_prompts([row["prompt"] for row in ds], tokenizer, cfg.data.cutoff_len)
 
 
-def train_ppo(ctx: StageContext) -> dict:
-    from llmpipe.stages.load import read_source
-    from llmpipe.training.causal import load_datasets, load_saved_tokenizer, prepare_model
+@implements("ppo")
+def train_ppo(ctx: TrainJob) -> dict:
+    from llmpipe.data.published import read_source
+    from llmpipe.data.published import open_published
+    from llmpipe.training.causal import load_saved_tokenizer, prepare_model
     from llmpipe.training.ppo_rewards import build_reward
     from llmpipe.training.reference import load_reference
 
     cfg = ctx.obj
-    load_dir = ctx.input("load")
+    load_dir = ctx.load_dir
     tokenizer = load_saved_tokenizer(load_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    train_ds, eval_ds = load_datasets(load_dir)
+    train_ds, eval_ds = open_published(load_dir)
     prompts = _prompts(train_ds, tokenizer, cfg)
     held_out = _prompts(eval_ds, tokenizer, cfg) if eval_ds is not None else prompts[:PROBE_PROMPTS]
     # an HTTP reward endpoint is probed first: an unreachable one fails before any model is loaded
-    reward = build_reward(cfg, None, tokenizer, ctx.inputs, ctx.log) if cfg.ppo.reward_model_type == "api" else None
+    reward = build_reward(cfg, None, tokenizer, ctx.reward_dir, ctx.log) if cfg.ppo.reward_model_type == "api" else None
     policy = prepare_model(ctx)
     if not cfg.model.disable_gradient_checkpointing and hasattr(policy, "gradient_checkpointing_enable"):
         policy.gradient_checkpointing_enable({"use_reentrant": bool(getattr(cfg.model, "use_reentrant_gc", True))})
-    reward = reward or build_reward(cfg, policy, tokenizer, ctx.inputs, ctx.log)
+    reward = reward or build_reward(cfg, policy, tokenizer, ctx.reward_dir, ctx.log)
     ref = load_reference(cfg, read_source(load_dir), tokenizer, ctx.cache_root, ctx.log)
     loop = PPOLoop(ctx, policy, ref, reward, tokenizer, prompts)
     bs = cfg.train.per_device_eval_batch_size
@@ -257,7 +260,7 @@ def train_ppo(ctx: StageContext) -> dict:
     return {"metrics": metrics}
 
 
-def _save(ctx: StageContext, loop: PPOLoop, tokenizer, metrics: dict) -> None:
+def _save(ctx: TrainJob, loop: PPOLoop, tokenizer, metrics: dict) -> None:
     from safetensors.torch import save_file
 
     from llmpipe.models.trainable import save
@@ -266,14 +269,14 @@ def _save(ctx: StageContext, loop: PPOLoop, tokenizer, metrics: dict) -> None:
     cfg = ctx.obj
     sub = "adapter" if cfg.train.finetuning_type == "lora" else "model"
     save(loop.policy, ctx.out / sub, cfg, log=ctx.log,
-         initial_adapter=ctx.input("adapt") / "adapter" if "adapt" in ctx.inputs else None)
+         initial_adapter=ctx.initial_adapter)
     tokenizer.save_pretrained(str(ctx.out / sub))
     save_file({k: v.contiguous() for k, v in loop.value_head.state_dict().items()}, str(ctx.out / "value_head.safetensors"))
     (ctx.out / "log_history.json").write_text(json.dumps(loop.history, indent=1))
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cfg.train.plot_loss and loop.history:
-        plot_loss(loop.history, ctx.out / "loss.png", title=f"{ctx.node_id} (ppo)")
-        _plot_reward(loop.history, ctx.out / "reward.png", f"{ctx.node_id} (ppo)")
+        plot_loss(loop.history, ctx.out / "loss.png", title=f"{ctx.name} (ppo)")
+        _plot_reward(loop.history, ctx.out / "reward.png", f"{ctx.name} (ppo)")
 
 
 def _plot_reward(history: list[dict], path, title: str) -> None:

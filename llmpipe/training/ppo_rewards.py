@@ -14,6 +14,7 @@ prompt's messages plus the generated assistant turn), rendered with a chat templ
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import json
 import os
 import urllib.error
@@ -24,7 +25,7 @@ from typing import Any, Sequence
 API_KEY_ENV = "LLMPIPE_REWARD_API_KEY"
 
 
-class RewardApiError(Exception):
+class RewardApiError(UserError):
     """The reward endpoint cannot be reached or answers something else than scores."""
 
 
@@ -134,7 +135,7 @@ class AdapterReward:
         self.policy.delete_adapter("reward")
 
 
-def build_reward(cfg: Any, policy, tokenizer, inputs: dict[str, Path], log=print):
+def build_reward(cfg: Any, policy, tokenizer, reward_dir: Path | None, log=print):
     """The reward source of ``ppo.*`` (see the module docstring)."""
     from llmpipe.training.reward_model import locate, load_reward_model
 
@@ -145,7 +146,7 @@ def build_reward(cfg: Any, policy, tokenizer, inputs: dict[str, Path], log=print
         source.check()
         log(f"reward: HTTP endpoint {ref} (reachable)")
         return source
-    path = inputs["reward"] if ref.startswith("step:") else Path(ref).expanduser()
+    path = reward_dir if ref.startswith("step:") else Path(ref).expanduser()
     where = locate(path)
     if p.reward_model_type == "lora":
         if not (where / "adapter_config.json").is_file():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llmpipe.stages.base import StageContext
+from llmpipe.training.job import TrainJob
 
 # clean name -> the trainer's own metric name, per trainer family
 TRL_NAMES = {
@@ -22,7 +22,7 @@ TRL_NAMES = {
 }
 
 
-def trl_config(ctx: StageContext, cls, has_eval: bool, **extra: Any):
+def trl_config(ctx: TrainJob, cls, has_eval: bool, **extra: Any):
     """``cls`` (a TRL config) from the train family plus ``extra``; max_length = data.cutoff_len."""
     from llmpipe.training.args import training_arguments
 
@@ -32,7 +32,7 @@ def trl_config(ctx: StageContext, cls, has_eval: bool, **extra: Any):
                               **extra)
 
 
-def trainer_for(base: type, ctx: StageContext, **kwargs):
+def trainer_for(base: type, ctx: TrainJob, **kwargs):
     """``base`` (a TRL trainer) with llmpipe's optimizer methods, a progress line per logging step and the
     configured experiment trackers."""
     from llmpipe.training.optimizers import trainer_class
@@ -59,7 +59,7 @@ def clean_metrics(metrics: dict[str, Any], initial: dict[str, Any], family: str)
     return out
 
 
-def finish(ctx: StageContext, trainer, tokenizer, eval_ds, family: str, extra=None) -> dict:
+def finish(ctx: TrainJob, trainer, tokenizer, eval_ds, family: str, extra=None) -> dict:
     """Run ``trainer`` (resuming from checkpoints), name the metrics, save the outputs; the stage's result.
     ``extra(trainer) -> dict`` adds metrics measured after training (e.g. KTO's ranking accuracy)."""
     from llmpipe.training.causal import run_trainer, save_outputs

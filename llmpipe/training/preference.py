@@ -15,9 +15,11 @@ is refused before TRL's first step would refuse it.
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 from typing import Any
 
-from llmpipe.stages.base import StageContext
+from llmpipe.training.job import TrainJob
+from llmpipe.config.train_stages import implements
 
 # Losses of trl.DPOTrainer (1.16) that pref.loss passes through by name.
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
@@ -26,7 +28,7 @@ REFERENCE_FREE = ("orpo", "simpo")
 LOSSES = DPO_LOSSES + ("kto_pair",) + REFERENCE_FREE
 
 
-class PreferenceError(Exception):
+class PreferenceError(UserError):
     """A preference-training setting cannot be honoured (message says why and what to do)."""
 
 
@@ -66,18 +68,20 @@ def trainer_setup(cfg: Any) -> tuple[type, type, dict[str, Any]]:
     return DPOTrainer, DPOConfig, {**kw, "loss_type": types, "loss_weights": weights}
 
 
-def train_dpo(ctx: StageContext) -> dict:
-    from llmpipe.stages.load import read_source
-    from llmpipe.training.causal import load_datasets, load_saved_tokenizer, prepare_model
+@implements("dpo")
+def train_dpo(ctx: TrainJob) -> dict:
+    from llmpipe.data.published import read_source
+    from llmpipe.data.published import open_published
+    from llmpipe.training.causal import load_saved_tokenizer, prepare_model
     from llmpipe.training.lm_head import score_label_positions_only
     from llmpipe.training.pref_common import finish, trainer_for, trl_config
     from llmpipe.training.reference import load_reference
 
     cfg = ctx.obj
     trainer_cls, config_cls, kw = trainer_setup(cfg)
-    load_dir = ctx.input("load")
+    load_dir = ctx.load_dir
     tokenizer = load_saved_tokenizer(load_dir)
-    train_ds, eval_ds = load_datasets(load_dir)
+    train_ds, eval_ds = open_published(load_dir)
     extra: dict[str, Any] = {}
     if cfg.pref.loss not in REFERENCE_FREE:   # first: a reference model that does not fit fails before training
         extra["ref_model"] = load_reference(cfg, read_source(load_dir), tokenizer, ctx.cache_root, ctx.log)

@@ -10,12 +10,13 @@
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 
-class ReferenceModelError(Exception):
+class ReferenceModelError(UserError):
     """The reference model cannot be used (message says why and what to do)."""
 
 

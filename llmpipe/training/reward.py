@@ -9,20 +9,23 @@ Held-out metrics: ``eval_reward_accuracy`` (share of pairs whose chosen response
 """
 from __future__ import annotations
 
-from llmpipe.stages.base import StageContext
+from llmpipe.training.job import TrainJob
+from llmpipe.config.train_stages import implements
 
 
-def train_rm(ctx: StageContext) -> dict:
+@implements("rm")
+def train_rm(ctx: TrainJob) -> dict:
     from trl import RewardConfig, RewardTrainer
 
-    from llmpipe.training.causal import load_datasets, load_saved_tokenizer, prepare_model
+    from llmpipe.data.published import open_published
+    from llmpipe.training.causal import load_saved_tokenizer, prepare_model
     from llmpipe.training.pref_common import finish, trainer_for, trl_config
     from llmpipe.training.reward_model import as_reward_model
 
     cfg = ctx.obj
-    load_dir = ctx.input("load")
+    load_dir = ctx.load_dir
     tokenizer = load_saved_tokenizer(load_dir)
-    train_ds, eval_ds = load_datasets(load_dir)
+    train_ds, eval_ds = open_published(load_dir)
     model = as_reward_model(prepare_model(ctx), cfg.train.seed)
     model.config.pad_token_id = tokenizer.pad_token_id
     args = trl_config(ctx, RewardConfig, eval_ds is not None)

@@ -8,13 +8,14 @@ options, quantization, the adapt stage's initial adapter), sharing its body: not
 """
 from __future__ import annotations
 
+from llmpipe.errors import UserError
 import copy
 import json
 from pathlib import Path
 from typing import Any, Sequence
 
 
-class RewardModelError(Exception):
+class RewardModelError(UserError):
     """A reward model cannot be loaded or used as configured (message says why and what to do)."""
 
 

@@ -83,9 +83,9 @@ def test_chat_in_a_terminal(tmp_path_factory):
 
 @pytest.mark.slow
 def test_chat_renders_the_template_and_default_system(tmp_path_factory):
-    from llmpipe.config.validate import validate
+    from llmpipe.pipeline.preflight import validate
     from llmpipe.infer.engine import load_prompter
-    from llmpipe.tools.recipes import compose
+    from llmpipe.config.compose import compose
     from test_predict import quick, trained_store
 
     root = trained_store(tmp_path_factory)

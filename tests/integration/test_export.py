@@ -231,7 +231,7 @@ def test_export_adapters_without_training_quantized_to_4_bits(trained, tmp_path)
 
 
 def test_bad_input_fails_cleanly_and_writes_no_export(trained):
-    """(An untrained adapter, other shapes, malformed calibration data: tests/unit/test_export_*.py.)"""
+    """(An untrained adapter, other shapes, malformed calibration data: tests/unit/exporting/test_export_*.py.)"""
     cwd, cache = trained["cwd"], trained["cache"]
     wrong = cwd / "exports" / "wrong-base"
     proc = tools(cwd, "export", str(trained["adapter"]), "-o", str(wrong), "--model", "builtin:tiny-random",

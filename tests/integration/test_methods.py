@@ -53,10 +53,11 @@ def run(store: Path, *overrides: str):
     from omegaconf import OmegaConf
 
     from llmpipe.config.compose import compose
-    from llmpipe.config.validate import validate
+    from llmpipe.pipeline.preflight import validate
     from llmpipe.pipeline.dag import build_plan
     from llmpipe.pipeline.lockfile import LockFile
-    from llmpipe.pipeline.runner import Runner, compute_fingerprints
+    from llmpipe.pipeline.fingerprint import compute_fingerprints
+    from llmpipe.pipeline.runner import Runner
     from llmpipe.pipeline.store import Store
 
     validated, problems = validate(compose([*QUICK, *overrides]))
@@ -70,9 +71,9 @@ def run(store: Path, *overrides: str):
 
 def probe_batch(load_dir: Path, tokenizer):
     """The first 8 rows the train stage trained on, padded (ids with the pad id, labels with -100)."""
-    from llmpipe.training.causal import load_datasets
+    from llmpipe.data.published import open_published
 
-    rows = load_datasets(load_dir)[0].select(range(8))
+    rows = open_published(load_dir)[0].select(range(8))
     n = max(len(r) for r in rows["input_ids"])
     ids = torch.full((8, n), tokenizer.pad_token_id)
     labels = torch.full((8, n), -100)

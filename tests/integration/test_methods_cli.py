@@ -38,7 +38,7 @@ def cache(tmp_path_factory):
 
 
 def test_layerwise_galore_trains_through_the_cli(tmp_path, cache):
-    """(BAdam, Adam-mini and the others run in the real Trainer in tests/unit/test_methods_optimizers.py.)"""
+    """(BAdam, Adam-mini and the others run in the real Trainer in tests/unit/training/test_methods_optimizers.py.)"""
     pytest.importorskip("galore_torch")   # the `methods` extra
     from transformers import AutoModelForCausalLM
 

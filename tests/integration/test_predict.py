@@ -97,11 +97,11 @@ def test_evaluate_reproduces_the_training_eval_loss(run):
 
 def test_greedy_predictions_reproduce_in_process(run):
     """The predict stage's answers are what the backend generates for those prompts, every time."""
-    from llmpipe.config.validate import validate
-    from llmpipe.infer.engine import load_prompter, open_backend
+    from llmpipe.pipeline.preflight import validate
+    from llmpipe.infer.backends import load_prompter, open_backend
     from llmpipe.infer.generation import from_config
     from llmpipe.infer.model_ref import ModelRef
-    from llmpipe.tools.recipes import compose
+    from llmpipe.config.compose import compose
 
     root, lock = run
     obj = validate(compose(quick(root)))[0].obj

@@ -26,11 +26,11 @@ VLLM = ["infer=vllm", "infer.vllm_maxlen=512", "infer.vllm_gpu_util=0.3", "infer
 
 
 def test_vllm_lora_answers_match_huggingface(tmp_path_factory):
-    from llmpipe.config.validate import validate
-    from llmpipe.infer.engine import load_prompter, open_backend
+    from llmpipe.pipeline.preflight import validate
+    from llmpipe.infer.backends import load_prompter, open_backend
     from llmpipe.infer.generation import from_config
     from llmpipe.infer.model_ref import ModelRef
-    from llmpipe.tools.recipes import compose
+    from llmpipe.config.compose import compose
     from test_predict import quick, rows, trained_store
 
     root = trained_store(tmp_path_factory)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from llmpipe.config.compose import compose
-from llmpipe.config.validate import validate
+from llmpipe.pipeline.preflight import validate
 from llmpipe.pipeline.dag import build_plan, chain_configs, plan_problems
-from llmpipe.pipeline.runner import compute_fingerprints
+from llmpipe.pipeline.fingerprint import compute_fingerprints
 
 
 def _plan(tmp_path, *overrides):

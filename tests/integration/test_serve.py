@@ -165,9 +165,9 @@ class Instant:
 
 @pytest.mark.timeout(120)
 def test_a_full_server_answers_429_then_serves_again():
-    from llmpipe.config.validate import validate
+    from llmpipe.pipeline.preflight import validate
     from llmpipe.serve import App, make_server
-    from llmpipe.tools.recipes import compose
+    from llmpipe.config.compose import compose
 
     obj = validate(compose(["model=tiny", "data.dataset=demo_sft", "serve.max_concurrency=1", "serve.max_queue=0",
                             "serve.model_name=standin"]))[0].obj

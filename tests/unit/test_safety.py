@@ -9,10 +9,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from llmpipe import safety
-from llmpipe.config.problems import Problem
+from llmpipe.problems import Problem
 from llmpipe.config.rules.safety import check_hydra_node, target_problems
 
-GOOD = "llmpipe.config.problems.Problem"   # allowlisted, cheap, torch-free
+GOOD = "llmpipe.problems.Problem"   # allowlisted, cheap, torch-free
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def _no_env_allowlist(monkeypatch):
 
 
 @pytest.mark.parametrize("name, ok", [
-    ("llmpipe.config.problems.Problem", True),
+    ("llmpipe.problems.Problem", True),
     ("torch.optim.AdamW", True),
     ("transformers.EarlyStoppingCallback", True),
     ("peft.LoraConfig", True),
@@ -125,8 +125,8 @@ def test_rule_scans_free_form_fields():
 
 
 def test_rules_in_preflight():
-    from llmpipe.config.validate import validate
-    from llmpipe.tools.recipes import compose
+    from llmpipe.pipeline.preflight import validate
+    from llmpipe.config.compose import compose
 
     def rules_of(*overrides):
         _, problems = validate(compose(["model=tiny", "data.dataset=demo_sft", *overrides]))

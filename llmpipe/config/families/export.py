@@ -6,6 +6,9 @@ from typing import Optional
 
 from llmpipe.config.meta import param
 
+# The file llmpipe writes last into export.dir: an export folder is llmpipe's (and finished) when it holds it.
+EXPORT_MARKER = "llmpipe-export.json"
+
 
 @dataclass
 class ExportConfig:

@@ -6,6 +6,9 @@ from typing import Optional
 
 from llmpipe.config.meta import param
 
+# The models llmpipe builds itself, offline (llmpipe.models.tiny holds their specifications).
+BUILTIN_MODELS = ("builtin:tiny", "builtin:tiny-random", "builtin:bench")
+
 
 @dataclass
 class ModelConfig:

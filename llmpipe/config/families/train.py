@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from llmpipe.config.meta import param
+from llmpipe.config.train_stages import stage_names
 
 SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
@@ -30,7 +31,7 @@ STRATEGIES = ("no", "steps", "epoch")
 class TrainConfig:
     stage: str = param(
         "sft", "Training stage: pt (pre-training), sft, rm (reward model), ppo, dpo (all pairwise losses, see"
-        " pref.loss), kto.", seed="stage", choices=("pt", "sft", "rm", "ppo", "dpo", "kto"),
+        " pref.loss), kto.", seed="stage", choices=stage_names(),
     )
     finetuning_type: str = param(
         "lora", "What is trained: lora (adapters), freeze (the last layers, see freeze.*), full (all weights).",

@@ -1,17 +1,8 @@
-"""Cross-field pre-flight rules. Importing this package registers every rule."""
+"""Cross-field pre-flight rules on the configuration alone. Importing this package registers every rule (one
+module per topic) in llmpipe.config.rulebook; rules that read the data's files live in llmpipe.data.rules."""
 from __future__ import annotations
 
-import importlib
-
-# One module per topic; each registers its rules with llmpipe.config.validate.rule on import.
-_TOPICS = ("model", "data", "finetuning", "quantization", "optimizers", "preference", "ppo", "distributed",
-           "inference", "export", "training", "data_sources")
-
-for _name in _TOPICS:
-    importlib.import_module(f"{__name__}.{_name}")
-
-try:  # owned by another module author; registered when present
-    importlib.import_module(f"{__name__}.safety")
-except ModuleNotFoundError as _e:
-    if _e.name != f"{__name__}.safety":
-        raise
+from llmpipe.config.rules import (  # noqa: F401  (each module registers its rules on import)
+    data, distributed, export, finetuning, inference, model, optimizers, ppo, preference, quantization, safety,
+    training,
+)

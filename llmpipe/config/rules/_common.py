@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from llmpipe.config.problems import Problem
+from llmpipe.problems import Problem
+from llmpipe.config.presets import DS_PRESETS
 
 _UNSET = object()
 
-# DeepSpeed presets shipped by llmpipe (launch.deepspeed=<name>) and their ZeRO stage.
-DS_PRESETS = {"z0": 0, "z2": 2, "z3": 3, "z3_offload": 3}
 CUSTOM_OPTIMIZERS = ("galore.use_galore", "apollo.use_apollo", "badam.use_badam", "badam.use_adam_mini")
 
 
@@ -124,14 +122,6 @@ def zero_stage(cfg: Any) -> int | None:
     for s in (3, 2, 1, 0):
         if f"z{s}" in low or f"zero{s}" in low or f"stage{s}" in low or f"stage_{s}" in low:
             return s
-    return None
-
-
-def offline() -> str | None:
-    """The environment variable that puts this run offline, or None."""
-    for var in ("LLMPIPE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return var
     return None
 
 

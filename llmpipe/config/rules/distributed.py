@@ -8,7 +8,7 @@ from pathlib import Path
 from llmpipe.config.rules._common import (
     DS_PRESETS, adapters, get, launch_kind, problem, uses_deepspeed, uses_fsdp, world_size, zero_stage,
 )
-from llmpipe.config.validate import rule
+from llmpipe.config.rulebook import rule
 
 # DeepSpeed JSON files used by the examples of the rules that read a user's file (a checkout's tests).
 _DS_EXAMPLES = Path(__file__).resolve().parents[3] / "tests" / "distributed" / "fixtures"
@@ -226,7 +226,7 @@ def _fixed(value):
 def deepspeed_values(cfg, env):
     """Values written into a DeepSpeed JSON (instead of "auto") must agree with the train family, or the
     Trainer stops at start-up; a JSON with its own optimizer replaces train.optim."""
-    from llmpipe.launch.presets import deepspeed_path
+    from llmpipe.config.presets import deepspeed_path
 
     data = _user_deepspeed(cfg)
     ds = get(cfg, "launch.deepspeed")

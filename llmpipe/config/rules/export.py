@@ -5,8 +5,10 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from llmpipe.config.rules._common import adapters, get, offline, problem
-from llmpipe.config.validate import rule
+from llmpipe.config.families.export import EXPORT_MARKER
+from llmpipe.config.environment import offline
+from llmpipe.config.rules._common import adapters, get, problem
+from llmpipe.config.rulebook import rule
 
 EXPORT_Q = ["export.dir=/tmp/llmpipe-export", "export.quantization_bit=4"]
 
@@ -71,47 +73,19 @@ def push_offline(cfg, env):
                       "a local folder or file:// remote while offline", f"export.push_to=<local folder>, or unset {var}")
 
 
-@rule("export-quant-dataset-found", keys=["export.quantization_dataset", "data.dataset_dir"],
-      bad=[EXPORT_Q + ["export.quantization_dataset=/no/such/calibration.json"],
-           EXPORT_Q + ["export.quantization_dataset=no_such_registered_dataset"]],
-      good=[EXPORT_Q + ["export.quantization_dataset=demo_pt"], ["export.dir=/tmp/llmpipe-export"]],
-      env={"available_packages": frozenset({"gptqmodel", "optimum"})})
-def quant_dataset_found(cfg, env):
-    """The calibration dataset is a registered name or an existing file (read before any model is loaded)."""
-    from llmpipe.data.errors import DataError
-    from llmpipe.data.registry import find_dataset
-
-    name = get(cfg, "export.quantization_dataset")
-    if get(cfg, "export.quantization_bit") is None or not name:
-        return
-    try:
-        spec = find_dataset(str(name), get(cfg, "data.dataset_dir"))
-    except (DataError, ValueError) as e:   # ValueError: a file whose first record is not valid JSON
-        yield problem("export-quant-dataset-found", "export.quantization_dataset", name, str(e),
-                      "a usable dataset", "fix the dataset_info.json entry or name another dataset")
-        return
-    if spec is None:
-        yield problem("export-quant-dataset-found", "export.quantization_dataset", name,
-                      "no dataset of this name in dataset_info.json (data.dataset_dir or bundled), and no such file",
-                      "a dataset name, or a .json/.jsonl/.txt/.csv/.parquet file whose rows have a `text` column",
-                      "export.quantization_dataset=demo_pt (bundled) or an absolute file path")
-
-
 @rule("export-dir-foreign", keys=["export.dir"],
       bad=[["export.dir=/etc"]], good=[["export.dir=/tmp/llmpipe-export-never-created"]])
 def dir_foreign(cfg, env):
     """export.dir is replaced on every export: it must be new, empty, or an earlier llmpipe export."""
-    from llmpipe.exporting.folder import MARKER
-
     d = get(cfg, "export.dir")
     if not d:
         return
     p = Path(str(d)).expanduser()
     if p.exists() and not p.is_dir():
         yield problem("export-dir-foreign", "export.dir", d, "is a file", "a folder", "export.dir=<new folder>")
-    elif p.is_dir() and not (p / MARKER).is_file() and any(p.iterdir()):
+    elif p.is_dir() and not (p / EXPORT_MARKER).is_file() and any(p.iterdir()):
         yield problem("export-dir-foreign", "export.dir", d,
-                      f"already holds files llmpipe did not write (no {MARKER}); an export would replace them",
+                      f"already holds files llmpipe did not write (no {EXPORT_MARKER}); an export would replace them",
                       "a new or empty folder, or an earlier llmpipe export", "export.dir=<new folder>")
 
 

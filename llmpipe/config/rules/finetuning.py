@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from llmpipe.config.rules._common import adapters, ft_type, get, problem, stage, zero_stage
-from llmpipe.config.validate import rule
+from llmpipe.config.rulebook import rule
 
 LORA_ONLY = (
     ("lora.loraplus_lr_ratio", "LoRA+ learning-rate ratio", None),

@@ -7,10 +7,12 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from llmpipe.config.rules._common import as_list, fmt, get, offline, problem
-from llmpipe.config.validate import rule
+from llmpipe.config.families.model import BUILTIN_MODELS
+from llmpipe.config.environment import offline
+from llmpipe.config.rules._common import as_list, fmt, get, problem
+from llmpipe.config.rulebook import rule
 
-BUILTINS = ("builtin:tiny", "builtin:bench")
+BUILTINS = ("builtin:tiny", "builtin:bench")   # the ones suggested to users
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 
 
@@ -28,11 +30,7 @@ def _references(cfg: Any) -> Iterator[tuple[str, str, str]]:
 
 
 def _is_builtin(name: str) -> bool:
-    try:
-        from llmpipe.models.tiny import is_builtin
-    except ImportError:
-        return name in BUILTINS
-    return is_builtin(name)
+    return name in BUILTIN_MODELS
 
 
 def looks_like_hub_id(ref: str) -> bool:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from llmpipe.config.rules._common import fmt, ft_type, get, launch_kind, problem, uses_deepspeed, world_size, zero_stage
-from llmpipe.config.validate import rule
+from llmpipe.config.rulebook import rule
 
 NAMES = {"galore.use_galore": "GaLore", "apollo.use_apollo": "APOLLO", "badam.use_badam": "BAdam",
          "badam.use_adam_mini": "Adam-mini"}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from llmpipe.config.rules._common import as_list, evaluates, ft_type, get, problem, stage
-from llmpipe.config.validate import rule
+from llmpipe.config.rulebook import rule
 
 PPO_LOGGERS = ("none", "wandb", "tensorboard", "trackio")
 PPO = ["train.stage=ppo", "ppo.reward_model=llmpipe-test/rm"]
@@ -15,20 +15,10 @@ def reward_step(cfg) -> str | None:
     return rm[len(STEP):].strip() if stage(cfg) == "ppo" and rm.startswith(STEP) else None
 
 
-def unused_families(st: str) -> dict:
-    """{family: schema} of the preference/PPO families a train.stage never reads (reset in chained steps)."""
-    from llmpipe.config.families.ppo import PpoConfig
-    from llmpipe.config.families.pref import PrefConfig
-
-    if st in ("pt", "sft", "rm"):
-        return {"pref": PrefConfig, "ppo": PpoConfig}
-    return {"ppo": PpoConfig} if st in ("dpo", "kto") else {}
-
-
 def step_problems(steps) -> list:
     """Chained steps: every ppo.reward_model=step:<name> names an earlier rm step of the right kind, and every
     rm step before the main one is used by such a reference. ``steps``: [(".name" or "", config)]."""
-    from llmpipe.config.problems import Problem
+    from llmpipe.problems import Problem
 
     out, seen, used = [], {}, set()
     for suffix, scfg in steps:

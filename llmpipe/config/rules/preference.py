@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from llmpipe.config.rules._common import as_list, fmt, get, problem, stage
-from llmpipe.config.validate import rule
+from llmpipe.config.rulebook import rule
 
 REF_FREE = ("orpo", "simpo")            # trained by TRL's ORPO/CPO trainers: no reference model
 SMOOTHING = ("sigmoid", "robust", "exo_pair")

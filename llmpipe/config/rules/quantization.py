@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from llmpipe.config.rules._common import adapters, ft_type, get, problem, quant_bit, trains, uses_fsdp, zero_stage
-from llmpipe.config.validate import rule
+from llmpipe.config.rulebook import rule
 
 BITS = {"bnb": (4, 8), "hqq": (1, 2, 3, 4, 5, 6, 8), "eetq": (8,)}
 PTQ = ("gptq", "awq", "aqlm", "quanto", "mxfp4", "fp8")

@@ -10,15 +10,15 @@ resolved identity again when the object is built.
 :func:`check_hydra_node` does the same for the ``hydra`` node (callbacks, logging factories), which the
 rules never see; ``preflight()`` calls it.
 
-Importable on its own (``from llmpipe.config.validate import rule``); no torch.
+Importable on its own (``from llmpipe.config.rulebook import rule``); no torch.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
 from llmpipe import safety
-from llmpipe.config.problems import Problem
-from llmpipe.config.validate import rule
+from llmpipe.problems import Problem
+from llmpipe.config.rulebook import rule
 
 _OUTSIDE = "target_outside_extension_point"
 _NOT_ALLOWED = "target_not_allowlisted"

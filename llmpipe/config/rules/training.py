@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from llmpipe.config.rules._common import as_list, evaluates, get, problem
-from llmpipe.config.validate import rule
+from llmpipe.config.rulebook import rule
 
 # report_to value -> Python module that must be importable, and how to install it
 TRACKERS = {

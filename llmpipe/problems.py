@@ -5,6 +5,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from llmpipe.errors import UserError
+
 EXIT_CONFIG_ERROR = 2
 NO_VALUE = Ellipsis   # a problem about a file or a whole section rather than one value
 
@@ -28,8 +30,10 @@ class Problem:
         return "\n".join(lines)
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """Raised (and caught by the entry points) when the configuration cannot run."""
+
+    exit_code = EXIT_CONFIG_ERROR
 
     def __init__(self, problems: Sequence[Problem]):
         self.problems = list(problems)

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from llmpipe.config.compose import compose
-from llmpipe.config.validate import validate
+from llmpipe.pipeline.preflight import validate
 from llmpipe.data.registry import find_dataset
 from llmpipe.pipeline.dag import build_plan, plan_problems
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "recipes" / "recipe"
+RECIPE_DIR = Path(__file__).resolve().parents[3] / "recipes" / "recipe"
 RECIPES = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
 
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from llmpipe.config.validate import validate
+from llmpipe.pipeline.preflight import validate
 from llmpipe.infer.generation import GenParams, PromptTooLong, from_config, hf_kwargs, vllm_kwargs
 
 EOS = [2, 7]

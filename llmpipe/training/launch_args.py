@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from llmpipe.launch.presets import load_deepspeed_config
+from llmpipe.config.presets import load_deepspeed_config
 
 FSDP_STRATEGIES = {"full_shard": True, "shard_grad_op": False}   # -> FSDP2 reshard_after_forward
 FSDP_FLAGS = ("offload", "auto_wrap")

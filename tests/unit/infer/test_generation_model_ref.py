@@ -7,21 +7,18 @@ import json
 
 import pytest
 
-from llmpipe.app import prepare
 from llmpipe.infer.model_ref import ModelRef, base_model, final_model, find_in_store, from_stage_inputs
-from llmpipe.pipeline.runner import compute_fingerprints
+from llmpipe.pipeline.session import Session
 from llmpipe.pipeline.store import MARKER, Store
-from llmpipe.stages.export import MARKER as EXPORTED
+from llmpipe.config.families.export import EXPORT_MARKER as EXPORTED
 
 
 @pytest.fixture
 def planned(hydra_compose, tmp_path):
     def make(*overrides):
-        validated, plan = prepare(hydra_compose("+recipe=demo", f"run.cache_root={tmp_path / 'store'}", *overrides),
-                                  inference=True)
-        store = Store(validated.obj.run.cache_root)
-        compute_fingerprints(plan, store.root)
-        return validated, plan, store
+        session = Session.open(hydra_compose("+recipe=demo", f"run.cache_root={tmp_path / 'store'}", *overrides),
+                               inference=True)
+        return session.validated, session.plan, session.store
     return make
 
 

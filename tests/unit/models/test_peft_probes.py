@@ -9,7 +9,7 @@ import pytest
 
 SCRIPT = """
 import sys
-from llmpipe.app import quiet_libraries
+from llmpipe.models.quiet import quiet_libraries
 quiet_libraries()
 import torch
 from peft import LoraConfig, get_peft_model

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 from llmpipe.launch.command import deepspeed_argv, launcher_name, torchrun_argv, worker_env
-from llmpipe.launch.presets import deepspeed_path, load_deepspeed_config, preset_names, zero_stage_of
+from llmpipe.config.presets import deepspeed_path, load_deepspeed_config, preset_names, zero_stage_of
 from llmpipe.launch.spawn import LaunchError, failure_report
-from llmpipe.launch.trainer_args import fsdp_config, launch_arguments
+from llmpipe.training.launch_args import fsdp_config, launch_arguments
 from llmpipe.launch.worker import parse_args
 
 SECRET = "hf_llmpipeTestSecret0123456789"
@@ -160,7 +160,7 @@ def test_fsdp_options_become_an_fsdp2_config():
 _FSDP_CHECK = r"""
 import json, sys
 from types import SimpleNamespace as S
-from llmpipe.launch.trainer_args import launch_arguments
+from llmpipe.training.launch_args import launch_arguments
 launch = S(kind="fsdp", ddp_timeout=60, ddp_backend=None, fsdp="full_shard auto_wrap offload",
            fsdp_config={"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]}, deepspeed=None)
 kw = launch_arguments(S(launch=launch, train=S(use_cpu=False, finetuning_type="lora")))
@@ -239,10 +239,10 @@ def test_failure_report_shows_the_ranks_exception(tmp_path):
     assert "exited with code 3 before any rank reported" in head and any("last words" in d for d in details)
 
 
-@pytest.mark.parametrize("option", sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "conf" / "launch").glob("*.yaml")))
+@pytest.mark.parametrize("option", sorted(p.stem for p in (Path(__file__).resolve().parents[3] / "conf" / "launch").glob("*.yaml")))
 def test_every_launch_option_composes_and_passes_preflight_on_a_gpu_machine(hydra_compose, option):
     from llmpipe.config.environment import Environment
-    from llmpipe.config.validate import validate
+    from llmpipe.pipeline.preflight import validate
 
     cfg = hydra_compose("+recipe=demo", f"launch={option}")
     gpus = 1 if option == "local" else 2   # one process with 2 visible GPUs is refused (launch-local-multigpu)

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from llmpipe.config.validate import validate
+from llmpipe.pipeline.preflight import validate
 from llmpipe.pipeline.dag import build_plan
-from llmpipe.pipeline.runner import compute_fingerprints
+from llmpipe.pipeline.fingerprint import compute_fingerprints
 
 EXPORT = ["data.dataset=demo_sft", "export.dir=/tmp/llmpipe-export-plan-test"]
 Q4 = ["export.quantization_bit=4", "export.quantization_dataset=demo_pt"]

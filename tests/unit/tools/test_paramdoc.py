@@ -6,7 +6,7 @@ from pathlib import Path
 from llmpipe.config.flags import flag_table
 from llmpipe.tools.paramdoc import render_markdown
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "parameters.md"
 
 

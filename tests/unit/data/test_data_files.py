@@ -206,7 +206,7 @@ def test_names_are_checked_before_any_work(tmp_path):
 def test_preflight_names_the_dataset_whose_file_cannot_be_used(tmp_path, hydra_compose):
     """A registered file that is missing, or a path that cannot be read, is a problem of data.dataset naming
     that dataset (it used to be blamed on data.dataset_dir's registry); the other datasets are still checked."""
-    from llmpipe.config.validate import validate
+    from llmpipe.pipeline.preflight import validate
 
     (tmp_path / "broken.json").write_text('[{"instruction": "a", "output": "b"}, {"instr')
     register(tmp_path, gone={"file_name": "gone.json"}, ok={"file_name": "broken.json"})

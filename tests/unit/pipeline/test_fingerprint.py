@@ -2,7 +2,7 @@
 import pytest
 
 from llmpipe.config.compose import compose
-from llmpipe.pipeline import runner
+from llmpipe.pipeline import fingerprint
 from llmpipe.pipeline.dag import build_plan
 from llmpipe.pipeline.fingerprint import read_paths
 
@@ -12,12 +12,12 @@ BASE = ["model=tiny", "data.dataset=demo_sft", "data.eval_dataset=demo_sft_eval"
 
 @pytest.fixture(autouse=True)
 def _fixed_data_identity(monkeypatch):
-    monkeypatch.setattr(runner, "data_identities", lambda cfg: {"data:x": "fixed"})
+    monkeypatch.setattr(fingerprint, "data_identities", lambda cfg: {"data:x": "fixed"})
 
 
 def fps(tmp_path, *extra):
     plan = build_plan(compose(BASE + list(extra)))
-    runner.compute_fingerprints(plan, tmp_path)
+    fingerprint.compute_fingerprints(plan, tmp_path)
     return {n.id: n.fingerprint for n in plan.nodes}
 
 

@@ -1,5 +1,5 @@
 """DeepSpeed configs: the presets shipped with llmpipe (``launch.deepspeed=z0|z2|z3|z3_offload``, the JSON
-files in llmpipe/launch/deepspeed/) or a user's JSON file (``launch.deepspeed=<path>``). Batch sizes,
+files in llmpipe/config/deepspeed/) or a user's JSON file (``launch.deepspeed=<path>``). Batch sizes,
 gradient clipping and precision are ``"auto"``: the Trainer fills them from the train family, so the same
 preset fits every recipe. Import-light (no torch)."""
 from __future__ import annotations
@@ -9,7 +9,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from llmpipe.config.rules._common import DS_PRESETS
+# DeepSpeed presets shipped by llmpipe (launch.deepspeed=<name>) and their ZeRO stage.
+DS_PRESETS = {"z0": 0, "z2": 2, "z3": 3, "z3_offload": 3}
 
 
 def preset_names() -> list[str]:
@@ -19,7 +20,7 @@ def preset_names() -> list[str]:
 def deepspeed_path(value: str) -> Path:
     """The JSON file behind ``launch.deepspeed``: a shipped preset by name, else the user's path."""
     if value in DS_PRESETS:
-        return Path(str(resources.files("llmpipe.launch") / "deepspeed" / f"{value}.json"))
+        return Path(str(resources.files("llmpipe.config") / "deepspeed" / f"{value}.json"))
     return Path(value).expanduser().resolve()
 
 

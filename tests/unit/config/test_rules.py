@@ -18,7 +18,7 @@ import llmpipe.config.rules  # noqa: F401  (registers the rules)
 from llmpipe.config.environment import Environment
 from llmpipe.config.flags import flag_table
 from llmpipe.config.root import FAMILIES
-from llmpipe.config.validate import RULES, validate
+from llmpipe.pipeline.preflight import RULES, validate
 
 BASE = ["data.dataset=demo_sft"]  # + model=tiny, added by the hydra_compose fixture
 CACHED = "llmpipe-test/cached"
@@ -122,7 +122,7 @@ def test_many_problems_reported_at_once(hydra_compose):
 
 
 def test_rule_crash_is_reported_not_raised(hydra_compose, monkeypatch):
-    from llmpipe.config.validate import Rule
+    from llmpipe.pipeline.preflight import Rule
 
     def boom(cfg, env):
         raise RuntimeError("kaputt")
@@ -148,7 +148,7 @@ def test_validation_imports_no_torch(tmp_path):
         from hydra import compose, initialize_config_dir, initialize_config_module
         from llmpipe.config.resolvers import register_resolvers
         from llmpipe.config.root import register_schema
-        from llmpipe.config.validate import validate
+        from llmpipe.pipeline.preflight import validate
         from llmpipe.resources import conf_path
         register_resolvers(); register_schema()
         where = conf_path()

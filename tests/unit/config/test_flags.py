@@ -16,9 +16,9 @@ from omegaconf import OmegaConf
 
 from llmpipe.config.checks import check_value
 from llmpipe.config.flags import Param, flag_table
-from llmpipe.config.validate import validate
+from llmpipe.pipeline.preflight import validate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _rows() -> list[tuple[str, str, bool]]:

@@ -21,7 +21,7 @@ def tok():
 def test_data_modules_import_no_torch():
     code = ("import sys, llmpipe.data.registry, llmpipe.data.templates, llmpipe.data.formats, "
             "llmpipe.data.processors, llmpipe.data.tools, llmpipe.data.tokfacts, llmpipe.data.options, "
-            "llmpipe.data.packing, llmpipe.data.sources, llmpipe.models.tiny, llmpipe.config.rules.data_sources; "
+            "llmpipe.data.packing, llmpipe.data.sources, llmpipe.models.tiny, llmpipe.data.rules, llmpipe.models.rules; "
             "print(sorted(m for m in ('torch', 'datasets', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

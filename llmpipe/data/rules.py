@@ -1,0 +1,186 @@
+"""Pre-flight rules on the data's own facts: the dataset registry (every name declared, the format each train
+stage needs, hub datasets while offline, the export's calibration set), the chat templates and tool formats,
+They live here, not in llmpipe.config.rules, because they read this package's tables and files; the
+pre-flight session (llmpipe.pipeline.preflight) registers them with the config's rules. No torch."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from llmpipe.config.environment import offline
+from llmpipe.config.rules._common import as_list, fmt, get, problem, stage
+from llmpipe.config.train_stages import TRAIN_STAGES
+from llmpipe.config.rulebook import rule
+from llmpipe.data import registry, templates
+from llmpipe.data.errors import DataError
+from llmpipe.data.tools import TOOL_FORMATS
+
+EXPORT_Q = ["export.dir=/tmp/llmpipe-export", "export.quantization_bit=4"]
+
+
+@rule("data-hub-offline", keys=["data.dataset", "data.eval_dataset", "data.dataset_dir"],
+      bad=[["data.dataset_dir=ONLINE", "data.dataset=org/some_dataset"]],
+      good=[["data.dataset=demo_sft"], ["data.eval_dataset=demo_sft_eval"]])
+def hub_offline(cfg, env):
+    """Offline (LLMPIPE_OFFLINE / HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE), no dataset can come from the hub."""
+    var = offline(datasets=True)
+    if var is None:
+        return
+    ddir = get(cfg, "data.dataset_dir", "data")
+    for key in ("data.dataset", "data.eval_dataset"):
+        for name in as_list(get(cfg, key)):
+            try:
+                spec = registry.find_dataset(name, ddir)
+            except Exception:  # noqa: BLE001  (reported by data-dataset-registered)
+                continue
+            if spec is not None and spec.source_kind != "file":
+                yield problem("data-hub-offline", key, name,
+                              f"is the hub dataset {spec.source!r} and {var} is set, so it cannot be downloaded",
+                              "a dataset with a local file_name, or a file/folder path",
+                              "download it where there is network, save it as json/jsonl/parquet and register "
+                              f"it with file_name in dataset_info.json (or unset {var})")
+
+
+@rule("data-tool-format", keys=["data.tool_format"],
+      bad=[["data.tool_format=glm9"]],
+      good=[["data.tool_format=qwen"], ["data.tool_format=default"], ["data.tool_format=null"]])
+def tool_format(cfg, env):
+    """data.tool_format names a known way of writing tool definitions, calls and results."""
+    value = get(cfg, "data.tool_format")
+    if value and value not in TOOL_FORMATS:
+        yield problem("data-tool-format", "data.tool_format", value, "is not a known tool format",
+                      fmt(TOOL_FORMATS) + " (null: qwen for data.template=qwen, default otherwise)",
+                      "data.tool_format=default")
+
+
+@rule("data-eval-each", keys=["data.eval_on_each_dataset", "data.eval_dataset"],
+      bad=[["data.eval_on_each_dataset=true"], ["data.eval_on_each_dataset=true", "data.val_size=0.1"]],
+      good=[["data.eval_on_each_dataset=true", "data.eval_dataset=demo_sft_eval"]])
+def eval_each(cfg, env):
+    """Evaluating on each dataset separately needs the evaluation datasets named in data.eval_dataset."""
+    if get(cfg, "data.eval_on_each_dataset") and not as_list(get(cfg, "data.eval_dataset")):
+        yield problem("data-eval-each", "data.eval_on_each_dataset", True,
+                      "there are no evaluation datasets to evaluate one by one (a val_size split is one set)",
+                      "data.eval_dataset=<name>,<name>", "data.eval_dataset=<names> or data.eval_on_each_dataset=false")
+
+
+KIND_TEXT = {
+    "pairwise": "a pairwise preference dataset (ranking: true; prompt + chosen + rejected)",
+    "kto": "a KTO dataset (one response per example, labelled desirable or not through kto_tag)",
+    "plain": "a plain dataset (prompt/response, messages or text; no ranking, no kto_tag)",
+}
+
+
+def _kind(spec: Any) -> str:
+    if getattr(spec, "ranking", False):
+        return "pairwise"
+    if getattr(spec, "kto", False):
+        return "kto"
+    return "plain"
+
+
+def _datasets(cfg: Any) -> list[tuple[str, str]]:
+    return [(key, name) for key in ("data.dataset", "data.eval_dataset") for name in as_list(get(cfg, key))]
+
+
+@rule("data-dataset-registered", keys=["data.dataset", "data.eval_dataset"],
+      bad=[["data.dataset=no_such_dataset"], ["data.eval_dataset=demo_sft_evaluation"]],
+      good=[["data.dataset=demo_sft"], ["data.eval_dataset=demo_sft_eval"]])
+def dataset_registered(cfg, env):
+    """Every dataset name must be declared in dataset_info.json of data.dataset_dir (or the bundled one)."""
+    reg = registry
+    ddir = get(cfg, "data.dataset_dir", "data")
+    try:
+        reg.known_names(ddir)
+    except Exception as e:  # unreadable dataset_info.json and the like
+        yield problem("data-dataset-registered", "data.dataset_dir", ddir, f"cannot read the dataset registry: {e}",
+                      "a folder with a valid dataset_info.json", "data.dataset_dir=<folder with dataset_info.json>")
+        return
+    for key, name in _datasets(cfg):
+        try:
+            spec = reg.find_dataset(name, ddir)
+        except Exception as e:  # this dataset's entry or file: a missing file, a file that cannot be read
+            yield problem("data-dataset-registered", key, name, f"cannot be used: {e}",
+                          "an existing, readable data file (or a dataset_info.json entry naming one)",
+                          "fix the file or its dataset_info.json entry")
+            continue
+        if spec is None:
+            try:
+                known = list(reg.known_names(ddir))
+            except Exception:
+                known = []
+            close = difflib.get_close_matches(name, known, n=1)
+            yield problem("data-dataset-registered", key, name,
+                          f"is not declared in dataset_info.json (searched data.dataset_dir={ddir!r} and the bundled data)",
+                          fmt(sorted(known)[:12]) + (" ..." if len(known) > 12 else ""),
+                          f"{key}={close[0]}" if close else "add an entry for it to <data.dataset_dir>/dataset_info.json")
+
+
+@rule("data-stage-format", keys=["train.stage", "data.dataset", "data.eval_dataset"],
+      bad=[["train.stage=dpo"], ["train.stage=rm"], ["train.stage=kto"],
+           ["train.stage=sft", "data.dataset=demo_pref"], ["train.stage=dpo", "data.dataset=demo_kto"]],
+      good=[["train.stage=dpo", "data.dataset=demo_pref"], ["train.stage=rm", "data.dataset=demo_pref"],
+            ["train.stage=kto", "data.dataset=demo_kto"], ["train.stage=pt", "data.dataset=demo_pt"]])
+def stage_format(cfg, env):
+    """rm/dpo train on pairwise data, kto on KTO-tagged data, pt/sft/ppo on plain data."""
+    reg = registry
+    st = stage(cfg)
+    want = TRAIN_STAGES[st].dataset_format if st in TRAIN_STAGES else None
+    ddir = get(cfg, "data.dataset_dir", "data")
+    for key, name in _datasets(cfg):
+        try:
+            spec = reg.find_dataset(name, ddir)
+        except Exception:
+            return  # reported by data-dataset-registered
+        if spec is None or want is None or _kind(spec) == want:
+            continue
+        try:
+            fits = [n for n in reg.known_names(ddir) if (s := reg.find_dataset(n, ddir)) and _kind(s) == want]
+        except Exception:
+            fits = []
+        hint = {"ppo": "sft"}.get(st, st)   # suggest a dataset named after the stage (ppo: the sft prompts)
+        fix = next((f for f in sorted(fits) if hint in f), sorted(fits)[0]) if fits else None
+        yield problem("data-stage-format", key, name,
+                      f"is {KIND_TEXT[_kind(spec)]}, but train.stage={st} needs {KIND_TEXT[want]}",
+                      f"for train.stage={st}: " + (fmt(sorted(fits)[:8]) if fits else KIND_TEXT[want]),
+                      f"{key}={fix}" if fix else f"{key}=<{want} dataset>, or change train.stage")
+
+
+@rule("data-template", keys=["data.template"],
+      bad=[["data.template=chatmll"], ["data.template=no_such_template"]],
+      good=[["data.template=chatml"], ["data.template=null"]])
+def template_exists(cfg, env):
+    """data.template must be a registered chat template (unset = the tokenizer's own)."""
+    name = get(cfg, "data.template")
+    if not name:
+        return
+    names = list(templates.template_names())
+    if name not in names:
+        close = difflib.get_close_matches(str(name), names, n=1)
+        yield problem("data-template", "data.template", name, "is not a known chat template",
+                      fmt(names[:20]) + (" ..." if len(names) > 20 else "") + " (or null: the tokenizer's own)",
+                      f"data.template={close[0]}" if close else "data.template=null")
+
+
+@rule("export-quant-dataset-found", keys=["export.quantization_dataset", "data.dataset_dir"],
+      bad=[EXPORT_Q + ["export.quantization_dataset=/no/such/calibration.json"],
+           EXPORT_Q + ["export.quantization_dataset=no_such_registered_dataset"]],
+      good=[EXPORT_Q + ["export.quantization_dataset=demo_pt"], ["export.dir=/tmp/llmpipe-export"]],
+      env={"available_packages": frozenset({"gptqmodel", "optimum"})})
+def quant_dataset_found(cfg, env):
+    """The calibration dataset is a registered name or an existing file (read before any model is loaded)."""
+    name = get(cfg, "export.quantization_dataset")
+    if get(cfg, "export.quantization_bit") is None or not name:
+        return
+    try:
+        spec = registry.find_dataset(str(name), get(cfg, "data.dataset_dir"))
+    except (DataError, ValueError) as e:   # ValueError: a file whose first record is not valid JSON
+        yield problem("export-quant-dataset-found", "export.quantization_dataset", name, str(e),
+                      "a usable dataset", "fix the dataset_info.json entry or name another dataset")
+        return
+    if spec is None:
+        yield problem("export-quant-dataset-found", "export.quantization_dataset", name,
+                      "no dataset of this name in dataset_info.json (data.dataset_dir or bundled), and no such file",
+                      "a dataset name, or a .json/.jsonl/.txt/.csv/.parquet file whose rows have a `text` column",
+                      "export.quantization_dataset=demo_pt (bundled) or an absolute file path")
