@@ -9,6 +9,10 @@
   loader and primary config.
 * ``typing.get_type_hints`` of the schema dataclasses is evaluated once per class (the flag table and the
   field metadata ask for it per field).
+
+The first two replace private methods of ``hydra._internal``, so :func:`install` patches only the
+hydra-core versions in :data:`SUPPORTED_HYDRA` (the ones whose internals were read and tested); any other
+version runs Hydra's own code, unchanged. The measured gain is in docs/bench.md ("Start-up patch").
 """
 from __future__ import annotations
 
@@ -16,19 +20,39 @@ import functools
 import typing
 from typing import Any
 
+# hydra-core versions whose Hydra.get_mode / ConfigLoaderImpl.get_group_options /
+# _parse_overrides_and_create_caching_repo were checked against these replacements. Add a version only
+# after re-reading those methods and running tests/unit/test_startup_speedups.py on it.
+SUPPORTED_HYDRA: tuple[str, ...] = ("1.3.8",)
+
 
 @functools.lru_cache(maxsize=None)
 def type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def hydra_version() -> str | None:
+    """The installed hydra-core version (its distribution metadata), None when it cannot be read."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("hydra-core")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _mode_named(argv: list[str]) -> bool:
     return any(a.lstrip("+~").startswith("hydra.mode") for a in argv)
 
 
-def install(argv: list[str]) -> None:
+def install(argv: list[str]) -> bool:
+    """Patch Hydra's start-up shortcuts for this process; False (nothing patched) on other hydra-core versions."""
+    if hydra_version() not in SUPPORTED_HYDRA:
+        return False
+
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.hydra import Hydra
+    from hydra.core.object_type import ObjectType
 
     if not _mode_named(argv) and not getattr(Hydra.get_mode, "llmpipe", False):
         def get_mode(self, config_name, overrides):
@@ -38,17 +62,16 @@ def install(argv: list[str]) -> None:
 
     original = ConfigLoaderImpl.get_group_options
     if getattr(original, "llmpipe", False):
-        return
+        return True
 
     @functools.wraps(original)
-    def get_group_options(self, group_name, results_filter=None, config_name=None, overrides=None):
-        from hydra.core.object_type import ObjectType
-
+    def get_group_options(self, group_name, results_filter=ObjectType.CONFIG, config_name=None, overrides=None):
         if overrides:
-            return original(self, group_name, results_filter or ObjectType.CONFIG, config_name, overrides)
+            return original(self, group_name, results_filter, config_name, overrides)
         repos = self.__dict__.setdefault("_llmpipe_repos", {})
         if config_name not in repos:
             repos[config_name] = self._parse_overrides_and_create_caching_repo(config_name, [])[1]
-        return repos[config_name].get_group_options(group_name, results_filter or ObjectType.CONFIG)
+        return repos[config_name].get_group_options(group_name, results_filter)
     get_group_options.llmpipe = True
     ConfigLoaderImpl.get_group_options = get_group_options
+    return True
