@@ -19,13 +19,12 @@ from llmpipe.errors import UserError
 from typing import Any
 
 from llmpipe.training.job import TrainJob
+from llmpipe.config.families.pref import LOSSES, REFERENCE_FREE
 from llmpipe.config.train_stages import implements
 
-# Losses of trl.DPOTrainer (1.16) that pref.loss passes through by name.
-DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
-              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
-REFERENCE_FREE = ("orpo", "simpo")
-LOSSES = DPO_LOSSES + ("kto_pair",) + REFERENCE_FREE
+# pref.loss values (llmpipe.config.families.pref) and how they train: kto_pair has its own trainer, orpo/simpo
+# theirs (no reference model); every other one is a loss of trl.DPOTrainer (1.16), passed through by name.
+DPO_LOSSES = tuple(loss for loss in LOSSES if loss != "kto_pair" and loss not in REFERENCE_FREE)
 
 
 class PreferenceError(UserError):

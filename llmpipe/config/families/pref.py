@@ -12,6 +12,8 @@ LOSSES = (
     "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down",
     "discopop", "sigmoid_norm",
 )
+# Losses trained without a reference model (TRL's ORPO and CPO trainers).
+REFERENCE_FREE = ("orpo", "simpo")
 
 
 @dataclass
