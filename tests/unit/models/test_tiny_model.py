@@ -143,3 +143,13 @@ def test_bench_model(tmp_path, own_cache):
     assert (c.vocab_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads,
             c.intermediate_size) == (4096, 256, 4, 8, 4, 688)
     assert len(AutoTokenizer.from_pretrained(d)) == 4096
+
+
+def test_the_config_names_every_built_in_model():
+    """Pre-flight knows the built-in names without importing models (config sits below models); they must be
+    exactly the models tiny.py can build. (tiny.py is hashed into the built-in model's identity, so the check
+    lives here rather than in that file.)"""
+    from llmpipe.config.families.model import BUILTIN_MODELS
+    from llmpipe.models import tiny
+
+    assert set(BUILTIN_MODELS) == set(tiny.SPECS)
