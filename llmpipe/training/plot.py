@@ -1,15 +1,19 @@
-"""plot_loss: a PNG of the training loss (and eval loss) against steps."""
+"""PNG plots of a training run's history: the training loss (and eval loss) against steps, and any other
+series (PPO's mean reward and KL)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
+
+# (label, steps, values, matplotlib format)
+Series = tuple[str, Sequence[float], Sequence[float], str]
 
 
-def plot_loss(history: list[dict], path: Path, title: str = "") -> Path | None:
-    steps = [h["step"] for h in history if "loss" in h]
-    loss = [h["loss"] for h in history if "loss" in h]
-    esteps = [h["step"] for h in history if "eval_loss" in h]
-    eloss = [h["eval_loss"] for h in history if "eval_loss" in h]
-    if not steps and not esteps:
+def plot_series(path: Path, series: list[Series], *, title: str = "", xlabel: str = "step",
+                ylabel: str = "") -> Path | None:
+    """One line per non-empty series, written to ``path``; None (no file) when every series is empty."""
+    series = [s for s in series if len(s[1])]
+    if not series:
         return None
     import matplotlib
 
@@ -17,12 +21,11 @@ def plot_loss(history: list[dict], path: Path, title: str = "") -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    if steps:
-        ax.plot(steps, loss, label="train loss")
-    if esteps:
-        ax.plot(esteps, eloss, "o-", label="eval loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    for label, xs, ys, fmt in series:
+        ax.plot(xs, ys, fmt, label=label)
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -30,3 +33,12 @@ def plot_loss(history: list[dict], path: Path, title: str = "") -> Path | None:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_loss(history: list[dict], path: Path, title: str = "") -> Path | None:
+    def pick(key: str) -> tuple[list, list]:
+        rows = [h for h in history if key in h]
+        return [h["step"] for h in rows], [h[key] for h in rows]
+
+    return plot_series(path, [("train loss", *pick("loss"), "-"), ("eval loss", *pick("eval_loss"), "o-")],
+                       title=title, ylabel="loss")

@@ -280,19 +280,9 @@ def _save(ctx: TrainJob, loop: PPOLoop, tokenizer, metrics: dict) -> None:
 
 
 def _plot_reward(history: list[dict], path, title: str) -> None:
-    import matplotlib
+    from llmpipe.training.plot import plot_series
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot([h["step"] for h in history], [h["reward"] for h in history], label="mean reward (sampled)")
-    ax.plot([h["step"] for h in history], [h["kl"] for h in history], label="KL from the reference")
-    ax.set_xlabel("PPO step")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
+    steps = [h["step"] for h in history]
+    plot_series(path, [("mean reward (sampled)", steps, [h["reward"] for h in history], "-"),
+                       ("KL from the reference", steps, [h["kl"] for h in history], "-")],
+                title=title, xlabel="PPO step")
