@@ -75,6 +75,11 @@ class FlagTable:
     def by_path(self, path: str) -> Param | None:
         return self._params.get(path)
 
+    def default(self, path: str, missing: Any = None) -> Any:
+        """The schema default of ``path``; ``missing`` when ``path`` is not a parameter."""
+        p = self._params.get(path)
+        return missing if p is None else p.default
+
     def by_flag(self, name: str) -> FlagRef | None:
         flag = name.lstrip("-").replace("-", "_")
         if flag in self._by_flag:

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 _KEY = "llmpipe"
+
+# A list flag (``param(..., list_sep=",")``) is one comma-separated string in the schema, in YAML, in the lock
+# file and in fingerprints: Hydra would read ``data.dataset=a,b`` on the command line as a sweep. The typed
+# object (llmpipe.config.typed.typed) holds it as ``list[str]`` (stripped, empty items dropped, unset -> []).
+# The two hints say both: OmegaConf and Hydra see the string, a type checker sees the list code reads.
+if TYPE_CHECKING:
+    ListFlag = list[str]
+    OptionalListFlag = list[str]
+else:
+    ListFlag = str
+    OptionalListFlag = Optional[str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +41,7 @@ class ParamMeta:
     seed_default: Any = None            # the older document's default where it disagrees
     volatile: bool = False              # never part of a fingerprint (paths, logging, run control)
     gpu_only: bool = False
+    list_sep: str | None = None         # a list flag: this separator splits it in the typed object
 
 
 def param(
@@ -47,6 +59,7 @@ def param(
     deprecated: str | None = None,
     seed_default: Any = None,
     volatile: bool = False,
+    list_sep: str | None = None,
     default_factory: Callable[[], Any] | None = None,
 ) -> Any:
     """Declare a configuration field with its documentation and constraints."""
@@ -57,6 +70,7 @@ def param(
         help=help, seed=seeds, choices=tuple(choices) if choices is not None else None,
         value_aliases=dict(value_aliases) if value_aliases else None, ge=ge, gt=gt, le=le, lt=lt,
         secret=secret, deprecated=deprecated, seed_default=seed_default, volatile=volatile,
+        list_sep=list_sep,
     )
     md = {_KEY: meta}
     if default_factory is not None:

@@ -33,15 +33,10 @@ def _set(cfg: DictConfig, path: str, value: Any) -> None:
     OmegaConf.update(cfg, path, value, merge=False, force_add=False)
 
 
-def _default(path: str) -> Any:
+def _is_set(cfg: DictConfig, path: str) -> bool:
     from llmpipe.config.flags import flag_table
 
-    p = flag_table().by_path(path)
-    return p.default if p is not None else _UNSET
-
-
-def _is_set(cfg: DictConfig, path: str) -> bool:
-    return _get(cfg, path) != _default(path)
+    return _get(cfg, path) != flag_table().default(path, _UNSET)
 
 
 def _rename(cfg: DictConfig, old: str, targets: dict[str, Any], notes: list[str], how: str) -> list[Problem]:

@@ -17,12 +17,13 @@ from llmpipe.config.checks import normalize_and_check
 from llmpipe.config.environment import Environment, current
 from llmpipe.config.flags import flag_table
 from llmpipe.config.rulebook import RULES
+from llmpipe.config.typed import typed
 from llmpipe.problems import Problem
 
 @dataclass
 class Validated:
     cfg: DictConfig              # normalised, task part only (no `hydra` node)
-    obj: Any                     # typed object (LlmpipeConfig) for stages
+    obj: Any                     # typed object (LlmpipeConfig, list flags as lists: config.typed) for stages
     notes: list[str]             # aliases and translations applied (shown to the user, saved in the lock)
 
 
@@ -48,7 +49,7 @@ def check(cfg: DictConfig, env: Environment | None = None) -> tuple[Validated | 
     if problems:
         return None, problems
     try:
-        obj = OmegaConf.to_object(cfg)
+        obj = typed(cfg)
     except OmegaConfBaseException as e:  # an interpolation that cannot resolve, etc.
         key = getattr(e, "full_key", "") or "?"
         return None, [Problem(key, getattr(e, "value", None), str(e).splitlines()[0], rule="compose")]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from llmpipe.data.errors import DataError
 from llmpipe.data.formats import convert_rows
-from llmpipe.data.options import STAGE_KIND, DataOptions, split_names  # noqa: F401  (re-exported)
+from llmpipe.data.options import STAGE_KIND, DataOptions  # noqa: F401  (re-exported)
 from llmpipe.data.registry import DatasetSpec, data_identity, find_dataset, known_names
 from llmpipe.data.report import RowReport
 from llmpipe.data.sources import read_rows  # noqa: F401  (re-exported)

@@ -1,21 +1,30 @@
-"""The data settings one run uses, read once from the config (typed config, DictConfig or a namespace).
+"""The data settings one run uses, read once from the typed config (or a namespace shaped like it).
 
 ``DataOptions.from_cfg(cfg)`` is what every data module works from; it is plain data (JSON-able), so the
-load stage can hand it to the train stage inside a stream spec. ``packing`` is already resolved here:
-``data.packing=null`` means on for ``train.stage=pt`` only, and ``neat_packing`` implies packing.
+load stage can hand it to the train stage inside a stream spec. Its defaults are the data family's
+(llmpipe.config.families.data.DataConfig; stage and seed: the train family's), stated there once.
+``packing`` is already resolved here: ``data.packing=null`` means on for ``train.stage=pt`` only, and
+``neat_packing`` implies packing. The list flags (``data.dataset``, ``data.eval_dataset``,
+``data.interleave_probs``) arrive as lists (llmpipe.config.typed) and are kept as tuples, the probabilities
+as numbers.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from llmpipe.config.families.data import DataConfig
+from llmpipe.config.families.train import TrainConfig
 from llmpipe.config.train_stages import TRAIN_STAGES
 
 # train.stage -> the rows the load stage builds for it (from the train-stage registry)
 STAGE_KIND = {name: s.data_kind for name, s in TRAIN_STAGES.items()}
 
+_DATA, _TRAIN = DataConfig(), TrainConfig()   # the families' defaults
+_DATA_FIELDS = frozenset(f.name for f in fields(DataConfig))
+
 
 def cfg_get(cfg, dotted: str, default=None):
-    """``cfg.a.b`` for typed configs, DictConfigs, dicts and namespaces; ``default`` when missing or None."""
+    """``cfg.a.b`` for typed configs, dicts and namespaces; ``default`` when missing or None."""
     obj = cfg
     for part in dotted.split("."):
         obj = obj.get(part, None) if isinstance(obj, dict) else getattr(obj, part, None)
@@ -24,41 +33,34 @@ def cfg_get(cfg, dotted: str, default=None):
     return obj
 
 
-def split_names(value) -> list[str]:
-    if not value:
-        return []
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return [str(s).strip() for s in items if str(s).strip()]
-
-
 @dataclass
 class DataOptions:
-    stage: str = "sft"
-    seed: int = 42
+    stage: str = _TRAIN.stage
+    seed: int = _TRAIN.seed
     dataset: tuple = ()
     eval_dataset: tuple = ()
-    dataset_dir: str = "data"
-    media_dir: str | None = None
-    template: str | None = None
-    default_system: str | None = None
-    tool_format: str | None = None
-    cutoff_len: int | None = 2048
-    train_on_prompt: bool = False
-    mask_history: bool = False
-    packing: bool = False
-    neat_packing: bool = False
-    streaming: bool = False
-    buffer_size: int = 16384
-    mix_strategy: str = "concat"
-    interleave_probs: tuple | None = None
-    max_samples: int | None = None
-    val_size: float = 0.0
-    eval_on_each_dataset: bool = False
-    preprocessing_batch_size: int = 1000
-    preprocessing_num_workers: int | None = None
-    ignore_pad_token_for_loss: bool = True
-    tokenized_path: str | None = None
-    overwrite_cache: bool = False
+    dataset_dir: str = _DATA.dataset_dir
+    media_dir: str | None = _DATA.media_dir
+    template: str | None = _DATA.template
+    default_system: str | None = _DATA.default_system
+    tool_format: str | None = _DATA.tool_format
+    cutoff_len: int | None = _DATA.cutoff_len
+    train_on_prompt: bool = _DATA.train_on_prompt
+    mask_history: bool = _DATA.mask_history
+    packing: bool = False                   # resolved (data.packing=null: on for pt only)
+    neat_packing: bool = _DATA.neat_packing
+    streaming: bool = _DATA.streaming
+    buffer_size: int = _DATA.buffer_size
+    mix_strategy: str = _DATA.mix_strategy
+    interleave_probs: tuple | None = None   # numbers; None when unset
+    max_samples: int | None = _DATA.max_samples
+    val_size: float = _DATA.val_size
+    eval_on_each_dataset: bool = _DATA.eval_on_each_dataset
+    preprocessing_batch_size: int = _DATA.preprocessing_batch_size
+    preprocessing_num_workers: int | None = _DATA.preprocessing_num_workers
+    ignore_pad_token_for_loss: bool = _DATA.ignore_pad_token_for_loss
+    tokenized_path: str | None = _DATA.tokenized_path
+    overwrite_cache: bool = _DATA.overwrite_cache
 
     @property
     def kind(self) -> str:
@@ -78,27 +80,15 @@ class DataOptions:
 
     @classmethod
     def from_cfg(cls, cfg) -> "DataOptions":
-        d = lambda key, default=None: cfg_get(cfg, "data." + key, default)  # noqa: E731
-        stage = str(cfg_get(cfg, "train.stage", "sft"))
-        neat = bool(d("neat_packing", False))
-        packing = d("packing")
-        packing = (stage == "pt" if packing is None else bool(packing)) or neat
-        probs = d("interleave_probs")
-        if probs is not None:
-            probs = tuple(float(p) for p in split_names(probs))
-        seed = cfg_get(cfg, "train.data_seed") or cfg_get(cfg, "train.seed", 42)
-        return cls(
-            stage=stage, seed=int(seed), dataset=tuple(split_names(d("dataset"))),
-            eval_dataset=tuple(split_names(d("eval_dataset"))), dataset_dir=str(d("dataset_dir", "data")),
-            media_dir=d("media_dir"), template=d("template"), default_system=d("default_system"),
-            tool_format=d("tool_format"), cutoff_len=d("cutoff_len"),
-            train_on_prompt=bool(d("train_on_prompt", False)), mask_history=bool(d("mask_history", False)),
-            packing=packing, neat_packing=neat, streaming=bool(d("streaming", False)),
-            buffer_size=int(d("buffer_size", 16384)), mix_strategy=str(d("mix_strategy", "concat")),
-            interleave_probs=probs, max_samples=d("max_samples"), val_size=float(d("val_size", 0.0) or 0.0),
-            eval_on_each_dataset=bool(d("eval_on_each_dataset", False)),
-            preprocessing_batch_size=int(d("preprocessing_batch_size", 1000)),
-            preprocessing_num_workers=d("preprocessing_num_workers"),
-            ignore_pad_token_for_loss=bool(d("ignore_pad_token_for_loss", True)),
-            tokenized_path=d("tokenized_path"), overwrite_cache=bool(d("overwrite_cache", False)),
+        """``data.<field>`` for every field of the data family; one that is missing or None takes its default."""
+        kw = {f.name: cfg_get(cfg, "data." + f.name, f.default) for f in fields(cls) if f.name in _DATA_FIELDS}
+        stage = str(cfg_get(cfg, "train.stage", cls.stage))
+        packing = cfg_get(cfg, "data.packing")
+        kw.update(
+            stage=stage, seed=int(cfg_get(cfg, "train.data_seed") or cfg_get(cfg, "train.seed", cls.seed)),
+            dataset=tuple(kw["dataset"]), eval_dataset=tuple(kw["eval_dataset"]),
+            packing=(stage == "pt" if packing is None else bool(packing)) or bool(kw["neat_packing"]),
+            interleave_probs=tuple(float(p) for p in kw["interleave_probs"] or ()) or None,
+            val_size=float(kw["val_size"] or 0.0),
         )
+        return cls(**kw)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llmpipe.config.environment import offline
-from llmpipe.config.rules._common import as_list, fmt, get, problem, stage
+from llmpipe.config.rules._common import fmt, get, problem, stage
 from llmpipe.config.train_stages import TRAIN_STAGES
 from llmpipe.config.rulebook import rule
 from llmpipe.data import registry, templates
@@ -29,7 +29,7 @@ def hub_offline(cfg, env):
         return
     ddir = get(cfg, "data.dataset_dir", "data")
     for key in ("data.dataset", "data.eval_dataset"):
-        for name in as_list(get(cfg, key)):
+        for name in get(cfg, key, []):
             try:
                 spec = registry.find_dataset(name, ddir)
             except Exception:  # noqa: BLE001  (reported by data-dataset-registered)
@@ -59,7 +59,7 @@ def tool_format(cfg, env):
       good=[["data.eval_on_each_dataset=true", "data.eval_dataset=demo_sft_eval"]])
 def eval_each(cfg, env):
     """Evaluating on each dataset separately needs the evaluation datasets named in data.eval_dataset."""
-    if get(cfg, "data.eval_on_each_dataset") and not as_list(get(cfg, "data.eval_dataset")):
+    if get(cfg, "data.eval_on_each_dataset") and not get(cfg, "data.eval_dataset"):
         yield problem("data-eval-each", "data.eval_on_each_dataset", True,
                       "there are no evaluation datasets to evaluate one by one (a val_size split is one set)",
                       "data.eval_dataset=<name>,<name>", "data.eval_dataset=<names> or data.eval_on_each_dataset=false")
@@ -81,7 +81,7 @@ def _kind(spec: Any) -> str:
 
 
 def _datasets(cfg: Any) -> list[tuple[str, str]]:
-    return [(key, name) for key in ("data.dataset", "data.eval_dataset") for name in as_list(get(cfg, key))]
+    return [(key, name) for key in ("data.dataset", "data.eval_dataset") for name in get(cfg, key, [])]
 
 
 @rule("data-dataset-registered", keys=["data.dataset", "data.eval_dataset"],

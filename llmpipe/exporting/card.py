@@ -59,8 +59,8 @@ def render(o: Any, *, fingerprint: str, title: str, adapters: list[str], train: 
         "base model": f"`{base}`",
         "adapters merged": ", ".join(f"`{a}`" for a in adapters) or None,
         "training": f"{o.train.stage} ({o.train.finetuning_type})" if train is not None else "none (export only)",
-        "data": o.data.dataset if train is not None else None,
-        "held-out data": o.data.eval_dataset if train is not None else None,
+        "data": (",".join(o.data.dataset) or None) if train is not None else None,   # list flags, as written
+        "held-out data": (",".join(o.data.eval_dataset) or None) if train is not None else None,
         "dtype": verified.get("dtype"),
         "quantization": (f"GPTQ {quantize['bits']}-bit, group size {quantize['group_size']}, calibrated on "
                          f"{o.export.quantization_dataset} "

@@ -14,9 +14,9 @@ def stage_identities(node: Any, ids: Any) -> dict[str, str]:
     cfg = node.cfg
     out: dict[str, str] = {}
     if node.kind.name == "merge":
-        from llmpipe.config.rules._common import as_list
+        from llmpipe.config.typed import split_list
 
-        for ref in as_list(OmegaConf.select(cfg, "model.adapter_name_or_path")):
+        for ref in split_list(OmegaConf.select(cfg, "model.adapter_name_or_path")):   # node.cfg keeps the string
             out[f"adapter:{ref}"] = ids.model(ref, OmegaConf.select(cfg, "model.model_revision"))
     if node.kind.name == "quantize":
         from llmpipe.data.errors import DataError

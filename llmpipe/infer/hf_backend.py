@@ -31,7 +31,7 @@ def load_model(ref, obj: Any, log=print):
     dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
     trained_adapter = ref.trained and bool(ref.adapters)
     view = obj if trained_adapter else replace(obj, model=replace(
-        obj.model, adapter_name_or_path=None, train_from_scratch=obj.model.train_from_scratch and not ref.trained))
+        obj.model, adapter_name_or_path=[], train_from_scratch=obj.model.train_from_scratch and not ref.trained))
     try:
         model = load_causal_lm(ref.model, view, dtype=dtype, log=log)
     except (OSError, ValueError) as e:

@@ -65,12 +65,13 @@ def load_config(spec: dict[str, Any], environ=os.environ) -> DictConfig:
 def context_from_spec(spec: dict[str, Any], log: Callable[[str], None], environ=os.environ):
     """The StageContext the stage function gets in a rank."""
     import llmpipe.stages.kinds  # noqa: F401  (registers the stage kinds)
+    from llmpipe.config.typed import typed
     from llmpipe.stages.base import KINDS, StageContext
 
     cfg = load_config(spec, environ)
     secret_env = {env: environ[env] for env in spec.get("secrets", {}).values() if env in environ}
     return StageContext(
-        node_id=spec["node_id"], kind=KINDS[spec["kind"]], cfg=cfg, obj=OmegaConf.to_object(cfg),
+        node_id=spec["node_id"], kind=KINDS[spec["kind"]], cfg=cfg, obj=typed(cfg),
         inputs={role: Path(p) for role, p in spec["inputs"].items()}, out=Path(spec["out"]), work=Path(spec["work"]),
         fingerprint=spec["fingerprint"], cache_root=Path(spec["cache_root"]),
         job_dir=Path(spec["job_dir"]) if spec.get("job_dir") else None, secret_env=secret_env, log=log,

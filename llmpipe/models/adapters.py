@@ -16,10 +16,6 @@ class AdapterError(UserError):
     """An adapter cannot be loaded or created as configured (message says why and what to do)."""
 
 
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
 def linear_module_names(model: Any) -> list[str]:
     """Leaf names of every linear layer except the output head (what lora.target=all means)."""
     import torch
@@ -45,9 +41,9 @@ def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
     from peft import LoraConfig
 
     lo = cfg.lora
-    targets = linear_module_names(model) if lo.target.strip() == "all" else _split(lo.target)
+    targets = linear_module_names(model) if lo.target == ["all"] else list(lo.target)
     _check_names(model, targets, "lora.target")
-    _check_names(model, [m for m in _split(lo.additional_target) if m not in HEADS], "lora.additional_target")
+    _check_names(model, [m for m in lo.additional_target if m not in HEADS], "lora.additional_target")
     init: Any = True
     if lo.pissa_init:
         init = "pissa" if lo.pissa_iter == -1 else f"pissa_niter_{lo.pissa_iter}"
@@ -66,7 +62,7 @@ def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
         lora_alpha=lo.alpha if lo.alpha is not None else 2 * lo.rank,
         lora_dropout=lo.dropout,
         target_modules=targets,
-        modules_to_save=_split(lo.additional_target) or None,
+        modules_to_save=list(lo.additional_target) or None,
         use_rslora=lo.use_rslora,
         use_dora=lo.use_dora,
         init_lora_weights=init,
@@ -77,7 +73,7 @@ def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
 # --- adapters given by the user -------------------------------------------------------------------------------
 
 def adapter_refs(cfg: Any) -> list[str]:
-    return _split(cfg.model.adapter_name_or_path)
+    return list(cfg.model.adapter_name_or_path)
 
 
 def split_adapters(cfg: Any) -> tuple[list[str], str | None]:

@@ -9,10 +9,6 @@ class FreezeError(UserError):
     """The freeze settings do not fit the model (message says what exists)."""
 
 
-def _split(value: str | None) -> list[str]:
-    return [m.strip() for m in (value or "").split(",") if m.strip()]
-
-
 def decoder_layers(model) -> tuple[Any, str]:
     """(module, attribute) holding the ModuleList of decoder blocks (model.model, 'layers' for Llama)."""
     import torch
@@ -57,8 +53,8 @@ def apply_freeze(model: Any, cfg: Any, layer_ids: list[int] | None = None) -> di
     fz = cfg.freeze
     layer_list = blocks(model)
     layers = sorted(set(layer_ids if layer_ids is not None else trainable_layer_ids(model, fz.trainable_layers)))
-    modules = _split(fz.trainable_modules) or ["all"]
-    extra = _split(fz.extra_modules)
+    modules = list(fz.trainable_modules) or ["all"]
+    extra = list(fz.extra_modules)
     for p in model.parameters():
         p.requires_grad_(False)
     found: set[str] = set()

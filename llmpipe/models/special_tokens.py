@@ -23,10 +23,6 @@ class TokenSetupError(UserError):
     """The tokenizer/embedding changes cannot be applied (message says why and what to do)."""
 
 
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
 def descriptions(model_cfg: Any) -> dict[str, str]:
     """{token: description} from model.new_special_tokens_config (empty when unset)."""
     path = model_cfg.new_special_tokens_config
@@ -44,8 +40,8 @@ def descriptions(model_cfg: Any) -> dict[str, str]:
 
 def requested(model_cfg: Any) -> tuple[list[str], list[str]]:
     """(ordinary tokens, special tokens) the configuration asks to add."""
-    special = list(descriptions(model_cfg)) or _split(model_cfg.add_special_tokens)
-    return _split(model_cfg.add_tokens), special
+    special = list(descriptions(model_cfg)) or list(model_cfg.add_special_tokens)
+    return list(model_cfg.add_tokens), special
 
 
 def add_to_tokenizer(tokenizer, model_cfg: Any) -> int:

@@ -62,12 +62,12 @@ def fingerprint(kind: str, version: str, values: Mapping[str, Any], upstream: Ma
 
 
 def data_identities(cfg) -> dict[str, str]:
+    from llmpipe.config.typed import split_list
     from llmpipe.data.registry import data_identity, find_dataset
 
     out = {}
     for key in ("dataset", "eval_dataset"):
-        names = cfg.data.get(key) or ""
-        for name in [n.strip() for n in str(names).split(",") if n.strip()]:
+        for name in split_list(cfg.data.get(key)):   # the DictConfig keeps the list flag's string
             spec = find_dataset(name, cfg.data.dataset_dir)
             out[f"data:{name}"] = data_identity(spec) if spec else f"unknown:{name}"
     return out

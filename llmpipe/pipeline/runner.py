@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from llmpipe.config.typed import typed
 from llmpipe.launch.stage import distributed, launched, run_stage, spawn_stage
 from llmpipe.pipeline.dag import Node, Plan
 from llmpipe.pipeline.lockfile import LockFile
@@ -159,7 +160,7 @@ class Runner:
 
     def _context(self, node: Node, inputs: dict[str, Path], out: Path, work: Path) -> StageContext:
         return StageContext(
-            node_id=node.id, kind=node.kind, cfg=node.cfg, obj=OmegaConf.to_object(node.cfg), inputs=inputs,
+            node_id=node.id, kind=node.kind, cfg=node.cfg, obj=typed(node.cfg), inputs=inputs,
             out=out, work=work, fingerprint=node.fingerprint, cache_root=self.store.root, job_dir=self.job_dir,
             secret_env=self.secret_env, log=lambda m, p=node.id: self.say(f"    {p}: {m}"),
         )

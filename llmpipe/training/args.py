@@ -80,9 +80,8 @@ def training_arguments(cfg: Any, output_dir: Path, *, cls=None, **extra: Any):
     return cls(**kw)
 
 
-def _report_to(value: Any) -> Any:
-    if value in (None, "", "none"):
+def _report_to(names: list[str]) -> Any:
+    """train.report_to for TrainingArguments: "none", one tracker name ("all" included), or a list of them."""
+    if not names or names == ["none"]:
         return "none"
-    if isinstance(value, str) and "," in value:
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return value
+    return names[0] if len(names) == 1 else list(names)

@@ -37,11 +37,10 @@ def _decay_split(model) -> tuple[list, list]:
     return [p for n, p in named if n in decay], [p for n, p in named if n not in decay]
 
 
-def galore_targets(model, target: str) -> list:
+def galore_targets(model, wanted: list[str]) -> list:
     """Trainable weights of the linear layers galore.target names ('all': every linear layer but the head)."""
     import torch
 
-    wanted = [t.strip() for t in target.split(",") if t.strip()]
     params = []
     for name, module in model.named_modules():
         leaf = name.rsplit(".", 1)[-1]
@@ -50,7 +49,7 @@ def galore_targets(model, target: str) -> list:
         if ("all" in wanted and leaf not in HEADS) or leaf in wanted or name in wanted:
             params.append(module.weight)
     if not params:
-        raise ValueError(f"galore.target={target}: no trainable linear layer matches")
+        raise ValueError(f"galore.target={','.join(wanted)}: no trainable linear layer matches")
     return params
 
 
@@ -152,7 +151,7 @@ def build_optimizer(model, cfg: Any, training_args):
 def describe(cfg: Any) -> str | None:
     if cfg.galore.use_galore:
         g = cfg.galore
-        return f"GaLore rank {g.rank}{' layer-wise' if g.layerwise else ''} ({g.target})"
+        return f"GaLore rank {g.rank}{' layer-wise' if g.layerwise else ''} ({','.join(g.target)})"
     if cfg.badam.use_badam:
         return f"BAdam {cfg.badam.mode}-wise"
     if cfg.badam.use_adam_mini:

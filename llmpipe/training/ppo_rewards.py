@@ -156,7 +156,7 @@ def build_reward(cfg: Any, policy, tokenizer, reward_dir: Path | None, log=print
                                    f"folder (adapter_config.json), and {where} is not one; use reward_model_type=full")
         log(f"reward: adapter {where} on the policy's base model")
         return AdapterReward(policy, where, tokenizer)
-    adapters = [a.strip() for a in (p.reward_model_adapters or "").split(",") if a.strip()]
+    adapters = list(p.reward_model_adapters)
     rm = load_reward_model(where if where.exists() else ref, adapters=adapters,
                            quantization_bit=p.reward_model_quantization_bit,
                            device=str(next(policy.parameters()).device))

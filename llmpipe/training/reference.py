@@ -20,10 +20,6 @@ class ReferenceModelError(UserError):
     """The reference model cannot be used (message says why and what to do)."""
 
 
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
 def check_tokenizer(tokenizer, other, what: str, key: str) -> None:
     """The two tokenizers must map text to the same ids (same vocabulary and special tokens)."""
     if tokenizer.get_vocab() == other.get_vocab():
@@ -45,7 +41,7 @@ def frozen(model):
 
 def _ref_cfg(cfg: Any, bit: int | None) -> Any:
     q = replace(cfg.quantization, bit=bit, method="bnb") if bit else replace(cfg.quantization, bit=None)
-    return replace(cfg, quantization=q, model=replace(cfg.model, adapter_name_or_path=None))
+    return replace(cfg, quantization=q, model=replace(cfg.model, adapter_name_or_path=[]))
 
 
 def load_reference(cfg: Any, source: str, tokenizer, cache_root: Path, log: Callable[[str], None] = print):
@@ -64,7 +60,7 @@ def load_reference(cfg: Any, source: str, tokenizer, cache_root: Path, log: Call
     bit = p.ref_model_quantization_bit
     rcfg = _ref_cfg(cfg, bit)
     model = load_causal_lm(ref_source, rcfg, training=bool(bit), log=log)
-    refs = _split(p.ref_model_adapters)
+    refs = list(p.ref_model_adapters)
     if refs:
         from llmpipe.models.adapters import load_adapter, merge_adapters
 

@@ -32,7 +32,7 @@ def tok(model_dir):
 
 
 def cfg(**data):
-    d = dict(dataset="demo_sft_sharegpt", max_samples=24, cutoff_len=256, preprocessing_batch_size=1000,
+    d = dict(dataset=["demo_sft_sharegpt"], max_samples=24, cutoff_len=256, preprocessing_batch_size=1000,
              ignore_pad_token_for_loss=True, **data)
     return types.SimpleNamespace(data=types.SimpleNamespace(**d), train=types.SimpleNamespace(seed=0, stage="sft"))
 

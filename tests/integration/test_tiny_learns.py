@@ -22,7 +22,7 @@ def cache(tmp_path_factory):
 
 
 def _cfg():
-    data = types.SimpleNamespace(dataset="demo_sft", eval_dataset="demo_sft_eval", dataset_dir="data", template=None,
+    data = types.SimpleNamespace(dataset=["demo_sft"], eval_dataset=["demo_sft_eval"], dataset_dir="data", template=None,
                                  cutoff_len=128, train_on_prompt=False, mask_history=False, max_samples=None,
                                  val_size=0.0, default_system=None, packing=None, mix_strategy="concat",
                                  interleave_probs=None, preprocessing_batch_size=1000)

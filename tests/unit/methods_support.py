@@ -11,11 +11,10 @@ WORDS = ["[UNK]", "[PAD]"] + [f"w{i}" for i in range(94)]
 
 
 def cfg_of(*overrides: str):
-    from omegaconf import OmegaConf
-
     from llmpipe.config.compose import compose
+    from llmpipe.config.typed import typed
 
-    return OmegaConf.to_object(compose(["model=tiny", "data.dataset=demo_sft", *overrides]))
+    return typed(compose(["model=tiny", "data.dataset=demo_sft", *overrides]))
 
 
 def micro_model(seed: int = 0, dtype=None, **over):

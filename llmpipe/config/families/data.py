@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from llmpipe.config.meta import param
+from llmpipe.config.meta import OptionalListFlag, param
 
 
 @dataclass
@@ -12,10 +12,12 @@ class DataConfig:
     template: Optional[str] = param(
         None, "Chat template name (e.g. qwen, llama3); unset = the tokenizer's own chat template.", seed="template",
     )
-    dataset: Optional[str] = param(
-        None, "Training dataset name(s) from dataset_info.json, comma-separated.", seed="dataset",
+    dataset: OptionalListFlag = param(
+        None, "Training dataset name(s) from dataset_info.json, comma-separated.", seed="dataset", list_sep=",",
     )
-    eval_dataset: Optional[str] = param(None, "Evaluation dataset name(s), comma-separated.", seed="eval_dataset")
+    eval_dataset: OptionalListFlag = param(
+        None, "Evaluation dataset name(s), comma-separated.", seed="eval_dataset", list_sep=",",
+    )
     dataset_dir: str = param("data", "Folder holding dataset_info.json and the dataset files.", seed="dataset_dir")
     media_dir: Optional[str] = param(
         None, "Folder with the images/videos/audio referenced by the data (default: dataset_dir).", seed="media_dir",
@@ -35,8 +37,9 @@ class DataConfig:
         " replacement (interleave_once).", seed="mix_strategy",
         choices=("concat", "interleave_under", "interleave_over", "interleave_once"),
     )
-    interleave_probs: Optional[str] = param(
+    interleave_probs: OptionalListFlag = param(
         None, "Sampling probabilities of the datasets when interleaving, comma-separated.", seed="interleave_probs",
+        list_sep=",",
     )
     overwrite_cache: bool = param(
         False, "Re-run preprocessing even when a cached result exists.", seed="overwrite_cache", volatile=True,

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
-from llmpipe.config.meta import param
+from llmpipe.config.meta import ListFlag, OptionalListFlag, param
 
 
 @dataclass
@@ -13,13 +12,13 @@ class FreezeConfig:
         2, "Trainable hidden layers: n > 0 = the last n layers, n < 0 = the first |n| layers.",
         seed="freeze_trainable_layers",
     )
-    trainable_modules: str = param(
+    trainable_modules: ListFlag = param(
         "all", "Modules trained inside those layers, comma-separated; 'all' = every module.",
-        seed="freeze_trainable_modules",
+        seed="freeze_trainable_modules", list_sep=",",
     )
-    extra_modules: Optional[str] = param(
+    extra_modules: OptionalListFlag = param(
         None, "Modules outside the hidden layers also trained (e.g. embed_tokens,lm_head), comma-separated.",
-        seed="freeze_extra_modules",
+        seed="freeze_extra_modules", list_sep=",",
     )
     use_llama_pro: bool = param(
         False, "LLaMA Pro: train only the expanded (added) blocks.", seed="use_llama_pro",

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmpipe.config.meta import param
+from llmpipe.config.meta import ListFlag, param
 
 
 @dataclass
 class GaloreConfig:
     use_galore: bool = param(False, "Use the GaLore optimiser (gradient low-rank projection).", seed="use_galore")
-    target: str = param(
+    target: ListFlag = param(
         "all", "Modules GaLore applies to, comma-separated; 'all' = every linear layer.", seed="galore_target",
+        list_sep=",",
     )
     rank: int = param(16, "Rank of the projected gradients.", seed="galore_rank", ge=1)
     update_interval: int = param(

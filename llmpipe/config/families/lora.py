@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from llmpipe.config.meta import param
+from llmpipe.config.meta import ListFlag, OptionalListFlag, param
 
 
 @dataclass
@@ -15,13 +15,13 @@ class LoraConfig:
         seed="lora_alpha", ge=1,
     )
     dropout: float = param(0.0, "Dropout applied to the LoRA input.", seed="lora_dropout", ge=0.0, lt=1.0)
-    target: str = param(
+    target: ListFlag = param(
         "all", "Modules that get LoRA, comma-separated; 'all' = every linear layer except the output head.",
-        seed="lora_target",
+        seed="lora_target", list_sep=",",
     )
-    additional_target: Optional[str] = param(
+    additional_target: OptionalListFlag = param(
         None, "Extra modules (comma-separated) trained in full and saved with the adapter.",
-        seed="additional_target",
+        seed="additional_target", list_sep=",",
     )
     loraplus_lr_ratio: Optional[float] = param(
         None, "LoRA+: learning-rate ratio lr_B / lr_A (unset = plain LoRA).", seed="loraplus_lr_ratio", gt=0.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from llmpipe.config.meta import param
+from llmpipe.config.meta import OptionalListFlag, param
 
 # The models llmpipe builds itself, offline (llmpipe.models.tiny holds their specifications).
 BUILTIN_MODELS = ("builtin:tiny", "builtin:tiny-random", "builtin:bench")
@@ -16,9 +16,9 @@ class ModelConfig:
         "???", "Hub id or local path of the base model (required); 'builtin:tiny' is the offline tiny model"
         " built by llmpipe, 'builtin:bench' its benchmark-sized sibling.", seed="model_name_or_path",
     )
-    adapter_name_or_path: Optional[str] = param(
+    adapter_name_or_path: OptionalListFlag = param(
         None, "Adapter path(s) or hub id(s), comma-separated: all but the last are merged, the last is resumed.",
-        seed="adapter_name_or_path",
+        seed="adapter_name_or_path", list_sep=",",
     )
     adapter_folder: Optional[str] = param(None, "Folder holding several adapters to load.", seed="adapter_folder")
     cache_dir: Optional[str] = param(
@@ -30,15 +30,16 @@ class ModelConfig:
     split_special_tokens: bool = param(
         False, "Split special tokens into ordinary pieces while tokenizing.", seed="split_special_tokens",
     )
-    add_tokens: Optional[str] = param(
+    add_tokens: OptionalListFlag = param(
         None, "Ordinary (non-special) tokens to add to the tokenizer, comma-separated.", seed="add_tokens",
+        list_sep=",",
     )
-    add_special_tokens: Optional[str] = param(
-        None, "Special tokens to add to the tokenizer, comma-separated.", seed="add_special_tokens",
+    add_special_tokens: OptionalListFlag = param(
+        None, "Special tokens to add to the tokenizer, comma-separated.", seed="add_special_tokens", list_sep=",",
     )
-    new_special_tokens: Optional[str] = param(
+    new_special_tokens: OptionalListFlag = param(
         None, "Older name for special tokens to add (comma-separated).", seed="new_special_tokens",
-        deprecated="translated to model.add_special_tokens (same value)",
+        deprecated="translated to model.add_special_tokens (same value)", list_sep=",",
     )
     new_special_tokens_config: Optional[str] = param(
         None, "YAML file {'<token>': 'description'} of special tokens; takes precedence over add_special_tokens.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from llmpipe.config.meta import param
+from llmpipe.config.meta import OptionalListFlag, param
 
 
 @dataclass
@@ -19,8 +19,8 @@ class PpoConfig:
     reward_model: Optional[str] = param(
         None, "Reward model: a path/hub id, an adapter (type lora) or an http(s) URL (type api).", seed="reward_model",
     )
-    reward_model_adapters: Optional[str] = param(
-        None, "Adapters of the reward model.", seed="reward_model_adapters",
+    reward_model_adapters: OptionalListFlag = param(
+        None, "Adapters of the reward model.", seed="reward_model_adapters", list_sep=",",
     )
     reward_model_quantization_bit: Optional[int] = param(
         None, "Quantize the reward model to this many bits (bitsandbytes).", seed="reward_model_quantization_bit",

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from llmpipe.config.meta import param
+from llmpipe.config.meta import OptionalListFlag, param
 
 # The six losses of the seed documents, then the other pairwise losses of TRL 1.16's DPOTrainer, by TRL's names.
 LOSSES = (
@@ -45,7 +45,9 @@ class PrefConfig:
         None, "Reference model for DPO/KTO/PPO (unset: the policy with adapters off, or a copy of the base).",
         seed="ref_model",
     )
-    ref_model_adapters: Optional[str] = param(None, "Adapters of the reference model.", seed="ref_model_adapters")
+    ref_model_adapters: OptionalListFlag = param(
+        None, "Adapters of the reference model.", seed="ref_model_adapters", list_sep=",",
+    )
     ref_model_quantization_bit: Optional[int] = param(
         None, "Quantize the reference model to this many bits (bitsandbytes).", seed="ref_model_quantization_bit",
         choices=(4, 8),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from llmpipe.config.meta import param
+from llmpipe.config.meta import ListFlag, param
 from llmpipe.config.train_stages import stage_names
 
 SCHEDULERS = (
@@ -124,9 +124,9 @@ class TrainConfig:
     logging_steps: float = param(
         500.0, "Log every N steps (int) or ratio of total steps (< 1).", seed="logging_steps", gt=0.0, volatile=True,
     )
-    report_to: str = param(
+    report_to: ListFlag = param(
         "none", "Experiment trackers, comma-separated (none, tensorboard, wandb, ...).", seed="report_to",
-        volatile=True,
+        volatile=True, list_sep=",",
     )
     run_name: Optional[str] = param(None, "Run name shown by the experiment trackers.", seed="run_name", volatile=True)
     plot_loss: bool = param(False, "Save a PNG of the training loss curve next to the outputs.", seed="plot_loss")

@@ -11,11 +11,13 @@ from llmpipe.config.presets import DS_PRESETS
 
 _UNSET = object()
 
-CUSTOM_OPTIMIZERS = ("galore.use_galore", "apollo.use_apollo", "badam.use_badam", "badam.use_adam_mini")
+# APOLLO (apollo.use_apollo) joins this table with its family, which a later issue adds.
+CUSTOM_OPTIMIZERS = ("galore.use_galore", "badam.use_badam", "badam.use_adam_mini")
 
 
 def get(cfg: Any, path: str, default: Any = None) -> Any:
-    """``cfg.a.b`` by dotted path; ``default`` when a part is missing or None (a family may lack a field)."""
+    """``cfg.a.b`` by dotted path; ``default`` when a part is missing or None (a family may lack a field).
+    A list flag reads as a list (``[]`` when unset): llmpipe.config.typed split it."""
     node = cfg
     for part in path.split("."):
         node = getattr(node, part, _UNSET) if node is not None else _UNSET
@@ -25,20 +27,15 @@ def get(cfg: Any, path: str, default: Any = None) -> Any:
 
 
 def problem(rule: str, key: str, value: Any, message: str, allowed: str = "", fix: str = "") -> Problem:
+    """A Problem; a list flag's value is shown as it is written, comma-separated."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = ",".join(value) if value else None
     return Problem(key=key, value=value, message=message, allowed=allowed, fix=fix, rule=rule)
 
 
-def as_list(value: Any) -> list[str]:
-    """A comma-separated string (or a list) as a list of non-empty stripped strings."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        items: Iterable[Any] = value.split(",")
-    elif isinstance(value, (list, tuple)):
-        items = value
-    else:
-        items = [value]
-    return [str(v).strip() for v in items if str(v).strip()]
+def given(value: Any) -> bool:
+    """Whether a setting is given: not None, and not an empty list flag."""
+    return value is not None and value != []
 
 
 def stage(cfg: Any) -> str:
@@ -58,7 +55,7 @@ def evaluates(cfg: Any) -> bool:
 
 
 def adapters(cfg: Any) -> list[str]:
-    return as_list(get(cfg, "model.adapter_name_or_path"))
+    return get(cfg, "model.adapter_name_or_path", [])
 
 
 def quant_bit(cfg: Any) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from llmpipe.config.rules._common import as_list, evaluates, fmt, get, problem, stage
+from llmpipe.config.rules._common import evaluates, fmt, get, problem, stage
 from llmpipe.config.rulebook import rule
 
 @rule("data-val-size", keys=["data.val_size", "data.eval_dataset", "data.dataset"],
@@ -32,7 +32,7 @@ def val_size(cfg, env):
              "data.interleave_probs='0.3,0.7'"], ["data.mix_strategy=interleave_under"]])
 def interleave(cfg, env):
     """Sampling probabilities need an interleave strategy, one number per training dataset, summing to 1."""
-    probs = as_list(get(cfg, "data.interleave_probs"))
+    probs = get(cfg, "data.interleave_probs", [])
     if not probs:
         return
     mix = get(cfg, "data.mix_strategy", "concat")
@@ -46,7 +46,7 @@ def interleave(cfg, env):
         yield problem("data-interleave", "data.interleave_probs", get(cfg, "data.interleave_probs"),
                       "is not a comma-separated list of numbers", "e.g. '0.7,0.3'", "data.interleave_probs='0.5,0.5'")
         return
-    names = as_list(get(cfg, "data.dataset"))  # evaluation datasets are concatenated, never interleaved
+    names = get(cfg, "data.dataset", [])  # evaluation datasets are concatenated, never interleaved
     if names and len(names) != len(nums):
         yield problem("data-interleave", "data.interleave_probs + data.dataset", get(cfg, "data.interleave_probs"),
                       f"{len(nums)} probabilities for {len(names)} datasets in data.dataset",

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from llmpipe.config.families.model import BUILTIN_MODELS
 from llmpipe.config.environment import offline
-from llmpipe.config.rules._common import as_list, fmt, get, problem
+from llmpipe.config.rules._common import fmt, get, problem
 from llmpipe.config.rulebook import rule
 
 BUILTINS = ("builtin:tiny", "builtin:bench")   # the ones suggested to users
@@ -20,7 +20,7 @@ def _references(cfg: Any) -> Iterator[tuple[str, str, str]]:
     """(key, reference, kind) for every model or adapter the run would load; kind is 'model' or 'adapter'."""
     yield from ((k, v, "model") for k, v in [("model.name_or_path", get(cfg, "model.name_or_path"))] if v)
     for key in ("model.adapter_name_or_path", "pref.ref_model_adapters", "ppo.reward_model_adapters"):
-        for ref in as_list(get(cfg, key)):
+        for ref in get(cfg, key, []):
             yield key, ref, "adapter"
     if get(cfg, "pref.ref_model"):
         yield "pref.ref_model", str(get(cfg, "pref.ref_model")), "model"

@@ -1,7 +1,7 @@
 """PPO and reward-model rules."""
 from __future__ import annotations
 
-from llmpipe.config.rules._common import as_list, evaluates, ft_type, get, problem, stage
+from llmpipe.config.rules._common import evaluates, ft_type, get, problem, stage
 from llmpipe.config.rulebook import rule
 
 PPO_LOGGERS = ("none", "wandb", "tensorboard", "trackio")
@@ -142,7 +142,7 @@ def report_to(cfg, env):
     """The PPO trainer logs only to wandb, tensorboard or trackio."""
     if stage(cfg) != "ppo":
         return
-    bad = [r for r in as_list(get(cfg, "train.report_to", "none")) if r not in PPO_LOGGERS]
+    bad = [r for r in get(cfg, "train.report_to", []) if r not in PPO_LOGGERS]
     if bad:
         yield problem("ppo-report-to", "train.report_to", get(cfg, "train.report_to"),
                       f"PPO cannot log to {', '.join(bad)}", ", ".join(PPO_LOGGERS), "train.report_to=tensorboard")

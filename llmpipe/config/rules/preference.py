@@ -1,7 +1,8 @@
 """Preference-training rules: which pref.* settings apply to which stage and loss, and the reference model."""
 from __future__ import annotations
 
-from llmpipe.config.rules._common import as_list, fmt, get, problem, stage
+from llmpipe.config.flags import flag_table
+from llmpipe.config.rules._common import fmt, get, given, problem, stage
 from llmpipe.config.rulebook import rule
 
 REF_FREE = ("orpo", "simpo")            # trained by TRL's ORPO/CPO trainers: no reference model
@@ -21,18 +22,6 @@ SCOPE = {
 REF_KEYS = ("pref.ref_model", "pref.ref_model_adapters", "pref.ref_model_quantization_bit")
 
 
-def _default(path: str):
-    from llmpipe.config.flags import flag_table
-
-    p = flag_table().by_path(path)
-    return None if p is None else p.default
-
-
-def _changed(cfg, path: str) -> bool:
-    value = get(cfg, path)
-    return value is not None and value != _default(path)
-
-
 @rule("pref-stage-settings", keys=list(SCOPE),
       bad=[["pref.loss=ipo"], ["train.stage=kto", "data.dataset=demo_kto", "pref.loss=kto_pair"],
            ["pref.ftx=0.5", "train.stage=kto", "data.dataset=demo_kto"],
@@ -47,25 +36,26 @@ def stage_settings(cfg, env):
     """A preference setting changed from its default must be one the stage (and loss) actually reads."""
     st, loss = stage(cfg), get(cfg, "pref.loss", "sigmoid")
     for key, (stages, losses) in SCOPE.items():
-        if not _changed(cfg, key):
+        value, default = get(cfg, key), flag_table().default(key)
+        if value is None or value == default:   # unchanged
             continue
         if st not in stages:
-            yield problem("pref-stage-settings", key, get(cfg, key),
+            yield problem("pref-stage-settings", key, value,
                           f"is read only by train.stage={'/'.join(stages)}; this run is train.stage={st}, so it would be ignored",
-                          f"the default ({_default(key)}) for train.stage={st}",
-                          f"train.stage={stages[0]}, or {key}={_default(key)}")
+                          f"the default ({default}) for train.stage={st}",
+                          f"train.stage={stages[0]}, or {key}={default}")
         elif losses is not None and loss not in losses and key != "pref.dpo_label_smoothing":
-            yield problem("pref-stage-settings", key, get(cfg, key),
+            yield problem("pref-stage-settings", key, value,
                           f"is read only by pref.loss={'/'.join(losses)}; pref.loss={loss} ignores it",
-                          f"the default ({_default(key)}) with pref.loss={loss}",
-                          f"pref.loss={losses[0]}, or {key}={_default(key)}")
+                          f"the default ({default}) with pref.loss={loss}",
+                          f"pref.loss={losses[0]}, or {key}={default}")
         elif key in ("pref.ld_alpha", "pref.bco_weight") and loss in REF_FREE + ("kto_pair",):
             what = "(ORPO/CPO trainer) has" if loss in REF_FREE else "(the paired KTO loss) has"
-            yield problem("pref-stage-settings", key, get(cfg, key), f"pref.loss={loss} {what} no {key.split('.')[1]}",
+            yield problem("pref-stage-settings", key, value, f"pref.loss={loss} {what} no {key.split('.')[1]}",
                           f"a DPO loss ({fmt(('sigmoid', 'ipo', 'hinge'))}, ...) with {key}",
-                          f"{key}={_default(key)}, or pref.loss=sigmoid")
+                          f"{key}={default}, or pref.loss=sigmoid")
         elif key == "pref.ftx" and loss == "orpo":
-            yield problem("pref-stage-settings", key, get(cfg, key), "the ORPO loss already contains the SFT (NLL) term, "
+            yield problem("pref-stage-settings", key, value, "the ORPO loss already contains the SFT (NLL) term, "
                           "with weight 1; pref.beta weighs the odds-ratio term against it",
                           "pref.ftx=0 with pref.loss=orpo", "pref.ftx=0 (tune pref.beta instead)")
 
@@ -103,7 +93,7 @@ def ref_free_loss(cfg, env):
     if stage(cfg) != "dpo" or loss not in REF_FREE:
         return
     for key in REF_KEYS:
-        if get(cfg, key) is not None:
+        if given(get(cfg, key)):
             yield problem("pref-ref-free-loss", key, get(cfg, key), f"pref.loss={loss} trains without a reference model",
                           f"{key}=null with orpo/simpo; a reference model with sigmoid, ipo, hinge, ...",
                           f"{key}=null, or pref.loss=sigmoid")
@@ -119,7 +109,7 @@ def ref_model_stage(cfg, env):
     if st in ("dpo", "kto", "ppo"):
         return
     for key in REF_KEYS:
-        if get(cfg, key) is not None:
+        if given(get(cfg, key)):
             yield problem("pref-ref-model-stage", key, get(cfg, key),
                           f"train.stage={st} has no reference model, so it would be ignored",
                           "a reference model with train.stage=dpo, kto or ppo", f"{key}=null")
@@ -137,12 +127,12 @@ def ref_model_parts(cfg, env):
     """ref_model_adapters and ref_model_quantization_bit describe pref.ref_model; a quantized one takes one adapter."""
     if get(cfg, "pref.ref_model") is None:
         for key in ("pref.ref_model_adapters", "pref.ref_model_quantization_bit"):
-            if get(cfg, key) is not None:
+            if given(get(cfg, key)):
                 yield problem("pref-ref-model-parts", key, get(cfg, key), "applies to pref.ref_model, which is unset (the "
                               "reference is then the policy's own base model, used as is)", f"{key} together with pref.ref_model",
                               f"pref.ref_model=<model>, or {key}=null")
         return
-    ads = as_list(get(cfg, "pref.ref_model_adapters"))
+    ads = get(cfg, "pref.ref_model_adapters", [])
     if get(cfg, "pref.ref_model_quantization_bit") is not None and len(ads) > 1:
         yield problem("pref-ref-model-parts", "pref.ref_model_adapters", get(cfg, "pref.ref_model_adapters"),
                       f"{len(ads)} adapters cannot be merged into a quantized reference model", "one adapter with "

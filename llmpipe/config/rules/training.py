@@ -1,7 +1,7 @@
 """Training-loop rules: precision flags, experiment trackers and their packages, best-model selection."""
 from __future__ import annotations
 
-from llmpipe.config.rules._common import as_list, evaluates, get, problem
+from llmpipe.config.rules._common import evaluates, get, problem
 from llmpipe.config.rulebook import rule
 
 # report_to value -> Python module that must be importable, and how to install it
@@ -42,7 +42,7 @@ def tf32(cfg, env):
       env={"missing_packages": frozenset(m for m, _ in TRACKERS.values())})
 def report_to(cfg, env):
     """Every experiment tracker named in train.report_to must be known and installed."""
-    names = as_list(get(cfg, "train.report_to", "none"))
+    names = get(cfg, "train.report_to", [])
     if "none" in names and len(names) > 1:
         yield problem("train-report-to", "train.report_to", get(cfg, "train.report_to"),
                       "'none' turns every tracker off, so it cannot be combined with others",

@@ -32,9 +32,8 @@ def test_recipe_validates_offline_with_tiny(name):
     assert not plan_problems(validated.cfg)
     plan = build_plan(validated.cfg)
     assert any(n.kind.name == "train" for n in plan.nodes)
-    for key in ("dataset", "eval_dataset"):
-        for ds in filter(None, str(validated.cfg.data[key] or "").split(",")):
-            assert find_dataset(ds.strip(), "data") is not None, ds
+    for ds in validated.obj.data.dataset + validated.obj.data.eval_dataset:   # list flags: lists in the typed object
+        assert find_dataset(ds, "data") is not None, ds
 
 
 @pytest.mark.parametrize("name", RECIPES)

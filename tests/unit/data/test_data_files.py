@@ -197,7 +197,7 @@ def test_hub_dataset_offline_or_unreachable_is_a_clear_error(tmp_path, tok, monk
 
 
 def test_names_are_checked_before_any_work(tmp_path):
-    cfg = types.SimpleNamespace(data=types.SimpleNamespace(dataset="demo_sft", eval_dataset="nope", dataset_dir="x"),
+    cfg = types.SimpleNamespace(data=types.SimpleNamespace(dataset=["demo_sft"], eval_dataset=["nope"], dataset_dir="x"),
                                 train=types.SimpleNamespace(stage="sft", seed=0))
     with pytest.raises(DataError, match="'nope' is not in"):
         build_datasets(cfg, tokenizer=None)  # fails before the tokenizer is touched

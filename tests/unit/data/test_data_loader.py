@@ -20,7 +20,7 @@ def tok():
 
 
 def cfg(**data):
-    d = dict(dataset="demo_sft", max_samples=20, cutoff_len=128)
+    d = dict(dataset=["demo_sft"], max_samples=20, cutoff_len=128)
     stage = data.pop("stage", "sft")
     d.update(data)
     return types.SimpleNamespace(data=types.SimpleNamespace(**d), train=types.SimpleNamespace(seed=0, stage=stage))
@@ -42,25 +42,25 @@ def test_val_size_fraction_and_count_and_max_samples(tok):
 
 
 def test_mix_strategies(tok):
-    two = "demo_sft,demo_sft_zh"
+    two = ["demo_sft", "demo_sft_zh"]
     concat = build_datasets(cfg(dataset=two), tok).train
     assert len(concat) == 40
-    under = build_datasets(cfg(dataset=two, mix_strategy="interleave_under", interleave_probs="0.5,0.5"), tok).train
+    under = build_datasets(cfg(dataset=two, mix_strategy="interleave_under", interleave_probs=["0.5", "0.5"]), tok).train
     assert len(under) < 40 and rows(under) <= rows(concat) + rows(concat)
-    over = build_datasets(cfg(dataset=two, mix_strategy="interleave_over", interleave_probs="0.2,0.8"), tok).train
+    over = build_datasets(cfg(dataset=two, mix_strategy="interleave_over", interleave_probs=["0.2", "0.8"]), tok).train
     assert len(over) > 40 and set(rows(over)) == set(rows(concat))  # every example, some repeated
-    once = build_datasets(cfg(dataset=two, mix_strategy="interleave_once", interleave_probs="0.2,0.8"), tok).train
+    once = build_datasets(cfg(dataset=two, mix_strategy="interleave_once", interleave_probs=["0.2", "0.8"]), tok).train
     assert rows(once) == rows(concat) and once["input_ids"] != concat["input_ids"]  # each once, interleaved
     skew = build_datasets(cfg(dataset=two, max_samples=200, mix_strategy="interleave_under",
-                              interleave_probs="0.9,0.1"), tok).train
-    zh = set(rows(build_datasets(cfg(dataset="demo_sft_zh", max_samples=200), tok).train))
+                              interleave_probs=["0.9", "0.1"]), tok).train
+    zh = set(rows(build_datasets(cfg(dataset=["demo_sft_zh"], max_samples=200), tok).train))
     share = sum(tuple(x) in zh for x in skew["input_ids"]) / len(skew)
     assert 0.03 < share < 0.25  # the probabilities are honoured
 
 
 def test_eval_datasets_concatenated_and_each_kept(tok):
-    b = build_datasets(cfg(eval_dataset="demo_sft_eval,demo_sft_zh_eval", eval_on_each_dataset=True,
-                           mix_strategy="interleave_over", interleave_probs="1.0"), tok)
+    b = build_datasets(cfg(eval_dataset=["demo_sft_eval", "demo_sft_zh_eval"], eval_on_each_dataset=True,
+                           mix_strategy="interleave_over", interleave_probs=["1.0"]), tok)
     assert len(b.eval) == 40  # never interleaved: each evaluation example exactly once
     assert sorted(b.eval_each) == ["demo_sft_eval", "demo_sft_zh_eval"]
     assert rows(b.eval) == rows(b.eval_each["demo_sft_eval"]) + rows(b.eval_each["demo_sft_zh_eval"])

@@ -43,7 +43,7 @@ def test_pack_supervised_masks_first_tokens_and_restarts_positions():
 
 
 def cfg(**data):
-    d = dict(dataset="demo_sft", max_samples=60, cutoff_len=128, preprocessing_batch_size=25)
+    d = dict(dataset=["demo_sft"], max_samples=60, cutoff_len=128, preprocessing_batch_size=25)
     stage = data.pop("stage", "sft")
     d.update(data)
     return types.SimpleNamespace(data=types.SimpleNamespace(**d), train=types.SimpleNamespace(seed=0, stage=stage))
@@ -75,12 +75,12 @@ def test_packing_defaults_on_for_pt_only(tok):
     assert DataOptions.from_cfg(cfg(stage="pt", packing=None)).packing
     assert not DataOptions.from_cfg(cfg(packing=None)).packing
     assert DataOptions.from_cfg(cfg(neat_packing=True)).packing
-    pt = build_datasets(cfg(stage="pt", dataset="demo_pt", cutoff_len=64), tok)  # 60 documents, batches of 25
+    pt = build_datasets(cfg(stage="pt", dataset=["demo_pt"], cutoff_len=64), tok)  # 60 documents, batches of 25
     lengths = [len(x) for x in pt.train["input_ids"]]
     assert max(lengths) == 64 and sum(n < 64 for n in lengths) <= 3 and "train" in pt.report.packing
-    whole = build_datasets(cfg(stage="pt", dataset="demo_pt", cutoff_len=4096, packing=False), tok)
+    whole = build_datasets(cfg(stage="pt", dataset=["demo_pt"], cutoff_len=4096, packing=False), tok)
     assert sum(lengths) == sum(map(len, whole.train["input_ids"]))  # nothing lost, nothing added
-    docs = build_datasets(cfg(stage="pt", dataset="demo_pt", cutoff_len=16, packing=False), tok)
+    docs = build_datasets(cfg(stage="pt", dataset=["demo_pt"], cutoff_len=16, packing=False), tok)
     assert len(docs.train) == 60 and max(map(len, docs.train["input_ids"])) == 16
     assert docs.report.datasets[0].notes["document truncated to cutoff_len"] > 0
 

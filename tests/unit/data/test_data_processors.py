@@ -115,7 +115,7 @@ def test_pairwise_and_kto_are_trl_conversational():
 
 
 def _cfg(stage="sft", **data):
-    d = dict(dataset="demo_sft", eval_dataset=None, dataset_dir="nowhere", template=None, cutoff_len=128,
+    d = dict(dataset=["demo_sft"], eval_dataset=None, dataset_dir="nowhere", template=None, cutoff_len=128,
              train_on_prompt=False, mask_history=False, max_samples=None, val_size=0.0, default_system=None,
              packing=None, mix_strategy="concat", interleave_probs=None, preprocessing_batch_size=50)
     d.update(data)
@@ -135,20 +135,20 @@ def test_build_datasets_sft_with_val_size(tok):
     b = build_datasets(_cfg(max_samples=40, val_size=8), tok)
     assert (len(b.train), len(b.eval)) == (32, 8)
     with pytest.raises(DataError, match="not both"):
-        build_datasets(_cfg(max_samples=4, val_size=0.5, eval_dataset="demo_sft_eval"), tok)
+        build_datasets(_cfg(max_samples=4, val_size=0.5, eval_dataset=["demo_sft_eval"]), tok)
 
 
 def test_build_datasets_other_stages(tok):
     from llmpipe.data.loader import build_datasets
 
-    b = build_datasets(_cfg("dpo", dataset="demo_pref", eval_dataset="demo_pref_eval", max_samples=8), tok)
+    b = build_datasets(_cfg("dpo", dataset=["demo_pref"], eval_dataset=["demo_pref_eval"], max_samples=8), tok)
     assert b.train.column_names == ["prompt", "chosen", "rejected"] and len(b.eval) == 8
-    assert build_datasets(_cfg("kto", dataset="demo_kto", max_samples=8), tok).train.column_names == \
+    assert build_datasets(_cfg("kto", dataset=["demo_kto"], max_samples=8), tok).train.column_names == \
         ["prompt", "completion", "label"]
-    pt = build_datasets(_cfg("pt", dataset="demo_pt", max_samples=30, cutoff_len=64), tok)
+    pt = build_datasets(_cfg("pt", dataset=["demo_pt"], max_samples=30, cutoff_len=64), tok)
     assert all(len(x) == 64 for x in pt.train["input_ids"][:-1])
-    mixed = build_datasets(_cfg(dataset="demo_sft,demo_sft_zh", max_samples=10, mix_strategy="interleave_under",
-                                interleave_probs="0.5,0.5"), tok)
+    mixed = build_datasets(_cfg(dataset=["demo_sft", "demo_sft_zh"], max_samples=10, mix_strategy="interleave_under",
+                                interleave_probs=["0.5", "0.5"]), tok)
     assert 0 < len(mixed.train) <= 20
     with pytest.raises(DataError, match="train.stage"):
         build_datasets(_cfg("bogus"), tok)

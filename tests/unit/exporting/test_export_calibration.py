@@ -69,17 +69,15 @@ def test_group_size_divides_every_input_width():
 
 
 def test_model_card_never_holds_a_token(hydra_compose, monkeypatch):
-    from omegaconf import OmegaConf
-
     from llmpipe import secrets
+    from llmpipe.config.typed import typed
     from llmpipe.exporting import card
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setattr("sys.argv", ["llmpipe", "+recipe=demo", f"model.hf_hub_token={TOKEN}",
                                      "export.dir=out", f"run.name=x{TOKEN}"])
     secrets.remember([TOKEN])
-    obj = OmegaConf.to_object(hydra_compose("+recipe=demo", "export.quantization_bit=4",
-                                            "export.quantization_dataset=demo_pt"))
+    obj = typed(hydra_compose("+recipe=demo", "export.quantization_bit=4", "export.quantization_dataset=demo_pt"))
     text = card.render(obj, fingerprint="f" * 64, title="demo", adapters=["trained in this run"],
                        train={"train_loss": 1.5, "eval_loss": 1.2, "eval_runtime": 3.0},
                        merge={"max_logit_diff_vs_adapter": 1e-6},
