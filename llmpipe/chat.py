@@ -19,8 +19,10 @@ def _say(text: str) -> None:
     print(f"{PROG}: {text}", flush=True)
 
 
-def answer(session, history: list[dict], params, out=sys.stdout) -> str | None:
-    """Stream one answer to ``history`` (ending with the user's turn); None when it could not be made."""
+def answer(session, history: list[dict], params, out=None) -> str | None:
+    """Stream one answer to ``history`` (ending with the user's turn); None when it could not be made.
+    ``out``: where the answer goes (the current sys.stdout by default, looked up at call time)."""
+    out = out if out is not None else sys.stdout
     from llmpipe.infer.engine import InferenceError
     from llmpipe.infer.generation import PromptTooLong
 

@@ -52,13 +52,13 @@ def _short(fp: str) -> str:
 
 class Runner:
     def __init__(self, plan: Plan, store: Store, lock: LockFile, *, force: Any = None, job_dir: Path | None = None,
-                 secret_env: dict[str, str] | None = None, out=sys.stdout):
+                 secret_env: dict[str, str] | None = None, out=None):
         self.plan, self.store, self.lock = plan, store, lock
         self.force, self.job_dir, self.secret_env = force, job_dir, secret_env or {}
-        self.out = out
+        self.out = out   # None: the current sys.stdout at each message
 
     def say(self, msg: str) -> None:
-        print(msg, file=self.out, flush=True)
+        print(msg, file=self.out if self.out is not None else sys.stdout, flush=True)
 
     def status_of(self, node: Node) -> str:
         if not node.kind.cached:
