@@ -39,7 +39,7 @@ def captured(monkeypatch):
     original = causal.save_outputs
 
     def save_outputs(ctx, trainer, tokenizer, metrics):
-        seen["probe"], seen["labels"] = probe_batch(ctx.input("load"), tokenizer)
+        seen["probe"], seen["labels"] = probe_batch(ctx.load_dir, tokenizer)
         model = trainer.model
         seen["logits"] = logits_of(model, seen["probe"])
         seen["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
