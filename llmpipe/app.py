@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llmpipe.errors import UserError
 
+
 def _hydra_job() -> tuple[Path | None, Path | None, int | None, str]:
     """(job dir, sweep dir or None, job number, override string) of the current Hydra job, if any."""
     try:

@@ -18,9 +18,9 @@ MAX_VALIDATED_SWEEP_JOBS = 512
 def preflight(cfg: DictConfig) -> None:
     """Validate a composed config; on problems print them and exit 2."""
     from llmpipe import secrets
-    from llmpipe.problems import exit_with
     from llmpipe.config.rules.safety import check_hydra_node
     from llmpipe.pipeline.session import check
+    from llmpipe.problems import exit_with
     from llmpipe.tools.recipes import check_recipe_sources
 
     secrets.take_from_config(cfg)

@@ -156,7 +156,6 @@ def instantiate_all(nodes: Any, *, point: str, **kwargs: Any) -> list[Any]:
 
 def _recipe_folders(argv: list[str]) -> list[str]:
     from hydra_plugins.llmpipe_searchpath import recipe_entries
-
     from llmpipe.resources import search_path
 
     entries = [search_path("recipes"), *recipe_entries()]

@@ -21,7 +21,6 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from llmpipe.infer import openai_api as api
-
 from llmpipe.interactive import Program
 
 PROG = "llmpipe.serve"

@@ -14,7 +14,6 @@ def hydra_context(job_name: str = "llmpipe") -> Iterator[None]:
     from hydra.core.global_hydra import GlobalHydra
 
     from hydra_plugins.llmpipe_searchpath import register
-
     from llmpipe.config.resolvers import register_resolvers
     from llmpipe.config.root import register_schema
     from llmpipe.resources import conf_path

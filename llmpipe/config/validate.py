@@ -20,6 +20,7 @@ from llmpipe.config.rulebook import RULES
 from llmpipe.config.typed import typed
 from llmpipe.problems import Problem
 
+
 @dataclass
 class Validated:
     cfg: DictConfig              # normalised, task part only (no `hydra` node)

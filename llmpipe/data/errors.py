@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from llmpipe.errors import UserError
 
+
 class DataError(UserError, ValueError):
     """A dataset, template or data setting that cannot be used; the message names the key or dataset."""
 

@@ -5,13 +5,12 @@ pre-flight session (llmpipe.pipeline.preflight) registers them with the config's
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from typing import Any
 
 from llmpipe.config.environment import offline
+from llmpipe.config.rulebook import rule
 from llmpipe.config.rules._common import fmt, get, problem, stage
 from llmpipe.config.train_stages import TRAIN_STAGES
-from llmpipe.config.rulebook import rule
 from llmpipe.data import registry, templates
 from llmpipe.data.errors import DataError
 from llmpipe.data.tools import TOOL_FORMATS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llmpipe.errors import UserError
 
+
 class ExportError(UserError):
     """A model cannot be merged, quantized, written or verified (the message says why)."""
 

@@ -15,9 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from llmpipe.exporting.errors import ExportError
-
 from llmpipe.config.families.export import EXPORT_MARKER
+from llmpipe.exporting.errors import ExportError
 
 MARKER = EXPORT_MARKER
 _TMP = ".llmpipe-tmp-"

@@ -6,10 +6,11 @@ token ids, rendered exactly as the training data was (``llmpipe.data.processors.
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import queue
 from dataclasses import dataclass
 from typing import Any, Iterator
+
+from llmpipe.errors import UserError
 
 
 class InferenceError(UserError):

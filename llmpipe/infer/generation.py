@@ -13,9 +13,10 @@ No torch import here; :func:`hf_generation_config` imports transformers only whe
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from llmpipe.errors import UserError
 
 
 class PromptTooLong(UserError, ValueError):

@@ -3,7 +3,6 @@ message naming the failing rank and showing its error (its exception, or its sig
 Import-light (no torch)."""
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import collections
 import json
 import re
@@ -13,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
+from llmpipe.errors import UserError
 from llmpipe.launch.worker import LOG_MARK
 
 _RANK_PREFIX = re.compile(r"^\[(?:default|rank)?(\d+)\]:")

@@ -3,11 +3,12 @@
 trainable initial adapter (PiSSA's residual base rebuilt exactly), and saving (PiSSA converted to plain LoRA)."""
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from llmpipe.errors import UserError
 
 HEADS = {"lm_head", "score", "v_head", "embed_out", "output"}
 

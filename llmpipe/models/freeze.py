@@ -1,8 +1,9 @@
 """Freeze (partial-parameter) fine-tuning: only some decoder blocks (and chosen modules) are trainable."""
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 from typing import Any
+
+from llmpipe.errors import UserError
 
 
 class FreezeError(UserError):

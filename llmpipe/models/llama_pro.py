@@ -8,10 +8,10 @@ use_llama_pro, or another freeze step) trains the same blocks instead of expandi
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import copy
 from typing import Any
 
+from llmpipe.errors import UserError
 from llmpipe.models.freeze import decoder_layers
 
 MARKER = "llmpipe_llama_pro"

@@ -2,10 +2,11 @@
 model family's loading options."""
 from __future__ import annotations
 
-from llmpipe.errors import UserError
-from llmpipe.models.hub import hub_kwargs
 from pathlib import Path
 from typing import Any, Callable
+
+from llmpipe.errors import UserError
+from llmpipe.models.hub import hub_kwargs
 
 
 class ModelSourceError(UserError):

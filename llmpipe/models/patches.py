@@ -3,9 +3,10 @@ loaded modules for training (upcast norms / LM-head output, mixture-of-depths co
 parameter-status printout."""
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import math
 from typing import Any, Callable
+
+from llmpipe.errors import UserError
 
 MOE_COEF_ATTRS = ("router_aux_loss_coef", "aux_loss_alpha", "aux_loss_coef")
 

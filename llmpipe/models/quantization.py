@@ -11,10 +11,11 @@ unquantized, as merging into quantized weights is not possible.
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import os
 from contextlib import contextmanager
 from typing import Any
+
+from llmpipe.errors import UserError
 
 
 class QuantizationError(UserError):

@@ -12,9 +12,10 @@ Qwen2, Mistral, Gemma, ... in transformers 5); :func:`enable` refuses other mode
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import math
 from typing import Any
+
+from llmpipe.errors import UserError
 
 NAME = "llmpipe_s2"
 GROUP_RATIO = 0.25   # group size = a quarter of the sequence (LongLoRA's setting)

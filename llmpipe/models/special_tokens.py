@@ -11,9 +11,10 @@ The noise is drawn from a generator seeded with train.seed, so every stage that 
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 from pathlib import Path
 from typing import Any
+
+from llmpipe.errors import UserError
 
 PAD_MULTIPLE = 64     # resized vocabularies are padded to a multiple of 64 rows (faster matmuls on GPUs)
 NOISE_SCALE = 0.02    # noise std as a fraction of the existing embeddings' std

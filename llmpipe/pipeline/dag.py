@@ -15,11 +15,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from llmpipe.config.root import LlmpipeConfig
+from llmpipe.config.train_stages import TRAIN_STAGES, unused_families
 from llmpipe.problems import Problem
 from llmpipe.stages.base import StageKind
 from llmpipe.stages.kinds import ADAPT, EVALUATE, EXPORT, LOAD, MERGE, PREDICT, PUSH, QUANTIZE, TRAIN
-from llmpipe.config.root import LlmpipeConfig
-from llmpipe.config.train_stages import TRAIN_STAGES, unused_families
 
 
 @dataclass

@@ -11,7 +11,6 @@ COMPLETE marker is written last, so a reader never sees a half-written entry mar
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import json
 import os
 import shutil
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
+
+from llmpipe.errors import UserError
 
 MARKER = "COMPLETE"
 

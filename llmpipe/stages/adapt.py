@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from llmpipe.stages.base import StageContext
 from llmpipe.data.published import read_source
+from llmpipe.stages.base import StageContext
 
 
 def run(ctx: StageContext) -> dict:

@@ -38,10 +38,10 @@ def run(ctx: StageContext) -> dict:
     from transformers.trainer_callback import PrinterCallback
 
     from llmpipe.data.errors import DataError
+    from llmpipe.data.published import open_published
     from llmpipe.infer.hf_backend import load_model
     from llmpipe.infer.model_ref import from_stage_inputs
     from llmpipe.training.args import training_arguments
-    from llmpipe.data.published import open_published
     from llmpipe.training.causal import load_saved_tokenizer
 
     obj = ctx.obj

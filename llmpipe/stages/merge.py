@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from llmpipe.data.published import read_source
 from llmpipe.exporting.errors import ExportError
 from llmpipe.stages.base import StageContext
-from llmpipe.data.published import read_source
 
 
 def adapters_to_merge(ctx: StageContext) -> list[Path]:

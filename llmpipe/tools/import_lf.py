@@ -9,7 +9,6 @@ composed through Hydra before it is written, and every imported value is checked
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import argparse
 import json
 import os
@@ -17,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from llmpipe.errors import UserError
 
 EXIT_ERROR = 2
 # LLaMA-Factory keys that have no llmpipe parameter because llmpipe does the job structurally.

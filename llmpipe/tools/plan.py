@@ -12,8 +12,8 @@ def setup(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmpipe.pipeline.session import Session
     from llmpipe.config.compose import compose
+    from llmpipe.pipeline.session import Session
 
     session = Session.open(compose(list(args.overrides)))
     plan, store, runner = session.plan, session.store, session.runner()

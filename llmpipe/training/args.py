@@ -69,7 +69,9 @@ def training_arguments(cfg: Any, output_dir: Path, *, cls=None, **extra: Any):
         kw["activation_checkpointing_kwargs"] = {**kw["activation_checkpointing_kwargs"], "offload": True}
     if cfg.model.enable_liger_kernel:
         kw["use_liger_kernel"] = True    # the Trainer patches the model with Liger's fused kernels (GPU)
-    from llmpipe.training.launch_args import launch_arguments   # ranks spawned by llmpipe.launch: backend, DeepSpeed, FSDP
+    from llmpipe.training.launch_args import (
+        launch_arguments,  # ranks spawned by llmpipe.launch: backend, DeepSpeed, FSDP
+    )
 
     kw.update(launch_arguments(cfg))
     for old, new in (("gradient_checkpointing", "activation_checkpointing"),

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmpipe.training.job import TrainJob
-from llmpipe.data.published import open_published, read_source
 from llmpipe.config.train_stages import implements
+from llmpipe.data.published import open_published, read_source
+from llmpipe.training.job import TrainJob
 
 
 def load_saved_tokenizer(load_dir: Path):
@@ -41,6 +41,7 @@ def complete_checkpoint(ckpt_dir: Path) -> str | None:
 def run_trainer(ctx: TrainJob, trainer, eval_ds) -> dict[str, Any]:
     """Initial eval (remembered across resumes), train with resume, final eval; returns metrics."""
     from transformers.trainer_callback import PrinterCallback
+
     from llmpipe.training.initial_eval import defer_initial_eval
 
     trainer.remove_callback(PrinterCallback)

@@ -18,8 +18,9 @@ the start of training on two packed rows that share their second example and rai
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 from typing import Any
+
+from llmpipe.errors import UserError
 
 IGNORE_INDEX = -100
 # columns of text-only tokenized rows (anything else, e.g. pixel values, belongs to a multimodal collator)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from llmpipe.training.job import TrainJob
 from llmpipe.config.train_stages import implements
+from llmpipe.training.job import TrainJob
 
 
 def ranking_accuracy(rewards: Sequence[float], labels: Sequence[bool]) -> float:
@@ -71,8 +71,7 @@ def accuracy_metrics(trainer) -> dict[str, Any]:
 def train_kto(ctx: TrainJob) -> dict:
     from trl import KTOConfig, KTOTrainer
 
-    from llmpipe.data.published import read_source
-    from llmpipe.data.published import open_published
+    from llmpipe.data.published import open_published, read_source
     from llmpipe.training.causal import load_saved_tokenizer, prepare_model
     from llmpipe.training.pref_common import finish, trainer_for, trl_config
     from llmpipe.training.reference import load_reference

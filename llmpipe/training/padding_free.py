@@ -27,9 +27,9 @@ batch, not over the whole row); FlashAttention has varlen kernels of its own. ``
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 from typing import Any, Callable
 
+from llmpipe.errors import UserError
 from llmpipe.training.collators import IGNORE_INDEX, TEXT_COLUMNS, NeatPackingCollator, isolation_gap
 
 # model options that replace the attention padding-free rows rely on; the isolation check covers the rest

@@ -25,8 +25,8 @@ import json
 import math
 import random
 
-from llmpipe.training.job import TrainJob
 from llmpipe.config.train_stages import implements
+from llmpipe.training.job import TrainJob
 
 INIT_KL_COEF, CLIP, CLIP_VALUE, VF_COEF, GAMMA, LAM = 0.2, 0.2, 0.2, 0.1, 1.0, 0.95
 PROBE_PROMPTS, PROBE_SAMPLES = 64, 2
@@ -209,8 +209,7 @@ def _prompts(ds, tokenizer, cfg) -> list:
 
 @implements("ppo")
 def train_ppo(ctx: TrainJob) -> dict:
-    from llmpipe.data.published import read_source
-    from llmpipe.data.published import open_published
+    from llmpipe.data.published import open_published, read_source
     from llmpipe.training.causal import load_saved_tokenizer, prepare_model
     from llmpipe.training.ppo_rewards import build_reward
     from llmpipe.training.reference import load_reference

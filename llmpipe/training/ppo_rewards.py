@@ -14,13 +14,14 @@ prompt's messages plus the generated assistant turn), rendered with a chat templ
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import json
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Sequence
+
+from llmpipe.errors import UserError
 
 API_KEY_ENV = "LLMPIPE_REWARD_API_KEY"
 
@@ -137,7 +138,7 @@ class AdapterReward:
 
 def build_reward(cfg: Any, policy, tokenizer, reward_dir: Path | None, log=print):
     """The reward source of ``ppo.*`` (see the module docstring)."""
-    from llmpipe.training.reward_model import locate, load_reward_model
+    from llmpipe.training.reward_model import load_reward_model, locate
 
     p = cfg.ppo
     ref = str(p.reward_model)

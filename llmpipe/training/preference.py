@@ -15,12 +15,12 @@ is refused before TRL's first step would refuse it.
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 from typing import Any
 
-from llmpipe.training.job import TrainJob
 from llmpipe.config.families.pref import LOSSES, REFERENCE_FREE
 from llmpipe.config.train_stages import implements
+from llmpipe.errors import UserError
+from llmpipe.training.job import TrainJob
 
 # pref.loss values (llmpipe.config.families.pref) and how they train: kto_pair has its own trainer, orpo/simpo
 # theirs (no reference model); every other one is a loss of trl.DPOTrainer (1.16), passed through by name.
@@ -69,8 +69,7 @@ def trainer_setup(cfg: Any) -> tuple[type, type, dict[str, Any]]:
 
 @implements("dpo")
 def train_dpo(ctx: TrainJob) -> dict:
-    from llmpipe.data.published import read_source
-    from llmpipe.data.published import open_published
+    from llmpipe.data.published import open_published, read_source
     from llmpipe.training.causal import load_saved_tokenizer, prepare_model
     from llmpipe.training.lm_head import score_label_positions_only
     from llmpipe.training.pref_common import finish, trainer_for, trl_config

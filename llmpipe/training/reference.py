@@ -10,10 +10,11 @@
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
+
+from llmpipe.errors import UserError
 
 
 class ReferenceModelError(UserError):

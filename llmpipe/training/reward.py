@@ -9,8 +9,8 @@ Held-out metrics: ``eval_reward_accuracy`` (share of pairs whose chosen response
 """
 from __future__ import annotations
 
-from llmpipe.training.job import TrainJob
 from llmpipe.config.train_stages import implements
+from llmpipe.training.job import TrainJob
 
 
 @implements("rm")

@@ -8,11 +8,12 @@ options, quantization, the adapt stage's initial adapter), sharing its body: not
 """
 from __future__ import annotations
 
-from llmpipe.errors import UserError
 import copy
 import json
 from pathlib import Path
 from typing import Any, Sequence
+
+from llmpipe.errors import UserError
 
 
 class RewardModelError(UserError):

@@ -3,6 +3,16 @@ module per topic) in llmpipe.config.rulebook; rules that read the data's files l
 from __future__ import annotations
 
 from llmpipe.config.rules import (  # noqa: F401  (each module registers its rules on import)
-    data, distributed, export, finetuning, inference, model, optimizers, ppo, preference, quantization, safety,
+    data,
+    distributed,
+    export,
+    finetuning,
+    inference,
+    model,
+    optimizers,
+    ppo,
+    preference,
+    quantization,
+    safety,
     training,
 )

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from llmpipe.problems import Problem
 from llmpipe.config.presets import DS_PRESETS
+from llmpipe.problems import Problem
 
 _UNSET = object()
 

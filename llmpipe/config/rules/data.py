@@ -2,11 +2,9 @@
 streaming, and the SFT-only data options."""
 from __future__ import annotations
 
-import difflib
-from typing import Any
-
-from llmpipe.config.rules._common import evaluates, fmt, get, problem, stage
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import evaluates, get, problem, stage
+
 
 @rule("data-val-size", keys=["data.val_size", "data.eval_dataset", "data.dataset"],
       bad=[["data.val_size=0.1", "data.eval_dataset=demo_sft_eval"], ["data.dataset=null", "data.val_size=0.1"]],

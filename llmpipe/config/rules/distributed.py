@@ -5,10 +5,18 @@ import json
 import os
 from pathlib import Path
 
-from llmpipe.config.rules._common import (
-    DS_PRESETS, adapters, get, launch_kind, problem, uses_deepspeed, uses_fsdp, world_size, zero_stage,
-)
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import (
+    DS_PRESETS,
+    adapters,
+    get,
+    launch_kind,
+    problem,
+    uses_deepspeed,
+    uses_fsdp,
+    world_size,
+    zero_stage,
+)
 
 # DeepSpeed JSON files used by the examples of the rules that read a user's file (a checkout's tests).
 _DS_EXAMPLES = Path(__file__).resolve().parents[3] / "tests" / "distributed" / "fixtures"

@@ -5,10 +5,10 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from llmpipe.config.families.export import EXPORT_MARKER
 from llmpipe.config.environment import offline
-from llmpipe.config.rules._common import adapters, get, problem
+from llmpipe.config.families.export import EXPORT_MARKER
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import adapters, get, problem
 
 EXPORT_Q = ["export.dir=/tmp/llmpipe-export", "export.quantization_bit=4"]
 

@@ -1,8 +1,9 @@
 """Fine-tuning method rules: which options belong to LoRA, freeze and full training."""
 from __future__ import annotations
 
-from llmpipe.config.rules._common import adapters, ft_type, get, problem, stage, zero_stage
+from llmpipe.config.families.pref import REFERENCE_FREE
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import adapters, ft_type, get, problem, stage, zero_stage
 
 LORA_ONLY = (
     ("lora.loraplus_lr_ratio", "LoRA+ learning-rate ratio", None),
@@ -66,7 +67,7 @@ def pissa_stage(cfg, env):
     if not get(cfg, "lora.pissa_init"):
         return
     st = stage(cfg)
-    ref_free = st == "dpo" and get(cfg, "pref.loss") in ("orpo", "simpo")
+    ref_free = st == "dpo" and get(cfg, "pref.loss") in REFERENCE_FREE
     if st in ("ppo", "kto", "dpo") and not ref_free:
         yield problem("ft-pissa-stage", "lora.pissa_init", True,
                       f"train.stage={st} uses the base model as reference, and PiSSA changes the base weights",

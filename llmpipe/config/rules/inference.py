@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from llmpipe.config.rules._common import adapters, fmt, ft_type, get, problem, quant_bit, stage, trains
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import adapters, fmt, ft_type, get, problem, quant_bit, stage, trains
 
 PACKAGES = {"vllm": ("vllm", "pip install vllm"), "sglang": ("sglang", "pip install 'sglang>=0.4.5'")}
 

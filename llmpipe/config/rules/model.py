@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from llmpipe.config.families.model import BUILTIN_MODELS
 from llmpipe.config.environment import offline
-from llmpipe.config.rules._common import fmt, get, problem
+from llmpipe.config.families.model import BUILTIN_MODELS
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import fmt, get, problem
 
 BUILTINS = ("builtin:tiny", "builtin:bench")   # the ones suggested to users
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")

@@ -1,8 +1,8 @@
 """Optimizer rules: GaLore, APOLLO, BAdam, Adam-mini and LoRA+ against each other, LoRA and distribution."""
 from __future__ import annotations
 
-from llmpipe.config.rules._common import fmt, ft_type, get, launch_kind, problem, uses_deepspeed, world_size, zero_stage
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import fmt, ft_type, get, launch_kind, problem, uses_deepspeed, world_size, zero_stage
 
 # APOLLO (apollo.use_apollo, apollo_torch) joins these tables and the layer-wise/DeepSpeed checks below with its
 # family, which a later issue adds; there is no apollo family yet.

@@ -1,8 +1,8 @@
 """PPO and reward-model rules."""
 from __future__ import annotations
 
-from llmpipe.config.rules._common import evaluates, ft_type, get, problem, stage
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import evaluates, ft_type, get, problem, stage
 
 PPO_LOGGERS = ("none", "wandb", "tensorboard", "trackio")
 PPO = ["train.stage=ppo", "ppo.reward_model=llmpipe-test/rm"]

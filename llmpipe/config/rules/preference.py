@@ -1,11 +1,12 @@
 """Preference-training rules: which pref.* settings apply to which stage and loss, and the reference model."""
 from __future__ import annotations
 
+from llmpipe.config.families.pref import REFERENCE_FREE
 from llmpipe.config.flags import flag_table
-from llmpipe.config.rules._common import fmt, get, given, problem, stage
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import fmt, get, given, problem, stage
 
-REF_FREE = ("orpo", "simpo")            # trained by TRL's ORPO/CPO trainers: no reference model
+REF_FREE = REFERENCE_FREE               # trained by TRL's ORPO/CPO trainers: no reference model
 SMOOTHING = ("sigmoid", "robust", "exo_pair")
 # setting -> (stages that read it, losses that read it or None for all)
 SCOPE = {

@@ -1,8 +1,8 @@
 """On-the-fly quantization rules (QLoRA): methods, bits, packages, and what a quantized model cannot do."""
 from __future__ import annotations
 
-from llmpipe.config.rules._common import adapters, ft_type, get, problem, quant_bit, trains, uses_fsdp, zero_stage
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import adapters, ft_type, get, problem, quant_bit, trains, uses_fsdp, zero_stage
 
 BITS = {"bnb": (4, 8), "hqq": (1, 2, 3, 4, 5, 6, 8), "eetq": (8,)}
 PTQ = ("gptq", "awq", "aqlm", "quanto", "mxfp4", "fp8")

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from llmpipe import safety
-from llmpipe.problems import Problem
 from llmpipe.config.rulebook import rule
+from llmpipe.problems import Problem
 
 _OUTSIDE = "target_outside_extension_point"
 _NOT_ALLOWED = "target_not_allowlisted"

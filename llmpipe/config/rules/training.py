@@ -1,8 +1,9 @@
 """Training-loop rules: precision flags, experiment trackers and their packages, best-model selection."""
 from __future__ import annotations
 
-from llmpipe.config.rules._common import evaluates, get, problem
+from llmpipe.config.families.pref import REFERENCE_FREE
 from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import evaluates, get, problem
 
 # report_to value -> Python module that must be importable, and how to install it
 TRACKERS = {
@@ -119,7 +120,7 @@ def padding_free(cfg, env):
     if get(cfg, "train.padding_free") is not True:
         return
     stage, loss = get(cfg, "train.stage", "sft"), get(cfg, "pref.loss", "sigmoid")
-    if stage not in ("pt", "sft", "dpo") or (stage == "dpo" and loss in ("orpo", "simpo")):
+    if stage not in ("pt", "sft", "dpo") or (stage == "dpo" and loss in REFERENCE_FREE):
         what = f"train.stage={stage}" + (f" with pref.loss={loss}" if stage == "dpo" else "")
         yield problem("train-padding-free", "train.padding_free", True, f"{what} pads its batches in its own trainer",
                       "train.padding_free=true with train.stage pt, sft or dpo (not orpo/simpo)",

@@ -9,7 +9,7 @@ import pytest
 
 from llmpipe.infer.model_ref import ModelRef, base_model, final_model, find_in_store, from_stage_inputs
 from llmpipe.pipeline.session import Session
-from llmpipe.pipeline.store import MARKER, Store
+from llmpipe.pipeline.store import MARKER
 from llmpipe.config.families.export import EXPORT_MARKER as EXPORTED
 
 
