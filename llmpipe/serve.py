@@ -6,50 +6,86 @@ Endpoints: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completi
 needs ``Authorization: Bearer <key>`` (compared in constant time; the key is never logged) or gets 401.
 Bad requests get a 4xx JSON error and the server keeps serving. At most ``serve.max_concurrency``
 generations run at once and ``serve.max_queue`` more requests wait for a slot; beyond that: 429.
-Standard library HTTP (ThreadingHTTPServer): one thread per connection, no extra dependency.
+
+Starlette (routing, requests, responses) on uvicorn (h11) with an event loop: connections cost no thread.
+Generation is blocking (torch) code: it runs in worker threads, at most ``serve.max_concurrency`` at once.
+Every connection has one read deadline at a time (:class:`Connection`): ``serve.idle_timeout`` while no
+request is in progress, ``serve.header_timeout`` for a request's headers, ``serve.body_timeout`` for its body
+(408 and close for the last two). A request that arrives while more than ``serve.max_connections``
+connections are open gets 429 and its connection is closed. The listen backlog is :data:`BACKLOG`.
+The log holds one line per request (client, method, path without the query, status): never headers or bodies.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
+import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+
+import anyio
+import h11
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from llmpipe.infer import openai_api as api
 from llmpipe.interactive import Program
 
 PROG = "llmpipe.serve"
 KEY_ENV = "LLMPIPE_API_KEY"
+BACKLOG = 2048             # connections the kernel queues before we accept them (capped by net.core.somaxconn)
+SHUTDOWN_GRACE = 30        # seconds requests in progress may take to finish after SIGTERM / Ctrl-C
+BIG_BODY = 64 << 10        # bodies larger than this are parsed in a worker thread (keeps the event loop free)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """serve.max_connections and the three read deadlines of a connection (seconds)."""
+    max_connections: int = 256
+    idle: float = 5.0
+    head: float = 10.0
+    body: float = 30.0
 
 
 class Gate:
-    """``slots`` generations at once, ``queue`` more waiting; :meth:`enter` is False when both are full."""
+    """``slots`` generations at once, ``queue`` more waiting; :meth:`enter` is False at once when both are full.
+    Used from the event loop only."""
 
     def __init__(self, slots: int, queue: int):
-        self.slots, self.queue = slots, queue
-        self._sem, self._lock, self.inside = threading.Semaphore(slots), threading.Lock(), 0
+        self.slots, self.queue, self.inside = slots, queue, 0
+        self._sem = anyio.Semaphore(slots)
 
-    def enter(self) -> bool:
-        with self._lock:
-            if self.inside >= self.slots + self.queue:
-                return False
-            self.inside += 1
-        self._sem.acquire()
+    async def enter(self) -> bool:
+        if self.inside >= self.slots + self.queue:
+            return False
+        self.inside += 1
+        try:
+            await self._sem.acquire()
+        except BaseException:   # cancelled while waiting (e.g. shutdown): give the place back
+            self.inside -= 1
+            raise
         return True
 
     def leave(self) -> None:
         self._sem.release()
-        with self._lock:
-            self.inside -= 1
+        self.inside -= 1
 
 
 class App:
-    """Everything a request handler needs: the session, the model id, the key, the gate, the limits."""
+    """Everything a request needs: the session, the model id, the key, the gate, the limits."""
 
     def __init__(self, session, *, api_key: str | None = None, log=None):
         from llmpipe.infer.generation import from_config
@@ -58,6 +94,10 @@ class App:
         self.session, self.api_key = session, api_key or None
         self.model_id = s.model_name or session.recipe or "llmpipe"
         self.gate = Gate(s.max_concurrency, s.max_queue)
+        self.limits = Limits(s.max_connections, s.idle_timeout, s.header_timeout, s.body_timeout)
+        # generation threads; streams take a second one to wait for their pieces
+        self.threads = anyio.CapacityLimiter(2 * s.max_concurrency + 2)
+        self.connections: set = set()     # the open connections (the server's own set once it runs)
         self.params = from_config(session.obj)
         limit = self.params.max_length
         self.max_tokens = min(limit, session.backend.engine_limit) if session.backend.engine_limit else limit
@@ -71,181 +111,390 @@ class App:
         return hmac.compare_digest(given.encode("utf-8"), self.api_key.encode("utf-8"))
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "llmpipe"
-    app: App = None  # type: ignore[assignment]  (set on the subclass made by make_server)
+# ------------------------------------------------------------------------------------------------ responses
+def _json(status: int, body: dict, headers: dict | None = None) -> Response:
+    headers = dict(headers or {})
+    if status == 429:
+        headers["Retry-After"] = "1"
+    return Response(json.dumps(body, ensure_ascii=False).encode("utf-8"), status, headers, "application/json")
 
-    # ---------------------------------------------------------------------------------------- plumbing
-    def log_message(self, format, *args):   # request lines only: never headers or bodies
-        self.app.log(f"{self.client_address[0]} " + (format % args))
 
-    def _send_json(self, status: int, body: dict, close: bool = False) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status == 429:
-            self.send_header("Retry-After", "1")
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(data)
+def _error(e: api.ApiError, headers: dict | None = None) -> Response:
+    return _json(e.status, e.body(), headers)
 
-    def _error(self, e: api.ApiError, close: bool = False) -> None:
-        self._send_json(e.status, e.body(), close)
 
-    def _guard(self, close: bool = False) -> bool:
-        """The API key check; ``close``: the body was not read, so the connection cannot carry another request."""
-        if self.path.startswith("/v1") and not self.app.authorized(self.headers.get("Authorization")):
-            self._error(api.ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)",
-                                     code="invalid_api_key"), close=close)
-            return False
-        return True
+def _busy(message: str) -> api.ApiError:
+    return api.ApiError(429, message, code="rate_limit_exceeded", kind="rate_limit_error")
 
-    # ----------------------------------------------------------------------------------------- routes
-    def do_GET(self):
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path == "/health":
-            return self._send_json(200, {"status": "ok"})
-        if not self._guard():
-            return
-        body = api.models_body(self.app.model_id, self.app.created)
-        if path == "/v1/models":
-            return self._send_json(200, body)
-        if path.startswith("/v1/models/"):
-            name = path[len("/v1/models/"):]
-            if name == self.app.model_id:
-                return self._send_json(200, body["data"][0])
-            return self._error(api.ApiError(404, f"the model {name!r} does not exist", "model", "model_not_found"))
-        if path == "/v1/chat/completions":
-            return self._error(api.ApiError(405, "use POST for /v1/chat/completions"))
-        self._error(api.ApiError(404, f"no such endpoint: GET {path}"))
 
-    def do_POST(self):
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if not self._guard(close=True):
-            return
+def _timeout_bytes(what: str) -> bytes:
+    """A whole 408 response, written by :class:`Connection` straight to the socket (no request to answer yet)."""
+    body = json.dumps(api.ApiError(408, f"the request {what} did not arrive in time", code="request_timeout").body())
+    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body.encode()))
+
+
+class _Nobody(Response):
+    """No answer: the client is gone (uvicorn expects none then, and the log gets no line)."""
+
+    def __init__(self):
+        pass
+
+    async def __call__(self, scope, receive, send) -> None:
+        return None
+
+
+def _event(body) -> bytes:
+    data = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    return f"data: {data}\n\n".encode("utf-8")
+
+
+class EventStream(StreamingResponse):
+    """The SSE answer of one generation. It owns the generation slot: whatever ends it (the last event, an
+    error, the client going away, shutdown), the generation is stopped and the slot given back, once."""
+
+    def __init__(self, app: App, cid: str, stream, include_usage: bool):
+        self.app, self.cid, self.stream, self.include_usage, self.ended = app, cid, stream, include_usage, False
+        super().__init__(self._events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    async def _events(self):
+        app, cid, model, stream = self.app, self.cid, self.app.model_id, self.stream
+        pieces, end = iter(stream), object()
         try:
-            raw = self._body()
-        except api.ApiError as e:
-            return self._error(e, close=True)
-        if path != "/v1/chat/completions":
-            return self._error(api.ApiError(404 if path != "/v1/models" else 405, f"no such endpoint: POST {path}"))
+            yield _event(api.chunk_body(cid, model, {"role": "assistant", "content": ""}))
+            while (piece := await anyio.to_thread.run_sync(next, pieces, end, abandon_on_cancel=True,
+                                                           limiter=app.threads)) is not end:
+                yield _event(api.chunk_body(cid, model, {"content": piece}))
+            self.ended = True
+            done = stream.result
+            yield _event(api.chunk_body(cid, model, {}, done.finish_reason))
+            if self.include_usage:
+                yield _event(api.chunk_body(cid, model, {}, usage_of=done))
+            yield _event("[DONE]")
+        except Exception as e:   # headers are out: report in the stream, then end it
+            yield _event({"error": {"message": str(e), "type": "server_error", "param": None, "code": None}})
+
+    async def __call__(self, scope, receive, send) -> None:
         try:
-            req = api.parse_chat_request(raw, model_id=self.app.model_id, max_tokens_limit=self.app.max_tokens)
-        except api.ApiError as e:
-            return self._error(e)
-        if not self.app.gate.enter():
-            return self._error(api.ApiError(429, "the server is busy (serve.max_concurrency generations and "
-                                                 "serve.max_queue waiting requests); retry shortly",
-                                            code="rate_limit_exceeded", kind="rate_limit_error"))
-        try:
-            self._complete(req)
+            await super().__call__(scope, receive, send)
         finally:
+            if not self.ended:
+                self.stream.close()
             self.app.gate.leave()
 
-    def _body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            raise api.ApiError(411, "send the body with a Content-Length (chunked bodies are not supported)")
+
+# ---------------------------------------------------------------------------------------------- endpoints
+async def _health(request: Request) -> Response:
+    return _json(200, {"status": "ok"})
+
+
+async def _models(request: Request) -> Response:
+    app: App = request.app.state.llmpipe
+    return _json(200, api.models_body(app.model_id, app.created))
+
+
+async def _model(request: Request) -> Response:
+    app: App = request.app.state.llmpipe
+    name = request.path_params["name"]
+    if name == app.model_id:
+        return _json(200, api.models_body(app.model_id, app.created)["data"][0])
+    return _error(api.ApiError(404, f"the model {name!r} does not exist", "model", "model_not_found"))
+
+
+async def _body(request: Request) -> bytes:
+    if request.headers.get("transfer-encoding", "").lower() == "chunked":
+        raise api.ApiError(411, "send the body with a Content-Length (chunked bodies are not supported)")
+    try:
+        n = int(request.headers.get("content-length", "0"))
+    except ValueError:
+        raise api.ApiError(400, "Content-Length is not a number") from None
+    if n > api.MAX_BODY:
+        raise api.ApiError(413, f"the request body is larger than {api.MAX_BODY} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():   # h11 holds it to Content-Length; Connection cuts a slow one (408)
+        raw += chunk
+    return bytes(raw)
+
+
+async def _chat(request: Request) -> Response:
+    app: App = request.app.state.llmpipe
+    try:
+        raw = await _body(request)
+        parse = lambda: api.parse_chat_request(raw, model_id=app.model_id, max_tokens_limit=app.max_tokens)  # noqa: E731
+        req = await anyio.to_thread.run_sync(parse) if len(raw) > BIG_BODY else parse()
+    except api.ApiError as e:
+        return _error(e)
+    except ClientDisconnect:   # gone (or cut by the body timeout): nobody to answer
+        return _Nobody()
+    if not await app.gate.enter():
+        return _error(_busy("the server is busy (serve.max_concurrency generations and serve.max_queue waiting "
+                            "requests); retry shortly"))
+    handed_over = False
+    try:
+        response = await _complete(app, req)
+        handed_over = isinstance(response, EventStream)
+        return response
+    finally:
+        if not handed_over:
+            app.gate.leave()
+
+
+async def _complete(app: App, req: api.ChatRequest) -> Response:
+    from llmpipe.infer.engine import InferenceError
+    from llmpipe.infer.generation import PromptTooLong
+
+    s = app.session
+    params = app.params.with_request(**req.overrides)
+    cid = api.new_id()
+
+    def work():
+        prompt = s.prompter.encode(req.messages, req.system)
+        return s.backend.stream(prompt, params) if req.stream else s.backend.generate([prompt], params)[0]
+
+    try:
+        done = await anyio.to_thread.run_sync(work, limiter=app.threads)
+    except PromptTooLong as e:
+        return _error(api.ApiError(400, str(e), "messages", "context_length_exceeded"))
+    except (InferenceError, ValueError) as e:
+        return _error(api.ApiError(400 if isinstance(e, ValueError) else 500, str(e),
+                                   kind="invalid_request_error" if isinstance(e, ValueError) else "server_error"))
+    except Exception as e:
+        traceback.print_exc(file=sys.stderr)
+        return _error(api.ApiError(500, f"internal error ({type(e).__name__})", kind="server_error"))
+    if req.stream:
+        return EventStream(app, cid, done, req.include_usage)
+    return _json(200, api.completion_body(cid, app.model_id, done))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    if status == 405:
+        allowed = (getattr(exc, "headers", None) or {}).get("Allow", "")
+        return _error(api.ApiError(405, f"use {allowed or 'another method'} for {request.url.path}"),
+                      {"Allow": allowed} if allowed else None)
+    if status == 404:
+        return _error(api.ApiError(404, f"no such endpoint: {request.method} {request.url.path}"))
+    return _error(api.ApiError(status, getattr(exc, "detail", "") or "request refused"))
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    return _error(api.ApiError(500, f"internal error ({type(exc).__name__})", kind="server_error"))
+
+
+# -------------------------------------------------------------------------------------------- asgi app
+class Front:
+    """The ASGI entry: trailing slashes off the path, the access log line, the connection cap (429) and the
+    API key (401) before any routing, then the Starlette app."""
+
+    def __init__(self, app: App):
+        self.app = app
+        routes = [Route("/health", _health, methods=["GET"]), Route("/v1/models", _models, methods=["GET"]),
+                  Route("/v1/models/{name:path}", _model, methods=["GET"]),
+                  Route("/v1/chat/completions", _chat, methods=["POST"])]
+        self.inner = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal})
+        self.inner.state.llmpipe = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        app = self.app
+        path = scope["path"].rstrip("/") or "/"
+        scope = {**scope, "path": path}
+        client = (scope.get("client") or ("-",))[0]
+        line = f'{client} "{scope["method"]} {path} HTTP/{scope["http_version"]}"'
+
+        async def logged(message) -> None:
+            if message["type"] == "http.response.start":
+                app.log(f"{line} {message['status']}")
+            await send(message)
+
+        response = None
+        if len(app.connections) > app.limits.max_connections:
+            response = _error(_busy(f"too many open connections (serve.max_connections="
+                                    f"{app.limits.max_connections}); retry shortly"), {"Connection": "close"})
+        elif path.startswith("/v1") and not app.authorized(_header(scope, b"authorization")):
+            response = _error(api.ApiError(401, "invalid or missing API key (Authorization: Bearer <key>)",
+                                           code="invalid_api_key"))
+        if response is not None:   # an unread body is read and dropped by uvicorn (keep-alive) or cut (close)
+            return await response(scope, receive, logged)
+        await self.inner(scope, receive, logged)
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+# ------------------------------------------------------------------------------------------- connections
+class Connection(H11Protocol):
+    """uvicorn's h11 connection with one read deadline at a time: ``idle`` while no request is in progress
+    (closed quietly), ``head`` from a request's first byte to the end of its headers and ``body`` from there
+    to the end of its body (both: 408 when nothing was answered yet, then closed). None while the request is
+    being answered (generation takes as long as it takes). ``limits`` and ``log`` are set on a subclass."""
+
+    limits: Limits = Limits()
+    log = staticmethod(lambda line: None)
+
+    def connection_made(self, transport) -> None:
+        self._phase, self._timer = None, None
+        super().connection_made(transport)
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def connection_lost(self, exc) -> None:
+        self._set(None)
+        super().connection_lost(exc)
+
+    def _watch(self) -> None:
+        phase = None
+        if not self.transport.is_closing():
+            their = self.conn.their_state
+            if their is h11.IDLE:
+                phase = "head" if self.conn.trailing_data[0] else "idle"
+            elif their is h11.SEND_BODY:
+                phase = "body"
+        if phase != self._phase:
+            self._set(phase)
+
+    def _set(self, phase: str | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._phase, self._timer = phase, None
+        if phase is not None:
+            self._timer = self.loop.call_later(getattr(self.limits, phase), self._expire, phase)
+
+    def _expire(self, phase: str) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        if phase != "idle":
+            client = self.client[0] if self.client else "-"
+            seconds = getattr(self.limits, phase)
+            if phase == "head":
+                self.log(f"{client} 408: request headers incomplete after {seconds:g} s; closed")
+            else:
+                line = f'"{self.scope["method"]} {self.scope["path"]} HTTP/{self.scope["http_version"]}"'
+                self.log(f"{client} {line} 408: body incomplete after {seconds:g} s; closed")
+            if phase == "head" or not (self.cycle and self.cycle.response_started):
+                self.transport.write(_timeout_bytes("headers" if phase == "head" else "body"))
+        with contextlib.suppress(h11.LocalProtocolError):
+            self.conn.send(h11.ConnectionClosed())
+        self.transport.close()
+
+
+class _Uvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):   # main() installs its own handlers: uvicorn's would re-raise the signal at exit
+        yield
+
+
+class _LogBridge(logging.Handler):
+    """uvicorn's warnings and errors (e.g. a malformed request, an exception in a request) into App.log."""
+
+    def __init__(self, log):
+        super().__init__(logging.WARNING)
+        self.line = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.line(self.format(record))
+
+
+class Server:
+    """uvicorn serving :class:`Front` on a socket bound at once (a bind error is an OSError here, and the port
+    of ``port=0`` is known before serving). :meth:`serve` blocks; :meth:`start` serves in a thread (tests)."""
+
+    def __init__(self, app: App, host: str, port: int):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+        self.address = self.sock.getsockname()[:2]
+        self.app, limits = app, app.limits
+        protocol = type("LlmpipeConnection", (Connection,), {"limits": limits, "log": staticmethod(app.log)})
+        config = uvicorn.Config(
+            Front(app), http=protocol, lifespan="off", log_config=None, access_log=False, proxy_headers=False,
+            server_header=False, headers=[("server", "llmpipe")], backlog=BACKLOG,
+            timeout_keep_alive=limits.idle, timeout_graceful_shutdown=SHUTDOWN_GRACE)
+        self.uvicorn = _Uvicorn(config)
+        app.connections = self.uvicorn.server_state.connections
+        self._thread: threading.Thread | None = None
+
+    def serve(self) -> None:
+        bridge, logger = _LogBridge(self.app.log), logging.getLogger("uvicorn.error")
+        logger.addHandler(bridge)
         try:
-            n = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            raise api.ApiError(400, "Content-Length is not a number") from None
-        if n > api.MAX_BODY:
-            raise api.ApiError(413, f"the request body is larger than {api.MAX_BODY} bytes")
-        return self.rfile.read(n) if n > 0 else b""
+            asyncio.run(self.uvicorn.serve(sockets=[self.sock]))
+        finally:
+            logger.removeHandler(bridge)
+            self.sock.close()
 
-    # ------------------------------------------------------------------------------------- generation
-    def _complete(self, req: api.ChatRequest) -> None:
-        from llmpipe.infer.engine import InferenceError
-        from llmpipe.infer.generation import PromptTooLong
+    def stop(self, force: bool = False) -> None:
+        """Stop accepting, let the requests in progress finish (``force``: do not wait), return from serve."""
+        self.uvicorn.force_exit = force or self.uvicorn.should_exit
+        self.uvicorn.should_exit = True
 
-        s = self.app.session
-        params = self.app.params.with_request(**req.overrides)
-        cid = api.new_id()
-        try:
-            prompt = s.prompter.encode(req.messages, req.system)
-            if req.stream:
-                return self._stream(cid, s.backend.stream(prompt, params), req.include_usage)
-            done = s.backend.generate([prompt], params)[0]
-        except PromptTooLong as e:
-            return self._error(api.ApiError(400, str(e), "messages", "context_length_exceeded"))
-        except (InferenceError, ValueError) as e:
-            return self._error(api.ApiError(400 if isinstance(e, ValueError) else 500, str(e),
-                                            kind="invalid_request_error" if isinstance(e, ValueError) else "server_error"))
-        except Exception as e:
-            traceback.print_exc(file=sys.stderr)
-            return self._error(api.ApiError(500, f"internal error ({type(e).__name__})", kind="server_error"))
-        self._send_json(200, api.completion_body(cid, self.app.model_id, done))
+    def start(self) -> "Server":
+        self._thread = threading.Thread(target=self.serve, name="llmpipe-serve", daemon=True)
+        self._thread.start()
+        end = time.time() + 30
+        while not self.uvicorn.started and self._thread.is_alive() and time.time() < end:
+            time.sleep(0.01)
+        if not self.uvicorn.started:
+            raise RuntimeError("the server did not start")
+        return self
 
-    def _stream(self, cid: str, stream, include_usage: bool) -> None:
-        model = self.app.model_id
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.close_connection = True
-        self.end_headers()
-
-        def event(body) -> None:
-            data = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
-            self.wfile.write(f"data: {data}\n\n".encode("utf-8"))
-            self.wfile.flush()
-
-        try:
-            event(api.chunk_body(cid, model, {"role": "assistant", "content": ""}))
-            for piece in stream:
-                event(api.chunk_body(cid, model, {"content": piece}))
-            done = stream.result
-            event(api.chunk_body(cid, model, {}, done.finish_reason))
-            if include_usage:
-                event(api.chunk_body(cid, model, {}, usage_of=done))
-            event("[DONE]")
-        except (BrokenPipeError, ConnectionResetError):   # the client went away: stop generating
-            stream.close()
-        except Exception as e:   # headers are out: report in the stream, then end it
-            stream.close()
-            event({"error": {"message": str(e), "type": "server_error", "param": None, "code": None}})
+    def close(self) -> None:
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(SHUTDOWN_GRACE + 5)
 
 
-def _stop(*_) -> None:
-    raise KeyboardInterrupt
-
-
-def make_server(app: App, host: str, port: int) -> ThreadingHTTPServer:
-    handler = type("LlmpipeHandler", (Handler,), {"app": app})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+def make_server(app: App, host: str, port: int) -> Server:
+    return Server(app, host, port)
 
 
 def main(argv: list[str] | None = None) -> int:
     from llmpipe.interactive import open_session
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    session = open_session(argv, PROG, extra_usage=", serve.host, serve.port, serve.max_concurrency, serve.max_queue")
+    session = open_session(argv, PROG, extra_usage=", serve.host, serve.port, serve.max_concurrency, serve.max_queue, "
+                                                   "serve.max_connections, serve.*_timeout")
     app = App(session, api_key=os.environ.get(KEY_ENV))
-    s = session.obj.serve
+    s, lim = session.obj.serve, app.limits
     try:
         server = make_server(app, s.host, s.port)
     except OSError as e:
         print(f"{PROG}: cannot listen on {s.host}:{s.port}: {e.strerror or e}", file=sys.stderr)
+        session.backend.close()
         return 1
-    host, port = server.server_address[:2]
+    host, port = server.address
     app.log(f"model: {session.ref.describe()}")
     app.log(f"chose {session.note}")
     app.log(f"backend {session.backend.name}; {s.max_concurrency} generations at once, {s.max_queue} waiting; "
             f"API key {'required (' + KEY_ENV + ')' if app.api_key else 'not required (set ' + KEY_ENV + ')'}")
+    app.log(f"at most {lim.max_connections} connections; timeouts: idle {lim.idle:g} s, headers {lim.head:g} s, "
+            f"body {lim.body:g} s")
     app.log(f"serving {app.model_id!r} on http://{host}:{port}/v1")
-    signal.signal(signal.SIGTERM, _stop)
+    stopping: list[int] = []
+
+    def stop(signum, frame) -> None:
+        stopping.append(signum)
+        server.stop()   # a second signal: stop without waiting for the requests in progress
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        app.log("stopping")
+        server.serve()
     finally:
-        server.server_close()
+        app.log("stopped" + (f" ({signal.Signals(stopping[0]).name})" if stopping else ""))
         session.backend.close()
     return 0
 

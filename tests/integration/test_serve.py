@@ -151,37 +151,18 @@ def test_a_burst_of_concurrent_requests(server):
 
 
 # ------------------------------------------------------------------- 429, in-process with a stand-in model
-class Instant:
-    name, engine_limit = "stand-in", None
-
-    def encode(self, messages, system=None):
-        return [1, 2]
-
-    def generate(self, prompts, params, batch_size=8):
-        from llmpipe.infer.engine import Completion
-
-        return [Completion("hello", "stop", 2, 1) for _ in prompts]
-
-
 @pytest.mark.timeout(120)
 def test_a_full_server_answers_429_then_serves_again():
-    from llmpipe.pipeline.preflight import validate
-    from llmpipe.serve import App, make_server
-    from llmpipe.config.compose import compose
+    from serve_support import stub_server
 
-    obj = validate(compose(["model=tiny", "data.dataset=demo_sft", "serve.max_concurrency=1", "serve.max_queue=0",
-                            "serve.model_name=standin"]))[0].obj
-    fake = Instant()
-    app = App(SimpleNamespace(obj=obj, recipe=None, backend=fake, prompter=fake), log=lambda line: None)
-    srv = make_server(app, "127.0.0.1", 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        c = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1", api_key="none", max_retries=0)
-        assert app.gate.enter()                      # the only slot is taken, nothing may wait
-        with pytest.raises(openai.RateLimitError):
-            c.chat.completions.create(model="standin", messages=ZAPPET)
-        app.gate.leave()
+    with stub_server(["serve.max_concurrency=1", "serve.max_queue=0"], hold=True) as s:
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key="none", max_retries=0, timeout=30)
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(c.chat.completions.create, model="standin", messages=ZAPPET)
+            assert s.backend.started.acquire(timeout=30)      # the only slot is taken, nothing may wait
+            with pytest.raises(openai.RateLimitError) as e:
+                c.chat.completions.create(model="standin", messages=ZAPPET)
+            assert e.value.response.headers["retry-after"] == "1"
+            s.backend.release.set()
+            assert first.result(30).choices[0].message.content == "hello"
         assert c.chat.completions.create(model="standin", messages=ZAPPET).choices[0].message.content == "hello"
-    finally:
-        srv.shutdown()
-        srv.server_close()

@@ -19,6 +19,22 @@ class ServeConfig:
     max_queue: int = param(
         16, "Requests that may wait for a generation slot; beyond that the server answers 429.", ge=0, volatile=True,
     )
+    max_connections: int = param(
+        256, "Open client connections at most; a request that arrives while more are open gets 429 (Retry-After) "
+        "and its connection is closed. Keep it well above max_concurrency + max_queue.", ge=1, volatile=True,
+    )
+    idle_timeout: float = param(
+        5.0, "Seconds a connection may stay open without a request in progress (new or kept alive) before the "
+        "server closes it.", gt=0.0, volatile=True,
+    )
+    header_timeout: float = param(
+        10.0, "Seconds from a request's first byte to the end of its headers; beyond that: 408 and the connection "
+        "is closed.", gt=0.0, volatile=True,
+    )
+    body_timeout: float = param(
+        30.0, "Seconds to receive a request's whole body once its headers are in; beyond that: 408 and the "
+        "connection is closed.", gt=0.0, volatile=True,
+    )
     model_name: Optional[str] = param(
         None, "Model id reported by /v1/models and in responses (default: the recipe's name, else 'llmpipe').",
         volatile=True,

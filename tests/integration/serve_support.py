@@ -1,0 +1,71 @@
+"""A server in this process with a stand-in backend (no model): for the tests of HTTP plumbing (limits,
+timeouts, fuzzing). ``stub_server(overrides)`` composes the config with ``serve.*`` overrides and serves on
+127.0.0.1 (any free port) in a thread; the backend answers at once, or waits for ``backend.release``."""
+from __future__ import annotations
+
+import contextlib
+import threading
+from types import SimpleNamespace
+
+
+class StandIn:
+    """Backend and prompter: "hello" at once; with ``hold`` set, every generation waits for ``release``."""
+    name, engine_limit = "stand-in", None
+
+    def __init__(self, hold: bool = False):
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+        self.started = threading.Semaphore(0)
+
+    def encode(self, messages, system=None):
+        return [1, 2]
+
+    def generate(self, prompts, params, batch_size=8):
+        from llmpipe.infer.engine import Completion
+
+        self.started.release()
+        self.release.wait(60)
+        return [Completion("hello", "stop", 2, 1) for _ in prompts]
+
+    def stream(self, prompt, params):
+        from llmpipe.infer.engine import Completion, Stream
+
+        stream = Stream()
+
+        def work():
+            self.started.release()
+            self.release.wait(60)
+            for piece in ("hel", "lo"):
+                stream.push(piece)
+            stream.finish(Completion("hello", "stop", 2, 2))
+
+        threading.Thread(target=work, daemon=True).start()
+        return stream
+
+    def close(self):
+        pass
+
+
+def compose_serve(overrides=()):
+    from llmpipe.config.compose import compose
+    from llmpipe.pipeline.preflight import validate
+
+    return validate(compose(["model=tiny", "data.dataset=demo_sft", "serve.model_name=standin", *overrides]))[0].obj
+
+
+@contextlib.contextmanager
+def stub_server(overrides=(), *, hold: bool = False, api_key: str | None = None, obj=None):
+    from llmpipe.serve import App, make_server
+
+    fake = StandIn(hold)
+    lines: list[str] = []
+    app = App(SimpleNamespace(obj=obj or compose_serve(overrides), recipe=None, backend=fake, prompter=fake),
+              api_key=api_key, log=lines.append)
+    server = make_server(app, "127.0.0.1", 0).start()
+    try:
+        yield SimpleNamespace(app=app, backend=fake, server=server, port=server.address[1], log=lines,
+                              url=f"http://127.0.0.1:{server.address[1]}")
+    finally:
+        fake.release.set()
+        server.close()
