@@ -3,6 +3,11 @@ the marker file (:data:`MARKER`, with the stage fingerprint and the size of ever
 the folder is then swapped into place. A failed or killed export (a full disk included) leaves no folder
 that looks complete, and a previous export stays as it was. A folder holding files llmpipe did not write is
 never touched. Torch-free: the "already exported" decision is taken before any model library is imported.
+
+Two jobs exporting to one folder take turns: :func:`locked` holds a file lock next to it
+(``.<name>.llmpipe-lock``) while one of them stages, verifies and publishes; the other then finds the
+folder current (same fingerprint) and leaves it as it is. Under that lock every staging folder of the target
+is a leftover of a killed run and is removed; without it only those whose process is gone are.
 """
 from __future__ import annotations
 
@@ -13,13 +18,15 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from llmpipe.config.families.export import EXPORT_MARKER
 from llmpipe.exporting.errors import ExportError
+from llmpipe.processes import file_lock
 
 MARKER = EXPORT_MARKER
 _TMP = ".llmpipe-tmp-"
+_LOCK = ".llmpipe-lock"
 
 
 def check_destination(dest: Path) -> None:
@@ -60,25 +67,44 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _clean_stale(dest: Path) -> None:
-    """Remove hidden staging folders of exports to ``dest`` whose process is gone (a killed run)."""
+def lock_path(dest: Path) -> Path:
+    return Path(dest).parent / f".{Path(dest).name}{_LOCK}"
+
+
+def locked(dest: Path, on_wait: Callable[[], None] | None = None):
+    """A context manager holding the export lock of ``dest`` (``on_wait`` is called once if another job
+    holds it). Not re-entrant."""
+    return file_lock(lock_path(dest), on_wait)
+
+
+def clean_stale(dest: Path, *, holding_lock: bool = False) -> list[Path]:
+    """Remove hidden staging folders of exports to ``dest`` left by a killed run; returns them. With
+    ``holding_lock`` (this process holds :func:`locked`) nobody else is exporting there, so every one is
+    stale; without it, only those whose process is gone (a live pid may be a concurrent export)."""
+    dest = Path(dest)
+    removed: list[Path] = []
     if not dest.parent.is_dir():
-        return
+        return removed
     for p in dest.parent.glob(f".{dest.name}{_TMP}*"):
         try:
             pid = int(p.name.rsplit("-", 1)[-1])
         except ValueError:
+            pid = None
+        if pid == os.getpid() or not p.is_dir():
             continue
-        if pid != os.getpid() and not _alive(pid):
+        if holding_lock or (pid is not None and not _alive(pid)):
             shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 @contextmanager
-def staging(dest: Path) -> Iterator[Path]:
-    """A fresh hidden folder next to ``dest`` to write the export into; removed if anything fails."""
+def staging(dest: Path, *, holding_lock: bool = False) -> Iterator[Path]:
+    """A fresh hidden folder next to ``dest`` to write the export into; removed if anything fails. Staging
+    folders a killed run left are removed first (see :func:`clean_stale`)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(dest)
+    clean_stale(dest, holding_lock=holding_lock)
     tmp = dest.parent / f".{dest.name}{_TMP}{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

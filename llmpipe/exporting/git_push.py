@@ -18,6 +18,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from llmpipe.exporting.errors import PushError
+from llmpipe.processes import dies_with_parent
 
 BRANCH = "main"
 _SCP = re.compile(r"^[\w.\-]+@[\w.\-]+:")
@@ -68,7 +69,8 @@ def git_env(work: Path, token: str | None) -> dict[str, str]:
 def _git(args: list[str], cwd: Path, env: dict[str, str], what: str) -> str:
     from llmpipe.secrets import redact_text
 
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          preexec_fn=dies_with_parent())   # a killed llmpipe leaves no git (a hung push) running
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         detail = redact_text(lines[-1] if lines else f"exit {proc.returncode}")
@@ -82,7 +84,8 @@ def _prepare_local(remote: str, env: dict[str, str], log: Callable[[str], None])
         path.parent.mkdir(parents=True, exist_ok=True)
         _git(["init", "-q", "--bare", "-b", BRANCH, str(path)], path.parent, env, f"create a repository at {path}")
         log(f"created the bare git repository {path}")
-    elif subprocess.run(["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True, env=env).returncode:
+    elif subprocess.run(["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True, env=env,
+                        preexec_fn=dies_with_parent()).returncode:
         raise PushError(f"export.push_to={remote} exists and is not a git repository; give a repository, a URL, "
                         "or a path that does not exist yet (it becomes a bare repository)")
     return str(path)
@@ -119,7 +122,8 @@ def push(folder: Path, remote: str, *, work: Path, message: str, log: Callable[[
         else:
             shutil.copy2(p, target)
     _git(["add", "-A"], repo, env, "stage the export")
-    changed = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=repo, env=env).returncode != 0
+    changed = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=repo, env=env,
+                             preexec_fn=dies_with_parent()).returncode != 0
     if changed:
         _git(["commit", "-q", "-m", message], repo, env, "commit the export")
         _git(["push", "-q", "origin", f"HEAD:refs/heads/{BRANCH}"], repo, env, f"push to {safe_url(url)}")

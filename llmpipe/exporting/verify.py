@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llmpipe.exporting.errors import ExportError
+from llmpipe.processes import dies_with_parent
 
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Every morning the blorp eats honey."
 PROBE_QUESTION = "What is seven plus seven?"
@@ -76,7 +77,8 @@ def verify(spec: dict[str, Any], work: Path, timeout: float = 1800) -> dict[str,
                TRANSFORMERS_VERBOSITY="error", PYTHONWARNINGS="ignore")
     try:
         proc = subprocess.run([sys.executable, "-m", "llmpipe.exporting.verify", str(spec_path), str(out_path)],
-                              env=env, capture_output=True, text=True, timeout=timeout)
+                              env=env, capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=dies_with_parent())   # a killed llmpipe leaves no verifier running
     except subprocess.TimeoutExpired:
         raise ExportError(f"verifying {spec['model']} in a fresh process took longer than {timeout:.0f}s") from None
     if proc.returncode != 0 or not out_path.is_file():

@@ -8,12 +8,12 @@ import json
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
 from llmpipe.errors import UserError
 from llmpipe.launch.worker import LOG_MARK
+from llmpipe.processes import dies_with_parent
 
 _RANK_PREFIX = re.compile(r"^\[(?:default|rank)?(\d+)\]:")
 _ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\).*?exitcode\s*:\s*(-?\d+)", re.S)
@@ -23,30 +23,12 @@ class LaunchError(UserError):
     """A rank of a distributed stage failed (the message names the rank and shows its error)."""
 
 
-def _parent_death_signal():
-    """A function for Popen's preexec_fn: the launcher gets SIGTERM when llmpipe dies (even by kill -9),
-    and then stops its ranks. libc is loaded here, in the parent; the child only makes the call."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def set_pdeathsig() -> None:   # pragma: no cover - runs in the child between fork and exec
-        prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-
-    return set_pdeathsig
-
-
 def run_launcher(argv: list[str], env: dict[str, str], *, launch_dir: Path, log_dir: Path | None,
                  say: Callable[[str], None], tail_lines: int = 60) -> None:
     """Run ``argv``; lines the ranks mark with LOG_MARK go to ``say``; raise LaunchError on failure."""
     tail: collections.deque[str] = collections.deque(maxlen=400)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", bufsize=1, preexec_fn=_parent_death_signal())
+                            errors="replace", bufsize=1, preexec_fn=dies_with_parent())
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:

@@ -16,7 +16,7 @@ class ModelSourceError(UserError):
 def resolve_source(name: str, cache_root: Path) -> str:
     """A local folder for built-in models and local paths; the hub id otherwise."""
     if name.startswith("builtin:"):
-        from llmpipe.models.tiny import ensure_builtin
+        from llmpipe.models.builtin import ensure_builtin   # cleans up after killed builds
 
         return str(ensure_builtin(name, cache_root))
     path = Path(name).expanduser()

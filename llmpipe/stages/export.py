@@ -5,7 +5,9 @@ chat template, and a model card (README.md).
 The folder is staged next to export.dir, reloaded in a fresh process and checked (logits against the
 adapter model, the quantized model or the source model; it must generate), and only then swapped into
 place with a marker file; a folder holding anything else is never overwritten. Not cached in the store:
-a folder that already holds this export (same fingerprint, files intact) is left as it is."""
+a folder that already holds this export (same fingerprint, files intact) is left as it is. Two jobs that
+export to one folder take turns under its lock (exporting.folder.locked): the second finds the first's
+export current and reports it as cached."""
 from __future__ import annotations
 
 import json
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmpipe.exporting.errors import ExportError
-from llmpipe.exporting.folder import MARKER, check_destination, is_current, publish, staging
+from llmpipe.exporting.folder import MARKER, check_destination, clean_stale, is_current, locked, publish, staging
 from llmpipe.stages.base import StageContext
 
 __all__ = ["ExportError", "MARKER", "check_destination", "run"]
@@ -56,9 +58,20 @@ def run(ctx: StageContext) -> dict:
     dest = Path(str(o.dir)).expanduser().absolute()
     check_destination(dest)
     if is_current(dest, ctx.fingerprint):
+        clean_stale(dest)   # staging folders of killed runs (only those whose process is gone: no lock held)
         ctx.log(f"{dest} already holds this export")   # decided before importing torch: re-runs stay cheap
         return {"metrics": {}, "unchanged": True}
+    with locked(dest, on_wait=lambda: ctx.log(f"another job is exporting to {dest}; waiting")):
+        check_destination(dest)
+        if is_current(dest, ctx.fingerprint):   # the job we waited for wrote this very export
+            clean_stale(dest, holding_lock=True)
+            ctx.log(f"{dest} already holds this export (written by another job)")
+            return {"metrics": {}, "unchanged": True}
+        return _export(ctx, o, dest)
 
+
+def _export(ctx: StageContext, o: Any, dest: Path) -> dict:
+    """Stage, verify and publish the export; the caller holds the export lock of ``dest``."""
     import torch
 
     from llmpipe.exporting import card
@@ -72,7 +85,7 @@ def run(ctx: StageContext) -> dict:
     quantized = bool((_json(src / "config.json") or {}).get("quantization_config"))
     cast = None if quantized or ctx.obj.infer.dtype == "auto" else getattr(torch, ctx.obj.infer.dtype)
     held_out = _json(upstream / "heldout.json")
-    with staging(dest) as tmp:
+    with staging(dest, holding_lock=True) as tmp:
         weights = write_shards(iter_tensors(weight_files(src)), tmp, shard_bytes(o.size), o.legacy_format, cast)
         copy_model_files(src, tokenizer_folder(upstream, src, load_dir), tmp)
         if cast is not None:

@@ -1,0 +1,43 @@
+"""The one way llmpipe gets a built-in model's folder: :func:`ensure_builtin` removes what a killed build left
+behind, then lets ``tiny.ensure_builtin`` build (or find) the model.
+
+``tiny.ensure_builtin`` builds in ``<models>/.<folder>.tmp-XXXX`` under the lock ``<models>/.<folder>.lock``
+and removes that folder when the build fails, but a build killed with SIGKILL (or by the OOM killer) leaves
+it forever. ``tiny.py`` cannot change: its bytes are part of the built-in models' identity, so editing it
+would change every fingerprint. The clean-up therefore happens here, under the same lock: while this
+process holds it nobody else is building that model (every build runs under it), so every temp folder of
+that model is a leftover. The lock is released before ``tiny.ensure_builtin`` takes it again (filelock
+locks of different FileLock objects on one path do not nest within one process).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from llmpipe.models import tiny
+
+
+def leftovers(models: Path, folder: str) -> list[Path]:
+    """Temp folders of builds of ``folder`` under ``models`` (a live build's one included)."""
+    return sorted(p for p in Path(models).glob(f".{folder}.tmp-*") if p.is_dir())
+
+
+def remove_leftovers(name: str, cache_root: str | Path) -> list[Path]:
+    """Remove the temp folders that killed builds of built-in model ``name`` left; returns them."""
+    from filelock import FileLock
+
+    models = tiny.models_dir(cache_root)
+    folder = tiny.folder_name(name)
+    if not leftovers(models, folder):   # the usual case: no lock taken
+        return []
+    with FileLock(str(models / f".{folder}.lock")):   # the lock tiny.ensure_builtin builds under
+        stale = leftovers(models, folder)
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
+    return stale
+
+
+def ensure_builtin(name: str, cache_root: str | Path) -> Path:
+    """The folder of built-in model ``name``, built on first use; leftovers of killed builds removed first."""
+    remove_leftovers(name, cache_root)
+    return tiny.ensure_builtin(name, cache_root)
