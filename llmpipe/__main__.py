@@ -17,6 +17,11 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def cli() -> None:
+    from llmpipe import secrets
+
+    # First of all: whatever Hydra prints or logs from here on (--cfg, --info, job lines, errors, the job's log
+    # file) has the command line's and the environment's secrets replaced.
+    secrets.install(sys.argv[1:])
     from llmpipe.config.diagnose import explain_composition_failure
     from llmpipe.config.resolvers import register_resolvers
     from llmpipe.config.root import register_schema

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,19 @@ MAX_VALIDATED_SWEEP_JOBS = 512
 def preflight(cfg: DictConfig) -> None:
     """Validate a composed config; on problems print them and exit 2."""
     from llmpipe import secrets
-    from llmpipe.config.rules.safety import check_hydra_node
+    from llmpipe.config.rules.safety import check_hydra_node, env_problems, remote_code_problems
     from llmpipe.pipeline.session import check
     from llmpipe.problems import exit_with
     from llmpipe.tools.recipes import check_recipe_sources
 
     secrets.take_from_config(cfg)
+    refused = env_problems(cfg)   # a refused ${oc.env:...} would stop check() with a traceback
+    if refused:
+        exit_with(refused)
     _, problems = check(cfg)   # the rules, then chained steps and "nothing to do"
     # The search path (duplicate recipe names, missing recipe folders) and the hydra node (callbacks,
     # logging factories) are outside the task config the rules see.
-    problems = list(problems) + check_recipe_sources(cfg) + check_hydra_node(cfg)
+    problems = list(problems) + check_recipe_sources(cfg) + check_hydra_node(cfg) + remote_code_problems(cfg)
     if problems:
         exit_with(problems)
 
@@ -56,8 +60,11 @@ class PreflightCallback(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from llmpipe import secrets
+        from llmpipe.config.rules.safety import REMOTE_CODE_NOTICE, remote_code_in_force
 
         secrets.take_from_config(config)
+        if remote_code_in_force(config):   # allowed by the pre-flight: the user asked for it
+            print(REMOTE_CODE_NOTICE, file=sys.stderr, flush=True)
         out = Path(config.hydra.runtime.output_dir)
         files = [out / (config.hydra.output_subdir or ".hydra") / n for n in ("config.yaml", "hydra.yaml", "overrides.yaml")]
         if config.hydra.mode is not None and str(config.hydra.mode).endswith("MULTIRUN"):

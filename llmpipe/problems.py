@@ -1,6 +1,7 @@
 """What a failed pre-flight check reports, and how it is printed."""
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -21,7 +22,7 @@ class Problem:
     rule: str = ""                # id of the rule that found it
 
     def render(self) -> str:
-        shown = "" if self.value is NO_VALUE else f" = {_show(self.value)}"
+        shown = "" if self.value is NO_VALUE else f" = {_show(_shown_value(self.key, self.value))}"
         lines = [f"  x {self.key}{shown}: {self.message}"]
         if self.allowed:
             lines.append(f"      allowed: {self.allowed}")
@@ -46,13 +47,30 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+_SECRET_LEAF = re.compile(r"hub_?tok|secret|passw|api_?key|(^|_)tokn?$", re.IGNORECASE)
+
+
+def _shown_value(key: str, value: Any) -> Any:
+    """The value of a secret key is never shown, nor that of a misspelt one (``model.hf_hub_tokn``)."""
+    from llmpipe.secrets import REDACTED, secret_paths
+
+    leaves = {p.rsplit(".", 1)[-1] for p in secret_paths()}
+    for k in str(key).split("+"):
+        leaf = k.strip().rsplit(".", 1)[-1]
+        if value is not None and (leaf in leaves or _SECRET_LEAF.search(leaf)):
+            return REDACTED
+    return value
+
+
 def format_problems(problems: Iterable[Problem]) -> str:
     problems = list(problems)
     n = len(problems)
     head = f"llmpipe: the configuration has {n} problem{'s' if n != 1 else ''} (nothing was run or written):"
     body = "\n".join(p.render() for p in problems)
     tail = "  (llmpipe-tools explain <key> describes any parameter)"
-    return f"{head}\n{body}\n{tail}"
+    from llmpipe.secrets import redact_text
+
+    return redact_text(f"{head}\n{body}\n{tail}")   # a problem may quote a secret's value
 
 
 def exit_with(problems: Sequence[Problem]) -> None:

@@ -31,9 +31,40 @@ def known() -> set[str]:
 
 
 def redact_text(text: str) -> str:
+    """``text`` with every known secret value replaced, and the value of every secret key written out
+    (``model.hf_hub_token=...``, ``hf_hub_token: ...``) replaced too, even when the value is not known yet
+    (a recipe's, before composition finished)."""
     for s in sorted(known(), key=len, reverse=True):
         text = text.replace(s, REDACTED)
+    if "_hub_token" in text:
+        text = _SECRET_KEY_VALUE.sub(lambda m: m.group("k") + m.group("sep") + REDACTED, text)
     return text
+
+
+# ``hf_hub_token: value`` (YAML), ``model.hf_hub_token=value`` (an override), ``'hf_hub_token': 'value'``
+# (a printed dict). null/None/empty values and interpolations are left as they are.
+_SECRET_KEY_VALUE = re.compile(
+    r"(?P<k>\b(?:" + "|".join(re.escape(p.rsplit(".", 1)[-1]) for p in SECRET_ENV) + r"))"
+    r"(?P<sep>['\"]?[ \t]*[:=][ \t]*['\"]?)"
+    r"(?!null\b|None\b|~|<redacted>|\$\{|['\",\]\}\s]|$)"
+    r"[^\s,'\"\]\}]+",
+)
+
+
+def secret_override_values(argv: Iterable[str]) -> list[str]:
+    """The values that command-line overrides give secret keys (``model.hf_hub_token=X``, ``+...``,
+    ``++...``, quoted): remembered before Hydra starts, so nothing Hydra prints or writes shows them."""
+    out = []
+    leaves = {p: p.rsplit(".", 1)[-1] for p in SECRET_ENV}
+    for arg in argv:
+        key, sep, value = str(arg).partition("=")
+        key = key.strip().lstrip("+~").strip("'\"")
+        if not sep or (key not in leaves and key not in leaves.values()):
+            continue
+        value = value.strip().strip("'\"")
+        out.append(value)
+        out += [v.strip().strip("'\"") for v in value.split(",")]   # a sweep over tokens
+    return [v for v in out if v and v not in ("null", "None") and "${" not in v]   # an interpolation is no value
 
 
 def secret_paths() -> list[str]:
@@ -93,15 +124,63 @@ def redact_files(paths: Iterable[Path]) -> None:
 _TOKEN_LIKE = re.compile(r"\b(hf_[A-Za-z0-9]{8,})\b")
 
 
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Replace known secrets (and anything shaped like an HF token) in a log record's message."""
+    try:
+        msg = record.getMessage()
+    except Exception:
+        return record
+    new = _TOKEN_LIKE.sub(REDACTED, redact_text(msg))
+    if new != msg:
+        record.msg, record.args = new, None
+    return record
+
+
 class RedactingFilter(logging.Filter):
     """Logging filter: replaces known secrets (and anything shaped like an HF token) in every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            msg = record.getMessage()
-        except Exception:
-            return True
-        new = _TOKEN_LIKE.sub(REDACTED, redact_text(msg))
-        if new != msg:
-            record.msg, record.args = new, None
+        redact_record(record)
         return True
+
+
+class RedactingStream:
+    """A text stream that redacts what is written to it (``sys.stdout``/``sys.stderr`` of the CLI: what
+    Hydra prints itself -- ``--cfg``, ``--info``, its job lines, its errors -- and every summary)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if isinstance(text, str) and text:
+            self._stream.write(_TOKEN_LIKE.sub(REDACTED, redact_text(text)))
+            return len(text)
+        return self._stream.write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def install(argv: Iterable[str] = ()) -> None:
+    """For a command-line process: remember the secrets given on the command line and in the environment,
+    redact every log record when it is created (whatever handlers Hydra configures later: console, the job's
+    log file) and everything written to stdout/stderr. Idempotent."""
+    import sys
+
+    remember(secret_override_values(argv))
+    known()
+    old = logging.getLogRecordFactory()
+    if not getattr(old, "llmpipe_redacting", False):
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            return redact_record(old(*args, **kwargs))
+
+        factory.llmpipe_redacting = True   # type: ignore[attr-defined]
+        logging.setLogRecordFactory(factory)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))

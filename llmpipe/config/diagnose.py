@@ -54,7 +54,11 @@ def _groups() -> set[str]:
 
 
 def explain_composition_failure(args: list[str]) -> None:
-    lines = _problems_in(args)
+    from llmpipe.config.resolvers import REFUSED
+    from llmpipe.secrets import redact_text
+
+    lines = list(dict.fromkeys(REFUSED)) + _problems_in(args)   # a refused ${oc.env:...} first
+    lines = [redact_text(line) for line in lines]   # an override's value may be a secret
     print("llmpipe: the configuration could not be composed (exit code 2; nothing was run or written).",
           file=sys.stderr)
     for line in lines:

@@ -14,7 +14,35 @@ RESULTS = "results.csv"
 FIELDS = ["job", "overrides", "objective", "value", "stages_ran", "stages_cached", "metrics", "job_dir"]
 
 
+def public_overrides(overrides: str) -> str:
+    """A job's override string without its secrets: a secret key's override is left out (it is no sweep
+    setting), and any known secret value elsewhere is redacted."""
+    from llmpipe.secrets import redact_text, secret_paths
+
+    secret = set(secret_paths())
+    kept = [o for o in str(overrides or "").split(",")
+            if o.split("=", 1)[0].strip().lstrip("+~").strip("'\"") not in secret]
+    # a value with commas (a list) was split above; a dropped piece was a secret's own value
+    return redact_text(",".join(kept))
+
+
+def _redacted_row(row: dict[str, Any]) -> dict[str, Any]:
+    from llmpipe.secrets import redact_text
+
+    out = {}
+    for k, v in row.items():
+        if k == "overrides":
+            v = public_overrides(v)
+        elif isinstance(v, (dict, list)):
+            v = json.loads(redact_text(json.dumps(v)))
+        elif isinstance(v, str):
+            v = redact_text(v)
+        out[k] = v
+    return out
+
+
 def append_row(sweep_dir: Path, row: dict[str, Any]) -> None:
+    row = _redacted_row(row)
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     path = sweep_dir / RESULTS
@@ -58,6 +86,12 @@ def best(rows: list[dict[str, Any]], mode: str = "auto") -> dict[str, Any] | Non
 
 
 def summarize(sweep_dir: Path, mode: str = "auto") -> str:
+    from llmpipe.secrets import redact_text
+
+    return redact_text(_summarize(sweep_dir, mode))
+
+
+def _summarize(sweep_dir: Path, mode: str) -> str:
     rows = read_rows(sweep_dir)
     if not rows:
         return ""

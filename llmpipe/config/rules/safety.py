@@ -4,11 +4,14 @@ The whole composed config is scanned, including free-form fields (``pipeline.bef
 ``train.lr_scheduler_kwargs``, ``launch.fsdp_config``, ...): a ``_target_`` outside a declared extension
 point (:data:`llmpipe.safety.EXTENSION_POINTS`) is refused, and one at an extension point must be on the
 allowlist (:func:`llmpipe.safety.allowed_prefixes`, never read from the config). Pre-flight checks the
-spelling only (importing the target could import torch); :func:`llmpipe.safety.instantiate` checks the
-resolved identity again when the object is built.
+spelling, then imports an allowlisted target and checks its purpose (a ``train.callbacks`` entry must be
+a ``transformers.TrainerCallback`` subclass); :func:`llmpipe.safety.instantiate` checks the resolved
+identity again when the object is built.
 
 :func:`check_hydra_node` does the same for the ``hydra`` node (callbacks, logging factories), which the
-rules never see; ``preflight()`` calls it.
+rules never see; ``preflight()`` calls it, with :func:`env_problems` (a refused ``${oc.env:...}``) and
+:func:`remote_code_problems` (``model.trust_remote_code`` only from the user's command line or environment),
+which read the whole composed config too.
 
 Importable on its own (``from llmpipe.config.rulebook import rule``); no torch.
 """
@@ -18,7 +21,7 @@ from typing import Any, Iterable
 
 from llmpipe import safety
 from llmpipe.config.rulebook import rule
-from llmpipe.problems import Problem
+from llmpipe.problems import NO_VALUE, Problem
 
 _OUTSIDE = "target_outside_extension_point"
 _NOT_ALLOWED = "target_not_allowlisted"
@@ -55,7 +58,28 @@ def target_problems(cfg: Any, root: str = "") -> list[Problem]:
                 f"use an allowlisted class, or trust its package with {safety.ENV_ALLOWED}=<prefix> in the"
                 " environment (never in the config)", rule=_NOT_ALLOWED,
             ))
+        else:
+            why = _purpose(target, path, point)
+            if why:
+                out.append(Problem(
+                    path, target, f"refused at {point}: {why}",
+                    f"subclasses of {safety.EXTENSION_POINTS[point]} from {_allowed_text(prefixes)}",
+                    f"name a {safety.EXTENSION_POINTS[point].rsplit('.', 1)[-1]} subclass", rule=_NOT_ALLOWED,
+                ))
     return out
+
+
+def _purpose(target: str, path: str, point: str) -> str | None:
+    """An allowlisted spelling must also name what the extension point is for: its own object a subclass of
+    the point's base class, a nested one a class. The target is imported (its package is allowlisted), so a
+    config with callbacks pays the import of transformers here; one without pays nothing."""
+    try:
+        safety.check_target(target, where=path, base=safety.EXTENSION_POINTS[point]
+                            if safety.element_target(path, point) else None,
+                            classes_only=not safety.element_target(path, point))
+    except safety.UnsafeTargetError as e:
+        return str(e).split(": ", 1)[-1]
+    return None
 
 
 @rule(
@@ -73,13 +97,129 @@ def _no_target_outside_extension_points(cfg: Any, env: Any) -> list[Problem]:
 @rule(
     _NOT_ALLOWED,
     keys=("train.callbacks",),
-    bad=[["train.callbacks=[{_target_: os.system}]"], ["train.callbacks=[{_target_: llmpipe_evil.Cb}]"]],
+    bad=[["train.callbacks=[{_target_: os.system}]"], ["train.callbacks=[{_target_: llmpipe_evil.Cb}]"],
+         ["train.callbacks=[{_target_: transformers.set_seed}]"]],   # allowlisted package, but no callback class
     good=[["train.callbacks=[{_target_: transformers.EarlyStoppingCallback, early_stopping_patience: 3}]"]],
 )
 def _extension_point_targets_allowlisted(cfg: Any, env: Any) -> list[Problem]:
     """A ``_target_`` at an extension point must start with an allowlisted prefix (llmpipe., torch.optim.,
-    transformers., peft., trl., or one from LLMPIPE_ALLOWED_TARGETS)."""
+    transformers., peft., trl., or one from LLMPIPE_ALLOWED_TARGETS) and serve the point's purpose: at
+    train.callbacks, a subclass of transformers.TrainerCallback (no function, no other class)."""
     return [p for p in target_problems(cfg) if p.rule == _NOT_ALLOWED]
+
+
+# --- A secret's value stays in its own field --------------------------------------------------------------
+_SECRET_ELSEWHERE = "secret-outside-secret-field"
+
+
+def _strings(node: Any, path: str = ""):
+    import dataclasses
+
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            yield from _strings(getattr(node, f.name), f"{path}.{f.name}" if path else f.name)
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _strings(v, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+@rule(
+    _SECRET_ELSEWHERE,
+    keys=("model.hf_hub_token", "data.default_system"),
+    bad=[["model.hf_hub_token=hf_ruleEXAMPLE12345678", "data.default_system=${model.hf_hub_token}"]],
+    good=[["model.hf_hub_token=hf_ruleEXAMPLE12345678", "data.default_system=be brief"]],
+)
+def _secret_stays_in_its_field(cfg: Any, env: Any) -> list[Problem]:
+    """A secret's value (a hub token set in model.*_hub_token or in the environment) may appear in no other
+    config value: copied (``${model.hf_hub_token}``) into a system prompt or a path it would end up in the
+    tokenized training data, stage.json files and the lock file."""
+    from llmpipe import secrets
+
+    own = set(secrets.secret_paths())
+    values = set(secrets.known())
+    for path, value in _strings(cfg):
+        if path in own and len(value) >= 4 and value != secrets.REDACTED:
+            values.add(value)
+    out: list[Problem] = []
+    for path, value in _strings(cfg):
+        if path in own:
+            continue
+        if any(v in value for v in values):
+            out.append(Problem(
+                path, secrets.REDACTED, "holds the value of a secret (a hub token); it would be written into data,"
+                " stage.json and the lock file in clear", "any value that is not a secret",
+                f"remove the secret from {path}; llmpipe passes tokens to the hub client itself", rule=_SECRET_ELSEWHERE,
+            ))
+    return out
+
+
+# --- model.trust_remote_code only from the user ---------------------------------------------------------------
+ENV_TRUST_REMOTE_CODE = "LLMPIPE_TRUST_REMOTE_CODE"
+_REMOTE = "model.trust_remote_code"
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def remote_code_in_force(cfg: Any) -> bool:
+    from omegaconf import OmegaConf
+
+    try:
+        return _truthy(OmegaConf.select(cfg, _REMOTE, default=False))
+    except Exception:   # noqa: BLE001 - an unresolvable value is the field checks' problem
+        return False
+
+
+def _opted_in(cfg: Any) -> bool:
+    """The user's own opt-in: ``model.trust_remote_code=true`` among the command line's task overrides (Hydra
+    records them in hydra.overrides.task; a recipe cannot write there), or LLMPIPE_TRUST_REMOTE_CODE=1."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    if _truthy(os.environ.get(ENV_TRUST_REMOTE_CODE, "")):
+        return True
+    try:
+        overrides = OmegaConf.to_container(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [],
+                                           resolve=False)
+    except Exception:   # noqa: BLE001
+        return False
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    chosen = False
+    for line in overrides:
+        if "trust_remote_code" not in str(line):
+            continue
+        try:
+            [o] = OverridesParser.create().parse_overrides([str(line)])
+        except Exception:   # noqa: BLE001
+            continue
+        if o.key_or_group == _REMOTE and not o.is_delete():
+            chosen = not o.is_sweep_override() and _truthy(o.value())
+    return chosen
+
+
+def remote_code_problems(cfg: Any) -> list[Problem]:
+    """``model.trust_remote_code: true`` runs the Python files of the model's folder: only the user may ask for
+    it, never a recipe file (however the recipe arrived). Checked on the composed config with its hydra node."""
+    if not remote_code_in_force(cfg) or _opted_in(cfg):
+        return []
+    return [Problem(
+        _REMOTE, True, "a recipe turned on trust_remote_code, which runs the model folder's own Python code;"
+        " only your command line or environment can allow that", "false, unless you opt in yourself",
+        f"add model.trust_remote_code=true to your command, or set {ENV_TRUST_REMOTE_CODE}=1 in the environment",
+        rule="trust-remote-code-opt-in",
+    )]
+
+
+REMOTE_CODE_NOTICE = ("llmpipe: model.trust_remote_code=true: the model's own Python code (from its folder or hub"
+                      " repository) will run in this process")
 
 
 def check_hydra_node(cfg: Any) -> list[Problem]:
@@ -114,6 +254,55 @@ def check_hydra_node(cfg: Any) -> list[Problem]:
                     rule="hydra_node_target",
                 ))
     return out
+
+
+def env_problems(cfg: Any) -> list[Problem]:
+    """``${oc.env:VAR}`` of a variable that is not allowlisted (llmpipe.config.resolvers), anywhere in the task
+    config: found by resolving every value that names ``oc.env``, before anything else resolves the config
+    (the field checks would stop at the first one with a traceback)."""
+    from omegaconf import OmegaConf
+
+    from llmpipe.config.resolvers import ENV_ALLOWED_VAR, EnvNotAllowed
+
+    try:
+        raw = OmegaConf.to_container(cfg, resolve=False)
+    except Exception:
+        return []
+    out: list[Problem] = []
+    for path, value in _walk_strings(raw, ""):
+        if path.split(".", 1)[0] == "hydra" or "oc.env" not in value:
+            continue
+        try:
+            OmegaConf.select(cfg, path, throw_on_resolution_failure=True)
+        except Exception as e:   # noqa: BLE001 - only a refusal is reported here; check() reports the rest
+            cause = _cause(e, EnvNotAllowed)
+            if cause is not None:
+                out.append(Problem(path, NO_VALUE, str(cause).split("; allow it")[0],
+                                   "environment variables on the allowlist; never a secret (HF_TOKEN, *TOKEN*,"
+                                   " *KEY*, *SECRET*, *PASSWORD*)",
+                                   f"remove the interpolation, or allow a harmless variable with {ENV_ALLOWED_VAR}="
+                                   "NAME in the environment (never in the config)", rule="env-not-allowed"))
+    return out
+
+
+def _cause(e: BaseException | None, kind: type) -> BaseException | None:
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, kind):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def _walk_strings(node: Any, path: str):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _walk_strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk_strings(v, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node
 
 
 def _walk_keys(node: Any, path: str, keys: tuple[str, ...]):
