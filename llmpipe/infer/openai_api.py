@@ -124,9 +124,11 @@ def parse_chat_request(raw: bytes, *, model_id: str, max_tokens_limit: int) -> C
     over["temperature"] = _number(body, "temperature", 0.0, 2.0)
     over["top_p"] = _number(body, "top_p", 0.0, 1.0, lo_open=True)
     for key in ("presence_penalty", "frequency_penalty"):
-        if body.get(key) not in (None, 0, 0.0):
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or value != 0):   # false is not 0 here
             raise ApiError(400, f"{key} is not supported (only 0)", key)
-    if body.get("n") not in (None, 1):
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
         raise ApiError(400, "n must be 1: one answer per request", "n")
     stop = body.get("stop")
     if stop is not None:
@@ -137,10 +139,12 @@ def parse_chat_request(raw: bytes, *, model_id: str, max_tokens_limit: int) -> C
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "stream must be true or false", "stream")
-    opts = body.get("stream_options") or {}
-    if not isinstance(opts, dict) or set(opts) - {"include_usage"}:
-        raise ApiError(400, "stream_options supports include_usage only", "stream_options")
-    return ChatRequest(messages, system, stream, bool(opts.get("include_usage")),
+    opts = body.get("stream_options")
+    opts = {} if opts is None else opts
+    if not isinstance(opts, dict) or set(opts) - {"include_usage"} or \
+            not isinstance(opts.get("include_usage", False), bool):
+        raise ApiError(400, "stream_options supports include_usage (true or false) only", "stream_options")
+    return ChatRequest(messages, system, stream, opts.get("include_usage", False),
                        {k: v for k, v in over.items() if v is not None})
 
 

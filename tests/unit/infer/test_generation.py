@@ -4,8 +4,6 @@ as documented, requests override what they may. Also the OpenAI request validati
 concurrency gate. No torch, no model."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from llmpipe.pipeline.preflight import validate
@@ -195,19 +193,25 @@ def test_bad_requests_are_4xx(body, status, param):
 
 
 def test_gate_admits_slots_plus_queue_then_refuses():
+    import anyio
+
     from llmpipe.serve import Gate
 
-    gate = Gate(slots=1, queue=1)
-    assert gate.enter()                        # generating
-    waiter = threading.Thread(target=gate.enter)
-    waiter.start()                             # waits for the slot
-    for _ in range(100):
-        if gate.inside == 2:
-            break
-        threading.Event().wait(0.01)
-    assert gate.inside == 2 and not gate.enter()   # full: the server answers 429
-    gate.leave()
-    waiter.join(5)
-    assert not waiter.is_alive()               # the waiter got the slot
-    gate.leave()
-    assert gate.enter()
+    async def scenario():
+        gate = Gate(slots=1, queue=1)
+        assert await gate.enter()                  # generating
+        async with anyio.create_task_group() as tg:
+            got = []
+
+            async def wait():
+                got.append(await gate.enter())
+
+            tg.start_soon(wait)                    # waits for the slot
+            await anyio.wait_all_tasks_blocked()
+            assert gate.inside == 2 and not await gate.enter()   # full: the server answers 429 at once
+            gate.leave()
+        assert got == [True]                       # the waiter got the slot
+        gate.leave()
+        assert await gate.enter() and gate.inside == 1
+
+    anyio.run(scenario)

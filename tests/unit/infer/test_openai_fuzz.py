@@ -103,6 +103,11 @@ def check(raw: bytes) -> api.ChatRequest | api.ApiError:
         assert set(error) == {"message", "type", "param", "code"} and error["message"]
         return e
     assert isinstance(req, api.ChatRequest)
+    body = json.loads(raw)      # accepted, so a JSON object: every field it has was of the right type
+    assert all(type(body[k]) in (int, float) and body[k] == 0 for k in ("presence_penalty", "frequency_penalty")
+               if body.get(k) is not None)
+    assert body.get("n") is None or type(body["n"]) is int and body["n"] == 1
+    assert body.get("stream_options") is None or type(body["stream_options"].get("include_usage", False)) is bool
     assert req.messages and req.messages[-1]["role"] == "user" and len(req.messages) <= api.MAX_MESSAGES
     assert [m["role"] for m in req.messages] == ["user", "assistant"] * (len(req.messages) // 2) + ["user"]
     assert all(isinstance(m["content"], str) for m in req.messages) and req.system in (None, *[req.system])
