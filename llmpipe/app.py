@@ -29,8 +29,9 @@ def run_task(cfg: DictConfig) -> float | None:
     """Run a composed configuration; any error meant for users ends as its message and exit code."""
     from llmpipe.pipeline.runner import StageFailed
 
+    started: list[bool] = []   # appended to once the first stage is about to run
     try:
-        return _run(cfg)
+        return _run(cfg, started)
     except StageFailed as e:
         if isinstance(e.cause, UserError):
             print(f"llmpipe: stage {e.node_id} failed: {e.cause}", file=sys.stderr, flush=True)
@@ -38,10 +39,41 @@ def run_task(cfg: DictConfig) -> float | None:
         raise
     except UserError as e:
         print(f"llmpipe: {e}", file=sys.stderr, flush=True)
+        if not started:
+            remove_job_dir()
         raise SystemExit(e.exit_code) from None
+    except SystemExit as e:
+        if not started and e.code == 2:   # a refusal (pre-flight, the store): nothing may be left behind
+            remove_job_dir()
+        raise
 
 
-def _run(cfg: DictConfig) -> float | None:
+
+
+def remove_job_dir() -> None:
+    """Remove the job folder Hydra made for a run that was refused before any stage ran (it holds only Hydra's
+    config snapshots and an empty log), and the empty folders above it inside the working directory, so that
+    "nothing was run or written" is true. A folder holding anything else is left as it is."""
+    import shutil
+
+    job_dir, _, _, _ = _hydra_job()
+    if job_dir is None or not job_dir.is_dir():
+        return
+    # what Hydra writes before the task function runs: its config snapshots and the job's log file
+    if any(not (p.name == ".hydra" or p.suffix == ".log") for p in job_dir.iterdir()):
+        return
+    shutil.rmtree(job_dir, ignore_errors=True)
+    cwd = Path.cwd().resolve()
+    parent = job_dir.resolve().parent
+    while parent != cwd and cwd in parent.parents:
+        try:
+            parent.rmdir()   # only when empty
+        except OSError:
+            break
+        parent = parent.parent
+
+
+def _run(cfg: DictConfig, started: list[bool]) -> float | None:
     from llmpipe import secrets
     from llmpipe.models.quiet import quiet_libraries
     from llmpipe.pipeline.lockfile import LockFile
@@ -66,6 +98,7 @@ def _run(cfg: DictConfig) -> float | None:
     from llmpipe.models.backend_gate import hide_unused
 
     hide_unused(validated.obj)   # hqq/torchao/bitsandbytes/deepspeed stay unimported unless this run uses them
+    started.append(True)
     try:
         result = runner.execute()
     except StageFailed as e:

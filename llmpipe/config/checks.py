@@ -5,6 +5,7 @@ Types are enforced by OmegaConf when the config is composed; this adds what type
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -26,9 +27,18 @@ def normalize_value(path: str, meta: ParamMeta, value: Any, notes: list[str]) ->
     return value
 
 
+INT64 = 2 ** 63
+
+
 def check_value(path: str, meta: ParamMeta, value: Any) -> list[Problem]:
     if value is None:
         return []
+    if isinstance(value, float) and not math.isfinite(value):
+        return [Problem(path, value, "not a finite number", "a finite number", "", rule="finite")]
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
+        return [Problem(path, value, "too large: it does not fit in a 64-bit integer", "", "", rule="range")]
+    if meta.list_sep and isinstance(value, str):
+        return _list_items(path, meta, value)
     out: list[Problem] = []
     if meta.choices is not None and value not in meta.choices:
         close = difflib.get_close_matches(str(value), [str(c) for c in meta.choices], n=1)
@@ -52,6 +62,30 @@ def check_value(path: str, meta: ParamMeta, value: Any) -> list[Problem]:
         if not ok:
             out.append(Problem(path, value, "out of range", " and ".join(bounds), "", rule="range"))
     return out
+
+
+def _list_items(path: str, meta: ParamMeta, value: str) -> list[Problem]:
+    """A list flag (comma-separated) has no empty item: ``a,,b``, ``a,`` or a blank value are typos that would
+    otherwise be dropped without a word."""
+    sep = meta.list_sep or ","
+    if not value:
+        return []
+    items = value.split(sep)
+    if not value.strip():
+        return [Problem(path, value, "is blank", "names separated by '" + sep + "'", f"{path}=null", rule="list-items")]
+    if any(not item.strip() for item in items):
+        kept = sep.join(i.strip() for i in items if i.strip())
+        return [Problem(path, value, f"has an empty item ('{sep}' twice in a row, or at an end)",
+                        "items separated by '" + sep + "'", f"{path}={kept}", rule="list-items")]
+    return [p for item in items for p in _choice(path, meta, item.strip())]
+
+
+def _choice(path: str, meta: ParamMeta, item: str) -> list[Problem]:
+    if meta.choices is None or item in meta.choices:
+        return []
+    close = difflib.get_close_matches(item, [str(c) for c in meta.choices], n=1)
+    return [Problem(path, item, "not an allowed value", _allowed_text(meta),
+                    f"{path}={close[0]}" if close else "pick one of the allowed values", rule="enum")]
 
 
 def normalize_and_check(cfg: DictConfig, table) -> tuple[list[Problem], list[str]]:

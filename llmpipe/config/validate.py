@@ -18,7 +18,7 @@ from llmpipe.config.environment import Environment, current
 from llmpipe.config.flags import flag_table
 from llmpipe.config.rulebook import RULES
 from llmpipe.config.typed import typed
-from llmpipe.problems import Problem
+from llmpipe.problems import NO_VALUE, Problem
 
 
 @dataclass
@@ -47,6 +47,7 @@ def check(cfg: DictConfig, env: Environment | None = None) -> tuple[Validated | 
     problems += translate(cfg, notes)
     problems += _missing(cfg)
     problems += _unknown_top_level(cfg)
+    problems += _unknown_keys(cfg)
     if problems:
         return None, problems
     try:
@@ -82,6 +83,53 @@ def _unknown_top_level(cfg: DictConfig) -> list[Problem]:
             out.append(Problem(str(key), value, "not a parameter family of llmpipe",
                                ", ".join(FAMILIES), f"remove +{key}=...", rule="unknown-key"))
     return out
+
+
+def _unknown_keys(cfg: DictConfig) -> list[Problem]:
+    """Keys inside a family that are not parameters. Hydra lets ``+lora.foo=1`` (and a recipe's stray key, once
+    struct mode is off) add them; stored, they would change fingerprints and do nothing, or keep a misspelled
+    secret (``+model.hf_hub_tokn=...``) in clear. Free-form parameters (dicts, lists of nodes) are not entered."""
+    from llmpipe.config.root import FAMILIES
+
+    table = flag_table()
+    paths = {p.path for p in table.params()}
+    prefixes = {path.rsplit(".", i)[0] for path in paths for i in range(1, path.count(".") + 1)}
+    out: list[Problem] = []
+
+    def walk(node: DictConfig, prefix: str) -> None:
+        for key in node.keys():
+            path = f"{prefix}.{key}"
+            if path in paths:
+                continue
+            child = node._get_node(key)
+            if path in prefixes and isinstance(child, DictConfig):
+                walk(child, path)
+                continue
+            close = table.suggest(path, n=1)
+            fix = f"{close[0]}=..." if close else f"remove {path} (`llmpipe-tools explain {prefix}` lists the family)"
+            value = NO_VALUE if secret_like(path) else _shown(child)
+            out.append(Problem(path, value, "not a parameter of llmpipe" + (f"; did you mean {close[0]}?" if close else ""),
+                               "", fix, rule="unknown-key"))
+
+    for family in FAMILIES:
+        node = cfg._get_node(family) if family in cfg else None
+        if isinstance(node, DictConfig):
+            walk(node, family)
+    return out
+
+
+def secret_like(path: str) -> bool:
+    """A key that may hold a secret (its value is never shown): ``token``, ``key``, ``secret``, ``password``."""
+    leaf = path.rsplit(".", 1)[-1].lower()
+    return any(w in leaf for w in ("token", "tokn", "key", "secret", "passw", "pwd", "auth"))
+
+
+def _shown(node: Any) -> Any:
+    try:
+        value = node._value()
+    except Exception:
+        return None
+    return value if isinstance(value, (str, int, float, bool)) or value is None else "{...}"
 
 
 def _missing(cfg: DictConfig) -> list[Problem]:

@@ -151,6 +151,18 @@ def _first_record(path: Path, ftype: str) -> dict:
     return next((r for r in islice(file_rows(f, "json", str(path)), 1000) if isinstance(r, dict)), {})
 
 
+def first_columns(spec: DatasetSpec) -> set[str] | None:
+    """The column names of a local dataset's first readable record (None for a hub or cloud source, or a
+    source that cannot be read here: the load stage reports those)."""
+    if spec.source_kind != "file" or not spec.source:
+        return None
+    path = Path(spec.source)
+    try:
+        return set(_first_record(path, spec.file_type or _file_type(path)))
+    except (DataError, OSError, ValueError, StopIteration):
+        return None
+
+
 def _arrow_names(f: Path) -> list[str]:
     import pyarrow as pa
 

@@ -116,6 +116,49 @@ def dataset_registered(cfg, env):
                           f"{key}={close[0]}" if close else "add an entry for it to <data.dataset_dir>/dataset_info.json")
 
 
+@rule("data-dataset-names", keys=["data.dataset", "data.eval_dataset"],
+      bad=[["data.dataset='demo_sft,demo_sft'"], ["data.eval_dataset='demo_sft_eval, demo_sft_eval'"]],
+      good=[["data.dataset='demo_sft,demo_sft_zh'"], ["data.dataset=demo_sft"]])
+def dataset_names(cfg, env):
+    """A dataset list names each dataset once: a repeated name would load it again and train on a different
+    mix than the one meant. (Empty names are refused for every list flag by the field checks.)"""
+    for key in ("data.dataset", "data.eval_dataset"):
+        names = get(cfg, key, [])
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            yield problem("data-dataset-names", key, names, f"names {fmt(twice)} more than once; each would be loaded again",
+                          "each dataset once (data.mix_strategy and data.interleave_probs weight datasets)",
+                          f"{key}={','.join(dict.fromkeys(names))}")
+
+
+@rule("data-dataset-dir", keys=["data.dataset_dir"],
+      bad=[["data.dataset_dir=/no/such/folder"], ["data.dataset_dir=/etc"]],
+      good=[["data.dataset_dir=data"], ["data.dataset_dir=ONLINE"]])
+def dataset_dir(cfg, env):
+    """A data.dataset_dir other than the default must be a folder with a dataset_info.json (or holding the
+    named dataset files); otherwise every name would silently come from the bundled registry instead."""
+    ddir = str(get(cfg, "data.dataset_dir", "data") or "")
+    if ddir in ("", "data") or ddir.upper() == "ONLINE" or ddir.upper().startswith("REMOTE:"):
+        return
+    from pathlib import Path
+
+    folder = Path(ddir).expanduser()
+    if not folder.is_dir():
+        why = "does not exist" if not folder.exists() else "is not a folder"
+        yield problem("data-dataset-dir", "data.dataset_dir", ddir, why,
+                      "a folder with dataset_info.json and the dataset files", "data.dataset_dir=<that folder>")
+        return
+    if (folder / "dataset_info.json").is_file():
+        return
+    names = [n for _, n in _datasets(cfg)]
+    if names and any((folder / n).exists() for n in names):
+        return
+    yield problem("data-dataset-dir", "data.dataset_dir", ddir,
+                  "has no dataset_info.json and none of the named datasets; it is not a dataset folder",
+                  "a folder with dataset_info.json (LLaMA-Factory's layout)",
+                  "data.dataset_dir=<folder with dataset_info.json>, or leave it unset for the bundled datasets")
+
+
 @rule("data-stage-format", keys=["train.stage", "data.dataset", "data.eval_dataset"],
       bad=[["train.stage=dpo"], ["train.stage=rm"], ["train.stage=kto"],
            ["train.stage=sft", "data.dataset=demo_pref"], ["train.stage=dpo", "data.dataset=demo_kto"]],
@@ -164,7 +207,8 @@ def template_exists(cfg, env):
 
 @rule("export-quant-dataset-found", keys=["export.quantization_dataset", "data.dataset_dir"],
       bad=[EXPORT_Q + ["export.quantization_dataset=/no/such/calibration.json"],
-           EXPORT_Q + ["export.quantization_dataset=no_such_registered_dataset"]],
+           EXPORT_Q + ["export.quantization_dataset=no_such_registered_dataset"],
+           EXPORT_Q + ["export.quantization_dataset=demo_sft"]],
       good=[EXPORT_Q + ["export.quantization_dataset=demo_pt"], ["export.dir=/tmp/llmpipe-export"]],
       env={"available_packages": frozenset({"gptqmodel", "optimum"})})
 def quant_dataset_found(cfg, env):
@@ -183,3 +227,11 @@ def quant_dataset_found(cfg, env):
                       "no dataset of this name in dataset_info.json (data.dataset_dir or bundled), and no such file",
                       "a dataset name, or a .json/.jsonl/.txt/.csv/.parquet file whose rows have a `text` column",
                       "export.quantization_dataset=demo_pt (bundled) or an absolute file path")
+        return
+    columns = registry.first_columns(spec)
+    prompt = (spec.columns or {}).get("prompt")
+    if columns is not None and "text" not in columns and not (prompt in columns and prompt != "instruction"):
+        yield problem("export-quant-dataset-found", "export.quantization_dataset", name,
+                      f"calibration needs plain documents in a `text` column; this dataset's rows have {fmt(sorted(columns))}",
+                      "a pre-training style dataset (a `text` column, or columns.prompt mapped to it)",
+                      "export.quantization_dataset=demo_pt (bundled) or a file of {\"text\": ...} rows")

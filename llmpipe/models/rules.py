@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmpipe.config.rulebook import rule
-from llmpipe.config.rules._common import fmt, get, problem, stage
+from llmpipe.config.rules._common import fmt, ft_type, get, problem, stage
 from llmpipe.data import templates, tokfacts
 from llmpipe.models import tiny
 
@@ -61,3 +61,102 @@ def template_fits(cfg, env):
                       f"templates that fit this tokenizer: {fmt(fits)}" + (" or null (its own)" if facts.has_chat_template else ""),
                       "data.template=null" if facts.has_chat_template and name else
                       f"data.template={fits[0]}" if fits else "a template made for this model")
+
+
+def _facts(cfg):
+    from llmpipe.config.rules.model import hub_cache_dirs
+    from llmpipe.models.facts import facts_of
+
+    return facts_of(str(get(cfg, "model.name_or_path", "") or ""), hub_cache_dirs(cfg), get(cfg, "model.model_revision"),
+                    str(get(cfg, "run.cache_root", "") or "") or None)
+
+
+T = "train.do_train=true"
+
+
+@rule("model-lora-target", keys=["lora.target", "lora.additional_target", "lora.rank", "model.name_or_path"],
+      bad=[[T, "lora.target=''"], [T, "lora.target='q_proj,qkv_proj'"], [T, "lora.additional_target=no_such_head"],
+           [T, "lora.rank=4096"]],
+      good=[[T, "lora.target=all"], [T, "lora.target='q_proj,v_proj'"], [T, "lora.additional_target=embed_tokens"],
+            [T, "lora.rank=64"], [T, "lora.target='q_proj,qkv_proj'", "train.finetuning_type=full"],
+            ["lora.target=qkv_proj"]])
+def lora_target(cfg, env):
+    """LoRA's modules exist in the model and its rank fits: lora.target names modules the model has (PEFT
+    adapts the ones it finds and drops the rest without a word), and lora.rank is at most the hidden size
+    (an update's rank cannot exceed its layer's smaller side). Read from the model's config.json and a
+    meta-device instance, without weights; a model whose config is not local is checked by the load stage."""
+    if ft_type(cfg) != "lora" or not get(cfg, "train.do_train", False):
+        return
+    target = get(cfg, "lora.target", [])
+    if not target:
+        yield problem("model-lora-target", "lora.target", "", "is empty: LoRA would adapt no module",
+                      "all, or module names such as q_proj,v_proj", "lora.target=all")
+        return
+    facts = _facts(cfg)
+    if facts is None:
+        return
+    rank, hidden = get(cfg, "lora.rank", 8), facts.hidden_size
+    if hidden and rank > hidden:
+        yield problem("model-lora-target", "lora.rank", rank,
+                      f"is larger than the model's hidden size ({hidden}); an update's rank cannot exceed a layer's "
+                      "smaller side, so the extra rank only costs memory", f"1..{hidden}", f"lora.rank={min(64, hidden)}")
+    from llmpipe.models.adapters import HEADS
+
+    explicit = [t for t in target if t != "all"]
+    extra = [m for m in get(cfg, "lora.additional_target", []) if m not in HEADS]
+    if not explicit and not extra:
+        return
+    modules = facts.modules()
+    if modules is None:
+        return
+    for key, wanted in (("lora.target", explicit), ("lora.additional_target", extra)):
+        missing = modules.missing(wanted)
+        if missing:
+            yield problem("model-lora-target", key, get(cfg, key), f"{fmt(missing)}: no such module in {facts.ref}",
+                          f"its linear layers: {fmt(modules.linear)}" + (" (or all)" if key == "lora.target" else ""),
+                          f"{key}={','.join(m for m in wanted if m not in missing) or 'all'}")
+
+
+@rule("model-freeze-layers", keys=["freeze.trainable_layers", "freeze.use_llama_pro", "freeze.trainable_modules",
+                                   "freeze.extra_modules", "model.name_or_path"],
+      bad=[[T, "train.finetuning_type=freeze", "freeze.trainable_layers=3"],
+           [T, "train.finetuning_type=freeze", "freeze.trainable_layers=-5"],
+           [T, "train.finetuning_type=freeze", "freeze.use_llama_pro=true", "freeze.trainable_layers=3"],
+           [T, "train.finetuning_type=freeze", "freeze.extra_modules=no_such_module"]],
+      good=[[T, "train.finetuning_type=freeze", "freeze.trainable_layers=2"],
+            [T, "train.finetuning_type=freeze", "freeze.trainable_layers=-1"],
+            [T, "train.finetuning_type=freeze", "freeze.use_llama_pro=true", "freeze.trainable_layers=2"],
+            [T, "train.finetuning_type=freeze", "freeze.extra_modules=embed_tokens"],
+            [T, "freeze.trainable_layers=3"]])
+def freeze_layers(cfg, env):
+    """Freeze fine-tuning picks layers the model has: |freeze.trainable_layers| is at most its depth (with
+    LLaMA Pro, a count of new blocks that divides it), and the named modules exist. From config.json and a
+    meta-device instance, without weights."""
+    if ft_type(cfg) != "freeze" or not get(cfg, "train.do_train", False):
+        return
+    facts = _facts(cfg)
+    if facts is None:
+        return
+    n, depth = get(cfg, "freeze.trainable_layers", 2), facts.depth
+    if depth:
+        if get(cfg, "freeze.use_llama_pro", False):
+            if n >= 1 and depth % n:
+                yield problem("model-freeze-layers", "freeze.trainable_layers", n,
+                              f"LLaMA Pro inserts one block after every {depth}/n-th block; {n} does not divide "
+                              f"the model's {depth} blocks", fmt(d for d in range(1, depth + 1) if depth % d == 0),
+                              "freeze.trainable_layers=1")
+        elif abs(n) > depth:
+            yield problem("model-freeze-layers", "freeze.trainable_layers", n,
+                          f"the model has only {depth} decoder blocks", f"1..{depth} (the last n) or -1..-{depth} (the first n)",
+                          f"freeze.trainable_layers={depth if n > 0 else -depth}")
+    wanted = [m for key in ("freeze.trainable_modules", "freeze.extra_modules") for m in get(cfg, key, []) if m != "all"]
+    if not wanted:
+        return
+    modules = facts.modules()
+    if modules is None:
+        return
+    for key in ("freeze.trainable_modules", "freeze.extra_modules"):
+        missing = modules.missing([m for m in get(cfg, key, []) if m != "all"])
+        if missing:
+            yield problem("model-freeze-layers", key, get(cfg, key), f"{fmt(missing)}: no such module in {facts.ref}",
+                          f"module names of the model, e.g. {fmt(modules.linear)}", f"remove {fmt(missing)}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from llmpipe.config.root import LlmpipeConfig
 from llmpipe.config.train_stages import TRAIN_STAGES, unused_families
@@ -56,6 +57,14 @@ class Plan:
                        "fingerprint": n.fingerprint or None} for n in self.nodes}
 
 
+class ChainError(ValueError):
+    """A ``pipeline.before`` step whose overrides cannot be applied to the configuration."""
+
+    def __init__(self, name: str, overrides: Any, message: str):
+        super().__init__(f"pipeline.before.{name}: {message}")
+        self.name, self.overrides, self.message = name, overrides, message
+
+
 def _with_overrides(cfg: DictConfig, overrides: dict[str, Any]) -> DictConfig:
     out = copy.deepcopy(cfg)
     with open_dict(out):
@@ -77,7 +86,13 @@ def chain_configs(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     steps: list[tuple[str, DictConfig]] = []
     before = OmegaConf.to_container(cfg.pipeline.before, resolve=True) or {}
     for name, overrides in before.items():
-        steps.append((f".{name}", _with_overrides(cfg, dict(overrides or {}))))
+        if not isinstance(overrides, dict):
+            raise ChainError(name, overrides, "a chained step is a mapping of overrides, e.g. {train.stage: sft}")
+        try:
+            steps.append((f".{name}", _with_overrides(cfg, dict(overrides))))
+        except OmegaConfBaseException as e:   # an unknown key, a wrong type: the step's overrides do not fit the schema
+            key = getattr(e, "full_key", "") or "?"
+            raise ChainError(name, overrides, f"{key}: {str(e).splitlines()[0]}") from None
     steps.append(("", cfg))
     return steps
 
@@ -179,7 +194,12 @@ def plan_problems(cfg: DictConfig) -> list[Problem]:
     from llmpipe.pipeline.preflight import validate
 
     problems: list[Problem] = []
-    steps = chain_configs(cfg)
+    try:
+        steps = chain_configs(cfg)
+    except ChainError as e:
+        return [Problem(f"pipeline.before.{e.name}", e.overrides, e.message,
+                        "llmpipe parameters with values of their type (`llmpipe-tools explain <key>`)",
+                        f"fix pipeline.before.{e.name}", rule="pipeline-step")]
     for suffix, scfg in steps[:-1]:
         _, found = validate(scfg)
         name = suffix[1:]

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,25 @@ def check(cfg: Any, *, inference: bool = False) -> tuple[Validated | None, list[
     problems = plan_problems(validated.cfg)
     if inference:
         problems = [p for p in problems if not p.message.startswith("nothing to do")]
+    if not problems:
+        problems = force_problems(validated.obj.run.force, build_plan(validated.cfg))
     return (None, problems) if problems else (validated, [])
+
+
+def force_problems(force: Any, plan: Plan) -> list[Problem]:
+    """run.force names stages of this plan (node ids such as ``train.sft``, or kinds such as ``train``) or
+    ``all``; a name that matches nothing would be ignored without a word."""
+    if force is None or isinstance(force, bool):
+        return []
+    names = [force] if isinstance(force, (str, int, float)) else list(force)
+    known = ["all", *dict.fromkeys([*plan.ids(), *(n.kind.name for n in plan.nodes)])]
+    out = []
+    for name in names:
+        if str(name) not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            out.append(Problem("run.force", name, "is not a stage of this pipeline", ", ".join(known),
+                               f"run.force=[{close[0]}]" if close else "run.force=[<stage>]", rule="run-force"))
+    return out
 
 
 @dataclass

@@ -2,7 +2,6 @@
 the value on stderr, prints no traceback (unless HYDRA_FULL_ERROR=1), and is fast."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -26,15 +25,6 @@ CASES = {
                              "'builtin:tiny'"),
     "bf16-and-fp16": (["train.bf16=true", "train.fp16=true"], "train.fp16", "True"),
 }
-
-
-@pytest.fixture
-def cli_env(tmp_path_factory):
-    env = dict(os.environ)
-    env.pop("HYDRA_FULL_ERROR", None)
-    env.update(LLMPIPE_GPU_COUNT="0", LLMPIPE_OFFLINE="1", HF_HUB_CACHE=str(tmp_path_factory.mktemp("hub")),
-               LLMPIPE_CACHE=str(tmp_path_factory.mktemp("store")))
-    return env
 
 
 def _run(args, cwd, env):

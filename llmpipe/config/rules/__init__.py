@@ -13,6 +13,7 @@ from llmpipe.config.rules import (  # noqa: F401  (each module registers its rul
     ppo,
     preference,
     quantization,
+    run,
     safety,
     training,
 )

@@ -63,12 +63,16 @@ def in_hub_cache(ref: str, cfg: Any) -> bool:
 
 
 @rule("model-path", keys=["model.name_or_path", "model.adapter_name_or_path", "pref.ref_model", "ppo.reward_model"],
-      bad=[["model.name_or_path=./no/such/model_dir"], ["model.name_or_path=builtin:huge"],
+      bad=[["model.name_or_path=./no/such/model_dir"], ["model.name_or_path=builtin:huge"], ["model.name_or_path=' '"],
            ["model.adapter_name_or_path=/no/such/adapter"]],
       good=[["model.name_or_path=builtin:tiny"], ["model.name_or_path=builtin:bench"],
             ["model.adapter_name_or_path=llmpipe-test/cached"]])
 def model_path(cfg, env):
     """Every model/adapter reference is a built-in name, an existing local folder, or a hub id (org/name)."""
+    name = get(cfg, "model.name_or_path")
+    if isinstance(name, str) and not name.strip():
+        yield problem("model-path", "model.name_or_path", name, "is empty",
+                      "a hub id, a local model folder, or builtin:tiny / builtin:bench", "model=tiny (built-in)")
     for key, ref, kind in _references(cfg):
         if ref.startswith("builtin:"):
             if kind == "model" and not _is_builtin(ref):
