@@ -133,7 +133,8 @@ class Traffic:
         self.call("chat", "POST", CHAT, chat_body())
 
     def stream(self):
-        self.call("stream", "POST", CHAT, chat_body(stream=True, stream_options={"include_usage": random.random() < .5}))
+        usage = {"include_usage": random.random() < .5}
+        self.call("stream", "POST", CHAT, chat_body(stream=True, stream_options=usage))
 
     def stream_left(self):   # the client reads the first event, then goes away: the generation must stop
         self.call("stream left", "POST", CHAT, chat_body(stream=True), read=lambda r: r.read1(64))

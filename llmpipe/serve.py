@@ -30,6 +30,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 import h11
@@ -220,7 +221,7 @@ async def _chat(request: Request) -> Response:
     app: App = request.app.state.llmpipe
     try:
         raw = await _body(request)
-        parse = lambda: api.parse_chat_request(raw, model_id=app.model_id, max_tokens_limit=app.max_tokens)  # noqa: E731
+        parse = partial(api.parse_chat_request, raw, model_id=app.model_id, max_tokens_limit=app.max_tokens)
         req = await anyio.to_thread.run_sync(parse) if len(raw) > BIG_BODY else parse()
     except api.ApiError as e:
         return _error(e)
@@ -420,8 +421,8 @@ class Server:
         self.app, limits = app, app.limits
         protocol = type("LlmpipeConnection", (Connection,), {"limits": limits, "log": staticmethod(app.log)})
         config = uvicorn.Config(
-            Front(app), http=protocol, lifespan="off", log_config=None, access_log=False, proxy_headers=False,
-            server_header=False, headers=[("server", "llmpipe")], backlog=BACKLOG,
+            Front(app), http=protocol, ws="none", lifespan="off", log_config=None, access_log=False,
+            proxy_headers=False, server_header=False, headers=[("server", "llmpipe")], backlog=BACKLOG,
             timeout_keep_alive=limits.idle, timeout_graceful_shutdown=SHUTDOWN_GRACE)
         self.uvicorn = _Uvicorn(config)
         app.connections = self.uvicorn.server_state.connections

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from types import SimpleNamespace
 
 
@@ -69,3 +70,13 @@ def stub_server(overrides=(), *, hold: bool = False, api_key: str | None = None,
     finally:
         fake.release.set()
         server.close()
+
+
+def wait_for(check, seconds: float = 10) -> bool:
+    """Poll ``check`` until it is true (the server finishes a request just after the client has its answer)."""
+    end = time.time() + seconds
+    while time.time() < end:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serve_support import stub_server
+from serve_support import stub_server, wait_for
 
 KEY = "fuzz-key-9d2e"
 
@@ -77,4 +77,4 @@ def test_any_request_gets_a_json_2xx_or_4xx_and_the_server_keeps_serving(server,
     if status < 300 and path.rstrip("/").startswith("/v1"):
         assert auth == f"Bearer {KEY}"
     assert request(server.port, "GET", "/health", None, None)[0] == 200
-    assert server.app.gate.inside == 0
+    assert wait_for(lambda: server.app.gate.inside == 0)
