@@ -19,19 +19,16 @@ MAX_VALIDATED_SWEEP_JOBS = 512
 def preflight(cfg: DictConfig) -> None:
     """Validate a composed config; on problems print them and exit 2."""
     from llmpipe import secrets
-    from llmpipe.config.rules.safety import check_hydra_node, env_problems, remote_code_problems
+    from llmpipe.config.rules.safety import check_hydra_node
     from llmpipe.pipeline.session import check
     from llmpipe.problems import exit_with
     from llmpipe.tools.recipes import check_recipe_sources
 
     secrets.take_from_config(cfg)
-    refused = env_problems(cfg)   # a refused ${oc.env:...} would stop check() with a traceback
-    if refused:
-        exit_with(refused)
-    _, problems = check(cfg)   # the rules, then chained steps and "nothing to do"
+    _, problems = check(cfg)   # environment interpolation, the rules, then chained steps and "nothing to do"
     # The search path (duplicate recipe names, missing recipe folders) and the hydra node (callbacks,
     # logging factories) are outside the task config the rules see.
-    problems = list(problems) + check_recipe_sources(cfg) + check_hydra_node(cfg) + remote_code_problems(cfg)
+    problems = list(problems) + check_recipe_sources(cfg) + check_hydra_node(cfg)
     if problems:
         exit_with(problems)
 

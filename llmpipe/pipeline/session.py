@@ -20,9 +20,16 @@ from llmpipe.problems import Problem, exit_with
 
 
 def check(cfg: Any, *, inference: bool = False) -> tuple[Validated | None, list[Problem]]:
-    """Every pre-flight problem of a composed configuration: the rules, then what only the plan shows
-    (chained steps, nothing to do). ``inference``: chat/serve need no stage, only a model to talk to."""
+    """Every pre-flight problem of a composed configuration: environment interpolation, the rules and the
+    remote-code opt-in, then what only the plan shows (chained steps, nothing to do, run.force). ``inference``:
+    chat/serve need no stage, only a model to talk to. The CLI, chat, serve and the tools all come here."""
+    from llmpipe.config.rules.safety import env_problems, remote_code_problems
+
+    refused = env_problems(cfg)   # a refused ${oc.env:...} would stop the field checks with a traceback
+    if refused:
+        return None, refused
     validated, problems = validate(cfg)
+    problems = list(problems) + remote_code_problems(cfg)
     if problems:
         return None, problems
     problems = plan_problems(validated.cfg)

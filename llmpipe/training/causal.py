@@ -115,7 +115,7 @@ def train_causal(ctx: TrainJob) -> dict:
     from llmpipe.training.metrics import trainer_kwargs as metric_kwargs
     from llmpipe.training.optimizers import trainer_class
     from llmpipe.training.padding_free import causal_collator
-    from llmpipe.training.progress import ProgressCallback
+    from llmpipe.training.progress import trainer_callbacks
 
     load_dir = ctx.load_dir
     tokenizer = load_saved_tokenizer(load_dir)
@@ -129,7 +129,7 @@ def train_causal(ctx: TrainJob) -> dict:
     args = training_arguments(ctx.obj, ctx.work / "checkpoints", has_eval=eval_ds is not None)
     trainer = trainer_class(Trainer, ctx.obj, ctx.log)(  # GaLore/BAdam/Adam-mini/LoRA+ when configured
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-        processing_class=tokenizer, callbacks=[ProgressCallback(ctx.log), *checks],
+        processing_class=tokenizer, callbacks=[*trainer_callbacks(ctx.obj, ctx.log), *checks],
         **metric_kwargs(ctx.obj))
     point_trackers(trainer, ctx.obj, ctx.out / "tensorboard", ctx.job_dir)
     metrics = run_trainer(ctx, trainer, eval_ds)

@@ -36,9 +36,9 @@ def trainer_for(base: type, ctx: TrainJob, **kwargs):
     """``base`` (a TRL trainer) with llmpipe's optimizer methods, a progress line per logging step and the
     configured experiment trackers."""
     from llmpipe.training.optimizers import trainer_class
-    from llmpipe.training.progress import ProgressCallback
+    from llmpipe.training.progress import trainer_callbacks
 
-    trainer = trainer_class(base, ctx.obj)(callbacks=[ProgressCallback(ctx.log)], **kwargs)
+    trainer = trainer_class(base, ctx.obj)(callbacks=trainer_callbacks(ctx.obj, ctx.log), **kwargs)
     try:
         from llmpipe.training.metrics import point_trackers
 

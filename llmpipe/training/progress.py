@@ -28,3 +28,14 @@ class ProgressCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         self.log(f"checkpoint at step {state.global_step}")
+
+
+def trainer_callbacks(obj, log: Callable[[str], None]) -> list:
+    """The callbacks of a Trainer: llmpipe's progress line, then the user's ``train.callbacks`` (instantiated
+    through the one safe path: allowlisted modules, TrainerCallback subclasses only)."""
+    from llmpipe.safety import instantiate_all
+
+    user = instantiate_all(obj.train.callbacks, point="train.callbacks") if obj.train.callbacks else []
+    for cb in user:
+        log(f"callback: {type(cb).__module__}.{type(cb).__qualname__}")
+    return [ProgressCallback(log), *user]

@@ -187,8 +187,12 @@ def _opted_in(cfg: Any) -> bool:
     if _truthy(os.environ.get(ENV_TRUST_REMOTE_CODE, "")):
         return True
     try:
-        overrides = OmegaConf.to_container(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [],
-                                           resolve=False)
+        node = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
+        if node is None:   # the task function's config has no hydra node: the running job's HydraConfig has it
+            from hydra.core.hydra_config import HydraConfig
+
+            node = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+        overrides = OmegaConf.to_container(node, resolve=False) if not isinstance(node, list) else node
     except Exception:   # noqa: BLE001
         return False
     from hydra.core.override_parser.overrides_parser import OverridesParser

@@ -135,3 +135,15 @@ def padding_free(cfg, env):
             yield problem("train-padding-free", "train.padding_free", True, f"{key} replaces the attention that keeps "
                           "the examples of a padding-free row apart", f"train.padding_free=true without {key}",
                           "train.padding_free=null")
+
+
+@rule("train-callbacks-stage", keys=["train.callbacks", "train.stage"],
+      bad=[["train.stage=ppo", "ppo.reward_model=builtin:tiny",
+            "train.callbacks=[{_target_: transformers.EarlyStoppingCallback}]"]],
+      good=[["train.callbacks=[{_target_: transformers.EarlyStoppingCallback}]"]])
+def callbacks_stage(cfg, env):
+    """train.callbacks are Trainer callbacks; PPO runs its own loop, which has no Trainer to call them."""
+    if get(cfg, "train.callbacks") and get(cfg, "train.stage") == "ppo":
+        yield problem("train-callbacks-stage", "train.callbacks", "[...]",
+                      "PPO's loop is not a transformers Trainer, so Trainer callbacks would never be called",
+                      "train.callbacks with pt, sft, rm, dpo or kto", "train.callbacks=[] for PPO")
