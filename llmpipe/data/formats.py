@@ -32,18 +32,32 @@ class _Bad(Exception):
     pass
 
 
+def _unicode(value: str, what: str) -> str:
+    """``value``, unless it holds a lone surrogate (JSON can write one, ``"\\ud800"``): such text cannot be
+    stored (Arrow) or tokenized, so the row is bad instead of failing the whole load later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Bad(f"{what} is not valid Unicode text (it holds a lone surrogate, e.g. a JSON escape such as "
+                   "\\ud800 without its pair)") from None
+    return value
+
+
 def _text(value, what: str, required: bool = True) -> str | None:
     if value is None or value == "":
         if required:
             raise _Bad(f"missing or empty {what}")
         return None
     if isinstance(value, list) and all(isinstance(p, dict) for p in value):  # openai content parts
-        value = "".join(str(p.get("text", "")) for p in value if p.get("type", "text") == "text")
+        parts = [p.get("text", "") for p in value if p.get("type", "text") == "text"]
+        if not all(isinstance(t, str) for t in parts):
+            raise _Bad(f"{what} has a text part that is not a string")
+        value = "".join(parts)
     if not isinstance(value, str):
         raise _Bad(f"{what} is {type(value).__name__}, not a string")
     if required and not value.strip():
         raise _Bad(f"missing or empty {what}")
-    return value
+    return _unicode(value, what)
 
 
 def _cell(row: dict, col: str, what: str):
@@ -58,9 +72,10 @@ def _tools(row: dict, cols: dict) -> str | None:
     if not cols.get("tools"):
         return None
     try:
-        return parse_tools(row.get(cols["tools"]))
+        tools = parse_tools(row.get(cols["tools"]))
     except ToolDataError as e:
         raise _Bad(str(e)) from None
+    return None if tools is None else _unicode(tools, "tools column")
 
 
 def _kto_tag(tag) -> bool:
@@ -141,7 +156,7 @@ def _alpaca(row: dict, spec, kind: str) -> dict:
 def _openai_calls(m: dict, i: int, ct: str) -> str:
     text = _text(m.get(ct), f"content of message {i}", required=False)
     try:
-        return canonical_call(m["tool_calls"], text)
+        return _unicode(canonical_call(m["tool_calls"], text), f"tool_calls of message {i}")
     except ToolDataError as e:
         raise _Bad(f"message {i}: {e}") from None
 
@@ -163,6 +178,8 @@ def _chat(row: dict, spec, kind: str) -> dict:
         if not isinstance(m, dict) or rt not in m:
             raise _Bad(f"message {i} has no {rt!r} key")
         role = m[rt]
+        if not isinstance(role, str):
+            raise _Bad(f"message {i} has a {rt!r} of type {type(role).__name__}, not a role name")
         expect, other = (user_like, asst_like) if i % 2 == 0 else (asst_like, user_like)
         if role not in expect:
             where = "an odd" if i % 2 == 0 else "an even"
@@ -175,7 +192,7 @@ def _chat(row: dict, spec, kind: str) -> dict:
         content = _text(m.get(ct), f"content of message {i}")
         if role == "function_call":
             try:
-                content = canonical_call(content)
+                content = _unicode(canonical_call(content), f"content of message {i}")
             except ToolDataError as e:
                 raise _Bad(f"message {i}: {e}") from None
         msgs.append({"role": role, "content": content})
