@@ -20,21 +20,25 @@ ARGS = ["+recipe=demo", "train.do_train=false", "train.do_eval=false", "train.ev
         "data.dataset=null", "data.eval_dataset=null"]
 
 
-def _start(cwd: Path, cache: Path, export: Path, run_dir: Path) -> subprocess.Popen:
+def _start(cwd: Path, cache: Path, export: Path) -> subprocess.Popen:
+    """One job in its own working directory (so its own job folder and lock file), on the shared store."""
+    cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(LLMPIPE_CACHE=str(cache), PYTHONUNBUFFERED="1")
-    argv = [sys.executable, "-m", "llmpipe", *ARGS, f"export.dir={export}", f"hydra.run.dir={run_dir}"]
+    argv = [sys.executable, "-m", "llmpipe", *ARGS, f"export.dir={export}"]
     return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_two_identical_pipelines_on_one_store_export_once(tmp_path):
     cache, export = tmp_path / "cache", tmp_path / "exports" / "tiny"
     t0 = time.time()
-    jobs = [_start(tmp_path, cache, export, tmp_path / f"run{i}") for i in (1, 2)]
+    jobs = [_start(tmp_path / f"job{i}", cache, export) for i in (1, 2)]
     outs = [job.communicate(timeout=600) for job in jobs]
     for job, (out, err) in zip(jobs, outs):
         assert job.returncode == 0, f"exit {job.returncode}\nSTDOUT:\n{out[-3000:]}\nSTDERR:\n{err[-3000:]}"
-    locks = [yaml.safe_load((tmp_path / f"run{i}" / "llmpipe.lock.yaml").read_text()) for i in (1, 2)]
+    found = [list((tmp_path / f"job{i}").rglob("llmpipe.lock.yaml")) for i in (1, 2)]
+    assert [len(f) for f in found] == [1, 1], found
+    locks = [yaml.safe_load(f[0].read_text()) for f in found]
     assert [lock["status"] for lock in locks] == ["complete", "complete"]
     exports = sorted(lock["stages"]["export"]["status"] for lock in locks)
     loads = sorted(lock["stages"]["load"]["status"] for lock in locks)
