@@ -40,15 +40,75 @@ def cli() -> None:
     untrusted = hydra_settings_in_recipes(sys.argv[1:])
     if untrusted:
         exit_with(untrusted)
+    held = _HeldStream(sys.stderr, lambda: STATE["callback_ready"])
+    sys.stderr = held
     try:
         main()
     except SystemExit as e:
         # Hydra exits 1 on any error. If it failed before our pre-flight callback existed, the config
-        # itself could not be composed (unknown key, wrong type, missing recipe...): a config error.
+        # itself could not be composed (unknown key, wrong type, missing recipe...): a config error. What
+        # Hydra printed about it (a traceback, "Set the environment variable HYDRA_FULL_ERROR=1") is dropped.
         if e.code == 1 and not STATE["callback_ready"]:
+            reason = hydra_reason(held.drop())
+            if reason:
+                print(reason, file=sys.stderr)
             explain_composition_failure(sys.argv[1:])
             raise SystemExit(2) from None
         raise
+    finally:
+        held.release()
+
+
+def hydra_reason(text: str) -> str:
+    """What Hydra said about a failed composition, without its traceback and its HYDRA_FULL_ERROR hint: the
+    exception's own lines (a refused ``${oc.env:...}`` is explained by llmpipe itself, so it is left out)."""
+    from llmpipe.config.resolvers import REFUSED
+    from llmpipe.secrets import redact_text
+
+    if REFUSED:
+        return ""
+    lines = text.splitlines()
+    if any(ln.startswith("Traceback (most recent call last)") for ln in lines):
+        frames = [i for i, ln in enumerate(lines) if ln.startswith((" ", "\t")) or ln.startswith("Traceback")]
+        lines = lines[max(frames) + 1:] if frames else lines
+    kept = [ln for ln in lines if "HYDRA_FULL_ERROR" not in ln]
+    return redact_text("\n".join(kept).strip())
+
+
+class _HeldStream:
+    """stderr while Hydra composes: held back until the pre-flight callback exists (or the command ends well),
+    so a composition failure shows llmpipe's explanation instead of Hydra's traceback. Passes through after.
+    HYDRA_FULL_ERROR=1 holds nothing."""
+
+    def __init__(self, stream, ready):
+        import os
+
+        self._stream, self._ready, self._held = stream, ready, []
+        self._hold = os.environ.get("HYDRA_FULL_ERROR") != "1"
+
+    def write(self, text: str) -> int:
+        if self._hold and not self._ready():
+            self._held.append(text)
+            return len(text)
+        self.release()
+        return self._stream.write(text)
+
+    def release(self) -> None:
+        held, self._held, self._hold = self._held, [], False
+        if held:
+            self._stream.write("".join(held))
+            self._stream.flush()
+
+    def drop(self) -> str:
+        """Stop holding; return what was held (not written)."""
+        held, self._held, self._hold = self._held, [], False
+        return "".join(held)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 if __name__ == "__main__":
