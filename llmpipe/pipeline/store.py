@@ -15,14 +15,12 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
-
-from filelock import FileLock, Timeout
+from typing import Any
 
 from llmpipe.errors import UserError
+from llmpipe.processes import file_lock
 
 MARKER = "COMPLETE"
 
@@ -81,20 +79,9 @@ class Store:
     def entry(self, kind: str, fp: str) -> Entry:
         return Entry(self.root, kind, fp)
 
-    @contextmanager
-    def locked(self, entry: Entry, on_wait=None) -> Iterator[None]:
-        entry.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(entry.lock_path))
-        try:
-            lock.acquire(timeout=0.5)
-        except Timeout:
-            if on_wait:
-                on_wait()
-            lock.acquire()
-        try:
-            yield
-        finally:
-            lock.release()
+    def locked(self, entry: Entry, on_wait=None):
+        """The entry's lock (``on_wait`` is called once when another job holds it)."""
+        return file_lock(entry.lock_path, on_wait)
 
     def prepare(self, entry: Entry) -> None:
         """Clear a stale published folder without marker and a stale staging folder (keeps checkpoints)."""

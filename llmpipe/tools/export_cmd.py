@@ -98,4 +98,6 @@ def overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "llmpipe", *overrides(args)]
     print("llmpipe-tools export: python -m llmpipe " + shlex.join(cmd[3:]), flush=True)
-    return subprocess.call(cmd)
+    from llmpipe.processes import dies_with_parent
+
+    return subprocess.call(cmd, preexec_fn=dies_with_parent())   # a killed tool does not leave the run going

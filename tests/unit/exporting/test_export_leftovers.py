@@ -82,12 +82,11 @@ def _calls_without_preexec(path: Path) -> list[int]:
 
 
 def test_every_child_llmpipe_starts_dies_with_it():
-    """The launcher, the export verifier and git (a push can hang on the network) all get PR_SET_PDEATHSIG.
-    Left: llmpipe-tools export, which runs the whole pipeline as its child (owned elsewhere)."""
-    allowed = {"tools/export_cmd.py"}
+    """The launcher, the export verifier, git (a push can hang on the network) and llmpipe-tools export (the
+    whole pipeline as its child) all get PR_SET_PDEATHSIG."""
     found = {str(p.relative_to(LLMPIPE)): lines for p in sorted(LLMPIPE.rglob("*.py"))
              if (lines := _calls_without_preexec(p))}
-    assert set(found) <= allowed, found
+    assert not found, found
 
 
 def _dead_pid() -> int:
