@@ -184,10 +184,17 @@ class PPOLoop:
         return out
 
     def run(self) -> None:
+        from llmpipe.training.guards import TrainingDiverged, check_finite, diverged_message
         from llmpipe.training.ppo_checkpoint import checkpoint_due, save_checkpoint
 
         while self.step < self.steps:
-            roll, logp, values, adv, returns, mask, stats = self.experience()
+            try:
+                roll, logp, values, adv, returns, mask, stats = self.experience()
+            except RuntimeError as e:   # sampling from NaN/inf logits: the last update broke the weights
+                if self.step == 0 or "nan" not in str(e).lower():
+                    raise
+                raise TrainingDiverged(diverged_message({"sampling probabilities": math.nan}, self.step + 1,
+                                                        self.cfg)) from e
             stats.update(self.update(roll, logp, values, adv, returns, mask))
             stats["kl_coef"] = self.kl.value
             self.kl.update(stats["kl"], self.batch)
@@ -197,6 +204,7 @@ class PPOLoop:
             if self.step % max(1, int(self.cfg.train.logging_steps)) == 0 or self.step == self.steps:
                 self.ctx.log(f"step {self.step}/{self.steps}  reward={stats['reward']:.4g}  kl={stats['kl']:.4g}  "
                              f"loss={stats['loss']:.4g}  kl_coef={self.kl.value:.4g}")
+            check_finite(stats, self.step, self.cfg, keys=("loss", "policy_loss", "value_loss", "kl"))
             if checkpoint_due(self.cfg, self.step, self.steps):
                 save_checkpoint(self)
 

@@ -32,10 +32,12 @@ class ProgressCallback(TrainerCallback):
 
 def trainer_callbacks(obj, log: Callable[[str], None]) -> list:
     """The callbacks of a Trainer: llmpipe's progress line, then the user's ``train.callbacks`` (instantiated
-    through the one safe path: allowlisted modules, TrainerCallback subclasses only)."""
+    through the one safe path: allowlisted modules, TrainerCallback subclasses only). The non-finite loss guard
+    follows the progress line, so the step that diverged is shown before the stage stops."""
     from llmpipe.safety import instantiate_all
+    from llmpipe.training.guards import NonFiniteLossGuard
 
     user = instantiate_all(obj.train.callbacks, point="train.callbacks") if obj.train.callbacks else []
     for cb in user:
         log(f"callback: {type(cb).__module__}.{type(cb).__qualname__}")
-    return [ProgressCallback(log), *user]
+    return [ProgressCallback(log), NonFiniteLossGuard(obj), *user]
