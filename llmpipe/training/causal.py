@@ -25,17 +25,25 @@ def prepare_model(ctx: TrainJob):
     return build(read_source(ctx.load_dir), ctx.obj, adapter_dir=ctx.initial_adapter, log=ctx.log)
 
 
-def complete_checkpoint(ckpt_dir: Path) -> str | None:
+def complete_checkpoint(ckpt_dir: Path, log=None) -> str | None:
     """The newest checkpoint that was fully written (a run killed mid-save leaves one without
-    trainer_state.json, which the Trainer cannot resume from)."""
+    trainer_state.json, which the Trainer cannot resume from). ``log`` is told about each newer checkpoint that
+    is passed over as incomplete, and where training starts instead."""
     if not ckpt_dir.is_dir():
         return None
-    found = []
+    found, partial = [], []
     for p in ckpt_dir.glob("checkpoint-*"):
         step = p.name.split("-")[-1]
-        if step.isdigit() and (p / "trainer_state.json").is_file():
-            found.append((int(step), p))
-    return str(max(found)[1]) if found else None
+        if step.isdigit():
+            (found if (p / "trainer_state.json").is_file() else partial).append((int(step), p))
+    best = max(found) if found else None
+    skipped = sorted(s for s in partial if best is None or s[0] > best[0])
+    if skipped and log is not None:
+        names = ", ".join(p.name for _, p in skipped)
+        verb = "is" if len(skipped) == 1 else "are"
+        then = f"resuming from {best[1].name} instead" if best else "starting over"
+        log(f"{names} {verb} incomplete (no trainer_state.json; a save was cut short): {then}")
+    return str(best[1]) if best else None
 
 
 def run_trainer(ctx: TrainJob, trainer, eval_ds) -> dict[str, Any]:
@@ -59,7 +67,7 @@ def run_trainer(ctx: TrainJob, trainer, eval_ds) -> dict[str, Any]:
         if "eval_loss_initial" in metrics:
             ctx.log(f"held-out loss before training: {metrics['eval_loss_initial']:.4f}")
     ckpt_dir = Path(trainer.args.output_dir)
-    last = complete_checkpoint(ckpt_dir)
+    last = complete_checkpoint(ckpt_dir, ctx.log)
     if last:
         ctx.log(f"resuming from {Path(last).name} (found in {ckpt_dir})")
     import gc

@@ -12,6 +12,11 @@ def _done(folder: Path) -> list[Path]:
     return sorted(folder.glob("ppo-*.pt"), key=lambda f: int(f.stem.split("-")[1]))
 
 
+def _step_of(path: Path) -> int | None:
+    number = path.name.split("-", 1)[1].split(".")[0]   # ppo-<step>.pt or ppo-<step>.pt.tmp
+    return int(number) if number.isdigit() else None
+
+
 def checkpoint_due(cfg: Any, step: int, total: int) -> bool:
     t = cfg.train
     return t.save_strategy == "steps" and bool(t.save_steps) and step % int(t.save_steps) == 0 and step < total
@@ -39,7 +44,13 @@ def resume(loop) -> None:
     """Continue from the newest checkpoint, if there is one."""
     import torch
 
-    done = _done(loop.ctx.work / "checkpoints")
+    folder = loop.ctx.work / "checkpoints"
+    done = _done(folder)
+    newest = _step_of(done[-1]) if done else -1
+    cut = sorted(p.name for p in folder.glob("ppo-*.pt.tmp") if (_step_of(p) or -1) > newest)
+    if cut:
+        loop.ctx.log(f"{', '.join(cut)} {'is' if len(cut) == 1 else 'are'} incomplete (a save was cut short): "
+                     + (f"resuming from {done[-1].name} instead" if done else "starting over"))
     if not done:
         return
     state = torch.load(done[-1], map_location="cpu", weights_only=False)
