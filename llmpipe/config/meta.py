@@ -40,8 +40,11 @@ class ParamMeta:
     deprecated: str | None = None       # how an old flag is translated (shown by explain)
     seed_default: Any = None            # the older document's default where it disagrees
     volatile: bool = False              # never part of a fingerprint (paths, logging, run control)
-    gpu_only: bool = False
+    gpu_only: bool = False              # every non-default value is refused on a machine without a CUDA GPU
     list_sep: str | None = None         # a list flag: this separator splits it in the typed object
+    # "none: <reason>" for a parameter that is accepted and acts on nothing by design (reviewed list: the
+    # flag-effect test, tests/unit/config/test_flag_effects.py, proves every other one acts or is refused)
+    effect: str | None = None
 
 
 def param(
@@ -60,17 +63,21 @@ def param(
     seed_default: Any = None,
     volatile: bool = False,
     list_sep: str | None = None,
+    gpu_only: bool = False,
+    effect: str | None = None,
     default_factory: Callable[[], Any] | None = None,
 ) -> Any:
     """Declare a configuration field with its documentation and constraints."""
     if not help:
         raise ValueError("every parameter needs a one-line help text")
+    if effect is not None and not (effect.startswith("none: ") and len(effect) > len("none: ")):
+        raise ValueError(f"effect must be 'none: <reason>', not {effect!r}")
     seeds = (seed,) if isinstance(seed, str) else tuple(seed or ())
     meta = ParamMeta(
         help=help, seed=seeds, choices=tuple(choices) if choices is not None else None,
         value_aliases=dict(value_aliases) if value_aliases else None, ge=ge, gt=gt, le=le, lt=lt,
         secret=secret, deprecated=deprecated, seed_default=seed_default, volatile=volatile,
-        list_sep=list_sep,
+        list_sep=list_sep, gpu_only=gpu_only, effect=effect,
     )
     md = {_KEY: meta}
     if default_factory is not None:

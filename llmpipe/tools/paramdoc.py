@@ -28,7 +28,78 @@ stage fingerprint (changing them never invalidates the cache). Older flags (with
 accepted and translated onto the current parameter before anything runs; the translation is printed
 and recorded in the lock file. "Older document" gives the default of the older parameter document
 where the newer one changed it (the newer document wins).
+
+The *acts in* column says where a value takes effect: the stages whose fingerprint reads it (a changed value
+re-runs them; `train (ppo)` = only the train stage of `train.stage=ppo`), then, after →, where the value
+arrives (TrainingArguments, the LoRA config, the data options, ...). **GPU only**: pre-flight refuses any
+non-default value on a machine without a CUDA GPU. *No effect* marks the few parameters accepted by design
+without acting, with the reason. `tests/unit/config/test_flag_effects.py` sets every parameter and checks
+this column: the fingerprints change and the value arrives there, or pre-flight refuses it.
 """
+
+
+# Where a parameter's value arrives: a family, or a path, which wins over its family. The flag-effect test
+# (tests/unit/config/test_flag_effects.py) has one probe per destination that sees the value arrive there.
+DESTINATIONS: dict[str, str] = {
+    "model.name_or_path": "hub options", "model.model_revision": "hub options", "model.cache_dir": "hub options",
+    "model.trust_remote_code": "hub options", "model.hf_hub_token": "hub options",
+    "model.rope_scaling": "model config", "model.moe_aux_loss_coef": "model config",
+    "model.disable_gradient_checkpointing": "TrainingArguments", "model.use_reentrant_gc": "TrainingArguments",
+    "model.use_unsloth_gc": "TrainingArguments", "model.enable_liger_kernel": "TrainingArguments",
+    "data": "data options",
+    "data.eval_num_beams": "generation config",
+    "train": "TrainingArguments",
+    "train.stage": "data options",
+    "train.do_train": "stage plan", "train.do_eval": "stage plan", "train.do_predict": "stage plan",
+    "train.predict_with_generate": "stage plan",
+    "lora": "LoRA config",
+    "freeze": "trainable parameters (freeze)",
+    "quantization": "quantization options",
+    "pref": "preference trainer config",
+    "export.dir": "stage plan", "export.hub_model_id": "stage plan", "export.push_to": "stage plan",
+    "export.quantization_bit": "stage plan",
+    "export.size": "export writer", "export.legacy_format": "export writer",
+    "generate": "generation config",
+    "infer.use_kv_cache": "generation config", "infer.use_cache": "generation config",
+    "infer.backend": "stage plan",
+    "infer.vllm_maxlen": "vLLM engine arguments", "infer.vllm_gpu_util": "vLLM engine arguments",
+    "infer.vllm_enforce_eager": "vLLM engine arguments", "infer.vllm_max_lora_rank": "vLLM engine arguments",
+    "infer.vllm_config": "vLLM engine arguments", "infer.dtype": "vLLM engine arguments",
+    "launch": "launch command",
+    "launch.kind": "launch arguments", "launch.ddp_timeout": "launch arguments",
+    "launch.ddp_backend": "launch arguments", "launch.deepspeed": "launch arguments",
+    "launch.fsdp": "launch arguments", "launch.fsdp_config": "launch arguments",
+    "pipeline.before": "stage plan",
+}
+
+
+def destination(path: str) -> str | None:
+    """Where the value of ``path`` arrives (None: nowhere declared)."""
+    if path in DESTINATIONS:
+        return DESTINATIONS[path]
+    return DESTINATIONS.get(path.split(".", 1)[0])
+
+
+def readers(path: str) -> list[str]:
+    """The stage kinds whose fingerprint reads ``path`` (a train stage's extra reads: ``train (<stage>)``)."""
+    from llmpipe.config.train_stages import TRAIN_STAGES
+    from llmpipe.pipeline.fingerprint import read_paths
+    from llmpipe.stages.base import KINDS
+    from llmpipe.stages.kinds import TRAIN
+
+    out = [k.name for k in KINDS.values() if path in read_paths(k.reads, k.ignores)]
+    if TRAIN.name not in out:
+        out += [f"train ({s.name})" for s in TRAIN_STAGES.values()
+                if s.reads and path in read_paths(s.reads, TRAIN.ignores)]
+    return out
+
+
+def _acts_in(p: Param) -> str:
+    if p.meta.effect:
+        return "*no effect*: " + p.meta.effect.split(": ", 1)[1]
+    stages = ", ".join(readers(p.path)) or ("none (volatile)" if p.meta.volatile else "none")
+    dest = destination(p.path)
+    return f"{stages}{f' → {dest}' if dest else ''}" + (" **GPU only**" if p.meta.gpu_only else "")
 
 
 def _fmt(value: Any) -> str:
@@ -121,10 +192,10 @@ def render_markdown() -> str:
         lines.append(f"## {fam}\n")
         if docs.get(fam):
             lines.append(docs[fam] + "\n")
-        lines.append("| path | seed flag | type | default | allowed | meaning |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| path | seed flag | type | default | allowed | meaning | acts in |")
+        lines.append("|---|---|---|---|---|---|---|")
         for p in params:
-            row = [f"`{p.path}`", _seeds(p), f"`{p.type}`", _fmt(p.default), _allowed(p), _meaning(p)]
+            row = [f"`{p.path}`", _seeds(p), f"`{p.type}`", _fmt(p.default), _allowed(p), _meaning(p), _acts_in(p)]
             lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
         lines.append("")
     lines.append("## Seed flag index\n")

@@ -12,7 +12,7 @@ class InferConfig:
     backend: str = param(
         "huggingface", "Inference engine: huggingface (transformers generate), vllm or sglang (GPU). 'ktransformers'"
         " is recognised only to report that it was removed.", seed="infer_backend",
-        choices=("huggingface", "vllm", "sglang", "ktransformers"),
+        choices=("huggingface", "vllm", "sglang", "ktransformers"), gpu_only=True,
     )
     dtype: str = param(
         "auto", "Weights/activations dtype at inference (auto = the model's own).", seed="infer_dtype",

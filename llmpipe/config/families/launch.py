@@ -43,5 +43,6 @@ class LaunchConfig:
     )
     local_rank: int = param(
         -1, "Local rank of this process (set by the launcher; -1 = not distributed).", seed="local_rank", ge=-1,
+        effect="none: the launcher gives each rank LOCAL_RANK in its environment, which is what llmpipe reads",
         volatile=True,
     )

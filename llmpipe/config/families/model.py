@@ -91,11 +91,12 @@ class ModelConfig:
         None, "Convert the model to mixture-of-depths, or load a MoD model.", seed="mixture_of_depths",
         choices=("convert", "load"),
     )
-    use_unsloth: bool = param(False, "Use Unsloth's optimised LoRA training (GPU).", seed="use_unsloth")
+    use_unsloth: bool = param(False, "Use Unsloth's optimised LoRA training (GPU).", seed="use_unsloth", gpu_only=True)
     use_unsloth_gc: bool = param(
         False, "Use Unsloth's gradient checkpointing (no Unsloth install needed).", seed="use_unsloth_gc",
     )
-    enable_liger_kernel: bool = param(False, "Use Liger fused kernels for training (GPU).", seed="enable_liger_kernel")
+    enable_liger_kernel: bool = param(False, "Use Liger fused kernels for training (GPU).", seed="enable_liger_kernel",
+                                      gpu_only=True)
     moe_aux_loss_coef: Optional[float] = param(
         None, "Coefficient of the MoE router auxiliary loss (unset = the model's own).", seed="moe_aux_loss_coef",
         ge=0.0,

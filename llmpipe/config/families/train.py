@@ -167,7 +167,7 @@ class TrainConfig:
     fp16_opt_level: str = param(
         "O1", "Apex AMP optimisation level for fp16.", seed="fp16_opt_level", choices=("O0", "O1", "O2", "O3"),
     )
-    tf32: Optional[bool] = param(None, "TF32 matmuls on Ampere+ GPUs (unset = torch default).", seed="tf32")
+    tf32: Optional[bool] = param(None, "TF32 matmuls on Ampere+ GPUs (unset = torch default).", seed="tf32", gpu_only=True)
     pure_bf16: bool = param(False, "Train purely in bf16 (weights in bf16, no AMP).", seed="pure_bf16")
     callbacks: List[Any] = param(
         None, "Extension point: extra Trainer callbacks as {_target_: module.Class, ...}; only allowlisted"
