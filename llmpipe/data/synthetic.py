@@ -213,6 +213,34 @@ def _tools(rng, n):
     return rows
 
 
+LEARN_WORDS = 3          # demo_learn: reverse three words
+LEARN_EVAL = 100         # the held-out split's size; the train split never repeats one of its inputs
+
+
+def _learn_pool() -> list[tuple[str, ...]]:
+    """Every ordered choice of LEARN_WORDS distinct WORDS (each one token after a space), shuffled once."""
+    from itertools import permutations
+
+    pool = list(permutations(WORDS, LEARN_WORDS))
+    _rng("demo_learn:pool").shuffle(pool)
+    return pool
+
+
+def _learn_rows(inputs) -> list[dict]:
+    return [{"instruction": INSTR["reverse"], "input": " ".join(ws), "output": " ".join(reversed(ws))}
+            for ws in inputs]
+
+
+def _learn(rng, n):
+    """demo_learn: one skill with one exact answer (reverse three words), which the pre-trained tiny model
+    cannot do (it was taught first/last/k-th word, never reversal) and learns in a minute of LoRA."""
+    return _learn_rows(_learn_pool()[LEARN_EVAL:LEARN_EVAL + n])
+
+
+def _learn_eval(rng, n):
+    return _learn_rows(_learn_pool()[:n])
+
+
 # name -> (file, builder, size, registry entry)
 DATASETS = {
     "demo_sft": ("demo_sft.json", _alpaca, 600, {}),
@@ -235,6 +263,8 @@ DATASETS = {
     "demo_tools": ("demo_tools.json", _tools, 300, {
         "formatting": "sharegpt", "columns": {"messages": "conversations", "tools": "tools"}}),
     "demo_tools_eval": ("demo_tools_eval.json", _tools, 60, "demo_tools"),
+    "demo_learn": ("demo_learn.json", _learn, 1000, {}),
+    "demo_learn_eval": ("demo_learn_eval.json", _learn_eval, LEARN_EVAL, {}),
 }
 
 

@@ -46,11 +46,19 @@ def patch_loaded() -> None:
 class _AfterPeftImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds ``peft`` through the other finders and patches it right after it has executed."""
 
+    _busy = False
+
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "peft":
+        # transformers asks importlib.util.find_spec("peft") without importing it: the hook stays installed
+        # until peft really executes (it used to remove itself on that first question, and the later import
+        # went unpatched: the gptqmodel banner and a slow train stage after a resume)
+        if fullname != "peft" or self._busy:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
+        self._busy = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._busy = False
         if spec is None or spec.loader is None:
             return spec
         self._real = spec.loader
@@ -61,6 +69,8 @@ class _AfterPeftImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return self._real.create_module(spec)
 
     def exec_module(self, module):
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
         self._real.exec_module(module)
         patch_loaded()
 

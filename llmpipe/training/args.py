@@ -63,7 +63,7 @@ def training_arguments(cfg: Any, output_dir: Path, *, cls=None, **extra: Any):
     )
     if t.disable_shuffling:
         kw["train_sampling_strategy"] = "sequential"
-    if t.compute_accuracy:
+    if t.compute_accuracy and t.stage in ("pt", "sft"):   # token accuracy; rm/dpo/kto pairs have no "labels"
         kw["label_names"] = ["labels"]   # a PEFT model's forward hides them; accuracy needs the labels back
     if cfg.model.use_unsloth_gc:   # Unsloth-style checkpointing: checkpointed activations wait on the CPU
         kw["activation_checkpointing_kwargs"] = {**kw["activation_checkpointing_kwargs"], "offload": True}

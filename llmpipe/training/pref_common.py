@@ -5,7 +5,9 @@ names, and the outputs (the train stage's usual adapter/ or model/, metrics.json
 Clean metric names (metrics.json, the lock file, sweep tables): ``eval_reward_accuracy`` — share of held-out
 pairs whose chosen response gets the higher reward (ties count as wrong, so an untrained policy scores 0 and a
 random ranking 0.5); ``eval_reward_margin`` — mean reward of chosen minus rejected; both also with an
-``_initial`` suffix for the model before training where the trainer reports them.
+``_initial`` suffix for the model before training where the trainer reports them. With
+``train.compute_accuracy=true`` the reward accuracy is also reported as ``eval_accuracy`` (and
+``eval_accuracy_initial``), the name that flag gives to next-token accuracy in the pt/sft stages.
 """
 from __future__ import annotations
 
@@ -70,6 +72,9 @@ def finish(ctx: TrainJob, trainer, tokenizer, eval_ds, family: str, extra=None) 
     if extra is not None and eval_ds is not None:
         metrics.update(extra(trainer))
     metrics = clean_metrics(metrics, initial, family)
+    if ctx.obj.train.compute_accuracy:   # for these stages the accuracy is the reward accuracy
+        metrics.update({k.replace("eval_reward_accuracy", "eval_accuracy"): v for k, v in metrics.items()
+                        if k.startswith("eval_reward_accuracy")})
     if "eval_reward_accuracy" in metrics:
         before = metrics.get("eval_reward_accuracy_initial")
         ctx.log("held-out reward accuracy " + (f"{before:.3f} -> " if before is not None else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from llmpipe.config.families.pref import REFERENCE_FREE
 from llmpipe.config.rulebook import rule
 from llmpipe.config.rules._common import evaluates, get, problem
+from llmpipe.config.rules._common import stage as stage_of
 
 # report_to value -> Python module that must be importable, and how to install it
 TRACKERS = {
@@ -147,3 +148,33 @@ def callbacks_stage(cfg, env):
         yield problem("train-callbacks-stage", "train.callbacks", "[...]",
                       "PPO's loop is not a transformers Trainer, so Trainer callbacks would never be called",
                       "train.callbacks with pt, sft, rm, dpo or kto", "train.callbacks=[] for PPO")
+
+
+PAIRWISE_ACCURACY = {"rm": "the share of held-out pairs whose chosen answer gets the higher reward",
+                     "dpo": "the share of held-out pairs whose chosen answer gets the higher implicit reward",
+                     "kto": "the ranking accuracy of the implicit reward over held-out desirable/undesirable answers"}
+
+
+@rule("train-compute-accuracy", keys=["train.compute_accuracy", "train.stage", "data.eval_dataset", "data.val_size"],
+      bad=[["train.stage=dpo", "data.dataset=demo_pref", "train.compute_accuracy=true"],
+           ["train.stage=ppo", "ppo.reward_model=builtin:tiny", "train.compute_accuracy=true"]],
+      good=[["train.stage=dpo", "data.dataset=demo_pref", "data.val_size=0.1", "train.compute_accuracy=true"],
+            ["train.stage=rm", "data.dataset=demo_pref", "data.val_size=0.1", "train.compute_accuracy=true"]])
+def compute_accuracy(cfg, env):
+    """train.compute_accuracy is next-token accuracy for pt/sft; for rm, dpo and kto it is the held-out reward
+    accuracy (``eval_accuracy``, the same figure as ``eval_reward_accuracy``), which needs held-out data; PPO has
+    no accuracy (it reports the mean reward of held-out answers)."""
+    if not get(cfg, "train.compute_accuracy"):
+        return
+    st = stage_of(cfg)
+    if st == "ppo":
+        yield problem("train-compute-accuracy", "train.compute_accuracy", True,
+                      "PPO has no accuracy to compute: it reports reward_mean, the mean reward of held-out answers, "
+                      "before and after training", "train.compute_accuracy=false for train.stage=ppo",
+                      "train.compute_accuracy=false")
+    elif st in PAIRWISE_ACCURACY and not get(cfg, "data.eval_dataset") and get(cfg, "data.val_size", 0.0) <= 1e-6:
+        yield problem("train-compute-accuracy", "train.compute_accuracy", True,
+                      f"for train.stage={st} the accuracy is {PAIRWISE_ACCURACY[st]} (eval_accuracy), "
+                      "and this run has no held-out data to measure it on",
+                      "held-out data: data.eval_dataset=<name> or data.val_size > 0",
+                      "data.val_size=0.1")
