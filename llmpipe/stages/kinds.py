@@ -32,7 +32,8 @@ TRAIN = register(StageKind(
 ))
 MERGE = register(StageKind(
     name="merge", version="2",
-    reads=("train.finetuning_type", "model.adapter_name_or_path", "export.device", "infer.dtype"),
+    reads=("train.finetuning_type", "model.adapter_name_or_path", "model.adapter_folder", "export.device",
+           "infer.dtype"),
     run=merge.run,
     doc="Merge LoRA adapters (given ones, then the trained one) into the base model; checked against the adapter model.",
 ))

@@ -1,5 +1,5 @@
-"""merge: merge LoRA adapters into the base model — the adapters named in model.adapter_name_or_path, in
-order, then the one trained in this run — on export.device, in infer.dtype (auto = the base's own dtype).
+"""merge: merge LoRA adapters into the base model — the adapters named in model.adapter_name_or_path (each
+one's model.adapter_folder sub-folder when that is set), in order, then the one trained in this run — on export.device, in infer.dtype (auto = the base's own dtype).
 
 Every adapter is checked against the base (recorded base model, weight shapes); after each merge the
 merged model must reproduce the adapter model's logits, and a merge that changed nothing is an error.
@@ -16,15 +16,30 @@ from llmpipe.exporting.errors import ExportError
 from llmpipe.stages.base import StageContext
 
 
+def configured_adapter(ref: str, model_cfg) -> Path:
+    """The local folder of adapter ``ref`` of model.adapter_name_or_path: with model.adapter_folder, its sub-folder
+    of that name (as training loads it: PEFT's ``subfolder``)."""
+    from llmpipe.exporting.adapters import local_adapter
+
+    sub = model_cfg.adapter_folder
+    if not sub:
+        return local_adapter(ref, model_cfg)
+    local = Path(ref).expanduser()
+    path = local / sub if local.exists() else local_adapter(ref, model_cfg) / sub   # a hub id: its snapshot
+    if not (path / "adapter_config.json").is_file():
+        raise ExportError(f"model.adapter_folder={sub}: {ref}/{sub} is not a PEFT adapter folder (no "
+                          "adapter_config.json)")
+    return path.resolve()
+
+
 def adapters_to_merge(ctx: StageContext) -> list[Path]:
     """Configured adapters (only where this step starts from model.name_or_path), then the trained one."""
     from llmpipe.config.rules._common import adapters
-    from llmpipe.exporting.adapters import local_adapter
     from llmpipe.models.loading import resolve_source
 
     out: list[Path] = []
     if read_source(ctx.input("load")) == resolve_source(str(ctx.obj.model.name_or_path), ctx.cache_root):
-        out += [local_adapter(ref, ctx.obj.model) for ref in adapters(ctx.obj)]
+        out += [configured_adapter(ref, ctx.obj.model) for ref in adapters(ctx.obj)]
     if "train" in ctx.inputs:
         out.append(ctx.input("train") / "adapter")
     if not out:

@@ -20,7 +20,10 @@ class ModelConfig:
         None, "Adapter path(s) or hub id(s), comma-separated: all but the last are merged, the last is resumed.",
         seed="adapter_name_or_path", list_sep=",",
     )
-    adapter_folder: Optional[str] = param(None, "Folder holding several adapters to load.", seed="adapter_folder")
+    adapter_folder: Optional[str] = param(
+        None, "Sub-folder of each adapter of adapter_name_or_path that holds the adapter (PEFT's subfolder); "
+        "training, merge and export read it there.", seed="adapter_folder",
+    )
     cache_dir: Optional[str] = param(
         None, "Where downloaded models are cached (hub default when unset).", seed="cache_dir", volatile=True,
     )

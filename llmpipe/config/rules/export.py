@@ -89,19 +89,22 @@ def dir_foreign(cfg, env):
                       "a new or empty folder, or an earlier llmpipe export", "export.dir=<new folder>")
 
 
-@rule("export-adapter-folder", keys=["model.adapter_name_or_path", "export.dir"],
-      bad=[["export.dir=/tmp/llmpipe-export", "model.adapter_name_or_path=/tmp"]],
+@rule("export-adapter-folder", keys=["model.adapter_name_or_path", "model.adapter_folder", "export.dir"],
+      bad=[["export.dir=/tmp/llmpipe-export", "model.adapter_name_or_path=/tmp"],
+           ["export.dir=/tmp/llmpipe-export", "model.adapter_name_or_path=/tmp", "model.adapter_folder=none-here"]],
       good=[["export.dir=/tmp/llmpipe-export", "model.adapter_name_or_path=llmpipe-test/cached"],
             ["model.adapter_name_or_path=/tmp"]])
 def adapter_folder(cfg, env):
-    """An adapter to merge into an export must be a PEFT adapter folder (adapter_config.json)."""
+    """An adapter to merge into an export must be a PEFT adapter folder (adapter_config.json); with
+    model.adapter_folder, its sub-folder of that name must be."""
     if not get(cfg, "export.dir"):
         return
+    sub = get(cfg, "model.adapter_folder")
     for ref in adapters(cfg):
         p = Path(ref).expanduser()
-        if p.is_dir() and not (p / "adapter_config.json").is_file():
+        if p.is_dir() and not (p / (sub or "") / "adapter_config.json").is_file():
             yield problem("export-adapter-folder", "model.adapter_name_or_path", ref,
-                          "is not a PEFT adapter folder (no adapter_config.json)",
+                          f"is not a PEFT adapter folder (no {sub + '/' if sub else ''}adapter_config.json)",
                           "the folder a LoRA training saved (adapter_config.json + adapter_model.safetensors)",
                           "model.adapter_name_or_path=<adapter folder>")
 
