@@ -105,10 +105,15 @@ def _save_safetensors(cfg, notes):
     if v:
         notes.append("train.save_safetensors=true is an older flag: transformers 5 always writes safetensors"
                      " (no change)")
-    else:
-        notes.append("train.save_safetensors=false: transformers 5 no longer accepts it; kept as a request that"
-                     " the train stage honours (checkpoints are also written as PyTorch .bin)")
-    return []
+        return []
+    return [Problem(
+        "train.save_safetensors", False,
+        "transformers 5 writes safetensors only: TrainingArguments has no save_safetensors and save_pretrained no "
+        "safe_serialization any more, so checkpoints and models cannot be written as PyTorch .bin",
+        allowed="true or unset (safetensors)",
+        fix="remove train.save_safetensors; a tool that needs .bin can convert: torch.save(safetensors.torch.load_file(f))",
+        rule="translate",
+    )]
 
 
 def _logging_dir(cfg, notes):

@@ -147,9 +147,9 @@ class TrainConfig:
         False, "Save only the weights in checkpoints (no optimiser state: cannot resume).", seed="save_only_model",
     )
     save_safetensors: Optional[bool] = param(
-        None, "Older flag: save checkpoints as safetensors (false = PyTorch .bin).", seed="save_safetensors",
-        deprecated="transformers 5 always writes safetensors; false is kept as a request honoured by the train"
-        " stage (checkpoints re-saved as .bin)", seed_default=True,
+        None, "Older flag: save checkpoints as safetensors (always true: false is refused).", seed="save_safetensors",
+        deprecated="transformers 5 always writes safetensors; true is accepted (no change), false is refused"
+        " (.bin checkpoints can no longer be written)", seed_default=True,
     )
     # devices, precision, reproducibility
     use_cpu: bool = param(False, "Train on the CPU even when an accelerator is present.", seed="use_cpu")

@@ -370,6 +370,7 @@ UNPROBED: dict[str, str] = {
 # Refused with the key named for a reason other than a missing GPU (each with the reason).
 REFUSED: dict[str, str] = {
     "model.mixture_of_depths": "needs the MoD package, which this machine lacks",
+    "train.save_safetensors": "false: transformers 5 writes safetensors only (.bin cannot be written)",
 }
 
 

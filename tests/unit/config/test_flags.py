@@ -167,7 +167,7 @@ def _validated(hydra_compose, *overrides):
     (["model.new_special_tokens='<a>,<b>'"], {"model.add_special_tokens": "<a>,<b>"}, "new_special_tokens"),
     (["vision.train_mm_proj_only=true"], {"vision.freeze_vision_tower": True,
      "vision.freeze_multi_modal_projector": False, "vision.freeze_language_model": True}, "train_mm_proj_only"),
-    (["train.save_safetensors=false"], {"train.save_safetensors": False}, "save_safetensors"),
+    (["train.save_safetensors=true"], {"train.save_safetensors": True}, "save_safetensors"),
     (["train.logging_dir=tb"], {"train.logging_dir": "tb"}, "logging_dir"),
     (["infer.use_cache=false", "infer.use_kv_cache=false"], {"infer.use_kv_cache": False}, "use_cache"),
 ], ids=["bitsandbytes", "image_resolution", "video_resolution", "use_cache", "warmup_ratio",
@@ -190,7 +190,8 @@ def test_older_flag_translates_with_note(hydra_compose, overrides, expect, note)
     (["model.new_special_tokens=a", "model.add_special_tokens=b"],
      "model.new_special_tokens + model.add_special_tokens"),
     (["infer.backend=ktransformers"], "infer.backend"),
-], ids=["warmup", "use_cache", "image_resolution", "special_tokens", "ktransformers"])
+    (["train.save_safetensors=false"], "train.save_safetensors"),   # transformers 5 cannot write .bin
+], ids=["warmup", "use_cache", "image_resolution", "special_tokens", "ktransformers", "save_safetensors_false"])
 def test_conflicting_or_removed_is_a_problem(hydra_compose, overrides, key):
     v, problems = validate(hydra_compose(*overrides))
     assert v is None
