@@ -107,7 +107,7 @@ def _run(cfg: DictConfig, started: list[bool]) -> float | None:
     objective = pick_objective(result.metrics, plan.ids(), run.objective)
     lock.set("objective", {"name": run.objective, "value": objective})
     lock.set("status", "complete")
-    _summary(plan, result, lock, validated.obj, objective)
+    _summary(plan, result, lock, validated.obj, objective, job_dir)
     if sweep_dir is not None:
         from llmpipe.pipeline.sweep import append_row
 
@@ -132,7 +132,7 @@ def _flat_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {f"{node}/{k}": v for node, m in metrics.items() for k, v in m.items() if isinstance(v, (int, float))}
 
 
-def _summary(plan, result, lock, obj, objective) -> None:
+def _summary(plan, result, lock, obj, objective, job_dir: Path | None = None) -> None:
     print("llmpipe: summary")
     for node in plan.nodes:
         print(f"  {node.id:<14} {result.status[node.id]:<7} {result.seconds[node.id]:>8.2f}s  {result.outputs[node.id]}")
@@ -141,6 +141,11 @@ def _summary(plan, result, lock, obj, objective) -> None:
     final = final_model(plan, result.outputs)
     if final is not None:
         print(f"  model:     {final.adapters[-1] if final.adapters else final.model}")
+    from llmpipe.pipeline.outputs import link_final
+
+    linked = link_final(final, obj.train.output_dir, job_dir)   # train.output_dir receives the final model
+    if linked is not None:
+        print(f"  output:    {linked}")
     for node in plan.nodes:
         if node.kind.name == "predict":
             print(f"  predictions: {result.outputs[node.id] / 'generated_predictions.jsonl'}")

@@ -41,8 +41,9 @@ class TrainConfig:
     do_eval: bool = param(False, "Evaluate on the evaluation split.", seed="do_eval")
     do_predict: bool = param(False, "Predict (generate) on the evaluation split.", seed="do_predict")
     output_dir: str = param(
-        "trainer_output", "Trainer output folder, relative to the job's output directory; final artifacts are"
-        " linked there from the stage store.", seed="output_dir", volatile=True,
+        "trainer_output", "Folder, relative to the job's output directory (or absolute), where a successful run"
+        " links its final model from the stage store: model (a full model) or adapter (LoRA).", seed="output_dir",
+        volatile=True,
     )
     # batch / schedule
     per_device_train_batch_size: int = param(8, "Training batch size per device.", seed="per_device_train_batch_size", ge=1)
