@@ -67,6 +67,16 @@ def secret_override_values(argv: Iterable[str]) -> list[str]:
     return [v for v in out if v and v not in ("null", "None") and "${" not in v]   # an interpolation is no value
 
 
+def secret_value(path: str, config_value: str | None, environ=None) -> str | None:
+    """The secret ``path`` as llmpipe uses it: the config's value (a recipe or an override) when it is set, else
+    the first of its environment variables that is set. The config wins because it is the more specific of the
+    two: a run that names a token means that token, whatever the shell exports."""
+    if config_value:
+        return str(config_value)
+    environ = os.environ if environ is None else environ
+    return next((environ[name] for name in SECRET_ENV.get(path, ()) if environ.get(name)), None)
+
+
 def secret_paths() -> list[str]:
     """The config paths that hold secrets (tests keep this equal to the schema's ``secret=True`` parameters)."""
     return list(SECRET_ENV)

@@ -2,18 +2,18 @@
 folder, token, remote code), and a local snapshot of a hub repository (from the cache when offline)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from llmpipe.config.environment import offline
+from llmpipe.secrets import secret_value
 
 
 def hub_kwargs(model_cfg: Any) -> dict[str, Any]:
     kw: dict[str, Any] = {"revision": model_cfg.model_revision, "trust_remote_code": model_cfg.trust_remote_code}
     if model_cfg.cache_dir:
         kw["cache_dir"] = model_cfg.cache_dir
-    token = os.environ.get("HF_TOKEN") or model_cfg.hf_hub_token
+    token = secret_value("model.hf_hub_token", model_cfg.hf_hub_token)   # the config over HF_TOKEN
     if token:
         kw["token"] = token
     return kw

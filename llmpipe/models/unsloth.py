@@ -5,7 +5,6 @@ saved weights. Pre-flight refuses Unsloth without a GPU, without the package, an
 Not exercised on llmpipe's CPU-only CI."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,13 @@ from typing import Any
 def load(source: str, cfg: Any, dtype):
     from unsloth import FastLanguageModel
 
+    from llmpipe.models.hub import hub_kwargs
+
     q = cfg.quantization
     model, _ = FastLanguageModel.from_pretrained(
         model_name=source, max_seq_length=int(cfg.data.cutoff_len), dtype=dtype,
         load_in_4bit=q.bit == 4 and q.method == "bnb", load_in_8bit=q.bit == 8 and q.method == "bnb",
-        trust_remote_code=cfg.model.trust_remote_code, token=os.environ.get("HF_TOKEN") or cfg.model.hf_hub_token,
+        trust_remote_code=cfg.model.trust_remote_code, token=hub_kwargs(cfg.model).get("token"),
     )
     return model
 

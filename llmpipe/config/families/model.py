@@ -69,7 +69,8 @@ class ModelConfig:
         seed="trust_remote_code",
     )
     hf_hub_token: Optional[str] = param(
-        None, "Hugging Face Hub token (prefer the HF_TOKEN environment variable; redacted everywhere).",
+        None, "Hugging Face Hub token; when set it wins over HF_TOKEN (prefer the environment variable in shared"
+        " recipes; redacted everywhere).",
         seed="hf_hub_token", secret=True, volatile=True,
     )
     ms_hub_token: Optional[str] = param(
