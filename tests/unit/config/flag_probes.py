@@ -322,6 +322,10 @@ KNOWN_IGNORED: dict[str, str] = {
                                 " 'no effect'; pre-flight could refuse it from the model's config",
     "train.predict_with_generate": "new: with train.do_predict=true it must be true (else refused), without it nothing"
                                    " reads it: it is never a choice",
+    "train.early_stopping_steps": "new: checked by pre-flight (rule train-best-model) but no EarlyStoppingCallback is"
+                                    " added; use train.callbacks=[{_target_: transformers.EarlyStoppingCallback}] today",
+    "train.fp16_opt_level": "audit: transformers 5 has no Apex AMP levels; nothing reads it",
+    "train.include_effective_tokens_per_second": "new: nothing reads it (transformers 5 TrainingArguments dropped it)",
     "data.enable_thinking": "new: nothing reads it (templates render without a thinking switch)",
     "infer.sglang_maxlen": "new: llmpipe has no SGLang engine (infer.backend=sglang is refused), yet the value is accepted",
     "infer.sglang_mem_fraction": "new: llmpipe has no SGLang engine (infer.backend=sglang is refused), yet the value is accepted",
@@ -338,6 +342,10 @@ UNPROBED: dict[str, str] = {
         "add_tokens", "add_special_tokens", "new_special_tokens", "new_special_tokens_config", "init_special_tokens",
         "train_from_scratch", "flash_attn", "shift_attn", "upcast_layernorm", "upcast_lmhead_output", "print_param_status",
         "offload_folder", "low_cpu_mem_usage", "name_or_path")},
+    "train.output_dir": "the final model's link (pipeline/outputs.link_final, after a run): probe to write",
+    "train.padding_free": "the padding-free check and collator (training/padding_free.py need a model): probe to write",
+    "train.plot_loss": "the loss plot (stages/train.py after training): probe to write",
+    "train.use_cpu": "TrainingArguments.use_cpu, visible only on a GPU machine (always true without CUDA)",
     "lora.create_new_adapter": "adapter loading (models/adapters.py split_adapters needs the adapters): probe to write",
     **{f"galore.{k}": "optimizer (build_optimizer needs galore_torch and a model): probe to write" for k in (
         "use_galore", "target", "rank", "update_interval", "scale", "proj_type", "layerwise")},
@@ -408,7 +416,7 @@ def probe(name: str):
 def training_args(case: Case) -> Any:
     from llmpipe.training.args import training_arguments
 
-    ta = training_arguments(case.obj, case.workdir / "out", has_eval=True)
+    ta = training_arguments(case.obj, Path("flag-effect-out"), has_eval=True)   # the same folder for every case
     return _jsonable(_drop_nan(ta.to_dict()))
 
 
@@ -543,3 +551,24 @@ def export_writer(case: Case) -> Any:
     out.mkdir(exist_ok=True)
     write_shards(iter([("w", torch.zeros(2))]), out, shard_bytes(o.size), o.legacy_format, None)
     return {"shard_bytes": shard_bytes(o.size), "files": sorted(p.name for p in out.iterdir())}
+
+
+@probe("training dtype")
+def train_dtype(case: Case) -> Any:
+    from llmpipe.models.loading import torch_dtype
+
+    return str(torch_dtype(case.obj))
+
+
+@probe("Trainer callbacks")
+def callbacks(case: Case) -> Any:
+    from llmpipe.training.progress import trainer_callbacks
+
+    return [type(cb).__name__ for cb in trainer_callbacks(case.obj, lambda _m: None)]
+
+
+@probe("tracker log folder")
+def tracker_folder(case: Case) -> Any:
+    from llmpipe.training.metrics import logging_dir
+
+    return str(logging_dir(case.obj, Path("default"), Path("job")))
