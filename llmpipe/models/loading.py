@@ -48,8 +48,7 @@ def load_tokenizer(source: str, model_cfg: Any):
 
     from llmpipe.models.special_tokens import add_to_tokenizer
 
-    kw = hub_kwargs(model_cfg)
-    kw["use_fast"] = model_cfg.use_fast_tokenizer
+    kw = hub_kwargs(model_cfg)   # no use_fast: transformers 5 discards it (use_fast_tokenizer=false is refused)
     if model_cfg.split_special_tokens:
         kw["split_special_tokens"] = True
     if Path(source).is_dir() and (Path(source) / "llmpipe-builtin.json").exists():

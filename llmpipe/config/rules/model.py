@@ -242,3 +242,52 @@ def pixel_bounds(cfg, env):
             yield problem("vision-pixel-bounds", f"vision.{kind}_max_pixels", hi,
                           f"is smaller than vision.{kind}_min_pixels={lo}", f"{kind}_max_pixels >= {kind}_min_pixels",
                           f"vision.{kind}_max_pixels={lo} or vision.{kind}_min_pixels={hi}")
+
+
+@rule("model-transformers5-removed", keys=["model.use_fast_tokenizer", "model.low_cpu_mem_usage"],
+      bad=[["model.use_fast_tokenizer=false"], ["model.low_cpu_mem_usage=false"]],
+      good=[["model.use_fast_tokenizer=true", "model.low_cpu_mem_usage=true"]])
+def transformers5_removed(cfg, env):
+    """Loading switches that transformers 5 removed, so that only their default can be honoured: every model type
+    has one tokenizer class (AutoTokenizer discards use_fast; a model with only a Python tokenizer gets it anyway,
+    every other one the Rust `tokenizers` one), and from_pretrained always loads with low memory use."""
+    if get(cfg, "model.use_fast_tokenizer") is False:
+        yield problem("model-transformers5-removed", "model.use_fast_tokenizer", False,
+                      "transformers 5 has a single tokenizer per model type and AutoTokenizer ignores use_fast: a "
+                      "model whose only tokenizer is the Python one already gets it, the others have no slow tokenizer "
+                      "left to choose", "true (the default)", "model.use_fast_tokenizer=true")
+    if get(cfg, "model.low_cpu_mem_usage") is False:
+        yield problem("model-transformers5-removed", "model.low_cpu_mem_usage", False,
+                      "transformers 5 always loads weights with low memory use (from_pretrained dropped the option), "
+                      "so it cannot be turned off", "true (the default)", "model.low_cpu_mem_usage=true")
+
+
+@rule("model-offload-folder", keys=["model.offload_folder", "quantization.device_map"],
+      bad=[["model.offload_folder=/tmp/offload"]],
+      good=[["model.offload_folder=offload"]])
+def offload_folder(cfg, env):
+    """Weights go to model.offload_folder only when an automatic device map (quantization.device_map=auto) runs out of
+    device memory; without one nothing is ever offloaded there."""
+    folder = get(cfg, "model.offload_folder", "offload")
+    if folder != "offload" and get(cfg, "quantization.device_map") != "auto":
+        yield problem("model-offload-folder", "model.offload_folder", folder,
+                      "weights are offloaded to disk only under an automatic device map (quantization.device_map=auto), "
+                      "and this run has none, so the folder would never be used", "the default (offload)",
+                      "remove model.offload_folder")
+
+
+@rule("model-other-hub-tokens", keys=["model.ms_hub_token", "model.om_hub_token"],
+      bad=[["model.ms_hub_token=ms-token-example"], ["model.om_hub_token=om-token-example"]],
+      good=[["model.hf_hub_token=hf_ruleEXAMPLE12345678"]])
+def other_hub_tokens(cfg, env):
+    """llmpipe loads models, adapters and datasets from the Hugging Face Hub and local folders only: it has no
+    ModelScope or Modelers (openmind) source, so their tokens would be sent nowhere."""
+    for key, hub, package in (("model.ms_hub_token", "ModelScope", "modelscope"),
+                              ("model.om_hub_token", "Modelers (openmind)", "openmind")):
+        if get(cfg, key):
+            have = "installed" if package in env.available_packages else "not installed"
+            yield problem("model-other-hub-tokens", key, "<redacted>",
+                          f"llmpipe has no {hub} hub source (only the Hugging Face Hub and local folders), so nothing "
+                          f"would use this token (the {package} package is {have})",
+                          "unset", f"remove {key}; download the model with the {package} client and give "
+                          "model.name_or_path=<its local folder>")

@@ -121,6 +121,22 @@ def device_map_training(cfg, env):
                       "quantization.device_map=null when training", "quantization.device_map=null")
 
 
+@rule("quant-device-map-inference", keys=["quantization.device_map", "train.do_train"],
+      bad=[["quantization=bnb4", "quantization.device_map=auto", "train.do_train=false", "train.do_predict=true",
+            "train.predict_with_generate=true", "data.val_size=0.1"]],
+      good=[["quantization=bnb4", "train.do_train=false", "train.do_predict=true", "train.predict_with_generate=true",
+             "data.val_size=0.1"]],
+      env={"available_packages": frozenset({"bitsandbytes"})})
+def device_map_inference(cfg, env):
+    """An automatic device map places a model quantized while loading; only training loads quantized today (where
+    quant-device-map-training refuses it), while predict, chat and serve load the model unquantized on one device."""
+    if get(cfg, "quantization.device_map") == "auto" and not trains(cfg):
+        yield problem("quant-device-map-inference", "quantization.device_map", "auto",
+                      "predict, chat and serve load the model unquantized on one device (quantized inference is not "
+                      "wired yet), so an automatic device map would place nothing", "unset",
+                      "quantization.device_map=null")
+
+
 @rule("quant-sharded", keys=["quantization.method", "quantization.bit", "launch.deepspeed", "launch.fsdp"],
       bad=[["quantization=bnb8", "launch=deepspeed_z3"], ["quantization=hqq4", "launch=deepspeed_z3"],
            ["quantization=bnb8", "quantization.device_map=auto"]],

@@ -178,3 +178,15 @@ def compute_accuracy(cfg, env):
                       "and this run has no held-out data to measure it on",
                       "held-out data: data.eval_dataset=<name> or data.val_size > 0",
                       "data.val_size=0.1")
+
+
+@rule("train-fp16-opt-level", keys=["train.fp16_opt_level"],
+      bad=[["train.fp16_opt_level=O2"]], good=[["train.fp16_opt_level=O1"]])
+def fp16_opt_level(cfg, env):
+    """fp16_opt_level was an apex AMP setting; transformers 5 removed apex (fp16 runs on torch.amp), so no level
+    can be chosen."""
+    level = get(cfg, "train.fp16_opt_level", "O1")
+    if level != "O1":
+        yield problem("train-fp16-opt-level", "train.fp16_opt_level", level,
+                      "is an apex AMP setting, and transformers 5 removed apex: fp16 training uses torch.amp, which "
+                      "has no optimisation levels", "O1 (the default; no effect)", "remove train.fp16_opt_level")

@@ -316,15 +316,12 @@ KNOWN_IGNORED: dict[str, str] = {
     "vision.image_resolution": _MULTIMODAL,
     "vision.video_resolution": _MULTIMODAL,
     "vision.train_mm_proj_only": _MULTIMODAL,
-    "model.ms_hub_token": "audit: no ModelScope hub support reads it (only redacted)",
-    "model.om_hub_token": "audit: no Modelers hub support reads it (only redacted)",
     "model.moe_aux_loss_coef": "new: on a model without an MoE router (the tiny model) it is accepted and only logged as"
                                 " 'no effect'; pre-flight could refuse it from the model's config",
     "train.predict_with_generate": "new: with train.do_predict=true it must be true (else refused), without it nothing"
                                    " reads it: it is never a choice",
     "train.early_stopping_steps": "new: checked by pre-flight (rule train-best-model) but no EarlyStoppingCallback is"
                                     " added; use train.callbacks=[{_target_: transformers.EarlyStoppingCallback}] today",
-    "train.fp16_opt_level": "audit: transformers 5 has no Apex AMP levels; nothing reads it",
     "train.include_effective_tokens_per_second": "new: nothing reads it (transformers 5 TrainingArguments dropped it)",
     "data.enable_thinking": "new: nothing reads it (templates render without a thinking switch)",
     "infer.sglang_maxlen": "new: llmpipe has no SGLang engine (infer.backend=sglang is refused), yet the value is accepted",
@@ -379,6 +376,13 @@ UNPROBED: dict[str, str] = {
 REFUSED: dict[str, str] = {
     "model.mixture_of_depths": "needs the MoD package, which this machine lacks",
     "train.save_safetensors": "false: transformers 5 writes safetensors only (.bin cannot be written)",
+    "model.use_fast_tokenizer": "false: transformers 5 has one tokenizer per model type (use_fast is discarded)",
+    "model.low_cpu_mem_usage": "false: transformers 5 always loads with low memory use",
+    "model.offload_folder": "used only under quantization.device_map=auto, which no stage can use today",
+    "model.ms_hub_token": "llmpipe has no ModelScope hub source",
+    "model.om_hub_token": "llmpipe has no Modelers (openmind) hub source",
+    "train.fp16_opt_level": "an apex AMP setting; transformers 5 removed apex",
+    "quantization.device_map": "auto: refused for training, and inference does not load quantized yet",
 }
 
 
