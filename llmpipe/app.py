@@ -154,9 +154,16 @@ def _summary(plan, result, lock, obj, objective, job_dir: Path | None = None) ->
         print(f"  loss plot: {p}")
     if lock.path:
         print(f"  lock file: {lock.path}")
+    from llmpipe.models.quiet import log_files
+
+    for path in log_files():
+        print(f"  log file:  {path}   (everything the libraries logged and warned, in full)")
     if objective is not None:
         print(f"  objective: {obj.run.objective} = {objective:.4f}")
     if obj.run.sample:
         from llmpipe.stages.sample import show_sample
 
-        show_sample(plan, result, obj)
+        report = show_sample(plan, result, obj)
+        if report is not None:
+            lock.set("sample", {"heldout_exact_match_before": report["before"],
+                                "heldout_exact_match_after": report["after"], "heldout_examples": report["n"]})

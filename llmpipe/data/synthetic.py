@@ -213,32 +213,44 @@ def _tools(rng, n):
     return rows
 
 
-LEARN_WORDS = 3          # demo_learn: reverse three words
-LEARN_EVAL = 100         # the held-out split's size; the train split never repeats one of its inputs
+LEARN_EVAL = 100         # demo_learn_eval's size; demo_learn never repeats one of its inputs
+LEARN_INSTR = "Find the colour and write it in capital letters."
 
 
-def _learn_pool() -> list[tuple[str, ...]]:
-    """Every ordered choice of LEARN_WORDS distinct WORDS (each one token after a space), shuffled once."""
-    from itertools import permutations
+def _learn_input(rng: random.Random) -> tuple[str, str]:
+    """Two or three WORDS and one of COLOURS at a random place (each a single token after a space)."""
+    ws = rng.sample(WORDS, rng.randint(2, 3))
+    colour = rng.choice(COLOURS)
+    ws.insert(rng.randrange(len(ws) + 1), colour)
+    return " ".join(ws), colour.upper()
 
-    pool = list(permutations(WORDS, LEARN_WORDS))
-    _rng("demo_learn:pool").shuffle(pool)
-    return pool
 
-
-def _learn_rows(inputs) -> list[dict]:
-    return [{"instruction": INSTR["reverse"], "input": " ".join(ws), "output": " ".join(reversed(ws))}
-            for ws in inputs]
+def _learn_split(n_train: int) -> tuple[list[dict], list[dict]]:
+    rng = _rng("demo_learn")
+    held, seen = [], set()
+    while len(held) < LEARN_EVAL:
+        inp, out = _learn_input(rng)
+        if inp not in seen:
+            seen.add(inp)
+            held.append({"instruction": LEARN_INSTR, "input": inp, "output": out})
+    train = []
+    while len(train) < n_train:
+        inp, out = _learn_input(rng)
+        if inp not in seen:
+            train.append({"instruction": LEARN_INSTR, "input": inp, "output": out})
+    return train, held
 
 
 def _learn(rng, n):
-    """demo_learn: one skill with one exact answer (reverse three words), which the pre-trained tiny model
-    cannot do (it was taught first/last/k-th word, never reversal) and learns in a minute of LoRA."""
-    return _learn_rows(_learn_pool()[LEARN_EVAL:LEARN_EVAL + n])
+    """demo_learn: one skill with one exact answer, fully determined by the prompt: find the colour among a few
+    words and write it in capitals ("tiger red ocean" -> "RED"). The pre-trained tiny model cannot (it was
+    never taught upper-casing, and answers this with a wrong word: ~0 % held-out exact match); LoRA teaches it
+    in a few hundred steps (>= 90 % on held-out inputs that the train split never contains)."""
+    return _learn_split(n)[0]
 
 
 def _learn_eval(rng, n):
-    return _learn_rows(_learn_pool()[:n])
+    return _learn_split(0)[1][:n]
 
 
 # name -> (file, builder, size, registry entry)

@@ -2,7 +2,9 @@
 
 transformers imports hqq (``cache_utils``) and torchao (``quantizers.auto``) whenever they are installed,
 PEFT imports bitsandbytes, which pulls in torch's inductor and prints a kernels warning on CPU, and
-accelerate imports deepspeed when the Trainer unwraps its model. With the ``methods`` and ``distributed``
+accelerate imports deepspeed when the Trainer unwraps its model. gptqmodel (a 2 s import that prints an ASCII
+banner and changes PYTORCH_ALLOC_CONF and CUDA_DEVICE_ORDER) is probed by
+PEFT and transformers whenever it is installed. With the ``methods`` and ``distributed``
 extras installed that is about 1.5 s and 50-70 MiB on every training command (measured: the transformers +
 PEFT + TRL imports of a DPO run, 5.4 s -> 4.1 s without the first three; deepspeed 0.2 s and 20 MiB more),
 for nothing when the run neither quantizes nor launches DeepSpeed.
@@ -11,7 +13,7 @@ for nothing when the run neither quantizes nor launches DeepSpeed.
 (``sys.modules[name] = None``: ``importlib.util.find_spec`` then answers None and an import raises
 ImportError, which is how both libraries test for them). A package stays visible when anything could need it:
 
-- ``quantization.bit`` with its method (bnb -> bitsandbytes, hqq -> hqq), a quantized reference or reward model
+- ``quantization.bit`` with its method (bnb -> bitsandbytes, hqq -> hqq, any other: all of them), a quantized reference or reward model
   (bitsandbytes), an 8-bit/paged optimiser, GaLore or Unsloth (bitsandbytes: galore_torch and unsloth import
   it) or torchao's low-bit AdamW (torchao);
 - a model that is quantized already: its config.json (local folder or the offline hub cache) has a
@@ -32,7 +34,7 @@ from typing import Any
 
 from llmpipe.config.rules._common import get
 
-GATED = ("hqq", "torchao", "bitsandbytes", "deepspeed")
+GATED = ("hqq", "torchao", "bitsandbytes", "deepspeed", "gptqmodel")
 BNB_OPTIMIZERS = frozenset({
     "adamw_bnb_8bit", "adamw_8bit", "ademamix", "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit",
     "paged_adamw_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit",

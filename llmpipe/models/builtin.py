@@ -12,6 +12,9 @@ locks of different FileLock objects on one path do not nest within one process).
 from __future__ import annotations
 
 import shutil
+import sys
+import threading
+import time
 from pathlib import Path
 
 from llmpipe.models import tiny
@@ -37,7 +40,59 @@ def remove_leftovers(name: str, cache_root: str | Path) -> list[Path]:
     return stale
 
 
+# seconds a first build usually takes on 2 CPU cores (measured: builtin:tiny 40-80 s, pre-training included)
+USUAL_BUILD_S = {"builtin:tiny": 60, "builtin:tiny-random": 5, "builtin:bench": 10}
+HEARTBEAT_S = 15        # plain lines (CI, log files) every HEARTBEAT_S seconds; a terminal's line every second
+
+
+class Heartbeat:
+    """While a silent call runs, shows that it is alive and about how long it has left: one line rewritten in
+    place on a terminal, a plain line every ``HEARTBEAT_S`` seconds otherwise."""
+
+    def __init__(self, what: str, usual_s: float, stream=None):
+        self.what, self.usual_s = what, usual_s
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmpipe-heartbeat", daemon=True)
+
+    def line(self, elapsed: float) -> str:
+        left = self.usual_s - elapsed
+        eta = f"about {left:.0f} s left" if left >= 1 else f"longer than the usual {self.usual_s:.0f} s: a busy machine"
+        return f"    {self.what} ... {elapsed:.0f} s ({eta}; about {self.usual_s:.0f} s on 2 CPU cores)"
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        period = 1.0 if self.tty else HEARTBEAT_S
+        while not self._stop.wait(period):
+            text = self.line(time.monotonic() - t0)
+            self.stream.write(f"\r{text}\x1b[K" if self.tty else text + "\n")
+            self.stream.flush()
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+
 def ensure_builtin(name: str, cache_root: str | Path) -> Path:
-    """The folder of built-in model ``name``, built on first use; leftovers of killed builds removed first."""
+    """The folder of built-in model ``name``, built on first use; leftovers of killed builds removed first.
+    A first build (a minute for builtin:tiny) says so and shows a heartbeat while it runs."""
     remove_leftovers(name, cache_root)
-    return tiny.ensure_builtin(name, cache_root)
+    if (tiny.models_dir(cache_root) / tiny.folder_name(name) / tiny.COMPLETE).is_file():
+        return tiny.ensure_builtin(name, cache_root)
+    usual = USUAL_BUILD_S.get(name, 60)
+    print(f"    building {name} on first use (offline; about {usual} s on 2 CPU cores), "
+          f"into {tiny.models_dir(cache_root)}", flush=True)
+    t0 = time.monotonic()
+    with Heartbeat(f"building {name}", usual):
+        path = tiny.ensure_builtin(name, cache_root)
+    print(f"    built {name} in {time.monotonic() - t0:.0f} s", flush=True)
+    return path

@@ -1,31 +1,70 @@
-"""run.sample: after a run, show one held-out prompt, the expected answer and the final model's greedy
-answer (a quick look that training did something)."""
+"""run.sample: after a run, show what training changed on the held-out split: exact-match accuracy of greedy
+answers before (the base model) and after (the final model), and three held-out examples with the expected
+and the model's answer. Generation and scoring are the predict stage's (``infer.backends``, ``infer.metrics``)."""
 from __future__ import annotations
 
+SAMPLES = 3
+MAX_EXAMPLES = 200     # the accuracy is measured on at most this many held-out examples (the first ones)
 
-def show_sample(plan, result, obj, max_new_tokens: int = 32) -> None:
-    from datasets import load_from_disk
 
-    from llmpipe.infer.engine import load_prompter
+def _answers(obj, ref, prompter, prompts, max_new_tokens: int) -> list[str]:
+    from llmpipe.infer.backends import open_backend
     from llmpipe.infer.generation import GenParams
-    from llmpipe.infer.hf_backend import HFBackend
+
+    longest = max(map(len, prompts))
+    params = GenParams(max_new_tokens=max_new_tokens, max_length=longest + max_new_tokens)
+    backend = open_backend(obj, ref, prompter)
+    try:
+        done = backend.generate(prompts, params, batch_size=max(1, int(obj.train.per_device_eval_batch_size)))
+    finally:
+        backend.close()
+    return [c.text.strip() for c in done]
+
+
+def accuracy_report(plan, result, obj, max_new_tokens: int = 32) -> dict | None:
+    """Greedy exact match (after strip, as ``predict_exact_match``) of the base and the final model on the held-out
+    split: ``{"before", "after", "n", "examples": [(prompt, expected, answer), ...]}``; None without a held-out
+    split or a trained model."""
+    from llmpipe.data.errors import DataError
+    from llmpipe.infer.backends import load_prompter
+    from llmpipe.infer.heldout import heldout_examples
+    from llmpipe.infer.metrics import score
     from llmpipe.infer.model_ref import final_model, from_stage_inputs
 
-    load_dir = [result.outputs[n.id] for n in plan.nodes if n.kind.name == "load"][-1]
-    rows = load_from_disk(str(load_dir / "eval")) if (load_dir / "eval").exists() else None
-    if rows is None or "labels" not in rows.column_names:
-        print("  sample:    (no tokenized held-out split to sample from)")
-        return
-    row = rows[0]
-    ids, labels = row["input_ids"], row["labels"]
-    cut = next((i for i, lab in enumerate(labels) if lab != -100), len(ids))
-    ref = final_model(plan, result.outputs) or from_stage_inputs(obj, load_dir, None)
-    prompter = load_prompter(str(load_dir / "tokenizer"), obj)
-    params = GenParams(max_new_tokens=max_new_tokens, max_length=cut + max_new_tokens)
-    answer = HFBackend(ref, obj, prompter).generate([ids[:cut]], params)[0].text.strip()
-    tok = prompter.tokenizer
-    expected = tok.decode([t for t in labels[cut:] if t != -100], skip_special_tokens=True).strip()
-    print("  sample:")
-    print("    prompt:   " + tok.decode(ids[:cut], skip_special_tokens=True).strip().replace("\n", " | ")[-160:])
-    print(f"    expected: {expected}")
-    print(f"    model:    {answer}")
+    loads = [result.outputs[n.id] for n in plan.nodes if n.kind.name == "load"]
+    final = final_model(plan, result.outputs)
+    if not loads or final is None:
+        return None
+    load_dir = loads[-1]
+    base = from_stage_inputs(obj, load_dir, None)
+    prompter = load_prompter(base.tokenizer, obj)
+    try:
+        examples = heldout_examples(obj, prompter.tokenizer)[:MAX_EXAMPLES]
+    except DataError:   # no held-out split configured
+        return None
+    if not examples:
+        return None
+    cutoff = int(obj.data.cutoff_len)
+    prompts = [prompter.encode(ex.messages, ex.system, ex.tools)[-cutoff:] for ex in examples]
+    refs = [ex.reference.strip() for ex in examples]
+    before = _answers(obj, base, prompter, prompts, max_new_tokens)
+    after = _answers(obj, final, prompter, prompts, max_new_tokens)
+    shown = [(" | ".join(m["content"] for m in ex.messages if m.get("role") == "user").replace("\n", " | "), ref, ans)
+             for ex, ref, ans in zip(examples, refs, after)][:SAMPLES]
+    return {"before": score(before, refs, "")["exact_match"], "after": score(after, refs, "")["exact_match"],
+            "n": len(examples), "examples": shown}
+
+
+def show_sample(plan, result, obj, max_new_tokens: int = 32) -> dict | None:
+    report = accuracy_report(plan, result, obj, max_new_tokens)
+    if report is None:
+        print("  sample:    (no held-out split, or no trained model, to sample from)")
+        return None
+    print(f"  held-out accuracy: {report['before']:.0f}% before -> {report['after']:.0f}% after training "
+          f"(exact match of greedy answers, {report['n']} examples)")
+    for prompt, expected, answer in report["examples"]:
+        mark = "right" if answer == expected else "WRONG"
+        print(f"    {prompt[-100:]}")
+        print(f"      expected: {expected}")
+        print(f"      model:    {answer}   ({mark})")
+    return report

@@ -106,9 +106,9 @@ def save_outputs(ctx: TrainJob, trainer, tokenizer, metrics: dict[str, Any]) -> 
     (ctx.out / "log_history.json").write_text(json.dumps(history, indent=1))
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if ctx.obj.train.plot_loss:
-        from llmpipe.training.plot import plot_loss
+        from llmpipe.training.plot import save_loss_plot
 
-        plot_loss(history, ctx.out / "loss.png", title=f"{ctx.name} ({ctx.obj.train.stage})")
+        save_loss_plot(history, ctx.out / "loss.png", f"{ctx.name} ({ctx.obj.train.stage})", ctx.log)
 
 
 @implements("pt")

@@ -22,6 +22,8 @@ def plot_series(path: Path, series: list[Series], *, title: str = "", xlabel: st
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for label, xs, ys, fmt in series:
+        if len(xs) < 3 and "o" not in fmt:
+            fmt += "o"   # one or two points: a line alone would draw nothing visible
         ax.plot(xs, ys, fmt, label=label)
     ax.set_xlabel(xlabel)
     if ylabel:
@@ -36,9 +38,23 @@ def plot_series(path: Path, series: list[Series], *, title: str = "", xlabel: st
 
 
 def plot_loss(history: list[dict], path: Path, title: str = "") -> Path | None:
+    """The loss plot; None (no file) only when the history has no loss at all: see ``why_no_plot``."""
     def pick(key: str) -> tuple[list, list]:
-        rows = [h for h in history if key in h]
+        rows = [h for h in history if key in h and "step" in h]
         return [h["step"] for h in rows], [h[key] for h in rows]
 
     return plot_series(path, [("train loss", *pick("loss"), "-"), ("eval loss", *pick("eval_loss"), "o-")],
                        title=title, ylabel="loss")
+
+
+def save_loss_plot(history: list[dict], path: Path, title: str, log) -> Path | None:
+    """``plot_loss``, and a line saying why when there is nothing to plot (train.plot_loss never fails silently)."""
+    try:
+        out = plot_loss(history, path, title)
+    except ImportError as e:
+        log(f"loss plot: not made: matplotlib cannot be imported ({e}); pip install matplotlib")
+        return None
+    if out is None:
+        log("loss plot: not made: the run logged no loss (no training step ran, or train.logging_steps was "
+            "never reached and no final loss was recorded)")
+    return out

@@ -8,13 +8,29 @@ from transformers import TrainerCallback
 
 
 class ProgressCallback(TrainerCallback):
+    """``step N/M  loss=...  (elapsed, eta)`` every ``train.logging_steps`` steps, and always at the last step:
+    a run shorter than ``logging_steps`` still shows its final loss."""
+
     def __init__(self, log: Callable[[str], None]):
         self.log = log
         self.t0 = time.time()
+        self.t_first = None   # (step, time) when training began or resumed: the ETA is measured from there
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0 = time.time()
+        self.t_first = (state.global_step, self.t0)
         self.log(f"training: {state.max_steps} steps")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_log = True   # the final loss is shown even when logging_steps > the steps run
+        return control
+
+    def eta(self, step: int, total: int) -> str:
+        if not self.t_first or step >= total or step <= self.t_first[0]:
+            return ""
+        per_step = (time.time() - self.t_first[1]) / (step - self.t_first[0])
+        return f", eta {per_step * (total - step):.0f}s"
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:
@@ -24,7 +40,8 @@ class ProgressCallback(TrainerCallback):
             return
         parts = [f"{k}={logs[k]:.4g}" for k in keys]
         elapsed = time.time() - self.t0
-        self.log(f"step {state.global_step}/{state.max_steps}  " + "  ".join(parts) + f"  ({elapsed:.0f}s)")
+        self.log(f"step {state.global_step}/{state.max_steps}  " + "  ".join(parts)
+                 + f"  ({elapsed:.0f}s{self.eta(state.global_step, state.max_steps)})")
 
     def on_save(self, args, state, control, **kwargs):
         self.log(f"checkpoint at step {state.global_step}")

@@ -40,10 +40,11 @@ def test_finite_logs_pass():
 
 
 def test_trainer_callbacks_include_the_guard():
+    from methods_support import cfg_of
+
     from llmpipe.training.progress import trainer_callbacks
 
-    obj = types.SimpleNamespace(train=types.SimpleNamespace(callbacks=None))
-    assert any(isinstance(cb, NonFiniteLossGuard) for cb in trainer_callbacks(obj, log=lambda s: None))
+    assert any(isinstance(cb, NonFiniteLossGuard) for cb in trainer_callbacks(cfg_of(), log=lambda s: None))
 
 
 def _ppo_loop(experience, loss: float):
