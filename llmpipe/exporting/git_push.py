@@ -44,10 +44,14 @@ def safe_url(remote: str) -> str:
     return parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
 
 
-def git_token(remote: str) -> str | None:
+def git_token(remote: str, secret_env: dict[str, str] | None = None) -> str | None:
+    """LLMPIPE_GIT_TOKEN; for a huggingface.co remote, else the hub token (the config's model.hf_hub_token, which
+    reaches the stage in ``secret_env``, before HF_TOKEN: the same order as every other hub access)."""
+    from llmpipe.exporting.hub_push import hub_token
+
     token = os.environ.get("LLMPIPE_GIT_TOKEN")
     if not token and "huggingface.co" in (urlsplit(remote).hostname or ""):
-        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+        token = hub_token(secret_env)
     return token or None
 
 
@@ -91,14 +95,15 @@ def _prepare_local(remote: str, env: dict[str, str], log: Callable[[str], None])
     return str(path)
 
 
-def push(folder: Path, remote: str, *, work: Path, message: str, log: Callable[[str], None]) -> dict[str, Any]:
+def push(folder: Path, remote: str, *, work: Path, message: str, log: Callable[[str], None],
+         secret_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Commit the files of ``folder`` onto ``main`` of ``remote`` and push; returns the commit."""
     if shutil.which("git") is None:
         raise PushError("export.push_to needs the git command, which is not installed")
     work = Path(work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    token = git_token(remote)
+    token = git_token(remote, secret_env)
     if token:
         from llmpipe import secrets
 

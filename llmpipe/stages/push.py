@@ -23,7 +23,8 @@ def run(ctx: StageContext) -> dict:
     message = f"llmpipe export {Path(folder).name} ({marker['fingerprint'][:12]})"
     record: dict = {"export": str(folder), "fingerprint": marker["fingerprint"]}
     if o.push_to:
-        record["git"] = git_push.push(folder, str(o.push_to), work=ctx.work / "git", message=message, log=ctx.log)
+        record["git"] = git_push.push(folder, str(o.push_to), work=ctx.work / "git", message=message, log=ctx.log,
+                                       secret_env=ctx.secret_env)
     if o.hub_model_id:
         record["hub"] = hub_push.push(folder, str(o.hub_model_id), token=hub_push.hub_token(ctx.secret_env),
                                       message=message, log=ctx.log)
