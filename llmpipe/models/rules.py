@@ -160,3 +160,31 @@ def freeze_layers(cfg, env):
         if missing:
             yield problem("model-freeze-layers", key, get(cfg, key), f"{fmt(missing)}: no such module in {facts.ref}",
                           f"module names of the model, e.g. {fmt(modules.linear)}", f"remove {fmt(missing)}")
+
+
+_ROUTER_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+
+
+@rule("model-moe-aux-loss", keys=["model.moe_aux_loss_coef", "model.name_or_path"],
+      bad=[["model.moe_aux_loss_coef=0.01"], ["model.name_or_path=llmpipe-test/cached", "model.moe_aux_loss_coef=0.01"]],
+      good=[["model.moe_aux_loss_coef=null"], ["model.name_or_path=llmpipe-test/uncached", "model.moe_aux_loss_coef=0.01"]])
+def moe_aux_loss(cfg, env):
+    """model.moe_aux_loss_coef weighs the auxiliary loss of a mixture-of-experts router; a model without a router
+    (its config.json names no experts) has no such loss, so the value could not act. Read from config.json, without
+    weights; a model whose config is not local is checked when it loads (then the coefficient is logged as unused)."""
+    coef = get(cfg, "model.moe_aux_loss_coef")
+    if coef is None:
+        return
+    facts = _facts(cfg)
+    if facts is None:
+        return
+    from llmpipe.models.patches import MOE_COEF_ATTRS
+
+    text = facts.config.get("text_config") if isinstance(facts.config.get("text_config"), dict) else {}
+    if any(k in source for source in (facts.config, text) for k in _ROUTER_KEYS + MOE_COEF_ATTRS):
+        return
+    kind = facts.config.get("model_type", "?")
+    yield problem("model-moe-aux-loss", "model.moe_aux_loss_coef", coef,
+                  f"{facts.ref} ({kind}) is not a mixture-of-experts model: its config names no experts "
+                  f"({', '.join(_ROUTER_KEYS)}), so there is no router loss to weigh",
+                  "null (unset) for a model without experts", "drop model.moe_aux_loss_coef")

@@ -52,7 +52,8 @@ DESTINATIONS: dict[str, str] = {
     "train.stage": "data options",
     "train.do_train": "stage plan", "train.do_eval": "stage plan", "train.do_predict": "stage plan",
     "train.predict_with_generate": "stage plan", "train.finetuning_type": "stage plan",
-    "train.pure_bf16": "training dtype", "train.callbacks": "Trainer callbacks", "train.logging_dir": "tracker log folder",
+    "train.pure_bf16": "training dtype", "train.callbacks": "Trainer callbacks",
+    "train.early_stopping_steps": "Trainer callbacks", "train.logging_dir": "tracker log folder",
     "lora": "LoRA config",
     "freeze": "trainable parameters (freeze)",
     "quantization": "quantization options",
@@ -71,6 +72,14 @@ DESTINATIONS: dict[str, str] = {
     "launch.ddp_backend": "launch arguments", "launch.deepspeed": "launch arguments",
     "launch.fsdp": "launch arguments", "launch.fsdp_config": "launch arguments",
     "pipeline.before": "stage plan",
+    "serve": "the server",
+    "run": "the run",
+    "run.name": "Hydra output folder", "run.objective_mode": "sweep summary",
+    "galore": "optimizer", "badam": "optimizer",
+    "pref.kto_chosen_weight": "KTO trainer config", "pref.kto_rejected_weight": "KTO trainer config",
+    "pref.ref_model": "reference model loading", "pref.ref_model_adapters": "reference model loading",
+    "pref.ref_model_quantization_bit": "reference model loading",
+    "lora.loraplus_lr_ratio": "optimizer", "lora.loraplus_lr_embedding": "optimizer",
 }
 
 

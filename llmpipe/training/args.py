@@ -69,6 +69,10 @@ def training_arguments(cfg: Any, output_dir: Path, *, cls=None, **extra: Any):
         kw["activation_checkpointing_kwargs"] = {**kw["activation_checkpointing_kwargs"], "offload": True}
     if cfg.model.enable_liger_kernel:
         kw["use_liger_kernel"] = True    # the Trainer patches the model with Liger's fused kernels (GPU)
+    if getattr(t, "include_effective_tokens_per_second", False):
+        # transformers 5 dropped include_effective_tokens_per_second; its successor counts the non-padding input
+        # tokens and logs num_input_tokens_seen and train_tokens_per_second (over those tokens) with every log.
+        kw["include_num_input_tokens_seen"] = "non_padding"
     from llmpipe.training.launch_args import (
         launch_arguments,  # ranks spawned by llmpipe.launch: backend, DeepSpeed, FSDP
     )

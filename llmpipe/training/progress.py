@@ -57,4 +57,11 @@ def trainer_callbacks(obj, log: Callable[[str], None]) -> list:
     user = instantiate_all(obj.train.callbacks, point="train.callbacks") if obj.train.callbacks else []
     for cb in user:
         log(f"callback: {type(cb).__module__}.{type(cb).__qualname__}")
-    return [ProgressCallback(log), NonFiniteLossGuard(obj), *user]
+    stopping = []
+    if obj.train.early_stopping_steps is not None:   # as LLaMA-Factory: patience = evaluations without improvement
+        from transformers import EarlyStoppingCallback   # of train.metric_for_best_model (pre-flight: both are set)
+
+        stopping = [EarlyStoppingCallback(early_stopping_patience=int(obj.train.early_stopping_steps))]
+        log(f"early stopping: after {obj.train.early_stopping_steps} evaluations without a better "
+            f"{obj.train.metric_for_best_model}")
+    return [ProgressCallback(log), NonFiniteLossGuard(obj), *stopping, *user]

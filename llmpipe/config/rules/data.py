@@ -125,11 +125,16 @@ def sft_only(cfg, env):
       good=[["train.do_predict=true", "data.val_size=0.1", "train.predict_with_generate=true"],
             ["train.compute_accuracy=true"]])
 def predict(cfg, env):
-    """SFT predictions are generated text (predict_with_generate), which rules out token accuracy."""
+    """SFT predictions are generated text (predict_with_generate), which rules out token accuracy. Prediction
+    (train.do_predict) always generates, so do_predict with predict_with_generate=false is refused with the reason;
+    predict_with_generate=true without do_predict stays accepted (a recipe arms it, the command line turns
+    prediction on), as in LLaMA-Factory."""
     pwg = get(cfg, "train.predict_with_generate")
     if stage(cfg) == "sft" and get(cfg, "train.do_predict") and not pwg:
-        yield problem("data-predict", "train.do_predict", True,
-                      "saving predictions of an sft model needs generation", "train.predict_with_generate=true",
+        yield problem("data-predict", "train.predict_with_generate", False,
+                      "the predict step (train.do_predict=true) always generates its predictions in llmpipe; "
+                      "train.predict_with_generate=false would ask for predictions without generation, which "
+                      "nothing computes", "train.predict_with_generate=true with train.do_predict=true",
                       "train.predict_with_generate=true")
     if pwg and get(cfg, "train.compute_accuracy"):
         yield problem("data-predict", "train.predict_with_generate + train.compute_accuracy", True,
@@ -186,3 +191,15 @@ def packing(cfg, env):
                       "whole examples", "data.packing=null or false for this stage", "data.packing=null")
 
 
+@rule("data-enable-thinking", keys=["data.enable_thinking"],
+      bad=[["data.enable_thinking=false"], ["data.enable_thinking=null"]],
+      good=[["data.enable_thinking=true"]])
+def enable_thinking(cfg, env):
+    """The thinking switch of reasoning templates: no template of llmpipe (llmpipe/data/templates.py) has one, so a
+    value other than the default (true: render the data as it is) could never act and is refused."""
+    value = getattr(getattr(cfg, "data", None), "enable_thinking", True)
+    if value is not True:
+        yield problem("data-enable-thinking", "data.enable_thinking", value,
+                      "no template of this llmpipe version has a thinking switch (every template renders the "
+                      "examples as they are); the named templates of reasoning models come with issue 15",
+                      "true (the default)", "drop data.enable_thinking (or data.enable_thinking=true)")

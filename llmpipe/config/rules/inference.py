@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from llmpipe.config.flags import flag_table
 from llmpipe.config.rulebook import rule
 from llmpipe.config.rules._common import adapters, fmt, ft_type, get, problem, quant_bit, stage, trains
 
@@ -169,6 +170,26 @@ def sglang(cfg, env):
                       "huggingface, vllm",
                       "infer.backend=vllm; or export (export.dir=out) and run python -m sglang.launch_server "
                       "--model-path out")
+
+
+SGLANG_KEYS = ("infer.sglang_maxlen", "infer.sglang_mem_fraction", "infer.sglang_tp_size")
+
+
+@rule("infer-sglang-settings", keys=list(SGLANG_KEYS),
+      bad=[["infer.sglang_maxlen=2048"], ["infer.sglang_mem_fraction=0.5"], ["infer=vllm", "infer.sglang_tp_size=2"]],
+      good=[["infer.backend=huggingface"], ["infer=vllm"]],
+      env={"gpu_count": 1, "available_packages": frozenset({"vllm", "sglang"})})
+def sglang_settings(cfg, env):
+    """The infer.sglang_* settings configure an SGLang engine, and llmpipe has none (rule infer-sglang): a value
+    other than the default could never act, so it is refused rather than silently ignored."""
+    for key in SGLANG_KEYS:
+        value, default = get(cfg, key), flag_table().default(key)
+        if value is not None and value != default:
+            yield problem("infer-sglang-settings", key, value,
+                          "applies only to infer.backend=sglang, which llmpipe does not run (it drives the huggingface "
+                          "and vllm engines; SGLang serves an exported model on its own)", f"{default} (the default)",
+                          f"drop {key}; for SGLang: export (export.dir=out) and pass the setting to "
+                          "python -m sglang.launch_server --model-path out")
 
 
 _VLLM_ENV = {"gpu_count": 1, "available_packages": frozenset({"vllm"})}

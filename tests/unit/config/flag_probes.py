@@ -9,6 +9,7 @@ configuration with the value differs from the snapshot of the same configuration
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -91,7 +92,7 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "train.per_device_eval_batch_size": ("train.do_eval=true", "data.val_size=0.1"),
     "train.compute_accuracy": ("train.do_eval=true", "data.val_size=0.1"),
     "train.do_eval": ("data.val_size=0.1",),
-    "train.predict_with_generate": (),
+    "train.predict_with_generate": _PREDICT,
     "train.do_predict": ("train.predict_with_generate=true", "data.eval_dataset=demo_sft_eval"),
     "data.eval_on_each_dataset": ("data.eval_dataset='demo_sft_eval,demo_sft_sharegpt_eval'", "train.do_eval=true"),
     "data.buffer_size": ("data.streaming=true", "train.max_steps=10"),
@@ -157,6 +158,7 @@ VALUES: dict[str, str] = {
     "train.max_steps": "10",
     "train.num_train_epochs": "2.0",
     "train.early_stopping_steps": "3",
+    "train.predict_with_generate": "false",
     "train.fp16_opt_level": "O2",
     "train.save_safetensors": "false",
     "train.callbacks": "[{_target_:transformers.EarlyStoppingCallback}]",
@@ -171,7 +173,7 @@ VALUES: dict[str, str] = {
     "freeze.trainable_layers": "1",
     "freeze.trainable_modules": "mlp",
     "freeze.extra_modules": "embed_tokens",
-    "galore.target": "mlp",
+    "galore.target": "gate_proj",   # module names as in lora.target (a family name such as mlp matches nothing)
     "galore.proj_type": "reverse_std",
     "badam.mode": "ratio",
     "badam.start_block": "1",
@@ -316,17 +318,6 @@ KNOWN_IGNORED: dict[str, str] = {
     "vision.image_resolution": _MULTIMODAL,
     "vision.video_resolution": _MULTIMODAL,
     "vision.train_mm_proj_only": _MULTIMODAL,
-    "model.moe_aux_loss_coef": "new: on a model without an MoE router (the tiny model) it is accepted and only logged as"
-                                " 'no effect'; pre-flight could refuse it from the model's config",
-    "train.predict_with_generate": "new: with train.do_predict=true it must be true (else refused), without it nothing"
-                                   " reads it: it is never a choice",
-    "train.early_stopping_steps": "new: checked by pre-flight (rule train-best-model) but no EarlyStoppingCallback is"
-                                    " added; use train.callbacks=[{_target_: transformers.EarlyStoppingCallback}] today",
-    "train.include_effective_tokens_per_second": "new: nothing reads it (transformers 5 TrainingArguments dropped it)",
-    "data.enable_thinking": "new: nothing reads it (templates render without a thinking switch)",
-    "infer.sglang_maxlen": "new: llmpipe has no SGLang engine (infer.backend=sglang is refused), yet the value is accepted",
-    "infer.sglang_mem_fraction": "new: llmpipe has no SGLang engine (infer.backend=sglang is refused), yet the value is accepted",
-    "infer.sglang_tp_size": "new: llmpipe has no SGLang engine (infer.backend=sglang is refused), yet the value is accepted",
 }
 
 # Parameters whose destination has no probe yet: the test still checks their fingerprints (where a stage reads
@@ -344,32 +335,17 @@ UNPROBED: dict[str, str] = {
     "train.plot_loss": "the loss plot (stages/train.py after training): probe to write",
     "train.use_cpu": "TrainingArguments.use_cpu, visible only on a GPU machine (always true without CUDA)",
     "lora.create_new_adapter": "adapter loading (models/adapters.py split_adapters needs the adapters): probe to write",
-    **{f"galore.{k}": "optimizer (build_optimizer needs galore_torch and a model): probe to write" for k in (
-        "use_galore", "target", "rank", "update_interval", "scale", "proj_type", "layerwise")},
-    **{f"badam.{k}": "optimizer (build_optimizer needs badam and a model): probe to write" for k in (
-        "use_badam", "mode", "start_block", "switch_mode", "switch_interval", "update_ratio", "mask_mode", "verbose",
-        "use_adam_mini")},
     **{f"ppo.{k}": "the PPO loop (training/ppo.py builds it inline): probe to write" for k in (
         "buffer_size", "epochs", "score_norm", "target", "whiten_rewards", "reward_model", "reward_model_adapters",
         "reward_model_quantization_bit", "reward_model_type")},
-    "pref.kto_chosen_weight": "KTO config (built inline in training/kto.py): probe to write",
-    "pref.kto_rejected_weight": "KTO config (built inline in training/kto.py): probe to write",
-    "pref.ref_model": "reference model loading (training/reference.py): probe to write",
-    "pref.ref_model_adapters": "reference model loading (training/reference.py): probe to write",
-    "pref.ref_model_quantization_bit": "reference model loading (training/reference.py): probe to write",
-    "lora.loraplus_lr_ratio": "optimizer (LoRA+ parameter groups need a PEFT model): probe to write",
-    "lora.loraplus_lr_embedding": "optimizer (LoRA+ parameter groups need a PEFT model): probe to write",
     "lora.pissa_convert": "adapter saving (models/adapters.py): probe to write",
     "freeze.use_llama_pro": "LLaMA Pro expansion (models/llama_pro.py): probe to write",
     "export.device": "merge/verify device (stages/merge.py): probe to write",
     "export.quantization_dataset": "GPTQ calibration (exporting/calibration.py): probe to write",
     "export.quantization_nsamples": "GPTQ calibration (exporting/calibration.py): probe to write",
     "export.quantization_maxlen": "GPTQ calibration (exporting/calibration.py): probe to write",
-    **{f"run.{k}": "the app / runner (llmpipe/app.py, pipeline/runner.py): probe to write" for k in (
-        "name", "dry_run", "force", "cache_root", "objective", "sample", "objective_mode")},
-    **{f"serve.{k}": "the server (llmpipe/serve.py): probe to write" for k in (
-        "host", "port", "max_concurrency", "max_queue", "max_connections", "idle_timeout", "header_timeout",
-        "body_timeout", "model_name")},
+    "run.name": "the Hydra output folder (conf/config.yaml hydra.run.dir) and the model card: probe to write",
+    "run.objective_mode": "the sweep summary (hydra_callbacks.on_multirun_end, a Hydra multirun): probe to write",
 }
 
 # Refused with the key named for a reason other than a missing GPU (each with the reason).
@@ -383,6 +359,11 @@ REFUSED: dict[str, str] = {
     "model.om_hub_token": "llmpipe has no Modelers (openmind) hub source",
     "train.fp16_opt_level": "an apex AMP setting; transformers 5 removed apex",
     "quantization.device_map": "auto: refused for training, and inference does not load quantized yet",
+    "model.moe_aux_loss_coef": "the tiny model has no MoE router (model-moe-aux-loss, from its config)",
+    "train.predict_with_generate": "false with do_predict: prediction always generates (data-predict)",
+    "data.enable_thinking": "no template of llmpipe has a thinking switch (data-enable-thinking)",
+    **{f"infer.sglang_{k}": "llmpipe has no SGLang engine (infer-sglang-settings)" for k in (
+        "maxlen", "mem_fraction", "tp_size")},
 }
 
 
@@ -568,7 +549,8 @@ def train_dtype(case: Case) -> Any:
 def callbacks(case: Case) -> Any:
     from llmpipe.training.progress import trainer_callbacks
 
-    return [type(cb).__name__ for cb in trainer_callbacks(case.obj, lambda _m: None)]
+    return [[type(cb).__name__, getattr(cb, "early_stopping_patience", None)]
+            for cb in trainer_callbacks(case.obj, lambda _m: None)]
 
 
 @probe("tracker log folder")
@@ -576,3 +558,209 @@ def tracker_folder(case: Case) -> Any:
     from llmpipe.training.metrics import logging_dir
 
     return str(logging_dir(case.obj, Path("default"), Path("job")))
+
+
+@probe("the server")
+def server(case: Case) -> Any:
+    """serve.main with the session it would open (no model) and a server factory that records what it is given
+    instead of binding the port: the App (model id, gate, limits) and the host and port."""
+    from types import SimpleNamespace
+
+    import llmpipe.interactive as interactive
+    import llmpipe.serve as serve
+
+    seen: dict = {}
+    backend = SimpleNamespace(engine_limit=None, name="probe", close=lambda: None)
+    session = SimpleNamespace(obj=case.obj, recipe=None, backend=backend, note="", ref=SimpleNamespace(describe=str))
+
+    def make_server(app, host, port):
+        seen.update(host=host, port=port, model=app.model_id, slots=app.gate.slots, queue=app.gate.queue,
+                    limits=dataclasses.asdict(app.limits), threads=app.threads.total_tokens)
+        raise OSError("not binding (flag-effect probe)")
+
+    saved = interactive.open_session, serve.make_server
+    interactive.open_session, serve.make_server = (lambda *_a, **_k: session), make_server
+    try:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            serve.main([])
+    finally:
+        interactive.open_session, serve.make_server = saved
+    return _jsonable(seen)
+
+
+@probe("the run")
+def the_run(case: Case) -> Any:
+    """app._run (the task function's body) in the case's folder, with the stages, the final-model link and the
+    held-out sample replaced by recorders: the store it opens, the stages it would force, whether it executes
+    (run.dry_run), the objective it returns (each stage reports eval_loss 2.0 and eval_accuracy 0.5) and whether
+    it shows the sample (run.sample)."""
+    import contextlib
+    import io
+    import os
+
+    import llmpipe.app as app
+    import llmpipe.infer.model_ref as model_ref
+    import llmpipe.pipeline.outputs as outputs
+    import llmpipe.stages.sample as sample
+    from llmpipe.pipeline.runner import Runner, RunResult, forced
+
+    if "the run" in case._cache:   # the base of every run.* case is the same Case: run it once
+        return case._cache["the run"]
+    seen: dict = {"executed": False, "sample": False}
+
+    def execute(runner):
+        seen.update(executed=True, store=os.path.relpath(runner.store.root, case.workdir),
+                    forced=[n.id for n in runner.plan.nodes if forced(n, runner.force)])
+        ids = runner.plan.ids()
+        return RunResult(outputs={i: case.workdir for i in ids}, status={i: "ran" for i in ids},
+                         metrics={i: {"eval_loss": 2.0, "eval_accuracy": 0.5} for i in ids},
+                         seconds={i: 0.0 for i in ids})
+
+    patches = [(Runner, "execute", execute), (model_ref, "final_model", lambda *_a, **_k: None),
+               (outputs, "link_final", lambda *_a, **_k: None),
+               (sample, "show_sample", lambda *_a, **_k: seen.update(sample=True))]
+    saved = [(o, n, getattr(o, n)) for o, n, _ in patches]
+    cwd = os.getcwd()
+    try:
+        for o, n, v in patches:
+            setattr(o, n, v)
+        os.chdir(case.workdir)
+        with contextlib.redirect_stdout(io.StringIO()):
+            seen["objective"] = app._run(copy.deepcopy(case.cfg), [])
+    finally:
+        os.chdir(cwd)
+        for o, n, v in saved:
+            setattr(o, n, v)
+    case._cache["the run"] = _jsonable(seen)
+    return case._cache["the run"]
+
+
+def _cpu_tiny():
+    """A fresh built-in tiny model with real (random) weights on the CPU: optimizers and BAdam change it."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from llmpipe.models.tiny import SPECS
+
+    if "cpu" not in _TINY_MODEL:
+        torch.manual_seed(0)
+        spec = {k: v for k, v in SPECS["builtin:tiny-random"].items() if k != "seed"}
+        _TINY_MODEL["cpu"] = AutoModelForCausalLM.from_config(LlamaConfig(**spec))
+    return copy.deepcopy(_TINY_MODEL["cpu"])
+
+
+def _scalars(obj: Any) -> dict:
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_") and (
+        isinstance(v, (int, float, str, bool, type(None))) or (isinstance(v, (list, tuple)) and len(v) < 64 and all(
+            isinstance(x, (int, float, str, bool)) for x in v)))}
+
+
+def _groups(opt: Any) -> list:
+    return [{k: (len(v) if k == "params" else v) for k, v in g.items()} for g in opt.param_groups]
+
+
+@probe("optimizer")
+def optimizer(case: Case) -> Any:
+    """training/optimizers.build_optimizer for the tiny model (as the stage makes it trainable: LoRA through PEFT):
+    the optimizer's class, its scalar settings and its parameter groups (sizes, learning rates, projection)."""
+    if "optimizer" in case._cache:
+        return case._cache["optimizer"]
+    from llmpipe.training.args import training_arguments
+    from llmpipe.training.optimizers import build_optimizer
+
+    model = _cpu_tiny()
+    if case.obj.train.finetuning_type == "lora":
+        from peft import get_peft_model
+
+        from llmpipe.models.adapters import lora_config
+
+        model = get_peft_model(model, lora_config(case.obj, model))
+    args = training_arguments(case.obj, Path("flag-effect-out"), has_eval=True)
+    opt = build_optimizer(model, case.obj, args)
+    if opt is None:
+        out: Any = None
+    else:
+        inner = getattr(opt, "optimizer_dict", None)   # GaLore layer-wise: one optimizer per parameter
+        out = {"class": type(opt).__name__, "settings": _scalars(opt), "groups": _groups(opt) if not inner else
+               sorted(json.dumps(_groups(o), default=repr, sort_keys=True) for o in inner.values())}
+        base = getattr(opt, "base_optimizer", None)
+        if base is not None:
+            out["base"] = {"class": type(base).__name__, "groups": _groups(base)}
+    case._cache["optimizer"] = _jsonable(out)
+    return case._cache["optimizer"]
+
+
+class _Stop(Exception):
+    """Raised by a probe's recorder once it has seen what it came for."""
+
+
+def _patched(patches: list, fn: Callable[[], Any]) -> Any:
+    """``fn()`` with ``(owner, name, value)`` attributes set, restored afterwards."""
+    saved = [(o, n, getattr(o, n)) for o, n, _ in patches]
+    try:
+        for o, n, v in patches:
+            setattr(o, n, v)
+        return fn()
+    finally:
+        for o, n, v in saved:
+            setattr(o, n, v)
+
+
+@probe("reference model loading")
+def reference(case: Case) -> Any:
+    """training/reference.load_reference with the loaders replaced by recorders: which model it resolves and loads
+    (with which quantization), and which adapters it puts on it."""
+    import torch
+
+    import llmpipe.models.adapters as adapters
+    import llmpipe.models.loading as loading
+    import llmpipe.training.reference as ref
+
+    calls: list = []
+
+    def load_causal_lm(source, cfg, *, training=False, **_k):
+        calls.append(["load", str(source), cfg.quantization.bit, cfg.quantization.method, training,
+                      list(cfg.model.adapter_name_or_path)])
+        return torch.nn.Linear(1, 1)
+
+    patches = [(loading, "resolve_source", lambda name, _root: (calls.append(["resolve", name]), name)[1]),
+               (loading, "load_tokenizer", lambda *_a, **_k: None), (loading, "load_causal_lm", load_causal_lm),
+               (ref, "check_tokenizer", lambda *_a, **_k: None),
+               (adapters, "load_adapter", lambda m, name, *_a, **_k: (calls.append(["adapter", str(name)]), m)[1]),
+               (adapters, "merge_adapters", lambda m, names, *_a, **_k: (calls.append(["merge", list(names)]), m)[1])]
+    _patched(patches, lambda: ref.load_reference(case.obj, "policy-base", None, case.workdir, log=lambda _m: None))
+    return calls
+
+
+@probe("KTO trainer config")
+def kto(case: Case) -> Any:
+    """training/kto.train_kto up to its TRL KTOConfig, with the tokenizer, data, reference and model loading
+    replaced: the config it builds."""
+    from types import SimpleNamespace
+
+    import llmpipe.data.published as published
+    import llmpipe.training.causal as causal
+    import llmpipe.training.pref_common as pref_common
+    import llmpipe.training.reference as ref
+    from llmpipe.training.kto import train_kto
+
+    seen: dict = {}
+
+    def trl_config(ctx, cls, has_eval, **extra):
+        seen["config"] = _drop_nan(real(ctx, cls, has_eval, **extra).to_dict())
+        raise _Stop
+
+    real = pref_common.trl_config
+    ctx = SimpleNamespace(obj=case.obj, load_dir=case.workdir, cache_root=case.workdir, work=Path("flag-effect-kto"),
+                          out=case.workdir, job_dir=None, log=lambda _m: None)
+    patches = [(causal, "load_saved_tokenizer", lambda *_a: None), (causal, "prepare_model", lambda *_a: None),
+               (published, "open_published", lambda *_a: (None, None)), (published, "read_source", lambda *_a: "base"),
+               (ref, "load_reference", lambda *_a, **_k: None), (pref_common, "trl_config", trl_config)]
+    try:
+        _patched(patches, lambda: train_kto(ctx))
+    except _Stop:
+        pass
+    return _jsonable(seen)
