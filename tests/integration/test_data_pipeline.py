@@ -14,7 +14,8 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-BASE = ["+recipe=demo", "model.name_or_path=builtin:tiny-random", "run.sample=false", "export.dir=null",
+BASE = ["+recipe=demo", "data.dataset=demo_sft", "data.eval_dataset=demo_sft_eval",
+        "model.name_or_path=builtin:tiny-random", "run.sample=false", "export.dir=null",
         "train.max_steps=3", "train.eval_strategy=no"]
 
 

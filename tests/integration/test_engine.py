@@ -15,7 +15,8 @@ import yaml
 pytestmark = pytest.mark.slow
 
 # Small but real: ~40 optimizer steps of LoRA SFT on the bundled task, checkpoints every 10 steps.
-QUICK = ["+recipe=demo", "run.sample=false", "train.num_train_epochs=1", "train.max_steps=40",
+QUICK = ["+recipe=demo", "data.dataset=demo_sft", "data.eval_dataset=demo_sft_eval",
+         "run.sample=false", "train.num_train_epochs=1", "train.max_steps=40",
          "train.save_steps=10", "train.logging_steps=10", "data.max_samples=320"]
 
 

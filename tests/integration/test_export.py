@@ -18,7 +18,8 @@ import yaml
 pytestmark = pytest.mark.slow
 
 TOKEN = "hf_ExportIntegrationToken0123456789"
-QUICK = ["+recipe=demo", "run.sample=false", "train.num_train_epochs=1", "train.max_steps=12",
+QUICK = ["+recipe=demo", "data.dataset=demo_sft", "data.eval_dataset=demo_sft_eval",
+         "run.sample=false", "train.num_train_epochs=1", "train.max_steps=12",
          "train.save_steps=100", "train.logging_steps=6", "data.max_samples=192", "train.eval_strategy=no"]
 FAKE_HUB = '''
 import json, os, sys

@@ -16,7 +16,8 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["+recipe=demo", "train.do_train=false", "train.do_eval=false", "train.eval_strategy=no", "run.sample=false",
+ARGS = ["+recipe=demo", "data.dataset=demo_sft", "data.eval_dataset=demo_sft_eval",
+        "train.do_train=false", "train.do_eval=false", "train.eval_strategy=no", "run.sample=false",
         "data.dataset=null", "data.eval_dataset=null"]
 
 

@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow,
 
 def test_merge_and_gptq_on_the_gpu(tmp_path):
     env = {**os.environ, "LLMPIPE_CACHE": str(tmp_path / "cache")}
-    args = ["+recipe=demo", "run.sample=false", "train.max_steps=12", "data.max_samples=192", "train.eval_strategy=no",
+    args = ["+recipe=demo", "data.dataset=demo_sft", "data.eval_dataset=demo_sft_eval",
+            "run.sample=false", "train.max_steps=12", "data.max_samples=192", "train.eval_strategy=no",
             "export.device=auto", "export.quantization_bit=4", "export.quantization_dataset=demo_pt",
             "export.quantization_nsamples=16", "export.quantization_maxlen=128"]
     proc = subprocess.run([sys.executable, "-m", "llmpipe", *args], cwd=tmp_path, env=env, capture_output=True,

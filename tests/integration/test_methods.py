@@ -14,7 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
-QUICK = ["+recipe=demo", "model=tiny", "run.sample=false", "export.dir=null", "data.max_samples=64",
+QUICK = ["+recipe=demo", "data.dataset=demo_sft", "data.eval_dataset=demo_sft_eval",
+         "model=tiny", "run.sample=false", "export.dir=null", "data.max_samples=64",
          "train.max_steps=8", "train.per_device_train_batch_size=8", "data.eval_dataset=null",
          "train.eval_strategy=no", "train.save_strategy=no", "train.logging_steps=4"]
 

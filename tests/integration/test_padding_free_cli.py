@@ -14,7 +14,8 @@ from test_methods_cli import cache, cli  # noqa: F401  (cache is a fixture)
 
 pytestmark = pytest.mark.slow
 
-SFT = ["+recipe=demo", "model=tiny", "run.sample=false", "export.dir=null", "data.max_samples=64",
+SFT = ["+recipe=demo", "data.dataset=demo_sft", "data.eval_dataset=demo_sft_eval",
+       "model=tiny", "run.sample=false", "export.dir=null", "data.max_samples=64",
        "train.max_steps=8", "train.per_device_train_batch_size=8", "train.save_strategy=no", "train.logging_steps=2",
        "train.learning_rate=3e-3"]
 DPO = ["+recipe=dpo_qwen", "model=tiny", "data.max_samples=32", "data.cutoff_len=128", "train.max_steps=6",

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 def quick(root: Path) -> list[str]:
     """The overrides of the shared trained run (chat and serve use the same ones to find it in the store)."""
-    return ["+recipe=demo", "run.sample=false", "train.max_steps=8", "train.eval_strategy=no", "train.save_steps=100",
+    return ["+recipe=demo", "data.dataset=demo_sft", "data.eval_dataset=demo_sft_eval",
+            "run.sample=false", "train.max_steps=8", "train.eval_strategy=no", "train.save_steps=100",
             "train.do_eval=true", "train.do_predict=true", "train.predict_with_generate=true", "generate=greedy",
             "generate.max_new_tokens=24", f"export.dir={root / 'export'}"]
 

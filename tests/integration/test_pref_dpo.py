@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from console_support import assert_quiet
 from pref_support import cli, last_lock, stage_output
 
 pytestmark = pytest.mark.slow
@@ -28,10 +29,20 @@ def cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dpo(tmp_path_factory, cache):
+def dpo_run(tmp_path_factory, cache):
     cwd = tmp_path_factory.mktemp("dpo")
-    cli(cwd, cache, *LEARN)
-    return last_lock(cwd)
+    proc = cli(cwd, cache, *LEARN)
+    return proc, last_lock(cwd)
+
+
+@pytest.fixture(scope="module")
+def dpo(dpo_run):
+    return dpo_run[1]
+
+
+def test_dpo_console_is_quiet(dpo_run):
+    """No banner, no "Failed to load", no raw library lines on the console of a preference run."""
+    assert_quiet(dpo_run[0])
 
 
 def test_dpo_learns_the_heldout_preferences(dpo):
