@@ -80,6 +80,11 @@ DESTINATIONS: dict[str, str] = {
     "pref.ref_model": "reference model loading", "pref.ref_model_adapters": "reference model loading",
     "pref.ref_model_quantization_bit": "reference model loading",
     "lora.loraplus_lr_ratio": "optimizer", "lora.loraplus_lr_embedding": "optimizer",
+    **{f"model.{k}": "model building" for k in (
+        "resize_vocab", "split_special_tokens", "add_tokens", "add_special_tokens", "new_special_tokens",
+        "new_special_tokens_config", "init_special_tokens", "train_from_scratch", "flash_attn", "shift_attn",
+        "upcast_layernorm", "upcast_lmhead_output", "print_param_status")},
+    "lora.create_new_adapter": "model building", "freeze.use_llama_pro": "model building",
 }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 # --- the context: what a parameter needs to be meaningful (longest matching prefix wins; one table) ---------
+_MANY_TOKENS = "model.add_tokens='" + ",".join(f"<r{i}>" for i in range(60)) + "'"   # more than the spare rows
 _PREDICT = ("train.do_predict=true", "train.predict_with_generate=true", "data.eval_dataset=demo_sft_eval")
 CONTEXT: dict[str, tuple[str, ...]] = {
     "freeze": ("train.finetuning_type=freeze",),
@@ -99,7 +100,9 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "data.streaming": ("train.max_steps=10",),
     "data.interleave_probs": ("data.dataset='demo_sft,demo_sft_zh'", "data.mix_strategy=interleave_under"),
     "data.mix_strategy": ("data.dataset='demo_sft,demo_sft_zh'",),
-    "model.init_special_tokens": ("model.new_special_tokens_config={files}/tokens.yaml",),
+    "model.init_special_tokens": ("model.new_special_tokens_config={files}/tokens.yaml", "model.resize_vocab=true",
+                                  _MANY_TOKENS),
+    "model.resize_vocab": (_MANY_TOKENS,),
     "model.adapter_folder": ("model.adapter_name_or_path={files}/adapter",),
     "model.use_reentrant_gc": (),
     "serve": (),
@@ -326,20 +329,16 @@ KNOWN_IGNORED: dict[str, str] = {
 _LOADING = "model loading (load_causal_lm / load_tokenizer need the weights or the hub): probe to write"
 UNPROBED: dict[str, str] = {
     **{f"model.{k}": _LOADING for k in (
-        "adapter_name_or_path", "adapter_folder", "use_fast_tokenizer", "resize_vocab", "split_special_tokens",
-        "add_tokens", "add_special_tokens", "new_special_tokens", "new_special_tokens_config", "init_special_tokens",
-        "train_from_scratch", "flash_attn", "shift_attn", "upcast_layernorm", "upcast_lmhead_output", "print_param_status",
-        "offload_folder", "low_cpu_mem_usage", "name_or_path")},
+        "adapter_name_or_path", "adapter_folder", "use_fast_tokenizer", "offload_folder", "low_cpu_mem_usage",
+        "name_or_path")},
     "train.output_dir": "the final model's link (pipeline/outputs.link_final, after a run): probe to write",
     "train.padding_free": "the padding-free check and collator (training/padding_free.py need a model): probe to write",
     "train.plot_loss": "the loss plot (stages/train.py after training): probe to write",
     "train.use_cpu": "TrainingArguments.use_cpu, visible only on a GPU machine (always true without CUDA)",
-    "lora.create_new_adapter": "adapter loading (models/adapters.py split_adapters needs the adapters): probe to write",
     **{f"ppo.{k}": "the PPO loop (training/ppo.py builds it inline): probe to write" for k in (
         "buffer_size", "epochs", "score_norm", "target", "whiten_rewards", "reward_model", "reward_model_adapters",
         "reward_model_quantization_bit", "reward_model_type")},
     "lora.pissa_convert": "adapter saving (models/adapters.py): probe to write",
-    "freeze.use_llama_pro": "LLaMA Pro expansion (models/llama_pro.py): probe to write",
     "export.device": "merge/verify device (stages/merge.py): probe to write",
     "export.quantization_dataset": "GPTQ calibration (exporting/calibration.py): probe to write",
     "export.quantization_nsamples": "GPTQ calibration (exporting/calibration.py): probe to write",
@@ -764,3 +763,77 @@ def kto(case: Case) -> Any:
     except _Stop:
         pass
     return _jsonable(seen)
+
+
+def _word_tokenizer():
+    """A fresh word-level tokenizer of the tiny model's vocabulary size (the tokenizer options change it)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(1998)} | {"<unk>": 1998, "<pad>": 1999}   # 48 spare embedding rows
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>")
+
+
+@probe("model building")
+def model_building(case: Case) -> Any:
+    """The load stage's tokenizer (models/loading.load_tokenizer) and the model a train stage builds
+    (models/trainable.build, as training/causal.prepare_model calls it), with every from_pretrained replaced by a
+    recorder that returns the tiny architecture (random weights, seeded) or a word-level tokenizer, and PEFT's
+    adapter loading recorded: the loaders' arguments, the adapters loaded, the log, the embedding rows."""
+    if "model building" in case._cache:
+        return case._cache["model building"]
+    import peft
+    import torch
+    from transformers import LlamaConfig
+
+    import llmpipe.models.loading as loading
+    from llmpipe.models.tiny import SPECS
+    from llmpipe.models.trainable import build
+
+    calls: list = []
+
+    def from_pretrained(loader, source, **kw):
+        calls.append([getattr(loader, "__name__", str(loader)), str(source),
+                      {k: v for k, v in kw.items() if k != "config"}])
+        if loader.__name__ == "AutoConfig":
+            return LlamaConfig(**{k: v for k, v in SPECS["builtin:tiny-random"].items() if k != "seed"})
+        if loader.__name__ == "AutoTokenizer":
+            return _word_tokenizer()
+        torch.manual_seed(0)
+        return loader.from_config(kw["config"], dtype=kw.get("dtype"),
+                                  **({"attn_implementation": kw["attn_implementation"]}
+                                     if "attn_implementation" in kw else {}))
+
+    class Loaded:   # what PeftModel.from_pretrained gives back: merged, it is the model again
+        def __init__(self, model):
+            self.model = model
+
+        def merge_and_unload(self):
+            return self.model
+
+    def peft_load(model, ref, **kw):
+        calls.append(["PeftModel", str(ref), kw])
+        return Loaded(model)
+
+    log: list = []
+    patches = [(loading, "_from_pretrained", from_pretrained),
+               (peft.PeftModel, "from_pretrained", staticmethod(peft_load))]
+
+    def run():
+        from llmpipe.errors import UserError
+
+        tok = loading.load_tokenizer("flag-effect-base", case.obj.model)
+        try:
+            model = build("flag-effect-base", case.obj, log=log.append)
+        except UserError as e:   # e.g. added tokens that the embeddings cannot hold without model.resize_vocab
+            return {"error": f"{type(e).__name__}: {e}"}
+        emb = model.get_input_embeddings().weight
+        return {"tokenizer": [len(tok), sorted(tok.get_added_vocab()), getattr(tok, "split_special_tokens", None)],
+                "embedding": [list(emb.shape), round(float(emb.float().abs().sum()), 2)],
+                "dtypes": sorted({str(p.dtype) for p in model.parameters()})}
+
+    out = _patched(patches, run)
+    case._cache["model building"] = _jsonable({"calls": calls, "log": log, **out})
+    return case._cache["model building"]
