@@ -46,10 +46,11 @@ HEARTBEAT_S = 15        # plain lines (CI, log files) every HEARTBEAT_S seconds;
 
 
 class Heartbeat:
-    """While a silent call runs, shows that it is alive and about how long it has left: one line rewritten in
-    place on a terminal, a plain line every ``HEARTBEAT_S`` seconds otherwise."""
+    """While a silent call runs, shows that it is alive and about how long it has left (``usual_s``: the usual
+    duration, if known): one line rewritten in place on a terminal, a plain line every ``HEARTBEAT_S`` seconds
+    otherwise (nothing at all for a call shorter than that)."""
 
-    def __init__(self, what: str, usual_s: float, stream=None):
+    def __init__(self, what: str, usual_s: float | None = None, stream=None):
         self.what, self.usual_s = what, usual_s
         self.stream = stream or sys.stdout
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -57,6 +58,8 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="llmpipe-heartbeat", daemon=True)
 
     def line(self, elapsed: float) -> str:
+        if self.usual_s is None:   # no estimate: the time spent only
+            return f"    {self.what} ... {elapsed:.0f} s"
         left = self.usual_s - elapsed
         eta = f"about {left:.0f} s left" if left >= 1 else f"longer than the usual {self.usual_s:.0f} s: a busy machine"
         return f"    {self.what} ... {elapsed:.0f} s ({eta}; about {self.usual_s:.0f} s on 2 CPU cores)"

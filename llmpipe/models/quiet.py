@@ -110,6 +110,7 @@ def route_library_logs() -> None:
     for name in LIBRARIES:
         _route(logging.getLogger(name), files)
     _route(logging.getLogger("llmpipe.library"), files)
+    logging.getLogger("llmpipe.library").setLevel(logging.INFO)   # deprecation chatter: the log file only
     for name in ("torchao", "torch.utils._pytree", "bitsandbytes", "matplotlib", "PIL", "filelock", "urllib3",
                  "httpx"):
         logger = logging.getLogger(name)
