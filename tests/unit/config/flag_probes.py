@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,7 +55,7 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "export.quantization_dataset": ("export.dir=flag-effect-export", "export.quantization_bit=4",
                                     "export.quantization_dataset=demo_pt_eval"),
     "export.quantization_nsamples": ("export.dir=flag-effect-export", "export.quantization_bit=4",
-                                     "export.quantization_dataset=demo_pt"),
+                                     "export.quantization_dataset=demo_pt", "export.quantization_maxlen=32"),
     "export.quantization_maxlen": ("export.dir=flag-effect-export", "export.quantization_bit=4",
                                    "export.quantization_dataset=demo_pt"),
     "generate": ("train.do_predict=true", "train.predict_with_generate=true", "data.eval_dataset=demo_sft_eval"),
@@ -205,6 +206,7 @@ VALUES: dict[str, str] = {
     "export.device": "auto",
     "export.quantization_bit": "4",
     "export.quantization_dataset": "demo_pt",
+    "export.quantization_nsamples": "2",
     "launch.deepspeed": "z3",
     "export.hub_model_id": "someone/flag-effect",
     "export.push_to": "flag-effect-remote",
@@ -335,14 +337,10 @@ UNPROBED: dict[str, str] = {
     "train.padding_free": "the padding-free check and collator (training/padding_free.py need a model): probe to write",
     "train.plot_loss": "the loss plot (stages/train.py after training): probe to write",
     "train.use_cpu": "TrainingArguments.use_cpu, visible only on a GPU machine (always true without CUDA)",
-    **{f"ppo.{k}": "the PPO loop (training/ppo.py builds it inline): probe to write" for k in (
-        "buffer_size", "epochs", "score_norm", "target", "whiten_rewards", "reward_model", "reward_model_adapters",
-        "reward_model_quantization_bit", "reward_model_type")},
+    **{f"ppo.{k}": "each PPO step (PPOLoop.experience needs rollouts of a policy): probe to write" for k in (
+        "score_norm", "whiten_rewards")},
     "lora.pissa_convert": "adapter saving (models/adapters.py): probe to write",
     "export.device": "merge/verify device (stages/merge.py): probe to write",
-    "export.quantization_dataset": "GPTQ calibration (exporting/calibration.py): probe to write",
-    "export.quantization_nsamples": "GPTQ calibration (exporting/calibration.py): probe to write",
-    "export.quantization_maxlen": "GPTQ calibration (exporting/calibration.py): probe to write",
     "run.name": "the Hydra output folder (conf/config.yaml hydra.run.dir) and the model card: probe to write",
     "run.objective_mode": "the sweep summary (hydra_callbacks.on_multirun_end, a Hydra multirun): probe to write",
 }
@@ -837,3 +835,80 @@ def model_building(case: Case) -> Any:
     out = _patched(patches, run)
     case._cache["model building"] = _jsonable({"calls": calls, "log": log, **out})
     return case._cache["model building"]
+
+
+@probe("PPO loop and reward")
+def ppo(case: Case) -> Any:
+    """training/ppo.PPOLoop built around the CPU tiny policy (its batch, steps, scheduler length and KL controller;
+    the scheduler factory recorded), and training/ppo_rewards.build_reward with the reward-model loaders replaced
+    by recorders (which model, adapters, quantization, or the reward adapter on the policy)."""
+    if "ppo" in case._cache:
+        return case._cache["ppo"]
+    from types import SimpleNamespace
+
+    import transformers
+
+    import llmpipe.training.ppo_rewards as rewards
+    import llmpipe.training.reward_model as reward_model
+    from llmpipe.training.ppo import PPOLoop
+
+    seen: dict = {"reward": []}
+    real_scheduler = transformers.get_scheduler
+
+    def get_scheduler(name, optimizer, **kw):
+        seen["scheduler"] = [str(name), kw]
+        return real_scheduler(name, optimizer, **kw)
+
+    policy = _cpu_tiny()
+    patches = [(transformers, "get_scheduler", get_scheduler),
+               (reward_model, "locate", lambda path: path),
+               (reward_model, "load_reward_model", lambda source, **kw: seen["reward"].append(
+                   ["model", os.path.relpath(str(source), case.workdir.parent), kw])),
+               (rewards, "ModelReward", lambda rm: rm),
+               (rewards, "AdapterReward", lambda _policy, where, _tok: seen["reward"].append(
+                   ["adapter", os.path.relpath(str(where), case.workdir.parent)]))]
+
+    def run():
+        loop = PPOLoop(SimpleNamespace(obj=case.obj), policy, None, None, None, [[1, 2, 3]] * 8)
+        seen["loop"] = {"batch": loop.batch, "steps": loop.steps, "kl": vars(loop.kl)}
+        rewards.build_reward(case.obj, policy, None, case.workdir / "reward", log=lambda _m: None)
+
+    _patched(patches, run)
+    case._cache["ppo"] = _jsonable(seen)
+    return case._cache["ppo"]
+
+
+@probe("GPTQ calibration")
+def gptq_calibration(case: Case) -> Any:
+    """stages/quantize.run up to GPTQ, with the model folders, the tokenizer (word-level) and exporting/gptq.quantize
+    replaced: the calibration windows (count, lengths, a checksum of their tokens) and the bits and device GPTQ
+    is given."""
+    if "gptq" in case._cache:
+        return case._cache["gptq"]
+    from types import SimpleNamespace
+
+    import transformers
+
+    import llmpipe.exporting.gptq as gptq
+    import llmpipe.exporting.source as source
+    from llmpipe.stages.quantize import run
+
+    seen: dict = {}
+
+    def quantize(_src, _out, windows, bits, *, device, dtype, log):
+        seen.update(windows=len(windows), lengths=sorted({len(w) for w in windows}),
+                    checksum=sum(sum(w) for w in windows), bits=bits, device=device, dtype=str(dtype))
+        raise _Stop
+
+    tok = _word_tokenizer()
+    patches = [(source, "model_folder", lambda *_a: case.workdir), (source, "tokenizer_folder", lambda *_a: case.workdir),
+               (transformers.AutoTokenizer, "from_pretrained", staticmethod(lambda *_a, **_k: tok)),
+               (gptq, "quantize", quantize)]
+    ctx = SimpleNamespace(obj=case.obj, inputs={}, input=lambda _k: case.workdir, out=case.workdir,
+                          work=case.workdir, log=lambda _m: None)
+    try:
+        _patched(patches, lambda: run(ctx))
+    except _Stop:
+        pass
+    case._cache["gptq"] = _jsonable(seen)
+    return case._cache["gptq"]
