@@ -74,7 +74,7 @@ DESTINATIONS: dict[str, str] = {
     "pipeline.before": "stage plan",
     "serve": "the server",
     "run": "the run",
-    "run.name": "Hydra output folder", "run.objective_mode": "sweep summary",
+    "run.name": "model card", "run.objective_mode": "sweep summary",
     "galore": "optimizer", "badam": "optimizer",
     "pref.kto_chosen_weight": "KTO trainer config", "pref.kto_rejected_weight": "KTO trainer config",
     "pref.ref_model": "reference model loading", "pref.ref_model_adapters": "reference model loading",
@@ -88,6 +88,7 @@ DESTINATIONS: dict[str, str] = {
     "ppo": "PPO loop and reward",
     "export.quantization_dataset": "GPTQ calibration", "export.quantization_nsamples": "GPTQ calibration",
     "export.quantization_maxlen": "GPTQ calibration",
+    "train.padding_free": "causal collator",
 }
 
 

@@ -163,6 +163,7 @@ VALUES: dict[str, str] = {
     "train.num_train_epochs": "2.0",
     "train.early_stopping_steps": "3",
     "train.predict_with_generate": "false",
+    "train.padding_free": "false",
     "train.fp16_opt_level": "O2",
     "train.save_safetensors": "false",
     "train.callbacks": "[{_target_:transformers.EarlyStoppingCallback}]",
@@ -334,15 +335,12 @@ UNPROBED: dict[str, str] = {
         "adapter_name_or_path", "adapter_folder", "use_fast_tokenizer", "offload_folder", "low_cpu_mem_usage",
         "name_or_path")},
     "train.output_dir": "the final model's link (pipeline/outputs.link_final, after a run): probe to write",
-    "train.padding_free": "the padding-free check and collator (training/padding_free.py need a model): probe to write",
     "train.plot_loss": "the loss plot (stages/train.py after training): probe to write",
     "train.use_cpu": "TrainingArguments.use_cpu, visible only on a GPU machine (always true without CUDA)",
     **{f"ppo.{k}": "each PPO step (PPOLoop.experience needs rollouts of a policy): probe to write" for k in (
         "score_norm", "whiten_rewards")},
     "lora.pissa_convert": "adapter saving (models/adapters.py): probe to write",
     "export.device": "merge/verify device (stages/merge.py): probe to write",
-    "run.name": "the Hydra output folder (conf/config.yaml hydra.run.dir) and the model card: probe to write",
-    "run.objective_mode": "the sweep summary (hydra_callbacks.on_multirun_end, a Hydra multirun): probe to write",
 }
 
 # Refused with the key named for a reason other than a missing GPU (each with the reason).
@@ -912,3 +910,58 @@ def gptq_calibration(case: Case) -> Any:
         pass
     case._cache["gptq"] = _jsonable(seen)
     return case._cache["gptq"]
+
+
+@probe("sweep summary")
+def sweep_summary(case: Case) -> Any:
+    """hydra_callbacks.PreflightCallback.on_multirun_end on the case's configuration (with a hydra.sweep.dir) over
+    a results table of two jobs (objective 0.5 and 0.7): the summary it prints, whose best job follows
+    run.objective_mode (the plot and the global HydraConfig left out)."""
+    import contextlib
+    import io
+
+    from omegaconf import OmegaConf
+
+    import llmpipe.hydra_callbacks as callbacks
+    import llmpipe.pipeline.sweep as sweep
+
+    folder = case.workdir / "sweep"
+    if not folder.exists():
+        for job, value in ((0, 0.5), (1, 0.7)):
+            sweep.append_row(folder, {"job": job, "overrides": f"lora.rank={8 * (job + 1)}", "objective": "eval_loss",
+                                      "value": value, "stages_ran": 1, "stages_cached": 0, "metrics": {},
+                                      "job_dir": f"job{job}"})
+    config = OmegaConf.create(OmegaConf.to_container(case.cfg, resolve=False))
+    config.hydra = {"sweep": {"dir": str(folder)}}
+    out = io.StringIO()
+    patches = [(callbacks, "expose_master_config", lambda _c: None), (sweep, "plot_results", lambda *_a: None)]
+    with contextlib.redirect_stdout(out):
+        _patched(patches, lambda: callbacks.PreflightCallback().on_multirun_end(config))
+    return out.getvalue().replace(str(folder), "<sweep>")
+
+
+@probe("causal collator")
+def causal_collator(case: Case) -> Any:
+    """training/padding_free.causal_collator as train_causal calls it, for the CPU tiny model and tokenized rows:
+    the collator it returns (padded or padding-free) and what it logs."""
+    if "collator" in case._cache:
+        return case._cache["collator"]
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq
+
+    from llmpipe.training.padding_free import causal_collator as make
+
+    rows = Dataset.from_dict({"input_ids": [[1, 2, 3]], "attention_mask": [[1, 1, 1]], "labels": [[1, 2, 3]]})
+    log: list = []
+    collator = make(case.obj, _cpu_tiny(), rows, DataCollatorForSeq2Seq(_word_tokenizer()), log.append)
+    case._cache["collator"] = [type(collator).__name__, log]
+    return case._cache["collator"]
+
+
+@probe("model card")
+def model_card(case: Case) -> Any:
+    """exporting/card.render for an export without training (the run's name is in the card's table)."""
+    from llmpipe.exporting.card import render
+
+    return render(case.obj, fingerprint="f", title="t", adapters=[], train=None, merge=None, quantize=None,
+                  verified={}, weights={"shards": 1, "total_bytes": 0})
