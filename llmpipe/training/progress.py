@@ -6,6 +6,8 @@ from typing import Callable
 
 from transformers import TrainerCallback
 
+EVAL_EVERY_S = 15      # a line every EVAL_EVERY_S seconds while an evaluation runs (none for a short one)
+
 
 class ProgressCallback(TrainerCallback):
     """``step N/M  loss=...  (elapsed, eta)`` every ``train.logging_steps`` steps, and always at the last step:
@@ -15,6 +17,7 @@ class ProgressCallback(TrainerCallback):
         self.log = log
         self.t0 = time.time()
         self.t_first = None   # (step, time) when training began or resumed: the ETA is measured from there
+        self.eval_started = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0 = time.time()
@@ -42,6 +45,28 @@ class ProgressCallback(TrainerCallback):
         elapsed = time.time() - self.t0
         self.log(f"step {state.global_step}/{state.max_steps}  " + "  ".join(parts)
                  + f"  ({elapsed:.0f}s{self.eta(state.global_step, state.max_steps)})")
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        """A long evaluation shows a line every EVAL_EVERY_S seconds: batch i/n, elapsed, eta."""
+        now = time.time()
+        if self.eval_started is None:
+            self.eval_started, self.eval_batches, self.eval_said = now, 0, now
+        self.eval_batches += 1
+        if now - self.eval_said >= EVAL_EVERY_S and state.is_world_process_zero:
+            self.eval_said = now
+            total = len(eval_dataloader) if eval_dataloader is not None and hasattr(eval_dataloader, "__len__") \
+                else None
+            spent = now - self.eval_started
+            if total:
+                eta = spent / self.eval_batches * (total - self.eval_batches)
+                self.log(f"evaluating: batch {self.eval_batches}/{total}  ({spent:.0f}s, eta {eta:.0f}s)")
+            else:
+                self.log(f"evaluating: batch {self.eval_batches}  ({spent:.0f}s)")
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.eval_started = None
+
+    on_predict = on_evaluate
 
     def on_save(self, args, state, control, **kwargs):
         self.log(f"checkpoint at step {state.global_step}")

@@ -112,3 +112,15 @@ print("wrapped:", getattr(awq.is_gptqmodel_available, "llmpipe_wrapped", False))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert "wrapped: True" in out.stdout, out.stderr[-2000:]
+
+
+def test_a_long_evaluation_shows_batches_and_an_eta(monkeypatch):
+    monkeypatch.setattr("llmpipe.training.progress.EVAL_EVERY_S", 0)
+    logged = []
+    cb = ProgressCallback(logged.append)
+    state = types.SimpleNamespace(global_step=5, max_steps=10, is_world_process_zero=True)
+    for _ in range(3):
+        cb.on_prediction_step(None, state, None, eval_dataloader=[0] * 4)
+    cb.on_evaluate(None, state, None)
+    assert logged[-1].startswith("evaluating: batch 3/4") and "eta" in logged[-1]
+    assert cb.eval_started is None
