@@ -89,6 +89,8 @@ DESTINATIONS: dict[str, str] = {
     "export.quantization_dataset": "GPTQ calibration", "export.quantization_nsamples": "GPTQ calibration",
     "export.quantization_maxlen": "GPTQ calibration",
     "train.padding_free": "causal collator",
+    "train.plot_loss": "training outputs",
+    "train.use_cpu": "TrainingArguments.use_cpu on a GPU machine", "export.device": "GPTQ calibration",
 }
 
 

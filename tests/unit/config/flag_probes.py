@@ -56,6 +56,8 @@ CONTEXT: dict[str, tuple[str, ...]] = {
                                     "export.quantization_dataset=demo_pt_eval"),
     "export.quantization_nsamples": ("export.dir=flag-effect-export", "export.quantization_bit=4",
                                      "export.quantization_dataset=demo_pt", "export.quantization_maxlen=32"),
+    "export.device": ("export.dir=flag-effect-export", "export.quantization_bit=4",
+                      "export.quantization_dataset=demo_pt"),
     "export.quantization_maxlen": ("export.dir=flag-effect-export", "export.quantization_bit=4",
                                    "export.quantization_dataset=demo_pt"),
     "generate": ("train.do_predict=true", "train.predict_with_generate=true", "data.eval_dataset=demo_sft_eval"),
@@ -335,12 +337,7 @@ UNPROBED: dict[str, str] = {
         "adapter_name_or_path", "adapter_folder", "use_fast_tokenizer", "offload_folder", "low_cpu_mem_usage",
         "name_or_path")},
     "train.output_dir": "the final model's link (pipeline/outputs.link_final, after a run): probe to write",
-    "train.plot_loss": "the loss plot (stages/train.py after training): probe to write",
-    "train.use_cpu": "TrainingArguments.use_cpu, visible only on a GPU machine (always true without CUDA)",
-    **{f"ppo.{k}": "each PPO step (PPOLoop.experience needs rollouts of a policy): probe to write" for k in (
-        "score_norm", "whiten_rewards")},
     "lora.pissa_convert": "adapter saving (models/adapters.py): probe to write",
-    "export.device": "merge/verify device (stages/merge.py): probe to write",
 }
 
 # Refused with the key named for a reason other than a missing GPU (each with the reason).
@@ -838,15 +835,18 @@ def model_building(case: Case) -> Any:
 @probe("PPO loop and reward")
 def ppo(case: Case) -> Any:
     """training/ppo.PPOLoop built around the CPU tiny policy (its batch, steps, scheduler length and KL controller;
-    the scheduler factory recorded), and training/ppo_rewards.build_reward with the reward-model loaders replaced
-    by recorders (which model, adapters, quantization, or the reward adapter on the policy)."""
+    the scheduler factory recorded), one PPOLoop.experience over made-up rollouts (the returns it computes from the
+    scores), and training/ppo_rewards.build_reward with the reward-model loaders replaced by recorders (which model,
+    adapters, quantization, or the reward adapter on the policy)."""
     if "ppo" in case._cache:
         return case._cache["ppo"]
     from types import SimpleNamespace
 
+    import torch
     import transformers
 
     import llmpipe.training.ppo_rewards as rewards
+    import llmpipe.training.ppo_rollout as rollout
     import llmpipe.training.reward_model as reward_model
     from llmpipe.training.ppo import PPOLoop
 
@@ -866,9 +866,21 @@ def ppo(case: Case) -> Any:
                (rewards, "AdapterReward", lambda _policy, where, _tok: seen["reward"].append(
                    ["adapter", os.path.relpath(str(where), case.workdir.parent)]))]
 
+    # one experience step of two prompts with made-up rollouts (row i of ids is all i): scores 1 and 3
+    g = torch.Generator().manual_seed(0)
+    logp, values, ref = (torch.randn(2, 4, generator=g) for _ in range(3))
+    roll = SimpleNamespace(conversations=[None, None], ids=torch.tensor([[0] * 6, [1] * 6]), mask=torch.ones(2, 6),
+                           start=2, response_mask=torch.ones(2, 4))
+    patches += [(rollout, "generate", lambda *_a, **_k: roll), (rollout, "generation_config", lambda *_a: None),
+                (rollout, "forward", lambda _p, _v, ids, *_a: (logp[ids[:, 0]], values[ids[:, 0]]))]
+
     def run():
         loop = PPOLoop(SimpleNamespace(obj=case.obj), policy, None, None, None, [[1, 2, 3]] * 8)
         seen["loop"] = {"batch": loop.batch, "steps": loop.steps, "kl": vars(loop.kl)}
+        loop.prompt_batch, loop.reward = (lambda: [0, 1]), SimpleNamespace(score=lambda *_a: [1.0, 3.0])
+        loop.ref_logprobs = lambda ids, *_a: ref[ids[:, 0]]
+        returns = loop.experience()[4]
+        seen["returns"] = [round(x, 4) for x in returns.flatten().tolist()]
         rewards.build_reward(case.obj, policy, None, case.workdir / "reward", log=lambda _m: None)
 
     _patched(patches, run)
@@ -879,8 +891,8 @@ def ppo(case: Case) -> Any:
 @probe("GPTQ calibration")
 def gptq_calibration(case: Case) -> Any:
     """stages/quantize.run up to GPTQ, with the model folders, the tokenizer (word-level) and exporting/gptq.quantize
-    replaced: the calibration windows (count, lengths, a checksum of their tokens) and the bits and device GPTQ
-    is given."""
+    replaced, on a machine said to have a GPU: the calibration windows (count, lengths, a checksum of their tokens)
+    and the bits, device and dtype GPTQ is given."""
     if "gptq" in case._cache:
         return case._cache["gptq"]
     from types import SimpleNamespace
@@ -898,8 +910,11 @@ def gptq_calibration(case: Case) -> Any:
                     checksum=sum(sum(w) for w in windows), bits=bits, device=device, dtype=str(dtype))
         raise _Stop
 
+    import torch
+
     tok = _word_tokenizer()
     patches = [(source, "model_folder", lambda *_a: case.workdir), (source, "tokenizer_folder", lambda *_a: case.workdir),
+               (torch.cuda, "is_available", lambda: True),   # export.device=auto picks the GPU where there is one
                (transformers.AutoTokenizer, "from_pretrained", staticmethod(lambda *_a, **_k: tok)),
                (gptq, "quantize", quantize)]
     ctx = SimpleNamespace(obj=case.obj, inputs={}, input=lambda _k: case.workdir, out=case.workdir,
@@ -965,3 +980,36 @@ def model_card(case: Case) -> Any:
 
     return render(case.obj, fingerprint="f", title="t", adapters=[], train=None, merge=None, quantize=None,
                   verified={}, weights={"shards": 1, "total_bytes": 0})
+
+
+@probe("training outputs")
+def training_outputs(case: Case) -> Any:
+    """training/causal.save_outputs after a (recorded) one-step training: what it saves where, the files it
+    writes, and the loss plot it asks for (training/plot.save_loss_plot recorded: no matplotlib drawing)."""
+    from types import SimpleNamespace
+
+    import llmpipe.models.trainable as trainable
+    import llmpipe.training.plot as plot
+    from llmpipe.training.causal import save_outputs
+
+    calls: list = []
+    out = case.workdir / "train-out"
+    out.mkdir(exist_ok=True)
+    trainer = SimpleNamespace(model=None, args=SimpleNamespace(world_size=1),
+                              state=SimpleNamespace(log_history=[{"loss": 1.0, "step": 1}]))
+    ctx = SimpleNamespace(obj=case.obj, out=out, initial_adapter=None, log=lambda _m: None, name="train")
+    patches = [(trainable, "save", lambda _m, where, *_a, **_k: calls.append(["save", where.name])),
+               (plot, "save_loss_plot", lambda _h, path, title, _log: calls.append(["plot", path.name, title]))]
+    _patched(patches, lambda: save_outputs(ctx, trainer, SimpleNamespace(save_pretrained=lambda _p: None), {}))
+    return [calls, sorted(p.name for p in out.iterdir())]
+
+
+@probe("TrainingArguments.use_cpu on a GPU machine")
+def use_cpu(case: Case) -> Any:
+    """training/args.training_arguments where CUDA is reported available (args._cuda): whether it keeps training on
+    the CPU. Without a GPU every run trains on the CPU, whatever train.use_cpu says."""
+    import llmpipe.training.args as args
+
+    ta = _patched([(args, "_cuda", lambda: True)],
+                  lambda: args.training_arguments(case.obj, Path("flag-effect-out"), has_eval=True))
+    return ta.use_cpu
