@@ -41,7 +41,8 @@ this column: the fingerprints change and the value arrives there, or pre-flight 
 # Where a parameter's value arrives: a family, or a path, which wins over its family. The flag-effect test
 # (tests/unit/config/test_flag_effects.py) has one probe per destination that sees the value arrive there.
 DESTINATIONS: dict[str, str] = {
-    "model.name_or_path": "hub options", "model.model_revision": "hub options", "model.cache_dir": "hub options",
+    "model.name_or_path": "load and adapt stages", "model.adapter_name_or_path": "load and adapt stages",
+    "model.model_revision": "hub options", "model.cache_dir": "hub options",
     "model.trust_remote_code": "hub options", "model.hf_hub_token": "hub options",
     "model.rope_scaling": "model config", "model.moe_aux_loss_coef": "model config",
     "model.disable_gradient_checkpointing": "TrainingArguments", "model.use_reentrant_gc": "TrainingArguments",

@@ -334,8 +334,7 @@ KNOWN_IGNORED: dict[str, str] = {
 _LOADING = "model loading (load_causal_lm / load_tokenizer need the weights or the hub): probe to write"
 UNPROBED: dict[str, str] = {
     **{f"model.{k}": _LOADING for k in (
-        "adapter_name_or_path", "adapter_folder", "use_fast_tokenizer", "offload_folder", "low_cpu_mem_usage",
-        "name_or_path")},
+        "adapter_folder", "use_fast_tokenizer", "offload_folder", "low_cpu_mem_usage")},
     "train.output_dir": "the final model's link (pipeline/outputs.link_final, after a run): probe to write",
     "lora.pissa_convert": "adapter saving (models/adapters.py): probe to write",
 }
@@ -913,7 +912,8 @@ def gptq_calibration(case: Case) -> Any:
     import torch
 
     tok = _word_tokenizer()
-    patches = [(source, "model_folder", lambda *_a: case.workdir), (source, "tokenizer_folder", lambda *_a: case.workdir),
+    patches = [(source, "model_folder", lambda *_a: case.workdir),
+               (source, "tokenizer_folder", lambda *_a: case.workdir),
                (torch.cuda, "is_available", lambda: True),   # export.device=auto picks the GPU where there is one
                (transformers.AutoTokenizer, "from_pretrained", staticmethod(lambda *_a, **_k: tok)),
                (gptq, "quantize", quantize)]
@@ -1013,3 +1013,43 @@ def use_cpu(case: Case) -> Any:
     ta = _patched([(args, "_cuda", lambda: True)],
                   lambda: args.training_arguments(case.obj, Path("flag-effect-out"), has_eval=True))
     return ta.use_cpu
+
+
+@probe("load and adapt stages")
+def load_and_adapt(case: Case) -> Any:
+    """The model the load stage starts from (stages/load.base_model_source, with the built-in model builder
+    recorded) and stages/adapt.run on the CPU tiny model (weights loading and PEFT's adapter loading recorded):
+    the adapter it creates or resumes, and from where."""
+    if "adapt" in case._cache:
+        return case._cache["adapt"]
+    from types import SimpleNamespace
+
+    import peft
+
+    import llmpipe.models.builtin as builtin
+    import llmpipe.models.loading as loading
+    import llmpipe.stages.adapt as adapt
+    from llmpipe.stages.load import base_model_source
+
+    calls: list = []
+
+    def peft_load(model, ref, **kw):
+        calls.append(["PeftModel", os.path.relpath(str(ref), case.workdir.parent), kw])
+        return peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj"]))
+
+    out = case.workdir / "adapt-out"
+    out.mkdir(exist_ok=True)
+    ctx = SimpleNamespace(obj=case.obj, inputs={}, input=lambda _k: case.workdir, out=out, cache_root=case.workdir,
+                          log=lambda _m: None)
+    patches = [(builtin, "ensure_builtin", lambda name, _root: (calls.append(["builtin", name]), name)[1]),
+               (loading, "load_causal_lm", lambda source, *_a, **_k: _cpu_tiny()),
+               (adapt, "read_source", lambda _d: "base"),
+               (peft.PeftModel, "from_pretrained", staticmethod(peft_load))]
+
+    def run():
+        calls.append(["load", base_model_source(ctx)])
+        calls.append(["adapt", adapt.run(ctx)["metrics"], json.loads((out / "params.json").read_text())["adapter"]])
+
+    _patched(patches, run)
+    case._cache["adapt"] = _jsonable(calls)
+    return case._cache["adapt"]
