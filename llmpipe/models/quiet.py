@@ -29,6 +29,8 @@ QUIET_PATTERNS = tuple(re.compile(p) for p in (
     r"mtime may not be reliable",                      # checkpoint ordering falls back to step numbers
     r"Python GIL is enabled", r"Auto setting (PYTORCH_ALLOC_CONF|CUDA_DEVICE_ORDER)",
     r"GPT-QModel", r"torch_dtype.*deprecated", r"`use_cache=True` is incompatible with gradient checkpointing",
+    r"Detected no triton",                             # torchao on a CPU machine
+    r"is an Enum subclass and is now natively supported",   # torch about torchao's pytree registrations
 ))
 _MAX_CHARS = 300
 
@@ -140,6 +142,10 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    try:
+        import torch._logging  # noqa: F401  (torch installs its own handler on "torch" at import: replace it now)
+    except ImportError:
+        pass
     route_library_logs()
     try:
         import transformers.utils.logging  # noqa: F401  (cheap: transformers' top level is lazy)

@@ -124,3 +124,22 @@ def test_a_long_evaluation_shows_batches_and_an_eta(monkeypatch):
     cb.on_evaluate(None, state, None)
     assert logged[-1].startswith("evaluating: batch 3/4") and "eta" in logged[-1]
     assert cb.eval_started is None
+
+
+def test_importing_torchao_and_bitsandbytes_writes_nothing_to_the_console(tmp_path):
+    """torchao's "Failed to load ...so" and "no triton", torch's pytree notes and bitsandbytes' CPU kernel warning
+    are not failures of a run: the log file only."""
+    script = f"""
+import logging
+logging.getLogger().addHandler(logging.FileHandler({str(tmp_path / 'llmpipe.log')!r}))
+logging.getLogger().setLevel(logging.INFO)
+from llmpipe.models.quiet import quiet_libraries
+quiet_libraries()
+import importlib.util
+for name in ("torchao", "bitsandbytes"):
+    if importlib.util.find_spec(name) is not None:
+        __import__(name)
+print("done")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "done" and out.stderr.strip() == "", out.stderr[-2000:]
