@@ -33,6 +33,7 @@ QUIET_PATTERNS = tuple(re.compile(p) for p in (
     r"is an Enum subclass and is now natively supported",   # torch about torchao's pytree registrations
 ))
 _MAX_CHARS = 300
+OWN_LOGGERS = ("llmpipe", "hydra", "__main__", "root")
 
 
 def library_of(name_or_path: str) -> str | None:
@@ -104,11 +105,30 @@ def _route(logger: logging.Logger, files: list[logging.Handler]) -> None:
     logger.propagate = False
 
 
+class _OnlyOwnRecords(logging.Filter):
+    """On the root's console handler (Hydra's): a record of any other library than the routed ones is shown the
+    ConsoleOnce way (once, attributed, noise left out) instead of raw; llmpipe's, Hydra's (the sweep's
+    "#0 : ..." lines) and the script's own pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if library_of(record.name) is None or record.name.split(".")[0] in OWN_LOGGERS:
+            return True
+        if record.levelno >= logging.WARNING:
+            _CONSOLE.handle(record)
+        return False
+
+
+_OWN = _OnlyOwnRecords()
+
+
 def route_library_logs() -> None:
     """Send every library logger to the job's log file and to the once-per-warning console line."""
     import warnings
 
     files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    for h in logging.getLogger().handlers:
+        if not isinstance(h, logging.FileHandler) and _OWN not in h.filters:
+            h.addFilter(_OWN)
     for name in LIBRARIES:
         _route(logging.getLogger(name), files)
     _route(logging.getLogger("llmpipe.library"), files)

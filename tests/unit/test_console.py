@@ -143,3 +143,19 @@ print("done")
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "done" and out.stderr.strip() == "", out.stderr[-2000:]
+
+
+def test_an_unlisted_library_on_the_root_console_handler_is_shown_once(restored_logging, capsys):
+    root = logging.getLogger()
+    console = logging.StreamHandler(sys.stdout)          # what Hydra's job logging puts on the root logger
+    root.addHandler(console)
+    try:
+        quiet.route_library_logs()
+        for _ in range(3):
+            logging.getLogger("somelib.sub").warning("careful")
+        logging.getLogger("llmpipe.x").warning("own line")
+    finally:
+        root.removeHandler(console)
+    out, err = capsys.readouterr()
+    assert "own line" in out and "careful" not in out
+    assert err.splitlines() == ["llmpipe: warning from somelib: careful"]
