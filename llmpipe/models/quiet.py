@@ -85,9 +85,17 @@ def log_files() -> list[str]:
     return [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
 
 
+def _PLAIN_SHOWWARNING(message, category, filename, lineno, file=None, line=None):
+    import warnings
+
+    (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def _showwarning(message, category, filename, lineno, file=None, line=None):
     """warnings.warn from a library: into the log file always, on the console once unless deprecation chatter."""
-    lib = library_of(str(filename)) or library_of(getattr(category, "__module__", "")) or "python"
+    lib = library_of(str(filename))
+    if lib is None:   # llmpipe's own or the user's code: as Python shows it
+        return _PLAIN_SHOWWARNING(message, category, filename, lineno, file, line)
     logger = logging.getLogger(f"llmpipe.library.{lib}")
     level = logging.INFO if issubclass(category, (FutureWarning, DeprecationWarning, PendingDeprecationWarning)) \
         else logging.WARNING

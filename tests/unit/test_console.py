@@ -159,3 +159,9 @@ def test_an_unlisted_library_on_the_root_console_handler_is_shown_once(restored_
     out, err = capsys.readouterr()
     assert "own line" in out and "careful" not in out
     assert err.splitlines() == ["llmpipe: warning from somelib: careful"]
+
+
+def test_a_warning_from_llmpipe_itself_shows_as_python_shows_it(restored_logging, capsys):
+    quiet.route_library_logs()
+    quiet._showwarning(UserWarning("mine"), UserWarning, "/work/llmpipe/x.py", 7)
+    assert capsys.readouterr().err == "/work/llmpipe/x.py:7: UserWarning: mine\n"
