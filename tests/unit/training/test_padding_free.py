@@ -154,14 +154,15 @@ def _gate(overrides: list[str], env: dict | None = None) -> str:
 
 
 def test_backend_gate_hides_only_what_the_run_cannot_use(tmp_path):
-    assert _gate(["model=tiny"]) == "['bitsandbytes', 'deepspeed', 'hqq', 'torchao']"
-    assert _gate(["model=tiny", "launch=deepspeed_z2"]) == "['bitsandbytes', 'hqq', 'torchao']"
-    assert _gate(["model=tiny", "quantization.bit=4"]) == "['deepspeed', 'hqq', 'torchao']"
+    assert _gate(["model=tiny"]) == "['bitsandbytes', 'deepspeed', 'gptqmodel', 'hqq', 'torchao']"
+    assert _gate(["model=tiny", "launch=deepspeed_z2"]) == "['bitsandbytes', 'gptqmodel', 'hqq', 'torchao']"
+    assert _gate(["model=tiny", "quantization.bit=4"]) == "['deepspeed', 'gptqmodel', 'hqq', 'torchao']"
     assert _gate(["model=tiny", "quantization.bit=4", "quantization.method=hqq"]) == \
-        "['bitsandbytes', 'deepspeed', 'torchao']"
-    assert _gate(["model=tiny", "train.optim=paged_adamw_8bit"]) == "['deepspeed', 'hqq', 'torchao']"
-    assert _gate(["model=tiny", "train.optim=adamw_torch_8bit"]) == "['bitsandbytes', 'deepspeed', 'hqq']"
-    assert _gate(["model=tiny", "galore=layerwise", "train.finetuning_type=full"]) == "['deepspeed', 'hqq', 'torchao']"
+        "['bitsandbytes', 'deepspeed', 'gptqmodel', 'torchao']"
+    assert _gate(["model=tiny", "train.optim=paged_adamw_8bit"]) == "['deepspeed', 'gptqmodel', 'hqq', 'torchao']"
+    assert _gate(["model=tiny", "train.optim=adamw_torch_8bit"]) == "['bitsandbytes', 'deepspeed', 'gptqmodel', 'hqq']"
+    assert _gate(["model=tiny", "galore=layerwise", "train.finetuning_type=full"]) == \
+        "['deepspeed', 'gptqmodel', 'hqq', 'torchao']"
     assert _gate(["model=tiny"], {"LLMPIPE_IMPORT_ALL": "1"}) == "[]"
     quantized = tmp_path / "prequantized"
     quantized.mkdir()
