@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from console_support import assert_quiet
 from pref_support import cli, last_lock, stage_output
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,7 @@ def cache(tmp_path_factory) -> Path:
 
 
 def test_kto_learns_the_heldout_feedback(tmp_path, cache):
-    cli(tmp_path, cache, *LEARN)
+    assert_quiet(cli(tmp_path, cache, *LEARN))     # no banner, no "Failed to load", no raw library lines
     m = last_lock(tmp_path)["stages"]["train"]["metrics"]
     assert m["eval_reward_accuracy"] >= MIN_ACCURACY, m
     assert m["eval_reward_margin"] > 0 and m["eval_loss"] < m["eval_loss_initial"]
