@@ -86,6 +86,7 @@ DESTINATIONS: dict[str, str] = {
         "new_special_tokens_config", "init_special_tokens", "train_from_scratch", "flash_attn", "shift_attn",
         "upcast_layernorm", "upcast_lmhead_output", "print_param_status")},
     "lora.create_new_adapter": "model building", "freeze.use_llama_pro": "model building",
+    "lora.pissa_convert": "adapter saving",
     "ppo": "PPO loop and reward",
     "export.quantization_dataset": "GPTQ calibration", "export.quantization_nsamples": "GPTQ calibration",
     "export.quantization_maxlen": "GPTQ calibration",

@@ -39,7 +39,7 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "badam.use_adam_mini": ("train.finetuning_type=full",),
     "lora.loraplus_lr_embedding": ("lora.loraplus_lr_ratio=16",),
     "lora.pissa_iter": ("lora.pissa_init=true",),
-    "lora.pissa_convert": ("lora.pissa_init=true",),
+    "lora.pissa_convert": ("lora.pissa_init=true", "lora.target=q_proj"),   # one module kind: a quick conversion
     "lora.create_new_adapter": ("model.adapter_name_or_path={files}/adapter",),
     "pref.ref_model_adapters": ("train.stage=dpo", "data.dataset=demo_pref", "pref.ref_model=builtin:tiny-random"),
     "pref.ref_model_quantization_bit": ("train.stage=dpo", "data.dataset=demo_pref", "pref.ref_model=builtin:tiny-random"),
@@ -336,7 +336,6 @@ UNPROBED: dict[str, str] = {
     **{f"model.{k}": _LOADING for k in (
         "adapter_folder", "use_fast_tokenizer", "offload_folder", "low_cpu_mem_usage")},
     "train.output_dir": "the final model's link (pipeline/outputs.link_final, after a run): probe to write",
-    "lora.pissa_convert": "adapter saving (models/adapters.py): probe to write",
 }
 
 # Refused with the key named for a reason other than a missing GPU (each with the reason).
@@ -1053,3 +1052,25 @@ def load_and_adapt(case: Case) -> Any:
     _patched(patches, run)
     case._cache["adapt"] = _jsonable(calls)
     return case._cache["adapt"]
+
+
+@probe("adapter saving")
+def adapter_saving(case: Case) -> Any:
+    """models/trainable.save of a LoRA model made by the case's LoRA config on the CPU tiny model (PiSSA: its
+    initial adapter saved first, as the adapt stage publishes it): what it saves and the saved adapter's rank."""
+    if "adapter saving" in case._cache:
+        return case._cache["adapter saving"]
+    from peft import get_peft_model
+
+    from llmpipe.models.adapters import lora_config
+    from llmpipe.models.trainable import save
+
+    model = _cpu_tiny()
+    model = get_peft_model(model, lora_config(case.obj, model))
+    initial, out = case.workdir / "initial-adapter", case.workdir / "saved-adapter"
+    model.save_pretrained(str(initial))
+    log: list = []
+    save(model, out, case.obj, log=log.append, initial_adapter=initial)
+    saved = json.loads((out / "adapter_config.json").read_text())
+    case._cache["adapter saving"] = _jsonable([log, saved.get("r"), str(saved.get("init_lora_weights"))])
+    return case._cache["adapter saving"]
