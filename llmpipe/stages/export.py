@@ -97,7 +97,10 @@ def _export(ctx: StageContext, o: Any, dest: Path) -> dict:
             spec["source"] = str(src)
         if held_out:
             spec.update(texts=held_out, maxlen=o.quantization_maxlen, perplexity={"export": str(tmp)})
-        verified = verify(spec, ctx.work / "verify")
+        from llmpipe.heartbeat import Heartbeat
+
+        with Heartbeat("export: verifying in a fresh process"):
+            verified = verify(spec, ctx.work / "verify")
         ctx.log(f"reloaded in a fresh process: {', '.join(f'{k} {v:.2e}' for k, v in verified.items() if k.startswith('max_logit_diff'))}"
                 f"; generates {verified.get('new_tokens', 0)} tokens")
         stage_info = {role: ctx.inputs.get(role) for role in ("train", "merge")}

@@ -44,7 +44,7 @@ def _tokenized(ctx: StageContext, opts, tokenizer) -> tuple[dict, dict]:
         bundle, report = published.read_tokenized(opts.tokenized_path)
         ctx.log(f"tokenized data read from data.tokenized_path={opts.tokenized_path}")
     else:
-        from llmpipe.models.builtin import Heartbeat
+        from llmpipe.heartbeat import Heartbeat
 
         with Heartbeat(f"load: tokenizing {', '.join([*opts.dataset, *opts.eval_dataset])}"):
             bundle = build_datasets(opts, tokenizer)

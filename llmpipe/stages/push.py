@@ -22,12 +22,16 @@ def run(ctx: StageContext) -> dict:
         raise PushError(f"{folder} is not a finished llmpipe export (no {MARKER}); nothing was pushed")
     message = f"llmpipe export {Path(folder).name} ({marker['fingerprint'][:12]})"
     record: dict = {"export": str(folder), "fingerprint": marker["fingerprint"]}
+    from llmpipe.heartbeat import Heartbeat
+
     if o.push_to:
-        record["git"] = git_push.push(folder, str(o.push_to), work=ctx.work / "git", message=message, log=ctx.log,
-                                       secret_env=ctx.secret_env)
+        with Heartbeat(f"push: git push to {o.push_to}"):
+            record["git"] = git_push.push(folder, str(o.push_to), work=ctx.work / "git", message=message,
+                                          log=ctx.log, secret_env=ctx.secret_env)
     if o.hub_model_id:
-        record["hub"] = hub_push.push(folder, str(o.hub_model_id), token=hub_push.hub_token(ctx.secret_env),
-                                      message=message, log=ctx.log)
+        with Heartbeat(f"push: upload to the Hub ({o.hub_model_id})"):
+            record["hub"] = hub_push.push(folder, str(o.hub_model_id), token=hub_push.hub_token(ctx.secret_env),
+                                          message=message, log=ctx.log)
     (ctx.out / "push.json").write_text(json.dumps(record, indent=2))
     metrics = {}
     if "git" in record:

@@ -37,7 +37,10 @@ def run(ctx: StageContext) -> dict:
     if dtype == "auto":
         dtype = torch.float16 if device == "cuda" else torch.float32
     out = ctx.out / "model"
-    info = gptq.quantize(src, out, windows, o.quantization_bit, device=device, dtype=dtype, log=ctx.log)
+    from llmpipe.heartbeat import Heartbeat
+
+    with Heartbeat(f"quantize: GPTQ {o.quantization_bit}-bit"):
+        info = gptq.quantize(src, out, windows, o.quantization_bit, device=device, dtype=dtype, log=ctx.log)
     tokenizer.save_pretrained(str(out))
     (ctx.out / "heldout.json").write_text(json.dumps(held_out, indent=1, ensure_ascii=False))
     checked = verify({

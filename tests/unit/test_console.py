@@ -12,7 +12,7 @@ import types
 import pytest
 
 from llmpipe.models import quiet
-from llmpipe.models.builtin import Heartbeat
+from llmpipe.heartbeat import Heartbeat
 from llmpipe.training.plot import plot_loss, save_loss_plot
 from llmpipe.training.progress import ProgressCallback
 
@@ -61,7 +61,7 @@ def test_library_warnings_once_attributed_and_in_full_in_the_log(tmp_path, capsy
 
 
 def test_heartbeat_plain_lines_with_an_eta(monkeypatch):
-    monkeypatch.setattr("llmpipe.models.builtin.HEARTBEAT_S", 0.05)
+    monkeypatch.setattr("llmpipe.heartbeat.HEARTBEAT_S", 0.05)
     out = io.StringIO()
     with Heartbeat("building builtin:tiny", 60, stream=out):
         import time
