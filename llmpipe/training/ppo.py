@@ -271,7 +271,7 @@ def _save(ctx: TrainJob, loop: PPOLoop, tokenizer, metrics: dict) -> None:
     from safetensors.torch import save_file
 
     from llmpipe.models.trainable import save
-    from llmpipe.training.plot import plot_loss
+    from llmpipe.training.plot import save_loss_plot
 
     cfg = ctx.obj
     sub = "adapter" if cfg.train.finetuning_type == "lora" else "model"
@@ -281,9 +281,9 @@ def _save(ctx: TrainJob, loop: PPOLoop, tokenizer, metrics: dict) -> None:
     save_file({k: v.contiguous() for k, v in loop.value_head.state_dict().items()}, str(ctx.out / "value_head.safetensors"))
     (ctx.out / "log_history.json").write_text(json.dumps(loop.history, indent=1))
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if cfg.train.plot_loss and loop.history:
-        plot_loss(loop.history, ctx.out / "loss.png", title=f"{ctx.name} (ppo)")
-        _plot_reward(loop.history, ctx.out / "reward.png", f"{ctx.name} (ppo)")
+    if cfg.train.plot_loss:   # a plot, or a line saying why there is none
+        if save_loss_plot(loop.history, ctx.out / "loss.png", f"{ctx.name} (ppo)", ctx.log) is not None:
+            _plot_reward(loop.history, ctx.out / "reward.png", f"{ctx.name} (ppo)")
 
 
 def _plot_reward(history: list[dict], path, title: str) -> None:
