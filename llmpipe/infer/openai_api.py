@@ -135,7 +135,8 @@ def parse_chat_request(raw: bytes, *, model_id: str, max_tokens_limit: int) -> C
         stop = [stop] if isinstance(stop, str) else stop
         if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
             raise ApiError(400, "stop must be a non-empty string or a list of at most 4 of them", "stop")
-        over["stop"] = stop
+        if stop:   # [] means no stop sequence, as in OpenAI's API
+            over["stop"] = stop
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "stream must be true or false", "stream")

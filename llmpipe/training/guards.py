@@ -48,9 +48,9 @@ def diverged_message(bad: Mapping[str, float], step: int, cfg: Any) -> str:
             f"stops here and nothing is published. What to do: {'; '.join(hints)}.")
 
 
-def check_finite(values: Mapping[str, Any], step: int, cfg: Any, keys=WATCHED) -> None:
-    """Raise :class:`TrainingDiverged` if any of ``keys`` in ``values`` is NaN or infinite."""
-    bad = _non_finite(values, keys)
+def check_finite(values: Mapping[str, Any], step: int, cfg: Any, metrics=WATCHED) -> None:
+    """Raise :class:`TrainingDiverged` if any of ``metrics`` in ``values`` is NaN or infinite."""
+    bad = _non_finite(values, metrics)
     if bad:
         raise TrainingDiverged(diverged_message(bad, step, cfg))
 

@@ -204,7 +204,7 @@ class PPOLoop:
             if self.step % max(1, int(self.cfg.train.logging_steps)) == 0 or self.step == self.steps:
                 self.ctx.log(f"step {self.step}/{self.steps}  reward={stats['reward']:.4g}  kl={stats['kl']:.4g}  "
                              f"loss={stats['loss']:.4g}  kl_coef={self.kl.value:.4g}")
-            check_finite(stats, self.step, self.cfg, keys=("loss", "policy_loss", "value_loss", "kl"))
+            check_finite(stats, self.step, self.cfg, metrics=("loss", "policy_loss", "value_loss", "kl"))
             if checkpoint_due(self.cfg, self.step, self.steps):
                 save_checkpoint(self)
 
