@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) -m llmpipe +recipe=demo
 
+# Two workers (pytest-xdist): many tests wait on subprocesses and I/O, so the 2-core suite takes ~16 min
+# instead of ~21 serially. `make test PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # `make bench BENCH_ARGS="--quick"`: llmpipe vs LLaMA-Factory (docs/bench.md); LF gets its own venv in bench/.lfvenv
 $(VENV)/.llmpipe-bench: $(STAMP)

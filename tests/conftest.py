@@ -9,12 +9,18 @@ import pytest
 @pytest.fixture(scope="session", autouse=True)
 def shared_builtin_cache(tmp_path_factory):
     """One folder for the built-in models (``LLMPIPE_BUILTIN_CACHE``) for the whole session, so the
-    pretrained ``builtin:tiny`` is built once, not once per temporary store. Subprocesses inherit it.
+    pretrained ``builtin:tiny`` is built once, not once per temporary store or per xdist worker. Subprocesses
+    inherit it.
     A value already set outside (e.g. a persistent folder on a developer machine) is kept."""
     if os.environ.get("LLMPIPE_BUILTIN_CACHE"):
         yield os.environ["LLMPIPE_BUILTIN_CACHE"]
         return
-    path = str(tmp_path_factory.mktemp("builtin_models"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):   # `make test` runs two workers: they share one folder (a file lock
+        base = tmp_path_factory.getbasetemp().parent   # keeps them from building a model twice)
+        (base / "builtin_models").mkdir(exist_ok=True)
+        path = str(base / "builtin_models")
+    else:
+        path = str(tmp_path_factory.mktemp("builtin_models"))
     os.environ["LLMPIPE_BUILTIN_CACHE"] = path
     try:
         yield path
