@@ -43,6 +43,11 @@ def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
 
     lo = cfg.lora
     targets = linear_module_names(model) if lo.target == ["all"] else list(lo.target)
+    whole: list[str] = []
+    if getattr(getattr(model, "config", None), "vision_config", None) is not None:
+        from llmpipe.models.vision_freeze import lora_targets   # a VLM: the vision.freeze_* switches decide
+
+        targets, whole = lora_targets(model, cfg, list(lo.target), HEADS)
     _check_names(model, targets, "lora.target")
     _check_names(model, [m for m in lo.additional_target if m not in HEADS], "lora.additional_target")
     init: Any = True
@@ -63,7 +68,7 @@ def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
         lora_alpha=lo.alpha if lo.alpha is not None else 2 * lo.rank,
         lora_dropout=lo.dropout,
         target_modules=targets,
-        modules_to_save=list(lo.additional_target) or None,
+        modules_to_save=list(lo.additional_target) + whole or None,
         use_rslora=lo.use_rslora,
         use_dora=lo.use_dora,
         init_lora_weights=init,
