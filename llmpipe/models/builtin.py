@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from llmpipe.heartbeat import Heartbeat
-from llmpipe.models import tiny
+from llmpipe.models import tiny, zoo
 
 
 def leftovers(models: Path, folder: str) -> list[Path]:
@@ -46,6 +46,15 @@ USUAL_BUILD_S = {"builtin:tiny": 60, "builtin:tiny-random": 5, "builtin:bench": 
 def ensure_builtin(name: str, cache_root: str | Path) -> Path:
     """The folder of built-in model ``name``, built on first use; leftovers of killed builds removed first.
     A first build (a minute for builtin:tiny) says so and shows a heartbeat while it runs."""
+    from llmpipe.models import vision_builtin
+
+    if vision_builtin.is_builtin(name):   # builtin:tiny_vl: built on top of builtin:tiny (which is built first)
+        ensure_builtin(vision_builtin.BASE, cache_root)
+        if not (tiny.models_dir(cache_root) / vision_builtin.folder_name(name) / vision_builtin.COMPLETE).is_file():
+            print(f"    building {name} from {vision_builtin.BASE} (offline; a few seconds)", flush=True)
+        return vision_builtin.ensure_builtin(name, cache_root)
+    if zoo.is_zoo(name):   # builtin:tiny-qwen3 ...: random weights, builtin:tiny-random's tokenizer; seconds
+        return zoo.ensure(name, cache_root)
     remove_leftovers(name, cache_root)
     if (tiny.models_dir(cache_root) / tiny.folder_name(name) / tiny.COMPLETE).is_file():
         return tiny.ensure_builtin(name, cache_root)

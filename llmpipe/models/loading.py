@@ -82,7 +82,7 @@ def inference_dtype(cfg: Any):
 ATTENTION = {"auto": None, "disabled": "eager", "sdpa": "sdpa", "fa2": "flash_attention_2", "fa3": "flash_attention_3"}
 
 
-def _model_class(cfg: Any):
+def _model_class(cfg: Any, config: Any = None):
     if cfg.model.mixture_of_depths == "load":
         try:
             from MoD import AutoMoDModelForCausalLM
@@ -90,9 +90,9 @@ def _model_class(cfg: Any):
             raise ModelSourceError("model.mixture_of_depths=load needs the MoD package: "
                                    "pip install 'mixture-of-depth>=1.1.6'") from None
         return AutoMoDModelForCausalLM
-    from transformers import AutoModelForCausalLM
+    from llmpipe.models.vision import model_class
 
-    return AutoModelForCausalLM
+    return model_class(config)   # a vision-language model loads with its image-text-to-text class
 
 
 def load_causal_lm(source: str, cfg: Any, *, dtype=None, training: bool = False, quantize: bool | None = None,
@@ -120,7 +120,7 @@ def load_causal_lm(source: str, cfg: Any, *, dtype=None, training: bool = False,
         kw.update(quantization.load_kwargs(cfg, dtype))
     if kw.get("device_map") == "auto":
         kw["offload_folder"] = cfg.model.offload_folder
-    cls = _model_class(cfg)
+    cls = _model_class(cfg, config)
     if training and cfg.model.use_unsloth:
         from llmpipe.models import unsloth
 

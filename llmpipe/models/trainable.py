@@ -62,6 +62,10 @@ def build(source: str, cfg: Any, *, adapter_dir: Path | None = None, log: Callab
         shift_attn.enable(model)
         log("S²-Attn: shifted group attention while training (group = 1/4 of the sequence)")
     model = _apply_method(model, cfg, adapter_dir, log)
+    if getattr(model.config, "vision_config", None) is not None:
+        from llmpipe.models import vision_freeze
+
+        vision_freeze.apply(model, cfg, log)   # the vision.freeze_* switches (full / freeze tuning)
     if not cfg.train.pure_bf16 and not quantization.is_quantized(model):
         _upcast_trainable(model)
     patches.training_patches(model, cfg, log)

@@ -7,7 +7,12 @@ from typing import Optional
 from llmpipe.config.meta import OptionalListFlag, param
 
 # The models llmpipe builds itself, offline (llmpipe.models.tiny holds their specifications).
-BUILTIN_MODELS = ("builtin:tiny", "builtin:tiny-random", "builtin:bench")
+BUILTIN_MODELS = ("builtin:tiny", "builtin:tiny-random", "builtin:bench", "builtin:tiny_vl")
+# The architecture zoo (llmpipe.models.zoo holds their specifications): tiny random instances of the architectures
+# users fine-tune, built offline from transformers' config classes with builtin:tiny's tokenizer.
+ZOO_MODELS = tuple(f"builtin:tiny-{a}" for a in ("llama3", "qwen2", "qwen3", "qwen3-moe", "mistral", "mixtral", "gemma2",
+                                                 "gemma3", "phi3", "deepseek-v3", "glm4", "olmo2", "gpt-oss"))
+BUILTIN_MODELS = (*BUILTIN_MODELS, *ZOO_MODELS)
 
 
 @dataclass

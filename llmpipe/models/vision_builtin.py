@@ -1,0 +1,169 @@
+"""The built-in tiny vision-language model ``builtin:tiny_vl`` (``model=tiny_vl``), built offline.
+
+Qwen2-VL layout (``Qwen2VLForConditionalGeneration``): a small vision tower (``model.visual``: patch embedding
+and 2 blocks, randomly initialised with a fixed seed), its patch merger (the projector, ``model.visual.merger``)
+and llmpipe's pre-trained ``builtin:tiny`` as the language model (``model.language_model`` + ``lm_head``): the
+tiny model's tokenizer plus the four Qwen2-VL vision tokens, and its weights copied into the Qwen2-VL text
+model. Llama and Qwen2-VL's text decoder compute the same function on text (rotate-half RoPE with the same
+theta; M-RoPE gives text the same position on its three axes; the q/k/v biases Qwen2-VL adds are zero), so
+the language model answers text exactly as ``builtin:tiny`` does before any vision training.
+
+The folder holds config.json, model.safetensors, the tokenizer (with its chat template) and the image
+processor's ``preprocessor_config.json`` (``Qwen2VLImageProcessorPil``: no torchvision needed). It is built
+once per content hash (this file's builder version, the sizes, and ``builtin:tiny``'s own hash), under the
+same file lock and atomic rename as the text built-ins (llmpipe.models.tiny, which is not changed).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+BUILDER_VERSION = "1"
+BASE = "builtin:tiny"
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+IMAGE_PAD, VIDEO_PAD, VISION_START, VISION_END = "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"
+# vision tower: 14-px patches merged 2x2 into one language-model token; the processor's own pixel bounds keep
+# images between 56x56 (4 tokens) and 224x224 (64 tokens) unless vision.image_*_pixels pre-resize them.
+SPECS: dict[str, dict] = {
+    "builtin:tiny_vl": dict(vision=dict(depth=2, embed_dim=64, num_heads=4, mlp_ratio=2, patch_size=14,
+                                        spatial_merge_size=2, temporal_patch_size=2),
+                            image=dict(min_pixels=56 * 56, max_pixels=224 * 224),
+                            mrope_section=[4, 6, 6], seed=0),
+}
+COMPLETE = "_COMPLETE"
+MARKER = "llmpipe-builtin.json"   # tells llmpipe.models.loading to load the exact saved tokenizer
+
+
+def is_builtin(name: str) -> bool:
+    return isinstance(name, str) and name in SPECS
+
+
+def content_hash(name: str) -> str:
+    from llmpipe.models import tiny
+
+    h = hashlib.sha256(json.dumps({"builder": BUILDER_VERSION, "name": name, "spec": SPECS[name],
+                                   "tokens": VISION_TOKENS, "base": tiny.content_hash(BASE)},
+                                  sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def folder_name(name: str) -> str:
+    return f"{name.replace(':', '-')}-{content_hash(name)}"
+
+
+def image_processor(spec: dict):
+    """The Qwen2-VL image processor (PIL backend) with the built-in's pixel bounds."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    v, im = spec["vision"], spec["image"]
+    return Qwen2VLImageProcessorPil(size={"shortest_edge": im["min_pixels"], "longest_edge": im["max_pixels"]},
+                                    patch_size=v["patch_size"], merge_size=v["spatial_merge_size"],
+                                    temporal_patch_size=v["temporal_patch_size"])
+
+
+def _copy_language_model(vl, lm) -> None:
+    """builtin:tiny's weights into the Qwen2-VL text model (embeddings extended by the new tokens)."""
+    import torch
+
+    src = lm.state_dict()
+    dst = vl.model.language_model
+    with torch.no_grad():
+        emb = src["model.embed_tokens.weight"]
+        new = dst.embed_tokens.weight
+        new[: emb.shape[0]] = emb
+        new[emb.shape[0]:] = emb.mean(0, keepdim=True)   # vision tokens start at the mean embedding
+        for k, v in src.items():
+            if not k.startswith("model.") or k == "model.embed_tokens.weight":
+                continue
+            dst.get_parameter(k[len("model."):]).copy_(v)
+        for layer in dst.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.zero_()
+
+
+def build_into(name: str, out_dir: str | Path, cache_root: str | Path) -> Path:
+    import torch
+    from transformers import (GenerationConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2VLConfig,
+                              Qwen2VLForConditionalGeneration)
+
+    from llmpipe.models import tiny
+
+    spec = SPECS[name]
+    base = tiny.ensure_builtin(BASE, cache_root)   # llmpipe.models.builtin built it first
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = PreTrainedTokenizerFast.from_pretrained(str(base))
+    tok.add_special_tokens({"additional_special_tokens": list(VISION_TOKENS)})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in VISION_TOKENS}
+    lm = LlamaForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    c = lm.config
+    v = spec["vision"]
+    text = dict(vocab_size=len(tok), hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+                num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+                num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
+                rms_norm_eps=c.rms_norm_eps, hidden_act=c.hidden_act,
+                rope_parameters={"rope_type": "default", "rope_theta": lm.config.rope_parameters["rope_theta"],
+                                 "mrope_section": list(spec["mrope_section"])},
+                bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id)
+    cfg = Qwen2VLConfig(text_config=text, vision_config=dict(v, hidden_size=c.hidden_size, in_channels=3),
+                        image_token_id=ids[IMAGE_PAD], video_token_id=ids[VIDEO_PAD],
+                        vision_start_token_id=ids[VISION_START], vision_end_token_id=ids[VISION_END],
+                        tie_word_embeddings=bool(c.tie_word_embeddings), dtype="float32")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec["seed"])
+        model = Qwen2VLForConditionalGeneration(cfg)
+    _copy_language_model(model, lm)
+    model.tie_weights()
+    model.generation_config = GenerationConfig(bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
+                                               pad_token_id=c.pad_token_id)
+    model.eval()
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    tok.save_pretrained(out)
+    image_processor(spec).save_pretrained(out)
+    (out / MARKER).write_text(json.dumps({"name": name, "base": BASE}, indent=2) + "\n")
+    return out
+
+
+def ensure_builtin(name: str, cache_root: str | Path) -> Path:
+    """The folder of ``name``, built on first use (temp folder, ``_COMPLETE`` marker, atomic rename, lock)."""
+    from filelock import FileLock
+
+    from llmpipe.models import tiny
+
+    models = tiny.models_dir(cache_root)
+    final = models / folder_name(name)
+    if (final / COMPLETE).is_file():
+        return final
+    models.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(models / f".{final.name}.lock")):
+        if (final / COMPLETE).is_file():
+            return final
+        if final.exists():
+            shutil.rmtree(final)
+        for stale in models.glob(f".{final.name}.tmp-*"):   # a killed build's leftovers (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=models))
+        try:
+            build_into(name, tmp, cache_root)
+            manifest = {"name": name, "hash": content_hash(name), "builder": BUILDER_VERSION, "spec": SPECS[name]}
+            (tmp / COMPLETE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            for f in tmp.iterdir():
+                f.chmod(0o644)
+            tmp.chmod(0o755)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
