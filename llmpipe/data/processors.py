@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from llmpipe.data.errors import DataError
 from llmpipe.data.report import RowReport
-from llmpipe.data.tools import render_messages
+from llmpipe.data.tools import ToolDataError, render_messages
 
 IGNORE_INDEX = -100
 
@@ -95,11 +95,20 @@ def encode_turns(pairs: list[tuple[list[int], list[int]]], cutoff_len: int | Non
 def encode_supervised(examples: list[dict], tokenizer, *, cutoff_len=None, train_on_prompt=False,
                       mask_history=False, default_system=None, tool_format="default") -> list:
     """Per example: (input_ids, labels, notes), or a string with the reason it cannot be trained on."""
-    pieces = [turn_pieces(tokenizer, chat_messages(ex, default_system, tool_format)) for ex in examples]
+    pieces, bad = [], {}
+    for k, ex in enumerate(examples):
+        try:
+            pieces.append(turn_pieces(tokenizer, chat_messages(ex, default_system, tool_format)))
+        except ToolDataError as e:  # e.g. parallel calls in a format that has none
+            pieces.append([])
+            bad[k] = str(e)
     flat = [s for p in pieces for pair in p for s in pair]
     ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
     out, pos = [], 0
-    for p in pieces:
+    for k, p in enumerate(pieces):
+        if k in bad:
+            out.append(bad[k])
+            continue
         pairs = [(ids[pos + 2 * q], ids[pos + 2 * q + 1]) for q in range(len(p))]
         pos += 2 * len(p)
         input_ids, labels, notes = encode_turns(pairs, cutoff_len, train_on_prompt, mask_history)

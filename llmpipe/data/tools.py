@@ -2,27 +2,43 @@
 
 Internally a conversation keeps tool calls as messages of role ``function_call`` whose content is the
 canonical JSON ``{"text": str | null, "calls": [{"name": str, "arguments": object}]}`` and tool results
-as role ``tool``; ``tools`` is a JSON list of function definitions ``{"name", "description",
-"parameters"}``. At tokenization time a tool format turns them into plain text turns:
+as role ``tool``; ``tools`` is a JSON list of function definitions as the data gave them (OpenAI's
+``{"type": "function", "function": ...}`` wrapper taken off). At tokenization time a tool format
+(llmpipe.data.tool_formats, LLaMA-Factory's names and texts) turns them into plain text turns:
 
-* ``default`` — a readable plain-text protocol: the tools are listed in the system prompt, a call is
-  ``Action: <name>`` + ``Action Input: <JSON arguments>``, a result stays a ``tool`` turn (the template
-  renders it: ``<|im_start|>tool`` for chatml, ``ipython`` for llama3, ``Observation:`` for default).
-* ``qwen`` — the Qwen2.5 / Qwen3 protocol: tool signatures inside ``<tools></tools>`` in the system
-  prompt, calls as ``<tool_call>{"name": ..., "arguments": ...}</tool_call>``, results as a user turn
-  wrapped in ``<tool_response></tool_response>``.
+* the tool-definition text is appended to the system prompt with no separator (the system turn is
+  written even when the only system text is the tools);
+* a call turn is the call's text (if any) followed by the calls written in the format;
+* a result stays a ``tool`` turn that the chat template renders (``<|im_start|>tool`` for chatml,
+  ``ipython`` for llama3, ...), except in the Qwen formats, where it is a user turn wrapped in
+  ``<tool_response></tool_response>`` as Qwen models expect.
 
-``data.tool_format=null`` picks ``qwen`` for ``data.template=qwen`` and ``default`` otherwise.
+``data.tool_format=null`` picks the template's own format (``default_tool_format`` of the named
+templates, when that exists; ``qwen`` for ``qwen*`` names and ``default`` otherwise before).
 """
 from __future__ import annotations
 
 import json
 
-TOOL_FORMATS = ("default", "qwen")
+from llmpipe.data.tool_formats import FORMATS, ToolFormatError
+
+TOOL_FORMATS = tuple(FORMATS)
+QWEN_RESULTS = ("qwen", "qwen3_5")  # formats whose tool results are user turns in <tool_response>
 
 
 class ToolDataError(ValueError):
     """A tools column or a tool call that cannot be understood (reported as a bad row)."""
+
+
+def _template_default(template: str | None) -> str:
+    from llmpipe.data import templates
+
+    own = getattr(templates, "default_tool_format", None)  # the named templates' own formats, when known
+    if own is not None and template:
+        found = own(template)
+        if found:
+            return found
+    return "qwen" if template and template.startswith("qwen") else "default"
 
 
 def resolve_tool_format(tool_format: str | None, template: str | None) -> str:
@@ -33,7 +49,7 @@ def resolve_tool_format(tool_format: str | None, template: str | None) -> str:
             raise DataError(f"data.tool_format={tool_format!r} is not a known tool format; allowed: "
                             f"{', '.join(TOOL_FORMATS)} (or null)")
         return tool_format
-    return "qwen" if template == "qwen" else "default"
+    return _template_default(template)
 
 
 def _loads(value, what: str):
@@ -47,7 +63,8 @@ def _loads(value, what: str):
 
 def parse_tools(value) -> str | None:
     """The canonical JSON list of function definitions, from a JSON string or a list (OpenAI
-    ``{"type": "function", "function": {...}}`` wrappers are unwrapped); None when empty."""
+    ``{"type": "function", "function": {...}}`` wrappers are unwrapped, nothing else is changed, so the
+    formats write the definitions as given); None when empty."""
     if value in (None, "", [], "[]"):
         return None
     tools = _loads(value, "tools column")
@@ -61,8 +78,9 @@ def parse_tools(value) -> str | None:
             t = t["function"]
         if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not t["name"]:
             raise ToolDataError(f"tool {i} has no name")
-        out.append({"name": t["name"], "description": t.get("description", ""),
-                    "parameters": t.get("parameters") or {"type": "object", "properties": {}}})
+        if not isinstance(t.get("parameters", {}), dict):
+            raise ToolDataError(f"tool {i} ({t['name']}) has parameters that are not an object")
+        out.append(t)
     return json.dumps(out, ensure_ascii=False)
 
 
@@ -89,57 +107,28 @@ def canonical_call(value, text: str | None = None) -> str:
                       ensure_ascii=False)
 
 
-def _arg_lines(params: dict) -> list[str]:
-    props = params.get("properties") or {}
-    required = set(params.get("required") or ())
-    lines = []
-    for name, p in props.items():
-        p = p if isinstance(p, dict) else {}
-        kind = p.get("type", "any")
-        if p.get("enum"):
-            kind += f", one of {p['enum']}"
-        need = "required" if name in required else "optional"
-        lines.append(f"    {name} ({kind}, {need})" + (f": {p['description']}" if p.get("description") else ""))
-    return lines
-
-
-def tools_text(tools_json: str, fmt: str) -> str:
-    tools = json.loads(tools_json)
-    if fmt == "qwen":
-        sigs = "\n".join(json.dumps({"type": "function", "function": t}, ensure_ascii=False) for t in tools)
-        return ("# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-                "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
-                f"{sigs}\n</tools>\n\nFor each function call, return a json object with function name and "
-                "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
-                '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')
-    lines = ["You can use the following tools:"]
-    for t in tools:
-        lines.append(f"- {t['name']}" + (f": {t['description']}" if t.get("description") else ""))
-        args = _arg_lines(t.get("parameters") or {})
-        lines += (["  arguments:"] + args) if args else ["  arguments: none"]
-    names = ", ".join(t["name"] for t in tools)
-    lines += ["", "To use a tool, answer with one block per call:",
-              f"Action: the tool name (one of {names})",
-              "Action Input: the arguments as a JSON object",
-              "The result of each call comes back in the next turn."]
-    return "\n".join(lines)
+def tools_text(tools_json: str, fmt: str, date: str | None = None) -> str:
+    """The tool-definition text of ``fmt`` (appended to the system prompt as it is)."""
+    return FORMATS[fmt].tools_text(json.loads(tools_json), date)
 
 
 def call_text(content: str, fmt: str) -> str:
+    """The assistant turn of a canonical function_call: its text, then the calls in ``fmt``."""
     data = json.loads(content)
-    parts = [data["text"]] if data.get("text") else []
-    for c in data["calls"]:
-        args = json.dumps(c["arguments"], ensure_ascii=False)
-        if fmt == "qwen":
-            parts.append("<tool_call>\n" + json.dumps({"name": c["name"], "arguments": c["arguments"]},
-                                                      ensure_ascii=False) + "\n</tool_call>")
-        else:
-            parts.append(f"Action: {c['name']}\nAction Input: {args}")
-    return "\n".join(parts)
+    try:
+        return (data.get("text") or "") + FORMATS[fmt].calls_text(data["calls"])
+    except ToolFormatError as e:
+        raise ToolDataError(str(e)) from None
+
+
+def parse_calls(text: str, fmt: str) -> tuple[str | None, list[dict]] | None:
+    """(content before the calls, [{"name", "arguments"}]) when generated ``text`` holds tool calls
+    written in ``fmt``; None when it is a plain answer."""
+    return FORMATS[fmt].extract(text)
 
 
 def observation(content: str, fmt: str) -> dict:
-    if fmt == "qwen":
+    if fmt in QWEN_RESULTS:
         return {"role": "user", "content": f"<tool_response>\n{content}\n</tool_response>"}
     return {"role": "tool", "content": content}
 
@@ -147,8 +136,7 @@ def observation(content: str, fmt: str) -> dict:
 def render_messages(messages: list[dict], system: str | None, tools_json: str | None, fmt: str) -> list[dict]:
     """Plain role/content messages (system first when there is one) with tools, calls and results rendered."""
     if tools_json:
-        extra = tools_text(tools_json, fmt)
-        system = f"{system}\n\n{extra}" if system else extra
+        system = (system or "") + tools_text(tools_json, fmt)
     out = [{"role": "system", "content": system}] if system else []
     for m in messages:
         if m["role"] == "function_call":

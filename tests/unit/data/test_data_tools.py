@@ -63,8 +63,8 @@ def test_default_tool_format(tmp_path, tok, rows, entry):
     assert 'Action: get_weather\nAction Input: {"city": "Paris"}' in trained
     assert "It is 18 degrees and sunny." in trained
     assert "18 degrees, sunny" in prompt and "<|im_start|>tool\n18 degrees, sunny" in prompt  # result: not trained
-    assert "- get_weather: Current weather of a city." in prompt
-    assert "city (string, required): City name" in prompt and "unit (string, one of ['C', 'F'], optional)" in prompt
+    assert "> Tool Name: get_weather\nTool Description: Current weather of a city.\n" in prompt  # LF's default text
+    assert "  - city (string, required): City name\n  - unit (string): , should be one of [C, F]\n" in prompt
 
 
 def test_qwen_tool_format_is_the_default_for_the_qwen_template(tmp_path, tok):
@@ -97,4 +97,16 @@ def test_tool_format_names():
     with pytest.raises(DataError, match="data.tool_format='glm9'"):
         T.resolve_tool_format("glm9", None)
     msgs = T.render_messages([{"role": "user", "content": "q"}], None, T.parse_tools([WEATHER]), "default")
-    assert msgs[0]["role"] == "system" and msgs[0]["content"].startswith("You can use the following tools:")
+    assert msgs[0]["role"] == "system" and msgs[0]["content"].startswith("You have access to the following tools:\n")
+
+
+def test_a_call_the_format_cannot_write_is_a_bad_row(tmp_path, tok):
+    """GLM-4 has no parallel calls: such a row is reported, the others are trained (LF refuses the dataset)."""
+    parallel = json.loads(json.dumps(SHAREGPT))
+    parallel["conversations"][1]["value"] = json.dumps([CALL, CALL])
+    b = build(tmp_path, tok, [SHAREGPT, parallel], SG_ENTRY, template="chatml", tool_format="glm4")
+    rep = b.report.datasets[0]
+    assert rep.kept == 1 and [e["row"] for e in rep.examples] == [1]
+    assert "parallel" in rep.examples[0]["reason"]
+    trained, prompt = trained_and_prompt(tok, b.train[0])
+    assert 'get_weather\n{"city": "Paris"}' in trained and "# 可用工具\n\n## get_weather" in prompt
