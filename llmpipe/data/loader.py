@@ -81,7 +81,9 @@ def prepare_tokenizer(tokenizer, opts: DataOptions) -> dict:
     apply_template(tokenizer, opts.template, opts.default_system)
     return {"default_system": opts.default_system or template_default_system(opts.template),
             "tool_format": resolve_tool_format(opts.tool_format, opts.template), "cutoff_len": opts.cutoff_len,
-            "train_on_prompt": opts.train_on_prompt, "mask_history": opts.mask_history}
+            "train_on_prompt": opts.train_on_prompt, "mask_history": opts.mask_history,
+            **({"native": "text" if opts.tool_format else "tools"}  # the tokenizer's own template renders
+               if opts.template is None and opts.kind == "sft" else {})}
 
 
 def select_rows(n_rows: int, spec: DatasetSpec, opts: DataOptions) -> list[int]:
@@ -94,15 +96,25 @@ def select_rows(n_rows: int, spec: DatasetSpec, opts: DataOptions) -> list[int]:
     return idx[:opts.max_samples] if opts.max_samples else idx
 
 
-def refuse_media(examples: list[dict], rep: RowReport) -> None:
+def refuse_media(examples: list[dict], rep: RowReport, mm=None, kind: str = "sft") -> None:
+    """Rows with media the run cannot use are refused, never trained as placeholder text: any media for a
+    text-only model (``mm`` None), videos/audios, and images outside supervised fine-tuning."""
+    if mm is not None and kind == "sft":
+        other = sum(1 for ex in examples if set(ex.get("media") or {}) - {"images"})
+        if other:
+            raise DataError(f"dataset {rep.dataset!r}: {other} rows carry videos or audios; this build trains "
+                            "vision-language models on images only (docs/multimodal.md)")
+        return
     with_media = sum(1 for ex in examples if ex.get("media"))
     if with_media:
-        raise DataError(f"dataset {rep.dataset!r}: {with_media} rows carry images/videos/audios, and multimodal "
-                        "training is not part of this build (the media would be ignored). The media check "
-                        f"itself passed for them:\n{rep.summary()}")
+        why = ("the model is text-only (it has no image processor), so the media would be ignored; use a "
+               "vision-language model such as model=tiny_vl" if mm is None else
+               f"train.stage with {kind} rows does not take images yet (only sft does)")
+        raise DataError(f"dataset {rep.dataset!r}: {with_media} rows carry images/videos/audios, and {why}. "
+                        f"The media check itself passed for them:\n{rep.summary()}")
 
 
-def convert_dataset(spec: DatasetSpec, opts: DataOptions, split: str) -> tuple[list[dict], RowReport]:
+def convert_dataset(spec: DatasetSpec, opts: DataOptions, split: str, mm=None) -> tuple[list[dict], RowReport]:
     rows = read_rows(spec)
     idx = select_rows(len(rows), spec, opts)
     examples, rep = convert_rows([rows[i] for i in idx], spec, opts.kind, idx, opts.media_root)
@@ -111,7 +123,7 @@ def convert_dataset(spec: DatasetSpec, opts: DataOptions, split: str) -> tuple[l
         raise DataError(f"dataset {spec.name!r} is empty: {spec.source} holds no rows")
     if not examples:
         raise DataError(f"dataset {spec.name!r} has no usable rows for {opts.kind}:\n{rep.summary()}")
-    refuse_media(examples, rep)
+    refuse_media(examples, rep, mm, opts.kind)
     return examples, rep
 
 
@@ -146,7 +158,11 @@ def process_dataset(examples: list[dict], tokenizer, opts: DataOptions, proc: di
 
     from llmpipe.data import processors as P
 
-    if opts.kind in ("pt", "sft"):
+    if proc.get("mm") is not None and opts.kind == "sft":   # a vision-language model: images tokenized too
+        from llmpipe.data import mm_tokenize
+
+        ds = mm_tokenize.tokenize_examples(examples, tokenizer, proc["mm"], proc, rep, opts.media_root)
+    elif opts.kind in ("pt", "sft"):
         ds = tokenize_examples(examples, tokenizer, opts, proc, rep)
     else:
         fn = {"pairwise": P.process_pairwise, "kto": P.process_kto, "prompt": P.process_prompt}[opts.kind]
@@ -166,7 +182,7 @@ def load_parts(names, tokenizer, opts: DataOptions, proc: dict, split: str) -> t
     report, parts = DataReport(), []
     for name in names:
         spec = resolve_spec(name, opts)
-        examples, rep = convert_dataset(spec, opts, split)
+        examples, rep = convert_dataset(spec, opts, split, proc.get("mm"))
         parts.append((name, process_dataset(examples, tokenizer, opts, proc, rep)))
         report.datasets.append(rep)
         report.identities[name] = data_identity(spec)
@@ -209,7 +225,7 @@ def val_count(val: float, n: int) -> int:
 
 def shape(ds, opts: DataOptions, split: str, report: DataReport):
     """Pack (or truncate) tokenized pt/sft rows and add attention_mask; other kinds pass through."""
-    if opts.kind not in ("pt", "sft"):
+    if opts.kind not in ("pt", "sft") or "images" in ds.column_names:   # image rows: never packed (mm_tokenize)
         return ds
     import pyarrow.compute as pc
 
@@ -245,9 +261,10 @@ def _quiet():
     return ctx()
 
 
-def build_datasets(cfg, tokenizer) -> Bundle:
+def build_datasets(cfg, tokenizer, mm=None) -> Bundle:
     """Train and eval datasets for ``train.stage`` from ``data.dataset`` / ``data.eval_dataset`` /
-    ``data.val_size`` (``cfg`` may also be a DataOptions)."""
+    ``data.val_size`` (``cfg`` may also be a DataOptions); ``mm``: the image tokenization of a vision-language
+    model (llmpipe.data.mm_tokenize.ImageTokens), None for a text-only one."""
     opts = cfg if isinstance(cfg, DataOptions) else DataOptions.from_cfg(cfg)
     if opts.kind not in KINDS:
         raise DataError(f"train.stage={opts.stage!r} has no data kind; known: {', '.join(STAGE_KIND)}")
@@ -259,6 +276,8 @@ def build_datasets(cfg, tokenizer) -> Bundle:
         resolve_spec(name, opts)
     with _quiet():
         proc = prepare_tokenizer(tokenizer, opts)
+        if mm is not None:
+            proc["mm"] = mm
         parts, report = load_parts(opts.dataset, tokenizer, opts, proc, "train")
         train, ev, each = mix([p for _, p in parts], opts), None, None
         if opts.eval_dataset:

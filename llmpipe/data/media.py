@@ -1,10 +1,10 @@
-"""Multimodal columns (images / videos / audios): checked, not trained.
+"""Multimodal columns (images / videos / audios): the row-level check.
 
 For a dataset registered with ``columns.images`` (or videos / audios) every row must have as many media
 entries as ``<image>`` (``<video>``, ``<audio>``) placeholders in its messages, and every local file must
 exist under ``data.media_dir`` (default: ``data.dataset_dir``). Rows that fail are reported as bad rows.
-Training on the media is not part of this build: the loader refuses a dataset whose rows still carry
-media after the check, rather than training a text model on placeholder text (see docs/data.md).
+Images are opened and tokenized for a vision-language model by llmpipe.data.mm_tokenize; a text-only model,
+videos and audios are refused by the loader rather than trained on placeholder text (docs/multimodal.md).
 """
 from __future__ import annotations
 
@@ -24,8 +24,14 @@ def _entries(value, col: str) -> list[str]:
     items = value if isinstance(value, list) else [value]
     out = []
     for v in items:
+        if isinstance(v, dict) and v.get("bytes"):   # {"bytes": ...} (datasets.Image): checked when opened
+            out.append(v)
+            continue
         if isinstance(v, dict):  # {"path": ...} / {"url": ...}
             v = v.get("path") or v.get("url") or v.get("image")
+        if isinstance(v, (bytes, bytearray)) and v:
+            out.append(v)
+            continue
         if not isinstance(v, str) or not v:
             raise MediaError(f"{col} column holds {type(v).__name__}, not a file path")
         out.append(v)
@@ -47,8 +53,8 @@ def check_media(row: dict, spec, messages: list[dict], media_root: str | Path | 
             raise MediaError(f"{n} {placeholder} placeholder{'s' * (n != 1)} but {len(paths)} "
                              f"{SINGULAR[key]}{'s' * (len(paths) != 1)} in column {col!r}")
         for p in paths:
-            if "://" in p:
-                continue
+            if not isinstance(p, str) or "://" in p or p.startswith("data:"):
+                continue   # bytes, data URLs: decoded (and reported when broken) with the image
             full = Path(p).expanduser()
             full = full if full.is_absolute() or root is None else root / full
             if not full.exists():

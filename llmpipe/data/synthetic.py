@@ -289,7 +289,9 @@ def dataset_info() -> dict:
     for name, (fname, _, _, extra) in DATASETS.items():
         extra = DATASETS[extra][3] if isinstance(extra, str) else extra
         info[name] = {"file_name": fname, **extra}
-    return info
+    from llmpipe.data.mm_synthetic import INFO   # the image datasets (llmpipe.data.mm_synthetic writes them)
+
+    return {**info, **INFO}
 
 
 def corpus() -> dict[str, str]:
@@ -332,6 +334,9 @@ def write_all(out: str | Path) -> list[Path]:
     p = out / "dataset_info.json"
     p.write_text(json.dumps(dataset_info(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     written.append(p)
+    from llmpipe.data import mm_synthetic
+
+    written += mm_synthetic.write_all(out)
     for fname, text in corpus().items():
         p = out / "corpus" / fname
         p.write_text(text, encoding="utf-8")

@@ -33,7 +33,20 @@ def _stream(ctx: StageContext, opts, tokenizer) -> tuple[dict, dict]:
     return metrics, report.to_dict()
 
 
-def _tokenized(ctx: StageContext, opts, tokenizer) -> tuple[dict, dict]:
+def _image_tokens(ctx: StageContext, source: str):
+    """The image tokenization of a vision-language model (its image processor saved next to its weights), or
+    None for a text-only model."""
+    from llmpipe.models.vision import has_processor, load_image_processor
+
+    if not has_processor(source):
+        return None
+    from llmpipe.data.mm_tokenize import ImageTokens
+
+    v = ctx.obj.vision
+    return ImageTokens(load_image_processor(source), max_pixels=v.image_max_pixels, min_pixels=v.image_min_pixels)
+
+
+def _tokenized(ctx: StageContext, opts, tokenizer, mm=None) -> tuple[dict, dict]:
     from llmpipe.data import published
     from llmpipe.data.loader import build_datasets, prepare_tokenizer
 
@@ -47,7 +60,7 @@ def _tokenized(ctx: StageContext, opts, tokenizer) -> tuple[dict, dict]:
         from llmpipe.heartbeat import Heartbeat
 
         with Heartbeat(f"load: tokenizing {', '.join([*opts.dataset, *opts.eval_dataset])}"):
-            bundle = build_datasets(opts, tokenizer)
+            bundle = build_datasets(opts, tokenizer, mm)
         report = bundle.report.to_dict()
         if state == "write":
             published.write_tokenized(bundle, opts.tokenized_path, ctx.fingerprint, report)
@@ -80,12 +93,20 @@ def run(ctx: StageContext) -> dict:
     ctx.log(f"model: {source}")
     tokenizer = load_tokenizer(source, ctx.obj.model)
     opts = DataOptions.from_cfg(ctx.obj)
+    from llmpipe.models.vision import publish_processor
+
+    if publish_processor(source, ctx.out / "tokenizer"):   # a VLM: its image processor travels with the tokenizer
+        ctx.log("image processor published next to the tokenizer (vision-language model)")
+        if opts.packing:
+            ctx.log("packing is off for image rows (each row keeps its own M-RoPE positions)")
     if not ctx.obj.data.dataset and not ctx.obj.data.eval_dataset and not ctx.obj.train.do_train:
         # nothing to tokenize (e.g. exporting given adapters): the model and its tokenizer are enough
         tokenizer.save_pretrained(str(ctx.out / "tokenizer"))
         metrics, report = {}, {"datasets": []}
+    elif opts.streaming:
+        metrics, report = _stream(ctx, opts, tokenizer)
     else:
-        metrics, report = (_stream if opts.streaming else _tokenized)(ctx, opts, tokenizer)
+        metrics, report = _tokenized(ctx, opts, tokenizer, _image_tokens(ctx, source))
     (ctx.out / "data_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     published.write_source(ctx.out, source)
     _log_report(ctx, report)

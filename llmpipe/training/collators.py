@@ -54,6 +54,33 @@ class NeatPackingCollator:
                 "position_ids": torch.tensor(pos), "use_cache": False}
 
 
+class MultimodalCollator:
+    """Image rows (llmpipe.data.mm_tokenize: input_ids with the expanded image tokens, labels, PNG ``images``)
+    -> a Qwen2-VL batch: padded ids and labels, ``pixel_values`` and ``image_grid_thw`` of the batch's images in
+    token order (the model's own image processor, PIL backend), and ``mm_token_type_ids`` (1 on image tokens),
+    from which the model computes its M-RoPE positions per row."""
+
+    def __init__(self, tokenizer, image_processor, label_pad_token_id: int = IGNORE_INDEX,
+                 image_token: str = "<|image_pad|>"):
+        from transformers import DataCollatorForSeq2Seq
+
+        self.image_processor = image_processor
+        self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+        self.text = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=label_pad_token_id, padding=True)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        from llmpipe.data.mm_media import from_png
+
+        images = [from_png(b) for f in features for b in (f.get("images") or [])]
+        batch = self.text([{k: v for k, v in f.items() if k != "images"} for f in features])
+        batch["mm_token_type_ids"] = (batch["input_ids"] == self.image_token_id).long()
+        if images:
+            out = self.image_processor(images=images, return_tensors="pt")
+            batch["pixel_values"] = out["pixel_values"]
+            batch["image_grid_thw"] = out["image_grid_thw"]
+        return batch
+
+
 def column_names(dataset) -> list[str]:
     names = getattr(dataset, "column_names", None)
     if names:
@@ -62,9 +89,13 @@ def column_names(dataset) -> list[str]:
 
 
 def collator_for(cfg, tokenizer, dataset):
-    """The collator for tokenized causal-LM rows: neat-packed rows (they carry position_ids) get
-    NeatPackingCollator, everything else transformers' DataCollatorForSeq2Seq (dynamic padding)."""
+    """The collator for tokenized causal-LM rows: image rows get MultimodalCollator, neat-packed rows (they carry
+    position_ids) NeatPackingCollator, everything else transformers' DataCollatorForSeq2Seq (dynamic padding)."""
     label_pad = IGNORE_INDEX if cfg.data.ignore_pad_token_for_loss else tokenizer.pad_token_id
+    if "images" in column_names(dataset):   # a vision-language model's rows: its processor sits next to the tokenizer
+        from llmpipe.models.vision import load_image_processor
+
+        return MultimodalCollator(tokenizer, load_image_processor(tokenizer.name_or_path), label_pad)
     if "position_ids" in column_names(dataset):
         return NeatPackingCollator(tokenizer.pad_token_id, label_pad)
     from transformers import DataCollatorForSeq2Seq

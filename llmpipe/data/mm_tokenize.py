@@ -1,0 +1,119 @@
+"""Tokenizing image rows for a vision-language model (supervised fine-tuning).
+
+Per row: every image is opened (llmpipe.data.mm_media; a missing or corrupt one makes the row bad, with the file
+and the reason), pre-resized by vision.image_max_pixels / image_min_pixels, and measured by the model's image
+processor: it becomes ``grid_t * grid_h * grid_w / merge_size**2`` visual tokens. Each ``<image>`` placeholder,
+in order over the conversation, is replaced by ``<|vision_start|>`` + that many ``<|image_pad|>`` +
+``<|vision_end|>`` (Qwen2-VL's expansion), and the conversation is then tokenized like any supervised row
+(llmpipe.data.processors.encode_supervised), so ``cutoff_len`` counts the visual tokens. A row whose visual
+tokens alone exceed cutoff_len, or whose truncation would cut into an image, is a bad row with that reason.
+Image tokens never carry a label. The images are kept in the row as PNG bytes (column ``images``); the
+multimodal collator (llmpipe.training.collators) turns them into pixel values batch by batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llmpipe.data.media import MediaError
+from llmpipe.data.processors import IGNORE_INDEX, encode_supervised
+
+PLACEHOLDER = "<image>"
+
+
+@dataclass
+class ImageTokens:
+    """How a model's images become tokens: its image processor, the placeholder expansion and the pre-resize."""
+    image_processor: Any
+    image_token: str = "<|image_pad|>"
+    vision_start: str = "<|vision_start|>"
+    vision_end: str = "<|vision_end|>"
+    max_pixels: int | None = None     # vision.image_max_pixels
+    min_pixels: int | None = None     # vision.image_min_pixels
+    family: str = "qwen2_vl"
+
+    def count(self, img) -> int:
+        """Visual tokens of ``img`` (already pre-resized) for this model."""
+        grid = self.image_processor(images=[img], return_tensors="np")["image_grid_thw"][0]
+        merge = int(getattr(self.image_processor, "merge_size", 2) or 1)
+        return int(grid[0] * grid[1] * grid[2]) // (merge * merge)
+
+    def prepare(self, ref, root):
+        """(PNG bytes, visual tokens) of image reference ``ref``; MediaError when it cannot be used."""
+        from llmpipe.data.mm_media import open_image, pre_resize, to_png
+
+        img = pre_resize(open_image(ref, root), self.max_pixels, self.min_pixels)
+        try:
+            n = self.count(img)
+        except ValueError as e:   # e.g. an aspect ratio the processor refuses
+            raise MediaError(f"the image processor refuses it ({e})") from None
+        return to_png(img), n
+
+    def expansion(self, n: int) -> str:
+        return self.vision_start + self.image_token * n + self.vision_end
+
+
+def _expand(messages: list[dict], counts: list[int], mm: ImageTokens) -> list[dict]:
+    out, k = [], 0
+    for m in messages:
+        content = m["content"]
+        if PLACEHOLDER in content:
+            parts = content.split(PLACEHOLDER)
+            text = parts[0]
+            for p in parts[1:]:
+                text += mm.expansion(counts[k]) + p
+                k += 1
+            m = {**m, "content": text}
+        out.append(m)
+    return out
+
+
+def tokenize_examples(examples: list[dict], tokenizer, mm: ImageTokens, proc: dict, rep, root):
+    """``datasets.Dataset`` (input_ids, labels, attention_mask, images) of sft examples; bad rows go to ``rep``."""
+    import datasets
+
+    image_id = tokenizer.convert_tokens_to_ids(mm.image_token)
+    cutoff = proc.get("cutoff_len")
+    rows = []
+    ready, meta = [], []
+    for ex in examples:
+        refs = (ex.get("media") or {}).get("images", [])
+        pngs, counts = [], []
+        try:
+            for ref in refs:
+                png, n = mm.prepare(ref, root)
+                pngs.append(png)
+                counts.append(n)
+        except MediaError as e:
+            rep.bad(ex["_row"], str(e))
+            continue
+        if cutoff and sum(counts) > cutoff:
+            rep.bad(ex["_row"], f"its {sum(counts)} visual tokens alone exceed cutoff_len={cutoff} (raise "
+                                "data.cutoff_len or lower vision.image_max_pixels)")
+            continue
+        ready.append({**ex, "messages": _expand(ex["messages"], counts, mm)})
+        meta.append((ex["_row"], pngs, sum(counts)))
+    opts = {k: proc[k] for k in ("cutoff_len", "train_on_prompt", "mask_history", "default_system", "tool_format")
+            if k in proc}
+    for (row, pngs, n_visual), enc in zip(meta, encode_supervised(ready, tokenizer, **opts) if ready else []):
+        if isinstance(enc, str):
+            rep.bad(row, enc)
+            continue
+        ids, labels, notes = enc
+        kept = sum(1 for t in ids if t == image_id)
+        if kept != n_visual:
+            rep.bad(row, f"cutoff_len={cutoff} would cut into its image tokens ({kept} of {n_visual} kept); raise "
+                         "data.cutoff_len or lower vision.image_max_pixels")
+            continue
+        labels = [IGNORE_INDEX if t == image_id else lab for t, lab in zip(ids, labels)]
+        if all(lab == IGNORE_INDEX for lab in labels):
+            rep.bad(row, f"no trainable token left within cutoff_len={cutoff}")
+            continue
+        rep.notes.update(notes)
+        rows.append({"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids), "images": pngs})
+    features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
+                                  "labels": datasets.Sequence(datasets.Value("int64")),
+                                  "attention_mask": datasets.Sequence(datasets.Value("int8")),
+                                  "images": datasets.Sequence(datasets.Value("binary"))})
+    return datasets.Dataset.from_list(rows, features=features)
+
