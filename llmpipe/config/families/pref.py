@@ -41,6 +41,11 @@ class PrefConfig:
     )
     kto_chosen_weight: float = param(1.0, "KTO weight of desirable examples.", seed="kto_chosen_weight", gt=0.0)
     kto_rejected_weight: float = param(1.0, "KTO weight of undesirable examples.", seed="kto_rejected_weight", gt=0.0)
+    precompute_reference: Optional[bool] = param(
+        None, "Reference log-probs of dpo/kto in their own cached stage, computed once per reference model and data"
+        " and shared by sweeps and re-runs: unset = when the run covers at least one epoch, true = always, false ="
+        " inline in every step (llmpipe.config.rules.reference_plan).",
+    )
     ref_model: Optional[str] = param(
         None, "Reference model for DPO/KTO/PPO (unset: the policy with adapters off, or a copy of the base).",
         seed="ref_model",
