@@ -20,7 +20,7 @@ from llmpipe.config.root import LlmpipeConfig
 from llmpipe.config.train_stages import TRAIN_STAGES, unused_families
 from llmpipe.problems import Problem
 from llmpipe.stages.base import StageKind
-from llmpipe.stages.kinds import ADAPT, EVALUATE, EXPORT, LOAD, MERGE, PREDICT, PUSH, QUANTIZE, TRAIN
+from llmpipe.stages.kinds import ADAPT, EVALUATE, EXPORT, LOAD, MERGE, PREDICT, PUSH, QUANTIZE, REFERENCE, TRAIN
 
 
 @dataclass
@@ -124,10 +124,14 @@ def build_plan(cfg: DictConfig) -> Plan:
         ref = reward_step(scfg)
         if ref in step_train:
             train_inputs["reward"] = step_train[ref]
+        reference = reference_node(scfg, suffix, load)
+        if reference is not None:
+            nodes.append(reference)
+            train_inputs["reference"] = reference.id
         # PPO samples its own training data with generate.*: its train stage reads those settings too
         extra = TRAIN_STAGES[stage].reads
         kind = replace(TRAIN, reads=TRAIN.reads + extra) if extra else TRAIN
-        train = Node(f"train{suffix}", kind, scfg, train_inputs, label=f"{stage} · {ft}")
+        train = Node(f"train{suffix}", kind, scfg, train_inputs, label=f"{stage} · {ft}" + _reference_note(scfg))
         nodes.append(train)
         step_train[suffix[1:]] = train.id
         if TRAIN_STAGES[stage].reward_model and not last:
@@ -143,6 +147,30 @@ def build_plan(cfg: DictConfig) -> Plan:
     if cfg.export.dir and previous_model:
         nodes += export_nodes(cfg, previous_model, nodes)
     return Plan(nodes)
+
+
+def reference_node(cfg: DictConfig, suffix: str, load: Node) -> Node | None:
+    """The reference stage of a dpo/kto step when the plan rule picks it (llmpipe.config.rules.reference_plan)."""
+    from llmpipe.config.rules.reference_plan import decide, has_reference
+
+    if not has_reference(cfg):
+        return None
+    staged, reason = decide(cfg)
+    if not staged:
+        return None
+    kind = REFERENCE
+    if cfg.train.stage == "kto":   # KTO's KL completions rotate within each per-device batch
+        kind = replace(REFERENCE, reads=REFERENCE.reads + ("train.per_device_train_batch_size",))
+    return Node(f"reference{suffix}", kind, cfg, {"load": load.id}, label=f"reference log-probs: {reason}")
+
+
+def _reference_note(cfg: DictConfig) -> str:
+    from llmpipe.config.rules.reference_plan import decide, has_reference
+
+    if not has_reference(cfg):
+        return ""
+    staged, reason = decide(cfg)
+    return " · reference from its stage" if staged else f" · reference inline: {reason}"
 
 
 def _untrained_model(nodes: list[Node], cfg: DictConfig, load: Node) -> str:

@@ -2,7 +2,7 @@
 stage, llmpipe/stages/<name>.py, whose heavy imports happen inside that function)."""
 from __future__ import annotations
 
-from llmpipe.stages import adapt, evaluate, export, load, merge, predict, push, quantize, train
+from llmpipe.stages import adapt, evaluate, export, load, merge, predict, push, quantize, reference, train
 from llmpipe.stages.base import StageKind, register
 
 # Model-loading options that change what a trained model is.
@@ -19,6 +19,18 @@ ADAPT = register(StageKind(
     reads=("lora", "train.finetuning_type", "train.seed", "train.stage", "freeze.use_llama_pro") + _MODEL_LOAD,
     run=adapt.run,
     doc="Create the initial LoRA adapter (seeded) on the base model.",
+))
+REFERENCE = register(StageKind(
+    name="reference", version="1",
+    # what the log-probs depend on beyond the load stage (model, data, template, cutoff_len): the reference
+    # model and how it is loaded, LD-DPO's weighting, the dtype. Not pref.beta/loss, lora.*, the learning rate.
+    # kto adds train.per_device_train_batch_size (its KL completions rotate within each batch): pipeline/dag.
+    reads=("pref.ref_model", "pref.ref_model_adapters", "pref.ref_model_quantization_bit", "pref.ld_alpha",
+           "train.stage", "train.finetuning_type", "train.bf16", "train.fp16", "train.pure_bf16") + _MODEL_LOAD,
+    run=reference.run,
+    distributed=True,
+    doc="Reference log-probs of every train/eval row of a dpo/kto step, once (batched, no grad), for the train "
+        "stage; shared by sweeps over beta/loss/rank/lr and by re-runs.",
 ))
 TRAIN = register(StageKind(
     name="train", version="2",

@@ -25,6 +25,6 @@ def run(ctx: StageContext) -> dict:
     job = TrainJob(
         name=ctx.node_id, obj=ctx.obj, load_dir=ctx.input("load"), out=ctx.out, work=ctx.work,
         cache_root=ctx.cache_root, job_dir=ctx.job_dir, adapter_dir=ctx.inputs.get("adapt"),
-        reward_dir=ctx.inputs.get("reward"), log=ctx.log,
+        reward_dir=ctx.inputs.get("reward"), reference_dir=ctx.inputs.get("reference"), log=ctx.log,
     )
     return fn(job)

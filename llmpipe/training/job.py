@@ -21,6 +21,7 @@ class TrainJob:
     job_dir: Path | None = None    # the Hydra job folder (train.output_dir links), when there is one
     adapter_dir: Path | None = None    # the adapt stage's folder (initial LoRA adapter/), with LoRA
     reward_dir: Path | None = None     # the train folder of a reward-model step (ppo.reward_model=step:<name>)
+    reference_dir: Path | None = None  # the reference stage's folder (precomputed reference log-probs), dpo/kto
     log: Callable[[str], None] = print
 
     @property

@@ -1,7 +1,8 @@
 """train.stage=kto: Kahneman-Tversky optimisation with ``trl.KTOTrainer`` on the load stage's unpaired
 {prompt, completion, label} rows; ``pref.beta``, ``pref.kto_chosen_weight`` / ``pref.kto_rejected_weight``
 (TRL's desirable/undesirable weights), ``pref.ftx`` is refused pre-flight (TRL's KTO has no SFT term) — see
-llmpipe.config.rules.preference. The reference model is llmpipe.training.reference's.
+llmpipe.config.rules.preference. The reference model is llmpipe.training.reference's, or its log-probs come
+from the reference stage (llmpipe.training.ref_logprobs).
 
 Held-out metrics: TRL's (``eval_rewards/chosen``, ``eval_rewards/rejected``, ``eval_rewards/margins``, ``eval_kl``)
 and ``eval_reward_accuracy``: the share of (desirable, undesirable) pairs of held-out examples whose desirable
@@ -49,7 +50,9 @@ def implicit_rewards(trainer) -> tuple[list[float], list[bool]]:
             for batch in trainer.get_eval_dataloader():
                 batch = trainer._prepare_inputs(batch)
                 policy = logps(model, batch)
-                if is_peft_model(model) and trainer.ref_model is None:
+                if "ref_logps" in batch:   # precomputed by the reference stage
+                    ref = batch["ref_logps"].to(policy.device)
+                elif is_peft_model(model) and trainer.ref_model is None:
                     unwrapped = trainer.accelerator.unwrap_model(model)
                     with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
                         ref = logps(model, batch)
@@ -81,11 +84,22 @@ def train_kto(ctx: TrainJob) -> dict:
     load_dir = ctx.load_dir
     tokenizer = load_saved_tokenizer(load_dir)
     train_ds, eval_ds = open_published(load_dir)
-    ref = load_reference(cfg, read_source(load_dir), tokenizer, ctx.cache_root, ctx.log)
+    trainer_cls, ref = KTOTrainer, None
+    if ctx.reference_dir is not None:   # the reference stage's log-probs: no reference model in this stage
+        from llmpipe.training.ref_logprobs import reading_trainer
+
+        trainer_cls = reading_trainer(KTOTrainer, ctx.reference_dir)
+        ctx.log(f"reference log-probs from the reference stage ({ctx.reference_dir.name})")
+    else:
+        ref = load_reference(cfg, read_source(load_dir), tokenizer, ctx.cache_root, ctx.log)
     model = prepare_model(ctx)
     args = trl_config(ctx, KTOConfig, eval_ds is not None, beta=p.beta, desirable_weight=p.kto_chosen_weight,
-                      undesirable_weight=p.kto_rejected_weight, precompute_ref_log_probs=False)
+                      undesirable_weight=p.kto_rejected_weight,
+                      precompute_ref_log_probs=ctx.reference_dir is not None)
     ctx.log(f"KTO, beta={p.beta}, weights desirable {p.kto_chosen_weight} / undesirable {p.kto_rejected_weight}")
-    trainer = trainer_for(KTOTrainer, ctx, model=model, ref_model=ref, args=args, train_dataset=train_ds,
-                          eval_dataset=eval_ds, processing_class=tokenizer)
+    from llmpipe.training.ref_logprobs import no_model_hash
+
+    with no_model_hash():
+        trainer = trainer_for(trainer_cls, ctx, model=model, ref_model=ref, args=args, train_dataset=train_ds,
+                              eval_dataset=eval_ds, processing_class=tokenizer)
     return finish(ctx, trainer, tokenizer, eval_ds, "kto", extra=accuracy_metrics)

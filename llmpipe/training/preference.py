@@ -10,8 +10,9 @@ the real TRL trainers, picked by ``pref.loss``:
 - simpo: ``trl.experimental.cpo.CPOTrainer`` with loss_type=simpo, pref.simpo_gamma, and pref.ftx as the
   behaviour-cloning weight cpo_alpha.
 
-The reference model (dpo losses) is llmpipe.training.reference's; orpo and simpo have none. An unknown loss
-is refused before TRL's first step would refuse it.
+The reference model (dpo losses) is llmpipe.training.reference's; orpo and simpo have none. With a reference
+stage in the plan (llmpipe.training.ref_logprobs) its published log-probs replace the reference model, which
+is then not loaded. An unknown loss is refused before TRL's first step would refuse it.
 """
 from __future__ import annotations
 
@@ -81,7 +82,12 @@ def train_dpo(ctx: TrainJob) -> dict:
     tokenizer = load_saved_tokenizer(load_dir)
     train_ds, eval_ds = open_published(load_dir)
     extra: dict[str, Any] = {}
-    if cfg.pref.loss not in REFERENCE_FREE:   # first: a reference model that does not fit fails before training
+    if ctx.reference_dir is not None:   # the reference stage's log-probs: no reference model in this stage
+        from llmpipe.training.ref_logprobs import reading_trainer
+
+        trainer_cls, kw = reading_trainer(trainer_cls, ctx.reference_dir), {**kw, "precompute_ref_log_probs": True}
+        ctx.log(f"reference log-probs from the reference stage ({ctx.reference_dir.name})")
+    elif cfg.pref.loss not in REFERENCE_FREE:   # first: a reference model that does not fit fails before training
         extra["ref_model"] = load_reference(cfg, read_source(load_dir), tokenizer, ctx.cache_root, ctx.log)
     model = prepare_model(ctx)
     args = trl_config(ctx, config_cls, eval_ds is not None, **kw)
@@ -96,6 +102,9 @@ def train_dpo(ctx: TrainJob) -> dict:
             if extra.get("ref_model") is not None:
                 unpad_reference(extra["ref_model"], ctx.log)
     ctx.log(f"{cfg.pref.loss} loss with {trainer_cls.__name__}, beta={cfg.pref.beta}")
-    trainer = trainer_for(trainer_cls, ctx, model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                          processing_class=tokenizer, **extra)
+    from llmpipe.training.ref_logprobs import no_model_hash
+
+    with no_model_hash():
+        trainer = trainer_for(trainer_cls, ctx, model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                              processing_class=tokenizer, **extra)
     return finish(ctx, trainer, tokenizer, eval_ds, "pairwise")

@@ -50,9 +50,10 @@ def test_ppo_training_depends_on_the_sampling_settings(tmp_path):
 def test_sweeping_dpo_reuses_the_sft_step(tmp_path):
     a = _plan(tmp_path, "+recipe=sft_dpo_qwen", "model=tiny", "pref.beta=0.05")
     b = _plan(tmp_path, "+recipe=sft_dpo_qwen", "model=tiny", "pref.beta=0.5")
-    assert [n.id for n in a.nodes] == ["load.sft", "adapt.sft", "train.sft", "merge.sft", "load", "adapt", "train"]
+    assert [n.id for n in a.nodes] == ["load.sft", "adapt.sft", "train.sft", "merge.sft", "load", "adapt",
+                                       "reference", "train"]
     assert a.node("load").inputs == {"base": "merge.sft"}
-    for node in ("train.sft", "merge.sft", "load"):
+    for node in ("train.sft", "merge.sft", "load", "reference"):   # the reference log-probs do not depend on beta
         assert a.node(node).fingerprint == b.node(node).fingerprint, node
     assert a.node("train").fingerprint != b.node("train").fingerprint
 

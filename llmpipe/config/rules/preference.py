@@ -150,3 +150,21 @@ def kto_batch(cfg, env):
         yield problem("pref-kto-batch", "train.per_device_train_batch_size", 1, "KTO's KL estimate needs at least two "
                       "examples per device batch (with one, it equals the implied reward)", ">= 2 for train.stage=kto",
                       "train.per_device_train_batch_size=2 (gradient_accumulation_steps keeps the effective batch)")
+
+
+@rule("pref-precompute-reference", keys=["pref.precompute_reference", "pref.loss", "train.stage", "data.streaming"],
+      bad=[["pref=orpo", "data.dataset=demo_pref", "pref.precompute_reference=true"],
+           ["train.stage=dpo", "data.dataset=demo_pref", "pref.precompute_reference=true", "lora.pissa_init=true"],
+           ["train.stage=sft", "pref.precompute_reference=false"]],
+      good=[["train.stage=dpo", "data.dataset=demo_pref", "pref.precompute_reference=true"],
+            ["train.stage=kto", "data.dataset=demo_kto", "pref.precompute_reference=false"],
+            ["train.stage=dpo", "data.dataset=demo_pref", "lora.pissa_init=true"]])
+def precompute_reference(cfg, env):
+    """pref.precompute_reference applies to the reference of dpo/kto; true needs a reference the stage can reproduce."""
+    from llmpipe.config.rules.reference_plan import refusal
+
+    why = refusal(cfg)
+    if why:
+        yield problem("pref-precompute-reference", "pref.precompute_reference", get(cfg, "pref.precompute_reference"),
+                      why, "null (auto), true or false with train.stage=dpo/kto and a reference model",
+                      "pref.precompute_reference=null")

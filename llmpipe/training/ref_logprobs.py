@@ -1,0 +1,115 @@
+"""Reference log-probabilities computed once (the ``reference`` stage) and read by the dpo/kto train stage.
+
+Computing (llmpipe.training.ref_compute): the train stage's own TRL trainer class (DPOTrainer, llmpipe's KtoPairTrainer, KTOTrainer) is
+built around the reference model with ``precompute_ref_log_probs=True``, so the rows are prepared, batched,
+truncated and scored by exactly the code that scores them inline (``compute_ref_log_probs``: no gradients,
+the run's autocast, LD-DPO's ``ld_alpha``, KTO's KL completions rotated within each
+``per_device_train_batch_size`` block). Only TRL's caching is replaced: TRL would write its cache file next
+to the load stage's published data; here the columns are published by the reference stage itself
+(``logps/<split>/``, a datasets folder per split: ``train``, ``eval`` or each ``eval_each`` name).
+Under a distributed launch the dataloader is sharded across ranks and gathered, as in TRL.
+
+The reference model is :func:`llmpipe.training.reference.load_reference`'s; for LoRA without
+``pref.ref_model`` (the policy with its adapter disabled) it is the policy's base as training builds it
+(``load_causal_lm(training=True)`` and the training patches), without the adapter — which is why the stage
+does not depend on ``lora.*`` (the plan routes PiSSA and resumed adapters inline:
+llmpipe.config.rules.reference_plan).
+
+Reading: :func:`reading_trainer` subclasses the train stage's trainer so that TRL's precompute hook joins
+the published columns to its prepared datasets instead of running the reference; the row counts must match,
+and the reference model is not loaded at all.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from llmpipe.errors import UserError
+
+COLUMNS = {"dpo": ("ref_chosen_logps", "ref_rejected_logps"), "kto": ("ref_logps", "ref_KL_logps")}
+INDEX = "reference.json"
+
+
+class ReferenceStageError(UserError):
+    """The published reference log-probs do not fit this training run (message says why and what to do)."""
+
+
+@contextlib.contextmanager
+def no_model_hash():
+    """TRL hashes every weight of the reference for its cache key when precomputing; llmpipe's key is the
+    stage fingerprint, so the hash (a full copy of the weights to numpy) is skipped."""
+    import trl.trainer.dpo_trainer as dpo
+    import trl.trainer.kto_trainer as kto
+
+    saved = dpo.hash_module, kto.hash_module
+    dpo.hash_module = kto.hash_module = lambda module: "llmpipe-reference-stage"
+    try:
+        yield
+    finally:
+        dpo.hash_module, kto.hash_module = saved
+
+
+def scoring_trainer(base: type) -> type:
+    """``base`` whose precompute hook scores a dataset and keeps the columns (no cache file, dataset unchanged)."""
+
+    class Scoring(base):
+        scored: dict[str, dict[str, list[float]]]
+
+        def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+            import torch
+            from datasets import IterableDataset
+            from torch.utils.data import DataLoader
+
+            if isinstance(dataset, IterableDataset):
+                raise ReferenceStageError("the reference stage needs map-style data (not data.streaming); "
+                                          "pref.precompute_reference=false computes the reference inline")
+            if getattr(self, "_is_vision_dataset", False):
+                raise ReferenceStageError("multimodal rows: the reference stage scores text rows only; "
+                                          "pref.precompute_reference=false computes the reference inline")
+            loader = self.accelerator.prepare(DataLoader(
+                dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False,
+                num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory))
+            first, second = [], []
+            for batch in loader:
+                a, b = self.compute_ref_log_probs(self.model, batch)
+                if b is None:
+                    a = self.accelerator.gather_for_metrics(a)
+                else:
+                    a, b = self.accelerator.gather_for_metrics((a, b))
+                    second.append(b.float().cpu())
+                first.append(a.float().cpu())
+            names = COLUMNS["kto"] if hasattr(self, "calculate_KL") else COLUMNS["dpo"]
+            cols = {names[0]: torch.cat(first).tolist()}
+            if second:
+                cols[names[1]] = torch.cat(second).tolist()
+            if not hasattr(self, "scored"):
+                self.scored = {}
+            self.scored[name] = cols
+            return dataset
+
+    Scoring.__name__ = Scoring.__qualname__ = f"Scoring{base.__name__}"
+    return Scoring
+
+
+def reading_trainer(base: type, ref_dir: Path) -> type:
+    """``base`` whose precompute hook joins the reference stage's published columns of each split."""
+
+    class Reading(base):
+        def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+            from datasets import concatenate_datasets, load_from_disk
+
+            folder = Path(ref_dir) / "logps" / name
+            if not folder.is_dir():
+                raise ReferenceStageError(f"the reference stage has no log-probs for the {name!r} split "
+                                          f"(has {sorted(p.name for p in folder.parent.iterdir())})")
+            cols = load_from_disk(str(folder))
+            if set(cols.column_names) <= set(dataset.column_names):
+                return dataset   # already joined (an evaluate() call on a prepared split)
+            if len(cols) != len(dataset):
+                raise ReferenceStageError(
+                    f"the reference stage scored {len(cols)} {name} rows, this training prepared {len(dataset)}; "
+                    "pref.precompute_reference=false computes the reference inline")
+            return concatenate_datasets([dataset, cols], axis=1)
+
+    Reading.__name__ = Reading.__qualname__ = base.__name__
+    return Reading
