@@ -8,6 +8,7 @@
     llmpipe-tools lock JOB_A [JOB_B]           a job's stages, or why they differ between two jobs
     llmpipe-tools chat +recipe=demo            chat with the recipe's trained model (python -m llmpipe.chat)
     llmpipe-tools serve +recipe=demo           OpenAI-compatible server (python -m llmpipe.serve)
+    llmpipe-tools ui [--port P]                local web page: runs, sweeps, run diffs, recipe composer
 
 Adding a subcommand is one entry in :data:`COMMANDS` (or a :func:`register` call): a loader that imports
 its module and returns ``setup(parser)`` and ``run(args) -> exit code``. Nothing here imports torch; modules
@@ -75,6 +76,11 @@ def _serve():
     return serve.setup, serve.run
 
 
+def _ui():
+    from llmpipe.tools.ui import cli as ui_cli
+    return ui_cli.setup, ui_cli.run
+
+
 COMMANDS: dict[str, Command] = {
     "explain": Command("where a seed flag or config path lives, its type, default, range and meaning", _explain,
                        names_only=True),
@@ -86,6 +92,7 @@ COMMANDS: dict[str, Command] = {
     "docs": Command("print docs/parameters.md (generated from the schema), or --write it", _docs),
     "chat": Command("talk to the recipe's trained model (or the base model) in the terminal", _chat),
     "serve": Command("serve the recipe's trained model over an OpenAI-compatible HTTP API", _serve),
+    "ui": Command("a local web page: runs and their stage graphs, sweeps, run diffs, a recipe composer", _ui),
 }
 
 
