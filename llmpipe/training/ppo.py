@@ -59,9 +59,11 @@ def probe(model, prompts, tokenizer, reward, render, cfg, batch_size: int) -> di
 
 
 class PPOLoop:
-    def __init__(self, ctx: TrainJob, policy, ref_model, reward, tokenizer, prompts):
+    def __init__(self, ctx: TrainJob, policy, ref_model, reward, tokenizer, prompts, acc):
+        """``acc``: the run's Accelerator (llmpipe.training.ppo_accel.make_accelerator), which the models are on."""
         import torch
 
+        self.acc = acc
         self.ctx, self.cfg = ctx, ctx.obj
         self.policy, self.ref, self.reward, self.tok = policy, ref_model, reward, tokenizer
         self.prompts = prompts
@@ -80,14 +82,15 @@ class PPOLoop:
         torch.nn.init.zeros_(self.value_head.weight)
         torch.nn.init.zeros_(self.value_head.bias)
         self.params = [q for q in policy.parameters() if q.requires_grad] + list(self.value_head.parameters())
-        self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2),
-                                           eps=t.adam_epsilon, weight_decay=t.weight_decay)
+        optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2),
+                                      eps=t.adam_epsilon, weight_decay=t.weight_decay)
         from transformers import get_scheduler
 
         total = self.steps * p.epochs * p.buffer_size
         warmup = int(t.warmup_steps * total) if 0 < t.warmup_steps < 1 else int(t.warmup_steps)
-        self.scheduler = get_scheduler(t.lr_scheduler_type, self.optimizer, num_warmup_steps=warmup,
+        self.scheduler = get_scheduler(t.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
                                        num_training_steps=total, scheduler_specific_kwargs=dict(t.lr_scheduler_kwargs or {}))
+        self.optimizer = acc.prepare_optimizer(optimizer)   # fp16: the loss scaler steps it
         from llmpipe.training.ppo_core import AdaptiveKL, RunningMoments
 
         self.kl = AdaptiveKL(INIT_KL_COEF, p.target)
@@ -127,7 +130,8 @@ class PPOLoop:
         from llmpipe.training.ppo_rollout import chunks, forward, generate, generation_config
 
         batch = self.prompt_batch()
-        roll = generate(self.policy, batch, self.tok, generation_config(self.cfg, self.tok))
+        with self.acc.autocast():
+            roll = generate(self.policy, batch, self.tok, generation_config(self.cfg, self.tok))
         raw = torch.tensor(self.reward.score(roll.conversations, self.render), dtype=torch.float32)
         scores = raw
         if self.cfg.ppo.score_norm:
@@ -135,7 +139,7 @@ class PPOLoop:
             scores = self.moments.normalize(raw)
         logps, values, refs = [], [], []
         self.policy.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.acc.autocast():
             for sl in chunks(len(batch), self.mini):
                 lp, v = forward(self.policy, self.value_head, roll.ids[sl], roll.mask[sl], roll.start, self.temperature)
                 logps.append(lp), values.append(v)
@@ -165,14 +169,15 @@ class PPOLoop:
             order = torch.randperm(len(old_logp)).tolist()
             for k, i in enumerate(range(0, len(order), self.mini)):
                 idx = order[i:i + self.mini]
-                logp, values = forward(self.policy, self.value_head, roll.ids[idx], roll.mask[idx], roll.start,
-                                       self.temperature)
+                with self.acc.autocast():
+                    logp, values = forward(self.policy, self.value_head, roll.ids[idx], roll.mask[idx], roll.start,
+                                           self.temperature)
                 pg, vf, st = ppo_losses(logp, old_logp[idx], values, old_values[idx], adv[idx], returns[idx],
                                         mask[idx], CLIP, CLIP_VALUE)
-                ((pg + VF_COEF * vf) / self.accum).backward()
+                self.acc.backward((pg + VF_COEF * vf) / self.accum)
                 if (k + 1) % self.accum == 0 or i + self.mini >= len(order):
                     if t.max_grad_norm and t.max_grad_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm)
+                        self.acc.clip_grad_norm_(self.params, t.max_grad_norm)
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
@@ -202,6 +207,8 @@ class PPOLoop:
             stats.update(step=self.step, learning_rate=self.scheduler.get_last_lr()[0])
             self.history.append({k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()})
             if self.step % max(1, int(self.cfg.train.logging_steps)) == 0 or self.step == self.steps:
+                self.acc.log({k: v for k, v in stats.items() if isinstance(v, (int, float)) and k != "step"},
+                             step=self.step)
                 self.ctx.log(f"step {self.step}/{self.steps}  reward={stats['reward']:.4g}  kl={stats['kl']:.4g}  "
                              f"loss={stats['loss']:.4g}  kl_coef={self.kl.value:.4g}")
             check_finite(stats, self.step, self.cfg, metrics=("loss", "policy_loss", "value_loss", "kl"))
@@ -219,10 +226,20 @@ def _prompts(ds, tokenizer, cfg) -> list:
 def train_ppo(ctx: TrainJob) -> dict:
     from llmpipe.data.published import open_published, read_source
     from llmpipe.training.causal import load_saved_tokenizer, prepare_model
+    from llmpipe.training.ppo_accel import (
+        apply_kernels,
+        enable_checkpointing,
+        make_accelerator,
+        place,
+        set_log_level,
+        start_trackers,
+    )
     from llmpipe.training.ppo_rewards import build_reward
     from llmpipe.training.reference import load_reference
 
     cfg = ctx.obj
+    set_log_level(cfg)
+    acc = make_accelerator(cfg, ctx.out / "tensorboard", ctx.job_dir)
     load_dir = ctx.load_dir
     tokenizer = load_saved_tokenizer(load_dir)
     if tokenizer.pad_token is None:
@@ -232,12 +249,14 @@ def train_ppo(ctx: TrainJob) -> dict:
     held_out = _prompts(eval_ds, tokenizer, cfg) if eval_ds is not None else prompts[:PROBE_PROMPTS]
     # an HTTP reward endpoint is probed first: an unreachable one fails before any model is loaded
     reward = build_reward(cfg, None, tokenizer, ctx.reward_dir, ctx.log) if cfg.ppo.reward_model_type == "api" else None
-    policy = prepare_model(ctx)
-    if not cfg.model.disable_gradient_checkpointing and hasattr(policy, "gradient_checkpointing_enable"):
-        policy.gradient_checkpointing_enable({"use_reentrant": bool(getattr(cfg.model, "use_reentrant_gc", True))})
-    reward = reward or build_reward(cfg, policy, tokenizer, ctx.reward_dir, ctx.log)
-    ref = load_reference(cfg, read_source(load_dir), tokenizer, ctx.cache_root, ctx.log)
-    loop = PPOLoop(ctx, policy, ref, reward, tokenizer, prompts)
+    policy = place(prepare_model(ctx), acc.device, ctx.log)   # every model of PPO on the accelerator
+    apply_kernels(policy, cfg, ctx.log)
+    enable_checkpointing(policy, cfg)
+    reward = reward or build_reward(cfg, policy, tokenizer, ctx.reward_dir, ctx.log)   # on the policy's device
+    ref = place(load_reference(cfg, read_source(load_dir), tokenizer, ctx.cache_root, ctx.log), acc.device, ctx.log)
+    loop = PPOLoop(ctx, policy, ref, reward, tokenizer, prompts, acc)
+    ctx.log(f"PPO on {acc.device} (mixed precision: {acc.mixed_precision})")
+    start_trackers(acc, cfg, ctx.name)
     bs = cfg.train.per_device_eval_batch_size
     initial_path = ctx.work / "initial_reward.json"
     initial = json.loads(initial_path.read_text()) if initial_path.exists() else {}
@@ -264,6 +283,7 @@ def train_ppo(ctx: TrainJob) -> dict:
     if hasattr(reward, "remove"):
         reward.remove()   # the reward adapter is not part of the trained policy
     _save(ctx, loop, tokenizer, metrics)
+    acc.end_training()
     return {"metrics": metrics}
 
 

@@ -104,3 +104,22 @@ def test_ppo_with_full_finetuning(tmp_path, cache, endpoint):
     lock = last_lock(tmp_path)
     assert (stage_output(lock, "train") / "model" / "model.safetensors").is_file()
     assert lock["stages"]["train"]["metrics"]["global_step"] == 2
+
+
+def test_ppo_runs_through_accelerate_with_trackers_and_mixed_precision(tmp_path, cache, endpoint):
+    """PPO goes through accelerate like the Trainer's stages: the device and mixed precision are reported, and
+    train.report_to=tensorboard gets event files with PPO's per-step statistics (the loop used to log nowhere)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    proc = cli(tmp_path, cache, *BASE, f"ppo.reward_model={endpoint}", "ppo.reward_model_type=api", "train.max_steps=2",
+               "train.logging_steps=1", "train.report_to=tensorboard", "train.bf16=true", "data.max_samples=8")
+    out = proc.stdout + proc.stderr
+    assert "PPO on cpu (mixed precision: bf16)" in out
+    train = stage_output(last_lock(tmp_path), "train")
+    events = list((train / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard event files under {train / 'tensorboard'}"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"reward", "kl", "loss", "kl_coef"} <= tags, tags
+    assert [e.step for e in acc.Scalars("reward")] == [1, 2]

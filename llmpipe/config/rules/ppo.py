@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from llmpipe.config.rulebook import rule
-from llmpipe.config.rules._common import evaluates, ft_type, get, problem, stage
+from llmpipe.config.rules._common import evaluates, ft_type, get, launch_kind, problem, stage, world_size
 
-PPO_LOGGERS = ("none", "wandb", "tensorboard", "trackio")
+# what accelerate, which PPO logs through, can log to (accelerate.utils.LoggerType)
+PPO_LOGGERS = ("none", "all", "aim", "tensorboard", "wandb", "trackio", "comet_ml", "mlflow", "clearml", "dvclive", "swanlab")
 PPO = ["train.stage=ppo", "ppo.reward_model=llmpipe-test/rm"]
 STEP = "step:"   # ppo.reward_model=step:<name>: the reward model trained by pipeline.before.<name> (train.stage=rm)
 
@@ -135,11 +136,11 @@ def shift_attn(cfg, env):
 
 
 @rule("ppo-report-to", keys=["train.stage", "train.report_to"],
-      bad=[PPO + ["train.report_to=mlflow"], PPO + ["train.report_to='wandb,mlflow'"]],
-      good=[PPO + ["train.report_to=none"], ["train.report_to=mlflow"]],
-      env={"available_packages": frozenset({"mlflow", "wandb", "tensorboard"})})
+      bad=[PPO + ["train.report_to=neptune"], PPO + ["train.report_to='wandb,neptune'"]],
+      good=[PPO + ["train.report_to=none"], PPO + ["train.report_to=tensorboard"], ["train.report_to=neptune"]],
+      env={"available_packages": frozenset({"mlflow", "wandb", "tensorboard", "neptune"})})
 def report_to(cfg, env):
-    """The PPO trainer logs only to wandb, tensorboard or trackio."""
+    """The PPO loop logs through accelerate, which knows fewer trackers than the Trainer."""
     if stage(cfg) != "ppo":
         return
     bad = [r for r in get(cfg, "train.report_to", []) if r not in PPO_LOGGERS]
@@ -176,3 +177,19 @@ def ppo_optimizer(cfg, env):
         if get(cfg, key):
             yield problem("ppo-optimizer", key, get(cfg, key), "the PPO loop has no GaLore/BAdam/Adam-mini/LoRA+ support",
                           f"{key} off for train.stage=ppo", f"drop {key} (they work with the sft/dpo/kto/rm stages)")
+
+
+@rule("ppo-launch", keys=["train.stage", "launch.kind", "launch.nproc_per_node", "launch.nnodes", "launch.deepspeed",
+                          "launch.fsdp"],
+      bad=[PPO + ["launch=ddp", "launch.nproc_per_node=2"], PPO + ["launch=deepspeed_z2"], PPO + ["launch=fsdp"]],
+      good=[PPO, PPO + ["launch=ddp", "launch.nproc_per_node=1"], ["launch=ddp", "launch.nproc_per_node=2"]])
+def ppo_launch(cfg, env):
+    """llmpipe's PPO loop runs in one process on one device (the GPU when there is one): it does not share its
+    gradients between ranks, so a launch that starts several would train unrelated copies."""
+    if stage(cfg) != "ppo":
+        return
+    kind = launch_kind(cfg)
+    if kind in ("deepspeed", "fsdp") or world_size(cfg) > 1:
+        yield problem("ppo-launch", "launch.kind", kind, "the PPO loop runs in one process on one device and does not "
+                      "synchronise ranks (DeepSpeed, FSDP or several processes would train unrelated copies)",
+                      "launch=local, or one process", "launch=local (PPO uses the GPU when there is one)")

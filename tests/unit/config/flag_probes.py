@@ -873,7 +873,10 @@ def ppo(case: Case) -> Any:
                 (rollout, "forward", lambda _p, _v, ids, *_a: (logp[ids[:, 0]], values[ids[:, 0]]))]
 
     def run():
-        loop = PPOLoop(SimpleNamespace(obj=case.obj), policy, None, None, None, [[1, 2, 3]] * 8)
+        from llmpipe.training.ppo_accel import make_accelerator
+
+        acc = make_accelerator(case.obj, case.workdir / "tensorboard", None)
+        loop = PPOLoop(SimpleNamespace(obj=case.obj), policy, None, None, None, [[1, 2, 3]] * 8, acc)
         seen["loop"] = {"batch": loop.batch, "steps": loop.steps, "kl": vars(loop.kl)}
         loop.prompt_batch, loop.reward = (lambda: [0, 1]), SimpleNamespace(score=lambda *_a: [1.0, 3.0])
         loop.ref_logprobs = lambda ids, *_a: ref[ids[:, 0]]
