@@ -1,0 +1,161 @@
+"""Pre-flight rules of vision-language training: a vision.* value must be able to act on the model it is set for,
+a dataset with media columns needs a model that reads them, and a VLM trains only where llmpipe can train it.
+The model's family comes from its config (builtin:tiny_vl is qwen2_vl; a local folder's config.json; a hub id
+that is not local is judged when it loads). Registered by llmpipe.pipeline.preflight. No torch."""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from llmpipe.config.families.vision import VisionConfig
+from llmpipe.config.rulebook import rule
+from llmpipe.config.rules._common import fmt, get, problem, stage
+
+TEXT_BUILTINS = ("builtin:tiny", "builtin:tiny-random", "builtin:bench")   # Llama layout
+VLM_BUILTINS = {"builtin:tiny_vl": "qwen2_vl"}
+TRAINED_FAMILIES = ("qwen2_vl",)
+VLM_STAGES = ("sft", "pt")
+_DEFAULTS = VisionConfig()
+# translated older flags: their value arrives through the newer key, which names them in its message
+_VIA = {"image_max_pixels": "vision.image_resolution", "video_max_pixels": "vision.video_resolution",
+        "freeze_vision_tower": "vision.train_mm_proj_only", "freeze_multi_modal_projector": "vision.train_mm_proj_only",
+        "freeze_language_model": "vision.train_mm_proj_only"}
+_TRANSLATED = ("image_resolution", "video_resolution", "train_mm_proj_only")
+# what each flag needs from the model family; None: any vision-language family llmpipe trains
+_ONLY = {"image_do_pan_and_scan": ("gemma3", "Gemma 3's pan-and-scan cropping"),
+         "crop_to_patches": ("internvl", "InternVL's tiling into patches")}
+_MEDIA_LATER = ("video_max_pixels", "video_min_pixels", "video_fps", "video_maxlen", "use_audio_in_video",
+                "audio_sampling_rate")
+
+
+def model_family(cfg) -> tuple[str | None, bool | None]:
+    """(model_type, is a vision-language model) of model.name_or_path, or (None, None) when not known here."""
+    ref = str(get(cfg, "model.name_or_path", "") or "")
+    if ref in VLM_BUILTINS:
+        return VLM_BUILTINS[ref], True
+    if ref in TEXT_BUILTINS:
+        return "llama", False
+    path = Path(ref).expanduser()
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(config, dict):
+        return None, None
+    return str(config.get("model_type") or "?"), config.get("vision_config") is not None
+
+
+def _changed(cfg) -> list[tuple[str, object]]:
+    out = []
+    for f in fields(VisionConfig):
+        if f.name in _TRANSLATED:
+            continue
+        value = get(cfg, f"vision.{f.name}")
+        if value is not None and value != getattr(_DEFAULTS, f.name):
+            out.append((f.name, value))
+    return out
+
+
+def _name(key: str) -> str:
+    return f"vision.{key}" + (f" (set directly or through {_VIA[key]})" if key in _VIA else "")
+
+
+@rule("vision-flag-fits-model", keys=[f"vision.{f.name}" for f in fields(VisionConfig)] + ["model.name_or_path"],
+      bad=[["vision.image_max_pixels=4096"], ["vision.freeze_vision_tower=false"],
+           ["model.name_or_path=builtin:tiny_vl", "vision.image_do_pan_and_scan=true"],
+           ["model.name_or_path=builtin:tiny_vl", "vision.video_fps=1.0"]],
+      good=[["vision.image_max_pixels=589824"], ["model.name_or_path=builtin:tiny_vl", "vision.image_max_pixels=4096"],
+            ["model.name_or_path=builtin:tiny_vl", "vision.freeze_vision_tower=false"]])
+def flag_fits_model(cfg, env):
+    """A vision.* value must be able to act on the loaded model: none on a text-only model; pan-and-scan (Gemma 3)
+    and crop_to_patches (InternVL) only in their families; video and audio settings are refused while llmpipe
+    trains vision-language models on images only (never accepted and ignored)."""
+    family, vlm = model_family(cfg)
+    ref = get(cfg, "model.name_or_path")
+    for key, value in _changed(cfg):
+        if vlm is False:
+            yield problem("vision-flag-fits-model", f"vision.{key}", value,
+                          f"{_name(key)} has nothing to act on: {ref} is a text-only model ({family})",
+                          f"the default ({getattr(_DEFAULTS, key)}) for a text-only model",
+                          "a vision-language model such as model=tiny_vl, or drop the setting")
+        elif key in _ONLY and family != _ONLY[key][0]:
+            yield problem("vision-flag-fits-model", f"vision.{key}", value,
+                          f"means nothing for {ref} ({family or 'family not known here'}): it is "
+                          f"{_ONLY[key][1]}", f"false (only {_ONLY[key][0]} models use it)", f"vision.{key}=false")
+        elif key in _MEDIA_LATER:
+            yield problem("vision-flag-fits-model", f"vision.{key}", value,
+                          f"{_name(key)}: this build trains vision-language models on images only; videos and "
+                          "audio are not read yet, so the value could not act (docs/multimodal.md)",
+                          f"the default ({getattr(_DEFAULTS, key)})", f"drop vision.{key}")
+
+
+@rule("vision-freeze-all", keys=["vision.freeze_vision_tower", "vision.freeze_multi_modal_projector",
+                                 "vision.freeze_language_model", "vision.train_mm_proj_only"],
+      bad=[["model.name_or_path=builtin:tiny_vl", "train.do_train=true", "vision.freeze_language_model=true"]],
+      good=[["model.name_or_path=builtin:tiny_vl", "vision.freeze_language_model=true",
+             "vision.freeze_multi_modal_projector=false"]])
+def freeze_all(cfg, env):
+    """The vision switches must leave something to train on a vision-language model."""
+    if model_family(cfg)[1] is not True or not get(cfg, "train.do_train", False):
+        return
+    v = [get(cfg, f"vision.{k}") for k in ("freeze_vision_tower", "freeze_multi_modal_projector",
+                                           "freeze_language_model")]
+    if all(v):
+        yield problem("vision-freeze-all", "vision.freeze_language_model", True,
+                      "with the vision tower and the projector frozen too, nothing would train",
+                      "false, or unfreeze the tower or the projector", "vision.freeze_multi_modal_projector=false")
+
+
+@rule("vision-stage", keys=["train.stage", "model.name_or_path"],
+      bad=[["model.name_or_path=builtin:tiny_vl", "train.stage=ppo", "ppo.reward_model=builtin:tiny",
+            "ppo.reward_model_type=full", "train.do_train=true"]],
+      good=[["model.name_or_path=builtin:tiny_vl", "train.stage=sft"]])
+def vlm_stage(cfg, env):
+    """A vision-language model trains with sft (images) or pt (text) only: the preference, reward and PPO trainers
+    of this build load text-only causal LMs and do not collate images (TRL's RewardTrainer has no image path at
+    all), so they would drop the vision tower or the images."""
+    family, vlm = model_family(cfg)
+    if vlm is not True or not get(cfg, "train.do_train", False) or stage(cfg) in VLM_STAGES:
+        return
+    yield problem("vision-stage", "train.stage", stage(cfg),
+                  f"is not available for the vision-language model {get(cfg, 'model.name_or_path')} ({family}): its "
+                  "trainer loads a text-only causal LM and does not pass images (docs/multimodal.md)",
+                  fmt(VLM_STAGES), "train.stage=sft")
+
+
+@rule("vision-data-media", keys=["data.dataset", "data.eval_dataset", "model.name_or_path"],
+      bad=[["data.dataset=vlm_colours"], ["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours",
+                                          "train.stage=pt"]],
+      good=[["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours"], ["data.dataset=demo_sft"]])
+def data_media(cfg, env):
+    """A dataset registered with images/videos/audios columns needs a model that reads them: a text-only model is
+    refused (it would train on the placeholder text), and so are videos and audios and images outside sft."""
+    from llmpipe.data.registry import find_dataset
+
+    family, vlm = model_family(cfg)
+    if vlm is None:
+        return
+    ddir = get(cfg, "data.dataset_dir", "data")
+    for key in ("data.dataset", "data.eval_dataset"):
+        for name in get(cfg, key, []):
+            try:
+                spec = find_dataset(name, ddir)
+            except Exception:   # noqa: BLE001  (an unreadable registry is data-dataset-registered's to report)
+                continue
+            cols = [c for c in ("images", "videos", "audios") if spec is not None and spec.columns.get(c)]
+            if not cols:
+                continue
+            if not vlm:
+                yield problem("vision-data-media", key, name,
+                              f"has {'/'.join(cols)} columns, and {get(cfg, 'model.name_or_path')} is a text-only "
+                              f"model ({family}): the media would be ignored",
+                              "a vision-language model (model=tiny_vl) or a text dataset", "model=tiny_vl")
+            elif set(cols) - {"images"}:
+                yield problem("vision-data-media", key, name,
+                              f"has {'/'.join(c for c in cols if c != 'images')} columns: this build trains on "
+                              "images only", "a dataset with images (or text) only", "drop it")
+            elif stage(cfg) != "sft":
+                yield problem("vision-data-media", key, name,
+                              f"has images, and train.stage={stage(cfg)} does not read them (only sft does)",
+                              "train.stage=sft", "train.stage=sft")
