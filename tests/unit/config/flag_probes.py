@@ -20,7 +20,10 @@ from typing import Any, Callable
 # --- the context: what a parameter needs to be meaningful (longest matching prefix wins; one table) ---------
 _MANY_TOKENS = "model.add_tokens='" + ",".join(f"<r{i}>" for i in range(60)) + "'"   # more than the spare rows
 _PREDICT = ("train.do_predict=true", "train.predict_with_generate=true", "data.eval_dataset=demo_sft_eval")
+_VLM = "model.name_or_path=builtin:tiny_vl"
 CONTEXT: dict[str, tuple[str, ...]] = {
+    "vision": (_VLM,),   # vision.* means something on a vision-language model only (vision-flag-fits-model)
+    "vision.freeze_language_model": (_VLM, "vision.freeze_multi_modal_projector=false"),   # something left to train
     "freeze": ("train.finetuning_type=freeze",),
     "freeze.use_llama_pro": ("train.finetuning_type=freeze", "freeze.trainable_layers=1"),
     "pref": ("train.stage=dpo", "data.dataset=demo_pref"),
@@ -308,38 +311,30 @@ def context_for(path: str) -> tuple[str, ...]:
 
 # --- accepted and ignored today: the shrinking list of gaps (each with its reason); a parameter listed here that
 # shows its effect fails the test until it is removed from the list --------------------------------------------
-_MULTIMODAL = "audit: the multimodal issue makes vision.* and data.media_dir act (processor, media loading)"
-KNOWN_IGNORED: dict[str, str] = {
-    "vision.image_max_pixels": _MULTIMODAL,
-    "vision.image_min_pixels": _MULTIMODAL,
-    "vision.image_do_pan_and_scan": _MULTIMODAL,
-    "vision.crop_to_patches": _MULTIMODAL,
-    "vision.video_max_pixels": _MULTIMODAL,
-    "vision.video_min_pixels": _MULTIMODAL,
-    "vision.video_fps": _MULTIMODAL,
-    "vision.video_maxlen": _MULTIMODAL,
-    "vision.use_audio_in_video": _MULTIMODAL,
-    "vision.audio_sampling_rate": _MULTIMODAL,
-    "vision.freeze_vision_tower": _MULTIMODAL,
-    "vision.freeze_multi_modal_projector": _MULTIMODAL,
-    "vision.freeze_language_model": _MULTIMODAL,
-    "vision.image_resolution": _MULTIMODAL,
-    "vision.video_resolution": _MULTIMODAL,
-    "vision.train_mm_proj_only": _MULTIMODAL,
-}
+KNOWN_IGNORED: dict[str, str] = {}
 
 # Parameters whose destination has no probe yet: the test still checks their fingerprints (where a stage reads
 # them) but cannot see the value arrive. Write the probe (flag_probes.PROBES, destination in paramdoc) and remove
 # the entry; this list, too, only shrinks.
 _LOADING = "model loading (load_causal_lm / load_tokenizer need the weights or the hub): probe to write"
+_VISION = ("the load stage's image tokens / the trained parameters (tests/integration/test_vlm.py measures them); "
+           "probe to write")
 UNPROBED: dict[str, str] = {
+    **{f"vision.{k}": _VISION for k in ("image_max_pixels", "image_min_pixels", "image_resolution",
+                                        "freeze_vision_tower", "freeze_multi_modal_projector",
+                                        "freeze_language_model", "train_mm_proj_only")},
     **{f"model.{k}": _LOADING for k in (
         "adapter_folder", "use_fast_tokenizer", "offload_folder", "low_cpu_mem_usage")},
     "train.output_dir": "the final model's link (pipeline/outputs.link_final, after a run): probe to write",
 }
 
 # Refused with the key named for a reason other than a missing GPU (each with the reason).
+_IMAGES_ONLY = "videos and audio are not trained yet: refused on the VLM (vision-flag-fits-model)"
 REFUSED: dict[str, str] = {
+    **{f"vision.{k}": _IMAGES_ONLY for k in ("video_max_pixels", "video_min_pixels", "video_fps", "video_maxlen",
+                                             "use_audio_in_video", "audio_sampling_rate", "video_resolution")},
+    "vision.image_do_pan_and_scan": "Gemma 3 only; tiny_vl is qwen2_vl (vision-flag-fits-model)",
+    "vision.crop_to_patches": "InternVL only; tiny_vl is qwen2_vl (vision-flag-fits-model)",
     "model.mixture_of_depths": "needs the MoD package, which this machine lacks",
     "train.save_safetensors": "false: transformers 5 writes safetensors only (.bin cannot be written)",
     "model.use_fast_tokenizer": "false: transformers 5 has one tokenizer per model type (use_fast is discarded)",
