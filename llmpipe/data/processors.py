@@ -92,9 +92,36 @@ def encode_turns(pairs: list[tuple[list[int], list[int]]], cutoff_len: int | Non
     return input_ids, labels, sorted(set(notes))
 
 
+def encode_native(examples: list[dict], tokenizer, *, cutoff_len=None, train_on_prompt=False, mask_history=False,
+                  **opts) -> list:
+    """``encode_supervised`` with the tokenizer's own chat template (llmpipe.data.native_template); the text
+    the template writes after the last answer is kept, untrained (unless ``train_on_prompt``)."""
+    from llmpipe.data.native_template import native_pairs
+
+    out = []
+    for r in native_pairs(examples, tokenizer, mask_history=mask_history, **opts):
+        if isinstance(r, str):
+            out.append(r)
+            continue
+        (pairs, tail), notes = r, []
+        input_ids, labels, notes = encode_turns(pairs, cutoff_len, train_on_prompt, mask_history)
+        tail = tail[:max(0, cutoff_len - len(input_ids))] if cutoff_len else tail
+        input_ids, labels = input_ids + tail, labels + (list(tail) if train_on_prompt else [IGNORE_INDEX] * len(tail))
+        if all(x == IGNORE_INDEX for x in labels):
+            out.append(f"no trainable token left within cutoff_len={cutoff_len}")
+        else:
+            out.append((input_ids, labels, notes))
+    return out
+
+
 def encode_supervised(examples: list[dict], tokenizer, *, cutoff_len=None, train_on_prompt=False,
-                      mask_history=False, default_system=None, tool_format="default") -> list:
-    """Per example: (input_ids, labels, notes), or a string with the reason it cannot be trained on."""
+                      mask_history=False, default_system=None, tool_format="default", native=None) -> list:
+    """Per example: (input_ids, labels, notes), or a string with the reason it cannot be trained on.
+    ``native`` ("tools" or "text"): rendered by the tokenizer's own chat template (``encode_native``)."""
+    if native:
+        return encode_native(examples, tokenizer, cutoff_len=cutoff_len, train_on_prompt=train_on_prompt,
+                             mask_history=mask_history, default_system=default_system, tool_format=tool_format,
+                             native=native)
     pieces, bad = [], {}
     for k, ex in enumerate(examples):
         try:

@@ -63,9 +63,10 @@ def test_registry_name_with_remapped_columns_system_and_tools(tmp_path, tok):
     (tmp_path / "mine.json").write_text(json.dumps(rows))
     register(tmp_path, mine={"file_name": "mine.json", "columns": {"prompt": "q", "response": "a", "system": "sys",
                                                                     "tools": "fns"}})
-    b = build_datasets(opts(tmp_path, "mine", cutoff_len=512), tok)
+    b = build_datasets(opts(tmp_path, "mine", cutoff_len=512, tool_format="default"), tok)
     text = tok.decode(b.train[0]["input_ids"])
-    assert "Be brief." in text and "- weather: Weather now" in text and "Sunny." in text
+    assert "Be brief.You have access" in text and "> Tool Name: weather\nTool Description: Weather now" in text
+    assert "Sunny." in text
 
 
 def test_broken_json_array_is_an_error_naming_dataset_and_place(tmp_path, tok):
