@@ -110,7 +110,7 @@ def lock_section(job: Job, rows: list[dict[str, Any]]) -> str:
             continue
         reads = r.get("reads") or {}
         parts.append(
-            f'<details class="stage-lock"><summary><b>{e(r["id"])}</b> <span class="muted">read {len(reads)} values'
+            f'<details class="stage-lock" data-stage="{e(r["id"])}"><summary><b>{e(r["id"])}</b> <span class="muted">read {len(reads)} values'
             f'{", inputs " + e(", ".join(r["inputs"])) if r.get("inputs") else ""}</span></summary>'
             f'<div class="cols"><div><h4>values read</h4>{_kv_table(reads)}</div><div><h4>input identities</h4>'
             f'{_kv_table(r.get("inputs") or {})}<h4>metrics</h4>{_kv_table(r.get("metrics") or {})}</div></div></details>')

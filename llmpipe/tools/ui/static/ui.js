@@ -106,7 +106,7 @@ function initRun() {
         $("#stages").innerHTML = data.stages_html;
         $("#run-status").innerHTML = data.status_html;
         drawCurves(data.curves);
-        if (data.status !== "running") { setTimeout(() => location.reload(), 500); return; }
+        if (data.status !== "running") { setTimeout(() => location.reload(), 1500); return; }   // then the held-out metrics and lock file
       }
     } catch (e) { /* the server restarted: try again */ }
     setTimeout(poll, 2000);
