@@ -20,29 +20,45 @@ def load_model(ref, obj: Any, log=print):
     * an adapter trained by the run: on the run's base, loaded as training loaded it (the adapters of
       model.adapter_name_or_path that training merged are merged again), then the adapter merged;
     * the configured base model: every adapter of model.adapter_name_or_path merged in order.
+
+    With ``quantization.bit`` the base is quantized while loading, as training quantizes it (bitsandbytes, HQQ,
+    EETQ; ``quantization.device_map`` and ``model.offload_folder`` place it), and the last adapter stays a
+    separate LoRA on the quantized weights: merging into quantized weights would round it away.
     """
     import torch
     from peft import PeftModel
 
-    from llmpipe.models.adapters import merge_adapters
+    from llmpipe.models.adapters import load_adapter, merge_adapters
     from llmpipe.models.loading import ModelSourceError, load_causal_lm
+    from llmpipe.models.quantization import is_quantized
 
     dtype = DTYPES[obj.infer.dtype]
     dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
+    quantize = obj.quantization.bit is not None
+    if quantize and dtype == "auto":
+        dtype = torch.float32 if not torch.cuda.is_available() else torch.bfloat16   # the quantizers' compute dtype
     trained_adapter = ref.trained and bool(ref.adapters)
     view = obj if trained_adapter else replace(obj, model=replace(
         obj.model, adapter_name_or_path=[], train_from_scratch=obj.model.train_from_scratch and not ref.trained))
     try:
-        model = load_causal_lm(ref.model, view, dtype=dtype, log=log)
+        model = load_causal_lm(ref.model, view, dtype=dtype, quantize=quantize, log=log)
     except (OSError, ValueError) as e:
         raise ModelSourceError(f"{ref.model} could not be loaded as a causal language model: "
                                f"{str(e).splitlines()[0]}") from None
+    adapters = list(ref.adapters)
+    keep = adapters.pop() if quantize and adapters else None
     if trained_adapter:
-        for adapter in ref.adapters:
+        for adapter in adapters:
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        if keep:
+            model = PeftModel.from_pretrained(model, keep)
     else:
-        model = merge_adapters(model, list(ref.adapters), obj, log=log)
-    if torch.cuda.is_available():
+        model = merge_adapters(model, adapters, obj, log=log)
+        if keep:
+            model = load_adapter(model, keep, obj, trainable=False)
+    if keep:
+        log(f"adapter {keep} applied on the quantized weights (not merged)")
+    if torch.cuda.is_available() and not is_quantized(model.get_base_model() if keep else model):
         model = model.to("cuda")
     model.eval()
     return model

@@ -7,8 +7,8 @@ PPO runs in one process: a launched (torchrun/DeepSpeed) PPO is refused in pre-f
 """
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from llmpipe.training.metrics import logging_dir

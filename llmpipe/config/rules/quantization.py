@@ -121,20 +121,19 @@ def device_map_training(cfg, env):
                       "quantization.device_map=null when training", "quantization.device_map=null")
 
 
-@rule("quant-device-map-inference", keys=["quantization.device_map", "train.do_train"],
-      bad=[["quantization=bnb4", "quantization.device_map=auto", "train.do_train=false", "train.do_predict=true",
+@rule("quant-device-map-unquantized", keys=["quantization.device_map", "quantization.bit"],
+      bad=[["quantization.device_map=auto", "train.do_train=false", "train.do_predict=true",
             "train.predict_with_generate=true", "data.val_size=0.1"]],
-      good=[["quantization=bnb4", "train.do_train=false", "train.do_predict=true", "train.predict_with_generate=true",
-             "data.val_size=0.1"]],
+      good=[["quantization=bnb4", "quantization.device_map=auto", "train.do_train=false", "train.do_predict=true",
+             "train.predict_with_generate=true", "data.val_size=0.1"]],
       env={"available_packages": frozenset({"bitsandbytes"})})
-def device_map_inference(cfg, env):
-    """An automatic device map places a model quantized while loading; only training loads quantized today (where
-    quant-device-map-training refuses it), while predict, chat and serve load the model unquantized on one device."""
-    if get(cfg, "quantization.device_map") == "auto" and not trains(cfg):
-        yield problem("quant-device-map-inference", "quantization.device_map", "auto",
-                      "predict, chat and serve load the model unquantized on one device (quantized inference is not "
-                      "wired yet), so an automatic device map would place nothing", "unset",
-                      "quantization.device_map=null")
+def device_map_unquantized(cfg, env):
+    """The automatic device map places a model quantized while loading (predict, evaluate, chat and serve with
+    quantization.bit); an unquantized model is loaded on one device, so the map would place nothing."""
+    if get(cfg, "quantization.device_map") == "auto" and quant_bit(cfg) is None:
+        yield problem("quant-device-map-unquantized", "quantization.device_map", "auto",
+                      "an automatic device map places a quantized model (quantization.bit), and none is set",
+                      "unset, or with quantization.bit", "quantization.device_map=null, or quantization=bnb4")
 
 
 @rule("quant-sharded", keys=["quantization.method", "quantization.bit", "launch.deepspeed", "launch.fsdp"],
