@@ -53,12 +53,13 @@ def template_fits(cfg, env):
     if facts is None:
         return
     t = templates.TEMPLATES.get(name) if name else None
-    why = tokfacts.template_problem(facts, name, t.markers if t else (), bool(t and "eos_token +" in t.jinja))
+    why = tokfacts.template_problem(facts, name, t.markers if t else (), bool(t and t.needs_eos))
     if why:
         fits = [n for n, d in sorted(templates.TEMPLATES.items())
-                if not tokfacts.template_problem(facts, n, d.markers, "eos_token +" in d.jinja)]
+                if not tokfacts.template_problem(facts, n, d.markers, d.needs_eos)]
+        shown = fmt(fits[:12]) + (f" and {len(fits) - 12} more (`llmpipe-tools templates`)" if len(fits) > 12 else "")
         yield problem("data-template-fits", "data.template", name, why,
-                      f"templates that fit this tokenizer: {fmt(fits)}" + (" or null (its own)" if facts.has_chat_template else ""),
+                      f"templates that fit this tokenizer: {shown}" + (" or null (its own)" if facts.has_chat_template else ""),
                       "data.template=null" if facts.has_chat_template and name else
                       f"data.template={fits[0]}" if fits else "a template made for this model")
 

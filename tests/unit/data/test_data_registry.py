@@ -112,7 +112,8 @@ def test_every_template_marks_assistant_turns(tok, name):
     assert "Be exact." in rendered
     pieces = turn_pieces(tok, msgs)
     assert "".join(s + t for s, t in pieces) == rendered
-    assert [t.startswith(a) for (_, t), a in zip(pieces, ("yo", "ok"))] == [True, True]
+    # (LLaMA-Factory's mistral answer slot starts with a space: " yo</s>")
+    assert [t.lstrip().startswith(a) for (_, t), a in zip(pieces, ("yo", "ok"))] == [True, True]
     enc = tok.apply_chat_template(msgs, return_dict=True, return_assistant_tokens_mask=True)
     marked = tok.decode([i for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m])
     assert "yo" in marked and "ok" in marked and "hi" not in marked and "again" not in marked

@@ -72,7 +72,8 @@ def test_qwen_tool_format_is_the_default_for_the_qwen_template(tmp_path, tok):
     trained, prompt = trained_and_prompt(tok, b.train[0])
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' in trained
     assert "<|im_start|>user\n<tool_response>\n18 degrees, sunny\n</tool_response><|im_end|>" in prompt
-    assert prompt.startswith("<|im_start|>system\nYou are a helpful assistant.\n\n# Tools")  # template default kept
+    # the template default kept (LLaMA-Factory's qwen default system)
+    assert prompt.startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools")
     assert json.dumps({"type": "function", "function": WEATHER}) in prompt
     explicit = build(tmp_path, tok, [SHAREGPT], SG_ENTRY, template="qwen", tool_format="default")
     assert "Action: get_weather" in trained_and_prompt(tok, explicit.train[0])[0]
