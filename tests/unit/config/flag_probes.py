@@ -197,6 +197,7 @@ VALUES: dict[str, str] = {
     "pref.ref_model": "builtin:tiny-random",
     "pref.ref_model_adapters": "{files}/adapter",
     "pref.ref_model_quantization_bit": "8",
+    "pref.precompute_reference": "false",   # the default (null) picks the reference stage for this epoch run
     "ppo.reward_model": "builtin:tiny-random",
     "ppo.reward_model_adapters": "{files}/adapter",
     "ppo.reward_model_quantization_bit": "8",
