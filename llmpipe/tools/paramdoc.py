@@ -79,6 +79,7 @@ DESTINATIONS: dict[str, str] = {
     "galore": "optimizer", "badam": "optimizer",
     "pref.kto_chosen_weight": "KTO trainer config", "pref.kto_rejected_weight": "KTO trainer config",
     "pref.ref_model": "reference model loading", "pref.ref_model_adapters": "reference model loading",
+    "pref.precompute_reference": "stage plan",
     "pref.ref_model_quantization_bit": "reference model loading",
     "lora.loraplus_lr_ratio": "optimizer", "lora.loraplus_lr_embedding": "optimizer",
     **{f"model.{k}": "model building" for k in (
