@@ -10,10 +10,11 @@ Cost model (one reference forward per row either way): the stage costs ``rows(tr
 plus a model load; inline costs ``max_steps x global batch`` forwards per run plus ``rows(eval)`` per
 evaluation. ``pref.precompute_reference``:
 
-- ``null`` (auto): the stage when the run sees the whole training set at least once (``max_steps`` unset and
-  ``num_train_epochs >= 1``, or ``max_steps x global batch >= data.max_samples``), inline for a shorter run
-  (then most rows are never visited and computing all of them costs more than it saves) or when the data size
-  is unknown against ``max_steps``;
+- ``null`` (auto): the stage in a sweep (a Hydra multirun: its jobs share one computation, and every later
+  job finds it cached) and when the run sees the whole training set at least once (``max_steps`` unset and
+  ``num_train_epochs >= 1``, or ``max_steps x global batch >= data.max_samples``); inline for a shorter
+  one-off run (then most rows are never visited and computing all of them costs more than it saves) or when
+  the data size is unknown against ``max_steps``;
 - ``true``: always the stage (a sweep of short runs shares one computation); refused pre-flight where it
   cannot work (below);
 - ``false``: always inline.
@@ -74,6 +75,17 @@ def _global_batch(cfg: Any) -> int:
         _get(cfg, "train.gradient_accumulation_steps", 1)) * world
 
 
+def in_sweep() -> bool:
+    """Whether this configuration is a job of a Hydra multirun (-m, or a sweeper such as Optuna)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except (ImportError, ValueError, AttributeError):
+        return False
+
+
 def decide(cfg: Any) -> tuple[bool, str]:
     """(reference stage?, reason) for a train step that has a reference (see the module docstring)."""
     wanted = _get(cfg, "pref.precompute_reference")
@@ -84,6 +96,8 @@ def decide(cfg: Any) -> tuple[bool, str]:
         return False, blocked
     if wanted:
         return True, "pref.precompute_reference=true"
+    if in_sweep():
+        return True, "a sweep: its jobs share one computation"
     steps = int(_get(cfg, "train.max_steps", -1))
     if steps <= 0:
         epochs = float(_get(cfg, "train.num_train_epochs", 1.0))
