@@ -54,9 +54,11 @@ def apply_rope_scaling(config, cfg: Any, log: Callable[[str], None]) -> None:
 
 def apply_moe_aux_loss(config, cfg: Any, training: bool, log: Callable[[str], None]) -> None:
     coef = cfg.model.moe_aux_loss_coef
-    if coef is None:
-        return
     attrs = [a for a in MOE_COEF_ATTRS if hasattr(config, a)]
+    if coef is None:
+        if attrs and hasattr(config, "output_router_logits"):
+            config.output_router_logits = training   # the model's own coefficient acts while training
+        return
     if not attrs:
         log(f"model.moe_aux_loss_coef={coef}: {config.model_type} is not a mixture-of-experts model; no effect")
         return
@@ -94,12 +96,16 @@ def upcast_layernorm(model) -> int:
 
 
 def upcast_lmhead_output(model) -> bool:
+    """Logits in fp32: a hook casts the output of the LM head (or a reward model's score head), and the model is
+    marked so that the heads that bypass the module call (llmpipe's label-only head, TRL's fused head in the DPO
+    family) project in fp32 themselves (llmpipe.training.lm_head)."""
     import torch
 
-    head = model.get_output_embeddings()
+    head = model.get_output_embeddings() or getattr(model, "score", None)
     if head is None:
         return False
     head.register_forward_hook(lambda mod, args, out: out.to(torch.float32))
+    model.llmpipe_upcast_lmhead = True
     return True
 
 

@@ -16,9 +16,14 @@ logits (``train.compute_accuracy``) and runs that bring their own head kernels (
 
 DPO-family stages keep TRL's fused LM head (it also yields the per-token entropy and accuracy TRL logs);
 ``score_label_positions_only`` makes it skip the unlabelled positions on the CPU as well.
+
+``model.upcast_lmhead_output`` reaches every head: the module hook (llmpipe.models.patches) for the model's own
+forward, an fp32 projection in the label-only head, and TRL's ``cast_lm_head_to_fp32`` for its fused head
+(``fused_head_in_fp32``, around the construction of a DPO/KTO trainer).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any, Callable
 
 
@@ -89,7 +94,12 @@ def add_label_only_head(model) -> None:
         hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
         target = labels[:, 1:].to(hidden.device)
         keep = target != -100
-        logits = self.get_output_embeddings()(hidden[keep]).float()
+        head = self.get_output_embeddings()
+        if getattr(self, "llmpipe_upcast_lmhead", False):   # model.upcast_lmhead_output: the projection in fp32
+            logits = torch.nn.functional.linear(hidden[keep].float(), head.weight.float(),
+                                                None if head.bias is None else head.bias.float())
+        else:
+            logits = head(hidden[keep]).float()
         loss = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum")
         return CausalLMOutputWithPast(loss=loss / (items if items is not None else keep.sum().clamp(min=1)))
 
@@ -125,3 +135,27 @@ def score_label_positions_only() -> None:
 
     compact_on_cpu.llmpipe_cpu_compact = True
     trl_utils._use_triton = compact_on_cpu
+
+
+@contextmanager
+def fused_head_in_fp32(enabled: bool):
+    """While a TRL DPO/KTO trainer is built: its fused LM head gets ``cast_lm_head_to_fp32=True`` (the projection in
+    fp32, outside autocast) when ``enabled`` (model.upcast_lmhead_output). TRL 1.16 builds the head inside the
+    trainer's constructor without exposing the option, so the constructor's reference to it is swapped for the
+    duration of the call."""
+    if not enabled:
+        yield
+        return
+    import functools
+
+    import trl.trainer.dpo_trainer as dpo
+    import trl.trainer.kto_trainer as kto
+
+    saved = {m: m.add_fused_lm_head for m in (dpo, kto)}
+    try:
+        for module, original in saved.items():
+            module.add_fused_lm_head = functools.partial(original, cast_lm_head_to_fp32=True)
+        yield
+    finally:
+        for module, original in saved.items():
+            module.add_fused_lm_head = original

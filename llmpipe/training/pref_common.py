@@ -40,7 +40,10 @@ def trainer_for(base: type, ctx: TrainJob, **kwargs):
     from llmpipe.training.optimizers import trainer_class
     from llmpipe.training.progress import trainer_callbacks
 
-    trainer = trainer_class(base, ctx.obj)(callbacks=trainer_callbacks(ctx.obj, ctx.log), **kwargs)
+    from llmpipe.training.lm_head import fused_head_in_fp32
+
+    with fused_head_in_fp32(bool(ctx.obj.model.upcast_lmhead_output)):   # TRL's fused head, like the others
+        trainer = trainer_class(base, ctx.obj)(callbacks=trainer_callbacks(ctx.obj, ctx.log), **kwargs)
     try:
         from llmpipe.training.metrics import point_trackers
 
