@@ -83,7 +83,7 @@ def decide(cfg, model, log: Callable[[str], Any] = print) -> bool:
             reason = (f"attention implementation {attn!r} would attend over the whole row "
                       "(padding-free runs on sdpa or FlashAttention)")
     if reason is None:
-        gap = isolation_gap(model, NeatPackingCollator(0))
+        gap = _gap(model)
         if gap > 1e-4:
             attn = getattr(getattr(model, "config", None), "_attn_implementation", "?")
             reason = (f"this model (attention implementation {attn!r}) lets the examples of one row attend to each "
@@ -98,13 +98,30 @@ def decide(cfg, model, log: Callable[[str], Any] = print) -> bool:
     return False
 
 
+def _gap(model) -> float:
+    """``isolation_gap`` under the autocast the Trainer will run the model with. Freeze fine-tuning and LLaMA Pro
+    with train.bf16/fp16 keep the trainable layers in fp32 beside half-precision frozen ones; run outside
+    autocast, such a model fails with a dtype mismatch. A model of one float dtype runs as it is."""
+    import contextlib
+
+    import torch
+
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    low = [d for d in (torch.bfloat16, torch.float16) if d in dtypes]
+    ctx = contextlib.nullcontext()
+    if len(dtypes) > 1 and low:
+        ctx = torch.autocast(device_type=next(model.parameters()).device.type, dtype=low[0])
+    with ctx:
+        return isolation_gap(model, NeatPackingCollator(0))
+
+
 def unpad_reference(ref, log: Callable[[str], Any] = print) -> bool:
     """Padding-free calls for a separate reference model too (full or freeze fine-tuning), on the same terms
     as the policy: variable-length SDPA where it uses SDPA, and only when the isolation check passes."""
     from llmpipe.models.varlen_attention import use_varlen_sdpa
 
     use_varlen_sdpa(ref)
-    gap = isolation_gap(ref, NeatPackingCollator(0))
+    gap = _gap(ref)
     if gap > 1e-4:
         log(f"reference model: padded batches (its examples would attend to each other, gap {gap:.2e})")
         return False
