@@ -53,7 +53,7 @@ def hub_cache(tmp_path_factory):
     hub = tmp_path_factory.mktemp("hub")
     snap = hub / ("models--" + CACHED.replace("/", "--")) / "snapshots" / ("0" * 40)
     snap.mkdir(parents=True)
-    (snap / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (snap / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 2048}))
     return hub
 
 
