@@ -95,6 +95,17 @@ def _model_class(cfg: Any, config: Any = None):
     return model_class(config)   # a vision-language model loads with its image-text-to-text class
 
 
+def placement_kwargs(cfg: Any, dtype, quantize: bool) -> dict[str, Any]:
+    """from_pretrained keywords that quantize and place the weights: the quantizer's config and device map
+    (quantization.*), and model.offload_folder for what an automatic device map cannot fit anywhere."""
+    from llmpipe.models import quantization
+
+    kw = dict(quantization.load_kwargs(cfg, dtype)) if quantize else {}
+    if kw.get("device_map") == "auto":
+        kw["offload_folder"] = cfg.model.offload_folder
+    return kw
+
+
 def load_causal_lm(source: str, cfg: Any, *, dtype=None, training: bool = False, quantize: bool | None = None,
                    log: Callable[[str], None] = print):
     """The run's base model: ``source`` loaded with the model family's options (dtype, attention, RoPE scaling,
@@ -116,10 +127,7 @@ def load_causal_lm(source: str, cfg: Any, *, dtype=None, training: bool = False,
     attn = ATTENTION.get(cfg.model.flash_attn)
     if attn:
         kw["attn_implementation"] = attn
-    if quantize:
-        kw.update(quantization.load_kwargs(cfg, dtype))
-    if kw.get("device_map") == "auto":
-        kw["offload_folder"] = cfg.model.offload_folder
+    kw.update(placement_kwargs(cfg, dtype, quantize))
     cls = _model_class(cfg, config)
     if training and cfg.model.use_unsloth:
         from llmpipe.models import unsloth

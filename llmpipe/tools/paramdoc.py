@@ -44,6 +44,8 @@ DESTINATIONS: dict[str, str] = {
     "model.name_or_path": "load and adapt stages", "model.adapter_name_or_path": "load and adapt stages",
     "model.model_revision": "hub options", "model.cache_dir": "hub options",
     "model.trust_remote_code": "hub options", "model.hf_hub_token": "hub options",
+    "model.offload_folder": "model placement", "model.adapter_folder": "adapter loading",
+    "train.output_dir": "final model link",
     "model.rope_scaling": "model config", "model.moe_aux_loss_coef": "model config",
     "model.disable_gradient_checkpointing": "TrainingArguments", "model.use_reentrant_gc": "TrainingArguments",
     "model.use_unsloth_gc": "TrainingArguments", "model.enable_liger_kernel": "TrainingArguments",

@@ -21,6 +21,9 @@ from typing import Any, Callable
 _MANY_TOKENS = "model.add_tokens='" + ",".join(f"<r{i}>" for i in range(60)) + "'"   # more than the spare rows
 _PREDICT = ("train.do_predict=true", "train.predict_with_generate=true", "data.eval_dataset=demo_sft_eval")
 _VLM = "model.name_or_path=builtin:tiny_vl"
+# predict with a quantized model (predict, evaluate, chat and serve load it quantized)
+_QUANT_INFER = ("quantization.bit=4", "train.do_train=false", "train.do_predict=true", "train.predict_with_generate=true",
+                "data.val_size=0.1")
 CONTEXT: dict[str, tuple[str, ...]] = {
     "vision": (_VLM,),   # vision.* means something on a vision-language model only (vision-flag-fits-model)
     "vision.freeze_language_model": (_VLM, "vision.freeze_multi_modal_projector=false"),   # something left to train
@@ -110,6 +113,8 @@ CONTEXT: dict[str, tuple[str, ...]] = {
                                   _MANY_TOKENS),
     "model.resize_vocab": (_MANY_TOKENS,),
     "model.adapter_folder": ("model.adapter_name_or_path={files}/adapter",),
+    "model.offload_folder": _QUANT_INFER + ("quantization.device_map=auto",),
+    "quantization.device_map": _QUANT_INFER,
     "model.use_reentrant_gc": (),
     "serve": (),
     "run": (),
@@ -317,16 +322,12 @@ KNOWN_IGNORED: dict[str, str] = {}
 # Parameters whose destination has no probe yet: the test still checks their fingerprints (where a stage reads
 # them) but cannot see the value arrive. Write the probe (flag_probes.PROBES, destination in paramdoc) and remove
 # the entry; this list, too, only shrinks.
-_LOADING = "model loading (load_causal_lm / load_tokenizer need the weights or the hub): probe to write"
 _VISION = ("the load stage's image tokens / the trained parameters (tests/integration/test_vlm.py measures them); "
            "probe to write")
 UNPROBED: dict[str, str] = {
     **{f"vision.{k}": _VISION for k in ("image_max_pixels", "image_min_pixels", "image_resolution",
                                         "freeze_vision_tower", "freeze_multi_modal_projector",
                                         "freeze_language_model", "train_mm_proj_only")},
-    **{f"model.{k}": _LOADING for k in (
-        "adapter_folder", "use_fast_tokenizer", "offload_folder", "low_cpu_mem_usage")},
-    "train.output_dir": "the final model's link (pipeline/outputs.link_final, after a run): probe to write",
 }
 
 # Refused with the key named for a reason other than a missing GPU (each with the reason).
@@ -340,11 +341,9 @@ REFUSED: dict[str, str] = {
     "train.save_safetensors": "false: transformers 5 writes safetensors only (.bin cannot be written)",
     "model.use_fast_tokenizer": "false: transformers 5 has one tokenizer per model type (use_fast is discarded)",
     "model.low_cpu_mem_usage": "false: transformers 5 always loads with low memory use",
-    "model.offload_folder": "used only under quantization.device_map=auto, which no stage can use today",
     "model.ms_hub_token": "llmpipe has no ModelScope hub source",
     "model.om_hub_token": "llmpipe has no Modelers (openmind) hub source",
     "train.fp16_opt_level": "an apex AMP setting; transformers 5 removed apex",
-    "quantization.device_map": "auto: refused for training, and inference does not load quantized yet",
     "model.moe_aux_loss_coef": "the tiny model has no MoE router (model-moe-aux-loss, from its config)",
     "train.predict_with_generate": "false with do_predict: prediction always generates (data-predict)",
     "data.enable_thinking": "no template of llmpipe has a thinking switch (data-enable-thinking)",
@@ -1073,3 +1072,32 @@ def adapter_saving(case: Case) -> Any:
     saved = json.loads((out / "adapter_config.json").read_text())
     case._cache["adapter saving"] = _jsonable([log, saved.get("r"), str(saved.get("init_lora_weights"))])
     return case._cache["adapter saving"]
+
+
+@probe("model placement")
+def placement(case: Case) -> Any:
+    """The from_pretrained keywords that quantize and place the weights (device map, offload folder)."""
+    import torch
+
+    from llmpipe.models.loading import placement_kwargs
+
+    kw = placement_kwargs(case.obj, torch.bfloat16, quantize=case.obj.quantization.bit is not None)
+    qc = kw.get("quantization_config")
+    return _jsonable({**kw, "quantization_config": qc.to_dict() if qc is not None else None})
+
+
+@probe("adapter loading")
+def adapter_loading(case: Case) -> Any:
+    """The keywords every adapter of model.adapter_name_or_path is loaded with (merge and export included)."""
+    from llmpipe.models.adapters import _load_kwargs
+
+    return _jsonable(_load_kwargs(case.obj))
+
+
+@probe("final model link")
+def final_link(case: Case) -> Any:
+    """The folder the final model is linked into after a run (train.output_dir, relative to the job folder)."""
+    from llmpipe.pipeline.outputs import output_folder
+
+    folder = output_folder(case.obj.train.output_dir, case.workdir)
+    return None if folder is None else str(folder)
