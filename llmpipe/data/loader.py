@@ -78,10 +78,12 @@ def prepare_tokenizer(tokenizer, opts: DataOptions) -> dict:
     problem = check_template_fits(tokenizer, opts.template)
     if problem:
         raise DataError(problem)
-    apply_template(tokenizer, opts.template, opts.default_system)
+    apply_template(tokenizer, opts.template, opts.default_system, opts.enable_thinking)
     return {"default_system": opts.default_system or template_default_system(opts.template),
             "tool_format": resolve_tool_format(opts.tool_format, opts.template), "cutoff_len": opts.cutoff_len,
             "train_on_prompt": opts.train_on_prompt, "mask_history": opts.mask_history,
+            **({"template": opts.template, "enable_thinking": opts.enable_thinking}  # LF's spans (named templates)
+               if opts.template and opts.kind == "sft" else {}),
             **({"native": "text" if opts.tool_format else "tools"}  # the tokenizer's own template renders
                if opts.template is None and opts.kind == "sft" else {})}
 
@@ -268,7 +270,7 @@ def build_datasets(cfg, tokenizer, mm=None) -> Bundle:
     opts = cfg if isinstance(cfg, DataOptions) else DataOptions.from_cfg(cfg)
     if opts.kind not in KINDS:
         raise DataError(f"train.stage={opts.stage!r} has no data kind; known: {', '.join(STAGE_KIND)}")
-    if not opts.dataset:
+    if not opts.dataset and not opts.eval_dataset:
         raise DataError("data.dataset is empty: name at least one dataset (comma-separated)")
     if opts.eval_dataset and opts.val_size:
         raise DataError("set either data.val_size or data.eval_dataset, not both")
@@ -279,7 +281,7 @@ def build_datasets(cfg, tokenizer, mm=None) -> Bundle:
         if mm is not None:
             proc["mm"] = mm
         parts, report = load_parts(opts.dataset, tokenizer, opts, proc, "train")
-        train, ev, each = mix([p for _, p in parts], opts), None, None
+        train, ev, each = (mix([p for _, p in parts], opts) if parts else None), None, None
         if opts.eval_dataset:
             eparts, erep = load_parts(opts.eval_dataset, tokenizer, opts, proc, "eval")
             report.extend(erep)
@@ -289,6 +291,8 @@ def build_datasets(cfg, tokenizer, mm=None) -> Bundle:
         elif opts.val_size:
             cut = train.train_test_split(test_size=val_count(opts.val_size, len(train)), seed=opts.seed, shuffle=True)
             train, ev = cut["train"], cut["test"]
+        if train is None:   # evaluation or prediction only (data.eval_dataset alone): an empty train split
+            train = ev.select([])
         train = shape(train, opts, "train", report)
         ev = shape(ev, opts, "eval", report) if ev is not None else None
     report.rows = {"train": len(train), **({"eval": len(ev)} if ev is not None else {})}
