@@ -242,6 +242,10 @@ def plan_problems(cfg: DictConfig) -> list[Problem]:
     main = steps[-1][1]
     if not (main.train.do_train or main.train.do_eval or main.train.do_predict or main.export.dir):
         problems.append(Problem(
-            "train.do_train", False, "nothing to do: no training, evaluation, prediction or export was asked for",
-            fix="train.do_train=true (recipes usually set it), or export.dir=<folder> to export the model"))
+            "train.do_train", False, "nothing to do: no training, evaluation, prediction or export was asked for"
+            " (an inference config, such as LLaMA-Factory's inference YAMLs, runs with `python -m llmpipe.chat` or"
+            " `python -m llmpipe.serve` and the same arguments)",
+            fix="python -m llmpipe.chat <same arguments> to talk to the model, python -m llmpipe.serve <same"
+                " arguments> for an OpenAI-style server; or train.do_train=true (recipes usually set it), or"
+                " export.dir=<folder> to export the model"))
     return problems
