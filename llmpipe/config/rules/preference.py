@@ -147,9 +147,15 @@ def ref_model_parts(cfg, env):
 def kto_batch(cfg, env):
     """KTO estimates its KL reference point from mismatched pairs within a batch: it needs 2+ examples per batch."""
     if stage(cfg) == "kto" and get(cfg, "train.per_device_train_batch_size", 8) < 2:
+        gas = get(cfg, "train.gradient_accumulation_steps", 1)
+        same = (f"train.per_device_train_batch_size=2 train.gradient_accumulation_steps={gas // 2}: the same {gas}"
+                " examples per optimizer step" if isinstance(gas, int) and gas % 2 == 0 else
+                "train.per_device_train_batch_size=2 (with an even train.gradient_accumulation_steps, halve it to"
+                " keep the examples per optimizer step)")
         yield problem("pref-kto-batch", "train.per_device_train_batch_size", 1, "KTO's KL estimate needs at least two "
-                      "examples per device batch (with one, it equals the implied reward)", ">= 2 for train.stage=kto",
-                      "train.per_device_train_batch_size=2 (gradient_accumulation_steps keeps the effective batch)")
+                      "examples per device batch (with one, it equals the implied reward; TRL pairs each example with"
+                      " another answer of its own device batch, where LLaMA-Factory, which trains with 1, pairs them"
+                      " while preprocessing)", ">= 2 for train.stage=kto", same)
 
 
 @rule("pref-precompute-reference", keys=["pref.precompute_reference", "pref.loss", "train.stage", "data.streaming"],
