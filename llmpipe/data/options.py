@@ -47,6 +47,7 @@ class DataOptions:
     cutoff_len: int | None = _DATA.cutoff_len
     train_on_prompt: bool = _DATA.train_on_prompt
     mask_history: bool = _DATA.mask_history
+    enable_thinking: bool | None = _DATA.enable_thinking  # None: follow the data (reasoning templates)
     packing: bool = False                   # resolved (data.packing=null: on for pt only)
     neat_packing: bool = _DATA.neat_packing
     streaming: bool = _DATA.streaming
@@ -91,4 +92,8 @@ class DataOptions:
             interleave_probs=tuple(float(p) for p in kw["interleave_probs"] or ()) or None,
             val_size=float(kw["val_size"] or 0.0),
         )
+        data = cfg_get(cfg, "data")   # enable_thinking: null is a value of its own (follow the data)
+        if data is not None and (("enable_thinking" in data) if isinstance(data, dict) else hasattr(data, "enable_thinking")):
+            et = cfg_get(cfg, "data.enable_thinking")
+            kw["enable_thinking"] = None if et is None else bool(et)
         return cls(**kw)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from llmpipe.data.errors import DataError
 from llmpipe.data.report import RowReport
+from llmpipe.data.templates import TEMPLATES, template_spans
 from llmpipe.data.tools import ToolDataError, render_messages
 
 IGNORE_INDEX = -100
@@ -63,20 +64,23 @@ def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int
 
 
 def encode_turns(pairs: list[tuple[list[int], list[int]]], cutoff_len: int | None, train_on_prompt: bool = False,
-                 mask_history: bool = False) -> tuple[list[int], list[int], list[str]]:
-    """input_ids, labels and notes (what truncation did) for tokenized (source, target) pairs."""
+                 mask_history: bool = False, eos_id: int | None = None) -> tuple[list[int], list[int], list[str]]:
+    """input_ids, labels and notes (what truncation did) for tokenized (source, target) pairs.
+    ``eos_id`` (templates with efficient_eos, as LLaMA-Factory does): one EOS closes the sequence, and the
+    first prompt token of every turn but the first one processed is labelled EOS."""
     input_ids: list[int] = []
     labels: list[int] = []
     notes: list[str] = []
     total = 0
+    budget = cutoff_len - 1 if cutoff_len and eos_id is not None else cutoff_len
     order = list(range(len(pairs)))[::-1] if mask_history else range(len(pairs))
     for k, t in enumerate(order):
-        if cutoff_len and total >= cutoff_len:
+        if budget and total >= budget:
             notes.append("turns dropped to fit cutoff_len")
             break
         src, tgt = pairs[t]
-        if cutoff_len:
-            s_len, t_len = infer_seqlen(len(src), len(tgt), cutoff_len - total)
+        if budget:
+            s_len, t_len = infer_seqlen(len(src), len(tgt), budget - total)
             if s_len < len(src):
                 notes.append("prompt truncated to fit cutoff_len")
             if t_len < len(tgt):
@@ -84,11 +88,15 @@ def encode_turns(pairs: list[tuple[list[int], list[int]]], cutoff_len: int | Non
             src, tgt = src[len(src) - s_len:], tgt[:t_len]  # keep the prompt's end (turn header), response's start
         total += len(src) + len(tgt)
         src_lab = list(src) if train_on_prompt else [IGNORE_INDEX] * len(src)
+        if eos_id is not None and k > 0 and src_lab:
+            src_lab[0] = eos_id
         tgt_lab = [IGNORE_INDEX] * len(tgt) if mask_history and k > 0 else list(tgt)
         if mask_history:
             input_ids, labels = list(src) + list(tgt) + input_ids, src_lab + tgt_lab + labels
         else:
             input_ids, labels = input_ids + list(src) + list(tgt), labels + src_lab + tgt_lab
+    if eos_id is not None:
+        input_ids, labels = input_ids + [eos_id], labels + [eos_id]
     return input_ids, labels, sorted(set(notes))
 
 
@@ -115,9 +123,12 @@ def encode_native(examples: list[dict], tokenizer, *, cutoff_len=None, train_on_
 
 
 def encode_supervised(examples: list[dict], tokenizer, *, cutoff_len=None, train_on_prompt=False,
-                      mask_history=False, default_system=None, tool_format="default", native=None) -> list:
+                      mask_history=False, default_system=None, tool_format="default", native=None, template=None,
+                      enable_thinking=True) -> list:
     """Per example: (input_ids, labels, notes), or a string with the reason it cannot be trained on.
-    ``native`` ("tools" or "text"): rendered by the tokenizer's own chat template (``encode_native``)."""
+    ``native`` ("tools" or "text"): rendered by the tokenizer's own chat template (``encode_native``).
+    ``template``: a named template, whose prompt/response spans (thinking included) are LLaMA-Factory's
+    (llmpipe.data.templates.template_spans)."""
     if native:
         return encode_native(examples, tokenizer, cutoff_len=cutoff_len, train_on_prompt=train_on_prompt,
                              mask_history=mask_history, default_system=default_system, tool_format=tool_format,
@@ -125,10 +136,13 @@ def encode_supervised(examples: list[dict], tokenizer, *, cutoff_len=None, train
     pieces, bad = [], {}
     for k, ex in enumerate(examples):
         try:
-            pieces.append(turn_pieces(tokenizer, chat_messages(ex, default_system, tool_format)))
+            msgs = chat_messages(ex, default_system, tool_format)
+            pieces.append(template_spans(tokenizer, template, msgs, enable_thinking=enable_thinking,
+                                         mask_history=mask_history) if template else turn_pieces(tokenizer, msgs))
         except ToolDataError as e:  # e.g. parallel calls in a format that has none
             pieces.append([])
             bad[k] = str(e)
+    eos_id = tokenizer.eos_token_id if template and TEMPLATES[template].efficient_eos else None
     flat = [s for p in pieces for pair in p for s in pair]
     ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
     out, pos = [], 0
@@ -138,7 +152,7 @@ def encode_supervised(examples: list[dict], tokenizer, *, cutoff_len=None, train
             continue
         pairs = [(ids[pos + 2 * q], ids[pos + 2 * q + 1]) for q in range(len(p))]
         pos += 2 * len(p)
-        input_ids, labels, notes = encode_turns(pairs, cutoff_len, train_on_prompt, mask_history)
+        input_ids, labels, notes = encode_turns(pairs, cutoff_len, train_on_prompt, mask_history, eos_id)
         if all(x == IGNORE_INDEX for x in labels):
             out.append(f"no trainable token left within cutoff_len={cutoff_len}")
         else:

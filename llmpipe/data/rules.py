@@ -189,6 +189,40 @@ def stage_format(cfg, env):
                       f"{key}={fix}" if fix else f"{key}=<{want} dataset>, or change train.stage")
 
 
+@rule("data-enable-thinking", keys=["data.enable_thinking", "data.template", "train.stage"],
+      bad=[["data.enable_thinking=false"], ["data.template=chatml", "data.enable_thinking=null"],
+           ["data.template=qwen3_nothink", "data.enable_thinking=false"]],
+      good=[["data.enable_thinking=true"], ["data.template=qwen3", "data.enable_thinking=false"],
+            ["data.template=qwen3", "data.enable_thinking=null"], ["data.template=deepseekr1", "data.enable_thinking=false"]])
+def enable_thinking(cfg, env):
+    """data.enable_thinking (true / false / null = follow the data) switches the thought blocks of reasoning
+    templates (those with thought words, e.g. qwen3, deepseekr1, glm4_moe, gpt_oss); any other template renders
+    answers as they are, so a value other than the default means nothing there and is refused."""
+    data = getattr(cfg, "data", None)
+    value = getattr(data, "enable_thinking", True) if data is not None else True   # null is a value here
+    if value is True or stage(cfg) == "pt":
+        return
+    name = get(cfg, "data.template")
+    spec = templates.TEMPLATES.get(name) if name else None
+    if name and spec is None:
+        return   # reported by data-template
+    if spec is not None and spec.reasoning:
+        return
+    shown = "null" if value is None else str(value).lower()
+    reasoning = [n for n, t in templates.TEMPLATES.items() if t.reasoning]
+    if spec is None:
+        why = ("has no effect with data.template=null: the tokenizer's own chat template gets no thinking switch "
+               "from llmpipe")
+    else:
+        why = (f"has no effect with data.template={name}, which has no thought words (it renders answers, "
+               "<think> blocks included, as they are)")
+    sibling = name[:-len("_nothink")] if name and name.endswith("_nothink") else None
+    yield problem("data-enable-thinking", "data.enable_thinking", shown, why,
+                  f"true (the default) here; false/null with a reasoning template: {fmt(reasoning[:10])} ...",
+                  f"data.template={sibling} (its thinking sibling)" if sibling in templates.TEMPLATES
+                  else "drop data.enable_thinking, or pick a reasoning template")
+
+
 @rule("data-template", keys=["data.template"],
       bad=[["data.template=chatmll"], ["data.template=no_such_template"]],
       good=[["data.template=chatml"], ["data.template=null"]])
@@ -199,10 +233,13 @@ def template_exists(cfg, env):
         return
     names = list(templates.template_names())
     if name not in names:
-        close = difflib.get_close_matches(str(name), names, n=1)
+        close = templates.close_names(str(name))
         yield problem("data-template", "data.template", name, "is not a known chat template",
-                      fmt(names[:20]) + (" ..." if len(names) > 20 else "") + " (or null: the tokenizer's own)",
-                      f"data.template={close[0]}" if close else "data.template=null")
+                      f"one of the {len(names)} named templates (`llmpipe-tools templates` lists them: "
+                      + fmt(names[:12]) + " ...), or null for the tokenizer's own chat template, which is a "
+                      "different prompt format",
+                      " or ".join(f"data.template={c}" for c in close) if close
+                      else "data.template=<a name from `llmpipe-tools templates`>")
 
 
 @rule("export-quant-dataset-found", keys=["export.quantization_dataset", "data.dataset_dir"],

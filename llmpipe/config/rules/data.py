@@ -189,17 +189,3 @@ def packing(cfg, env):
         yield problem("data-packing", "data.packing + train.stage", True,
                       f"packing applies to the pt and sft stages; train.stage={stage(cfg)} pairs or scores "
                       "whole examples", "data.packing=null or false for this stage", "data.packing=null")
-
-
-@rule("data-enable-thinking", keys=["data.enable_thinking"],
-      bad=[["data.enable_thinking=false"], ["data.enable_thinking=null"]],
-      good=[["data.enable_thinking=true"]])
-def enable_thinking(cfg, env):
-    """The thinking switch of reasoning templates: no template of llmpipe (llmpipe/data/templates.py) has one, so a
-    value other than the default (true: render the data as it is) could never act and is refused."""
-    value = getattr(getattr(cfg, "data", None), "enable_thinking", True)
-    if value is not True:
-        yield problem("data-enable-thinking", "data.enable_thinking", value,
-                      "no template of this llmpipe version has a thinking switch (every template renders the "
-                      "examples as they are); the named templates of reasoning models come with issue 15",
-                      "true (the default)", "drop data.enable_thinking (or data.enable_thinking=true)")

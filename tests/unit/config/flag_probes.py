@@ -28,6 +28,7 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "vision": (_VLM,),   # vision.* means something on a vision-language model only (vision-flag-fits-model)
     "vision.freeze_language_model": (_VLM, "vision.freeze_multi_modal_projector=false"),   # something left to train
     "freeze": ("train.finetuning_type=freeze",),
+    "data.enable_thinking": ("data.template=qwen3",),   # a reasoning template (data-enable-thinking)
     "freeze.use_llama_pro": ("train.finetuning_type=freeze", "freeze.trainable_layers=1"),
     "pref": ("train.stage=dpo", "data.dataset=demo_pref"),
     "pref.simpo_gamma": ("train.stage=dpo", "data.dataset=demo_pref", "pref.loss=simpo"),
@@ -346,7 +347,6 @@ REFUSED: dict[str, str] = {
     "train.fp16_opt_level": "an apex AMP setting; transformers 5 removed apex",
     "model.moe_aux_loss_coef": "the tiny model has no MoE router (model-moe-aux-loss, from its config)",
     "train.predict_with_generate": "false with do_predict: prediction always generates (data-predict)",
-    "data.enable_thinking": "no template of llmpipe has a thinking switch (data-enable-thinking)",
     **{f"infer.sglang_{k}": "llmpipe has no SGLang engine (infer-sglang-settings)" for k in (
         "maxlen", "mem_fraction", "tp_size")},
 }

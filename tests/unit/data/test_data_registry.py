@@ -154,7 +154,7 @@ def test_template_fit_read_from_tokenizer_files(tmp_path, tok):
 
     def problem(name):
         t = templates.TEMPLATES[name]
-        return tokfacts.template_problem(facts, name, t.markers, "eos_token +" in t.jinja)
+        return tokfacts.template_problem(facts, name, t.markers, t.needs_eos)
 
     assert problem("chatml") is None and problem("mistral") is None
     assert "'<|eot_id|>'" in problem("llama3")
