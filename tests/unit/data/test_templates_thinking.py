@@ -113,7 +113,7 @@ def test_efficient_eos_labels(tok):
                          {"role": "user", "content": "three"}, {"role": "assistant", "content": "four"}],
             "system": None, "tools": None}
     (enc,) = P.encode_supervised([conv], tok, template="falcon")
-    _, labels, _ = enc
+    ids, labels, _ = enc
     eos = tok.eos_token_id
     assert ids[-1] == eos and labels[-1] == eos and ids.count(eos) == 1
     first_p2 = len(tok("User: one\nFalcon:", add_special_tokens=False)["input_ids"]) + \
