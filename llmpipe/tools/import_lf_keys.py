@@ -1,0 +1,110 @@
+"""What ``import-llamafactory`` does with LLaMA-Factory keys that have no llmpipe flag of the same name:
+translate them (with a note), drop them when they ask for nothing (with a note), or refuse them with the
+reason. The flag table (``llmpipe.config.flags``) is asked first, so a key llmpipe learns later is mapped
+there and never reaches these tables.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# keys whose job llmpipe does structurally: dropped (with the reason) when they ask for the default
+NO_EQUIVALENT = {
+    "overwrite_output_dir": "llmpipe never writes into an existing output: each stage publishes into the"
+                            " content-addressed store and re-runs only when its inputs change",
+    "resume_from_checkpoint": "llmpipe resumes from its stage store (a finished stage is reused, a killed one"
+                              " restarts from its last checkpoint in the store)",
+    "overwrite_cache": "llmpipe's tokenized data is keyed by content: a changed input is re-tokenized, an"
+                       " unchanged one reused",
+}
+
+# (pattern of LLaMA-Factory keys, reason llmpipe has no such parameter). A key that matches is dropped with a
+# note when its value asks for nothing (false, null, 0, "", "none"); any other value is refused.
+_UNSUPPORTED: list[tuple[str, str]] = [
+    ((r"(tensor|pipeline|virtual_pipeline|context|expert|expert_tensor)_model_parallel_size|sequence_parallel"
+     r"|recompute_.*|overlap_.*|use_distributed_optimizer|bias_activation_fusion|apply_rope_fusion"
+     r"|moe_.*_dispatcher.*|moe_grouped_gemm|moe_layer_recompute|moe_token_dispatcher_type|mca_.*|megatron_.*"
+     r"|use_mca|calculate_per_token_loss|account_for_.*_in_pipeline_split|decoder_.*_pipeline_stage"
+     r"|export_hf_on_finish|optimizer_cpu_offload|use_precision_aware_optimizer|moe_router_.*"),
+     ("Megatron-Core / Megatron-Bridge training (USE_MCA / USE_MEGATRON_BRIDGE) is not an llmpipe back-end;"
+     " llmpipe trains with the Hugging Face Trainer under torchrun, DeepSpeed or FSDP (launch=...)")),
+    ((r"use_kt|kt_.*|cpu_infer|chunk_size"),
+     ("KTransformers (CPU/GPU hybrid MoE kernels) is not an llmpipe back-end")),
+    ((r"use_v1_kernels"),
+     ("LLaMA-Factory's own v1 kernel set (Ascend NPU fused ops) has no llmpipe counterpart;"
+     " llmpipe uses the attention the model's config selects (model.flash_attn)")),
+    ((r"ray_.*|use_ray|resources_per_worker|placement_strategy|ray_init_kwargs"),
+     ("Ray Train is not an llmpipe launcher (yet); launch=ddp, deepspeed_* or fsdp start the ranks with torchrun,"
+     " launch.nnodes for several machines")),
+    ((r"use_apollo|apollo_.*"),
+     ("the APOLLO optimizer is not in llmpipe yet (GaLore is: galore.use_galore)")),
+    ((r"use_muon"),
+     ("the Muon optimizer is not in llmpipe yet")),
+    ((r"oft_.*|use_qoft"),
+     ("OFT/QOFT adapters are not in llmpipe yet (finetuning_type lora, freeze or full)")),
+    ((r"use_dft_loss"),
+     ("the DFT loss is not in llmpipe yet")),
+    ((r"use_asft_loss|asft_.*"),
+     ("the ASFT loss is not in llmpipe yet")),
+    ((r"use_eaft_loss|eaft_.*"),
+     ("the EAFT loss is not in llmpipe yet")),
+    ((r"fp8|fp8_.*"),
+     ("fp8 training is not in llmpipe yet")),
+    ((r"use_swanlab|swanlab_.*"),
+     ("SwanLab tracking is not in llmpipe yet (train.report_to: tensorboard, wandb,"
+     " mlflow)")),
+    ((r"enable_profiler|profiler_.*|profile_.*"),
+     ("the trainer profiler is not in llmpipe yet")),
+    ((r"use_reentrant_gc|gradient_checkpointing_kwargs"),
+     ("llmpipe always uses non-reentrant gradient checkpointing")),
+    ((r"data_shared_file_system"),
+     ("llmpipe prepares data once, in the load stage, on the main process")),
+]
+_UNSUPPORTED_RE = [(re.compile(f"(?:{p})$"), why) for p, why in _UNSUPPORTED]
+
+
+def unsupported(key: str) -> str | None:
+    """Why llmpipe has no parameter for LLaMA-Factory's ``key`` (None when the tables do not know it)."""
+    for pattern, why in _UNSUPPORTED_RE:
+        if pattern.match(key):
+            return why
+    return None
+
+
+def asks_nothing(value: Any) -> bool:
+    """A value that turns a feature off or leaves it unset (what dropping the key also does)."""
+    return value in (None, False, 0, "", "none", "None", "null") or value == [] or value == {}
+
+
+def translate(key: str, value: Any, notes: list[str]) -> list[tuple[str, Any]] | None:
+    """``[(llmpipe flag or path, value), ...]`` for LLaMA-Factory keys spelled differently in llmpipe, or None."""
+    if key == "gradient_checkpointing" and isinstance(value, bool):
+        notes.append(f"gradient_checkpointing: {value} -> model.disable_gradient_checkpointing: {not value}"
+                     " (llmpipe turns checkpointing on by default, as LLaMA-Factory does)")
+        return [("model.disable_gradient_checkpointing", not value)]
+    if key == "gradient_checkpointing_kwargs" and isinstance(value, dict) and value.get("use_reentrant") is False \
+            and len(value) == 1:
+        notes.append(f"{key}: {value} dropped: llmpipe's gradient checkpointing is non-reentrant already")
+        return []
+    if key == "use_reentrant_gc" and value is False:
+        notes.append(f"{key}: false dropped: llmpipe's gradient checkpointing is non-reentrant already")
+        return []
+    return None
+
+
+def kto_batch(values: dict[str, Any], notes: list[str]) -> None:
+    """LLaMA-Factory trains KTO with one example per device batch: it pairs each example with another one's
+    answer for the KL term while preprocessing. TRL pairs them within the device batch, so one example would be
+    its own pair: two per batch with half the accumulation keep the examples per optimizer step."""
+    if values.get("train.stage") != "kto" or values.get("train.per_device_train_batch_size", 8) != 1:
+        return
+    gas = values.get("train.gradient_accumulation_steps", 1)
+    values["train.per_device_train_batch_size"] = 2
+    note = ("per_device_train_batch_size: 1 -> 2 for KTO (TRL draws each example's KL pair from its own device"
+            " batch; LLaMA-Factory drew it while preprocessing)")
+    if isinstance(gas, int) and gas % 2 == 0:
+        values["train.gradient_accumulation_steps"] = gas // 2
+        note += f", gradient_accumulation_steps: {gas} -> {gas // 2}: the same {gas} examples per optimizer step"
+    else:
+        note += f"; gradient_accumulation_steps {gas} is odd, so each optimizer step sees {2 * gas} examples, not {gas}"
+    notes.append(note)
