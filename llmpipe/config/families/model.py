@@ -114,6 +114,11 @@ class ModelConfig:
         False, "Turn gradient (activation) checkpointing off; it is on by default while training.",
         seed="disable_gradient_checkpointing",
     )
+    gradient_checkpointing: str = param(
+        "full", "What gradient checkpointing recomputes: full (every decoder layer, least memory), attention (only"
+        " each layer's attention block; the MLP keeps its activations) or mlp (only the MLP block). Off with"
+        " disable_gradient_checkpointing.", choices=("full", "attention", "mlp"),
+    )
     use_reentrant_gc: bool = param(
         True, "Use reentrant gradient checkpointing (torch.utils.checkpoint use_reentrant).", seed="use_reentrant_gc",
     )
