@@ -48,6 +48,7 @@ DESTINATIONS: dict[str, str] = {
     "train.output_dir": "final model link",
     "model.rope_scaling": "model config", "model.moe_aux_loss_coef": "model config",
     "model.disable_gradient_checkpointing": "TrainingArguments", "model.use_reentrant_gc": "TrainingArguments",
+    "model.gradient_checkpointing": "TrainingArguments",
     "model.use_unsloth_gc": "TrainingArguments", "model.enable_liger_kernel": "TrainingArguments",
     "data": "data options",
     "data.eval_num_beams": "generation config",
@@ -96,6 +97,7 @@ DESTINATIONS: dict[str, str] = {
     "train.padding_free": "causal collator",
     "train.plot_loss": "training outputs",
     "train.use_cpu": "TrainingArguments.use_cpu on a GPU machine", "export.device": "GPTQ calibration",
+    **{f"train.{k}": "SFT loss" for k in ("use_dft_loss", "use_asft_loss", "asft_alpha", "use_eaft_loss", "eaft_alpha")},
 }
 
 

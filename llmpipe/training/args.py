@@ -57,7 +57,8 @@ def training_arguments(cfg: Any, output_dir: Path, *, cls=None, **extra: Any):
         load_best_model_at_end=t.load_best_model_at_end and has_eval,
         metric_for_best_model=t.metric_for_best_model,
         remove_unused_columns=False,
-        activation_checkpointing=not cfg.model.disable_gradient_checkpointing,   # transformers 5 name of
+        activation_checkpointing=not cfg.model.disable_gradient_checkpointing   # transformers 5 name of
+        and cfg.model.gradient_checkpointing == "full",   # attention/mlp: llmpipe.training.selective_gc
         activation_checkpointing_kwargs={"use_reentrant": bool(cfg.model.use_reentrant_gc)},  # gradient_checkpointing
         disable_tqdm=True,
     )

@@ -21,8 +21,11 @@ def prepare_model(ctx: TrainJob):
     """The model to train: the run's base model (model.* loading options, quantization) with the fine-tuning
     method applied (LoRA from the adapt stage's initial adapter, freeze, full); see llmpipe.models.trainable."""
     from llmpipe.models.trainable import build
+    from llmpipe.training.selective_gc import apply
 
-    return build(read_source(ctx.load_dir), ctx.obj, adapter_dir=ctx.initial_adapter, log=ctx.log)
+    model = build(read_source(ctx.load_dir), ctx.obj, adapter_dir=ctx.initial_adapter, log=ctx.log)
+    apply(model, ctx.obj, ctx.log)   # model.gradient_checkpointing=attention/mlp
+    return model
 
 
 def complete_checkpoint(ckpt_dir: Path, log=None) -> str | None:

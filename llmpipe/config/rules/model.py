@@ -291,3 +291,29 @@ def other_hub_tokens(cfg, env):
                           f"would use this token (the {package} package is {have})",
                           "unset", f"remove {key}; download the model with the {package} client and give "
                           "model.name_or_path=<its local folder>")
+
+
+@rule("model-selective-gc", keys=["model.gradient_checkpointing", "model.disable_gradient_checkpointing",
+                                  "model.use_unsloth_gc", "train.stage"],
+      bad=[["model.gradient_checkpointing=attention", "model.disable_gradient_checkpointing=true"],
+           ["model.gradient_checkpointing=mlp", "model.use_unsloth_gc=true"],
+           ["model.gradient_checkpointing=mlp", "train.stage=ppo", "ppo.reward_model=builtin:tiny",
+            "ppo.reward_model_type=full"]],
+      good=[["model.gradient_checkpointing=attention"], ["model.gradient_checkpointing=mlp"],
+            ["model.disable_gradient_checkpointing=true"]])
+def selective_gc(cfg, env):
+    """Selective checkpointing (attention/mlp) replaces the layer-level kind: it needs checkpointing on, and the
+    stages whose trainer reads the TrainingArguments (PPO enables the layer-level kind itself)."""
+    mode = get(cfg, "model.gradient_checkpointing", "full")
+    if mode == "full":
+        return
+    clash = [(k, why) for k, why in (
+        ("model.disable_gradient_checkpointing", "turns checkpointing off"),
+        ("model.use_unsloth_gc", "offloads the layer-level checkpoints"),
+    ) if get(cfg, k)]
+    if get(cfg, "train.stage") == "ppo":
+        clash.append(("train.stage", "PPO checkpoints whole layers (its own loop)"))
+    for key, why in clash:
+        yield problem("model-selective-gc", "model.gradient_checkpointing", mode,
+                      f"{key}={get(cfg, key)} {why}, so selective checkpointing would not take effect",
+                      "model.gradient_checkpointing=full with it", "model.gradient_checkpointing=full")
