@@ -9,6 +9,7 @@
     llmpipe-tools chat +recipe=demo            chat with the recipe's trained model (python -m llmpipe.chat)
     llmpipe-tools serve +recipe=demo           OpenAI-compatible server (python -m llmpipe.serve)
     llmpipe-tools ui [--port P]                local web page: runs, sweeps, run diffs, recipe composer
+    llmpipe-tools templates [NAME]             the named chat templates: family, stop words, thinking, tools
 
 Adding a subcommand is one entry in :data:`COMMANDS` (or a :func:`register` call): a loader that imports
 its module and returns ``setup(parser)`` and ``run(args) -> exit code``. Nothing here imports torch; modules
@@ -81,6 +82,11 @@ def _ui():
     return ui_cli.setup, ui_cli.run
 
 
+def _templates():
+    from llmpipe.tools import templates_cmd
+    return templates_cmd.setup, templates_cmd.run
+
+
 COMMANDS: dict[str, Command] = {
     "explain": Command("where a seed flag or config path lives, its type, default, range and meaning", _explain,
                        names_only=True),
@@ -93,6 +99,8 @@ COMMANDS: dict[str, Command] = {
     "chat": Command("talk to the recipe's trained model (or the base model) in the terminal", _chat),
     "serve": Command("serve the recipe's trained model over an OpenAI-compatible HTTP API", _serve),
     "ui": Command("a local web page: runs and their stage graphs, sweeps, run diffs, a recipe composer", _ui),
+    "templates": Command("the named chat templates (LLaMA-Factory's names): family, stop words, thinking, tool "
+                         "format", _templates),
 }
 
 
