@@ -223,6 +223,22 @@ def enable_thinking(cfg, env):
                   else "drop data.enable_thinking, or pick a reasoning template")
 
 
+@rule("data-template-train-on-prompt", keys=["data.template", "data.train_on_prompt", "train.stage"],
+      bad=[["data.template=glm4", "data.train_on_prompt=true"], ["data.template=falcon", "data.train_on_prompt=true"]],
+      good=[["data.template=chatml", "data.train_on_prompt=true"], ["data.template=glm4"]])
+def train_on_prompt_eos(cfg, env):
+    """Templates with efficient_eos (no EOS in answers; the first prompt token after an answer is trained to
+    predict EOS instead) cannot also train on the prompt, as in LLaMA-Factory."""
+    name = get(cfg, "data.template")
+    spec = templates.TEMPLATES.get(name) if name else None
+    if spec is None or not spec.efficient_eos or not get(cfg, "data.train_on_prompt") or stage(cfg) == "pt":
+        return
+    yield problem("data-template-train-on-prompt", "data.train_on_prompt", True,
+                  f"data.template={name} ends answers with no EOS and teaches EOS through the label of the next "
+                  "prompt's first token, so the prompt cannot be trained too (LLaMA-Factory refuses it as well)",
+                  "false with this template", "data.train_on_prompt=false")
+
+
 @rule("data-template", keys=["data.template"],
       bad=[["data.template=chatmll"], ["data.template=no_such_template"]],
       good=[["data.template=chatml"], ["data.template=null"]])

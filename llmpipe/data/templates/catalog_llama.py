@@ -131,7 +131,7 @@ SPECS = (
                  assistant="{{content}}<|im_end|>", stop_words=("<|im_end|>",), replace_eos=True),
     TemplateSpec("phi4_mini", "phi", system="<|system|>{{content}}<|end|>",
                  user="<|user|>{{content}}<|end|><|assistant|>", assistant="{{content}}<|end|>",
-                 stop_words=("<|end|>",), replace_eos=True, tool_format="phi4_mini"),
+                 stop_words=("<|end|>",), replace_eos=True, tool_format=None),
     TemplateSpec("phi_small", "phi", system="<|system|>\n{{content}}<|end|>\n",
                  user="<|user|>\n{{content}}<|end|>\n<|assistant|>\n", assistant="{{content}}<|end|>\n",
                  stop_words=("<|end|>",), replace_eos=True),

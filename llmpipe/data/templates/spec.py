@@ -35,7 +35,7 @@ class TemplateSpec:
     empty_thought_close_only: bool = False         # GLM-4.7-style: the empty thought is the closing tag alone
     system_in_first_user: bool = False  # Llama-2-style: the system text goes inside the first user turn
     tools_lstrip_without_system: bool = False      # tool text with no system prompt loses its leading newlines
-    tool_format: str = "default"        # LLaMA-Factory's default tool format of this template
+    tool_format: str | None = "default"  # LLaMA-Factory's default tool format (None: its own, unnamed)
     mm_plugin: str = "base"             # how media placeholders expand (llmpipe's multimodal code)
     tokens: tuple[str, ...] = ()        # strings that must be looked up as single tokens
     replaces_own_template: bool = False  # LF writes this template over the tokenizer's own one
