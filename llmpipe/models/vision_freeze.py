@@ -8,7 +8,8 @@ Groups (llmpipe.models.vision.FAMILIES): the vision tower, the projector (merger
 - lora: ``lora.target=all`` adapts the linear layers of the language model, plus those of the vision tower when
   ``freeze_vision_tower=false``; never the projector, which is trained whole (``modules_to_save``) when
   ``freeze_multi_modal_projector=false``; ``freeze_language_model=true`` leaves the language model without
-  adapters. Named targets (``q_proj,v_proj``) are kept to the unfrozen groups the same way.
+  adapters (then, with the tower frozen, the projector's own linear layers get the adapters, as PEFT needs at
+  least one target). Named targets (``q_proj,v_proj``) are kept to the unfrozen groups the same way.
 """
 from __future__ import annotations
 
@@ -59,7 +60,11 @@ def lora_targets(model: Any, cfg: Any, wanted: list[str], heads) -> tuple[list[s
         if wanted == ["all"] or name.rsplit(".", 1)[-1] in wanted:
             targets.append(name)
     whole = list(fam.projector) if on["projector"] else []
-    if not targets and not whole:
+    if not targets and whole:   # only the projector: PEFT needs a LoRA target, so its linear layers get adapters
+        targets = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+                   and group_of(n, fam) == "projector"]
+        whole = []
+    if not targets:
         raise NothingToTrain(_nothing(cfg, "LoRA"))
     return targets, whole
 
