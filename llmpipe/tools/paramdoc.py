@@ -97,6 +97,7 @@ DESTINATIONS: dict[str, str] = {
     "train.padding_free": "causal collator",
     "train.plot_loss": "training outputs",
     "train.use_cpu": "TrainingArguments.use_cpu on a GPU machine", "export.device": "GPTQ calibration",
+    **{f"train.{k}": "SFT loss" for k in ("use_dft_loss", "use_asft_loss", "asft_alpha", "use_eaft_loss", "eaft_alpha")},
 }
 
 

@@ -127,6 +127,7 @@ def train_causal(ctx: TrainJob) -> dict:
     from llmpipe.training.optimizers import trainer_class
     from llmpipe.training.padding_free import causal_collator
     from llmpipe.training.progress import trainer_callbacks
+    from llmpipe.training.sft_losses import loss_trainer_class
 
     load_dir = ctx.load_dir
     tokenizer = load_saved_tokenizer(load_dir)
@@ -138,7 +139,8 @@ def train_causal(ctx: TrainJob) -> dict:
     collator = label_only_head(ctx.obj, model, collator, ctx.log,   # vocabulary projection of labelled tokens only
                                columns=column_names(train_ds))
     args = training_arguments(ctx.obj, ctx.work / "checkpoints", has_eval=eval_ds is not None)
-    trainer = trainer_class(Trainer, ctx.obj, ctx.log)(  # GaLore/BAdam/Adam-mini/LoRA+ when configured
+    base = loss_trainer_class(Trainer, ctx.obj, ctx.log)   # train.use_dft/asft/eaft_loss
+    trainer = trainer_class(base, ctx.obj, ctx.log)(  # GaLore/BAdam/Adam-mini/LoRA+ when configured
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
         processing_class=tokenizer, callbacks=[*trainer_callbacks(ctx.obj, ctx.log), *checks],
         **metric_kwargs(ctx.obj))

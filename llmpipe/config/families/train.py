@@ -103,6 +103,22 @@ class TrainConfig:
         seed="early_stopping_steps", ge=1,
     )
     compute_accuracy: bool = param(False, "Compute token-level accuracy when evaluating.", seed="compute_accuracy")
+    # SFT token losses other than cross-entropy (llmpipe.training.sft_losses); at most one
+    use_dft_loss: bool = param(
+        False, "SFT: DFT loss, each label token's cross-entropy weighted by its (detached) probability.",
+        seed="use_dft_loss",
+    )
+    use_asft_loss: bool = param(
+        False, "SFT: ASFT loss, the DFT loss plus asft_alpha x KL(reference || model) per label token; the"
+        " reference is the model before training (LoRA/OFT: adapters off; full/freeze: a frozen copy).",
+        seed="use_asft_loss",
+    )
+    asft_alpha: float = param(0.1, "SFT: weight of ASFT's KL term.", seed="asft_alpha", ge=0.0)
+    use_eaft_loss: bool = param(
+        False, "SFT: EAFT loss, each label token's cross-entropy weighted by (entropy of the model's top-20"
+        " distribution / 3) ** eaft_alpha (detached).", seed="use_eaft_loss",
+    )
+    eaft_alpha: float = param(1.0, "SFT: exponent of EAFT's entropy weight.", seed="eaft_alpha", ge=0.0)
     predict_with_generate: bool = param(
         False, "Generate during evaluation/prediction (needed by do_predict for sft).", seed="predict_with_generate",
     )

@@ -15,5 +15,6 @@ from llmpipe.config.rules import (  # noqa: F401  (each module registers its rul
     quantization,
     run,
     safety,
+    sft_losses,
     training,
 )

@@ -102,6 +102,8 @@ CONTEXT: dict[str, tuple[str, ...]] = {
                                    "train.metric_for_best_model=eval_loss"),
     "train.per_device_eval_batch_size": ("train.do_eval=true", "data.val_size=0.1"),
     "train.compute_accuracy": ("train.do_eval=true", "data.val_size=0.1"),
+    "train.asft_alpha": ("train.use_asft_loss=true",),
+    "train.eaft_alpha": ("train.use_eaft_loss=true",),
     "train.do_eval": ("data.val_size=0.1",),
     "train.predict_with_generate": _PREDICT,
     "train.do_predict": ("train.predict_with_generate=true", "data.eval_dataset=demo_sft_eval"),
@@ -191,6 +193,8 @@ VALUES: dict[str, str] = {
     "freeze.extra_modules": "embed_tokens",
     "galore.target": "gate_proj",   # module names as in lora.target (a family name such as mlp matches nothing)
     "galore.proj_type": "reverse_std",
+    "train.asft_alpha": "0.5",
+    "train.eaft_alpha": "2.0",
     "badam.mode": "ratio",
     "badam.start_block": "1",
     "badam.switch_mode": "descending",
@@ -380,6 +384,24 @@ def probe(name: str):
         PROBES[name] = fn
         return fn
     return deco
+
+
+@probe("SFT loss")
+def sft_loss(case: Case) -> Any:
+    """training/sft_losses: the configured loss's value on a fixed batch of logits (with fixed reference logits)."""
+    import torch
+
+    from llmpipe.training.sft_losses import configured_loss
+
+    loss = configured_loss(case.obj)
+    if loss is None:
+        return None
+    g = torch.Generator().manual_seed(0)
+    logits, ref = torch.randn(2, 5, 32, generator=g), torch.randn(2, 5, 32, generator=g)
+    labels = torch.randint(0, 32, (2, 5), generator=g)
+    labels[0, :2] = -100
+    loss.ref_logits = ref
+    return [loss.kind, round(float(loss({"logits": logits}, labels)), 6)]
 
 
 @probe("TrainingArguments")
