@@ -41,6 +41,13 @@ DEFINITIONS = """\
 - **2×2 sweep**: `python -m llmpipe -m ... lora.rank=8,16 pref.beta=0.1,0.5 hydra/launcher=joblib
   hydra.launcher.n_jobs=2` (DPO, 20 steps, two jobs at a time) vs the same four jobs as four separate commands,
   one after another, with separate stores.
+- **DPO with the reference stage** (`dpo_ref`, llmpipe only): the DPO command with
+  `pref.precompute_reference=true`: tokens/s of its train stage (no reference forward) against LF's DPO run;
+  its wall includes the reference stage (all 256 pairs scored once). `dpo_ref_new_beta`: the same command
+  with `pref.beta=0.5` on the same store (load, adapt and the reference log-probs come from the store).
+- **selective checkpointing** (`sft_gc_attention`, `sft_gc_mlp`, llmpipe only): the matched SFT command with
+  `model.gradient_checkpointing=attention` / `mlp` (non-reentrant): tokens/s and peak RSS against llmpipe's
+  matched run, which keeps full checkpointing.
 - **matched settings**: batch 4, no accumulation, lr 1e-4 linear, no warm-up, fused AdamW, wd 0, clip 1.0,
   seed 42, LoRA r 8 / alpha 16 / dropout 0 on all 7 projections, cutoff 256, fp32, gradient checkpointing
   on (reentrant), 30 SFT / 20 DPO steps. The same batches in the same order; LF pads them to a multiple of 8

@@ -20,7 +20,8 @@ def group_of(measure: str) -> str:
     if measure.startswith("reject:"):
         return "reject"
     return {"sft_matched": "sft", "sft_own": "sft", "cached_rerun": "sft", "sweep_2x2": "sweep",
-            "sweep_independent": "sweep"}.get(measure, measure)
+            "sweep_independent": "sweep", "dpo_ref": "dpo", "dpo_ref_new_beta": "dpo", "sft_gc_attention": "sft",
+            "sft_gc_mlp": "sft"}.get(measure, measure)
 
 
 @dataclass
@@ -122,9 +123,26 @@ class Suite:
     def sft(self, rep: int) -> None:
         self._train(rep, "sft_matched", cached=True)
         self._train(rep, "sft_own")
+        for case in tools.GC_MODES:
+            self._llm_only(rep, case)
+
+    def _llm_only(self, rep: int, case: str, *extra: str, job: str = "job", fresh: bool = True) -> dict:
+        """One llmpipe command of ``case`` (``fresh``: in a new folder and store), recorded as ``case``."""
+        d = self._dir(f"r{rep}", case) if fresh else self.work / f"r{rep}" / case
+        cmd = tools.llmpipe_cmd(self._llm_base() + tools.TRAIN_CASES[case] + list(extra), d / job, d / "cache")
+        rec = measure.run(cmd, d / f"{job}.log")
+        return self._record(case, "llmpipe", rep, rec, **(tools.llmpipe_result(d / job) if rec["rc"] == 0 else {}))
 
     def dpo(self, rep: int) -> None:
         self._train(rep, "dpo")
+        self._dpo_staged(rep)
+
+    def _dpo_staged(self, rep: int) -> None:
+        """llmpipe only (LF has no reference stage; it is compared with LF's DPO run of the same round): the DPO
+        command with the reference stage, then the same command with a new beta on the same store."""
+        self._llm_only(rep, "dpo_ref")
+        again = self._llm_only(rep, "dpo_ref", "pref.beta=0.5", job="job-beta", fresh=False)
+        again["measure"] = "dpo_ref_new_beta"
 
     def sweep(self, rep: int) -> None:
         """llmpipe's 2x2 sweep in one -m command against four independent llmpipe runs (nothing shared).

@@ -33,6 +33,10 @@ OWN = [o for o in MATCHED if not o.startswith(("model.disable_gradient", "train.
     "data.neat_packing=true", "model.disable_gradient_checkpointing=true"]
 DPO = [o for o in MATCHED if not o.startswith(("data.dataset=", "train.stage=", "train.max_steps="))] + [
     "data.dataset=bench_pref_chat", "train.stage=dpo", "pref.loss=sigmoid", "pref.beta=0.1", "train.max_steps=20"]
+# the same DPO command with the reference log-probs in their own stage (issue 22): the train stage runs no
+# reference forward; the stage scores all 256 pairs once (20 steps x 4 visit 80 of them, so the plan rule alone
+# would keep this one-off run inline); a re-run with another beta finds the stage cached
+DPO_STAGED = DPO + ["pref.precompute_reference=true"]
 SWEEP = {"lora.rank": ("8", "16"), "pref.beta": ("0.1", "0.5")}
 # the sweep runs two jobs at a time with Hydra's joblib launcher (docs/pipeline.md): jobs that share the load
 # and adapt stages wait for them once, and one job's single-threaded phases (imports, data, saving) overlap
@@ -47,7 +51,11 @@ INVALID = {
     "quant_bit3": "quantization.bit=3",
     "lora_rank_neg1": "lora.rank=-1",
 }
-TRAIN_CASES = {"sft_matched": MATCHED, "sft_own": OWN, "dpo": DPO}
+# selective gradient checkpointing (llmpipe only; the matched comparison keeps full checkpointing): the matched
+# SFT run recomputing only the attention or only the MLP block of each layer
+GC_MODES = {f"sft_gc_{mode}": MATCHED + [f"model.gradient_checkpointing={mode}", "model.use_reentrant_gc=false"]
+            for mode in ("attention", "mlp")}
+TRAIN_CASES = {"sft_matched": MATCHED, "sft_own": OWN, "dpo": DPO, "dpo_ref": DPO_STAGED, **GC_MODES}
 LF_CASES = {"sft_matched": "sft_lora", "sft_own": "sft_lora_packing", "dpo": "dpo_lora"}
 GPU_EXTRA = ["train.bf16=true", "train.per_device_train_batch_size=8"]
 GPU_LF_EXTRA = {"bf16": True, "per_device_train_batch_size": 8}
