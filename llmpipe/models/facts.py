@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmpipe.models import tiny
+from llmpipe.models import tiny, zoo
 
 _DEPTH_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 
@@ -76,6 +76,10 @@ def facts_of(ref: str, cache_dirs: list[Path] | None = None, revision: str | Non
         spec = {k: v for k, v in tiny.SPECS[ref].items() if k not in ("seed", "pretrain")}
         built = tiny.models_dir(cache_root) / tiny.folder_name(ref) if cache_root else None
         return ModelFacts(ref, {"model_type": "llama", "architectures": ["LlamaForCausalLM"], **spec},
+                          built if built is not None and (built / tiny.COMPLETE).is_file() else None)
+    if zoo.is_zoo(ref):
+        built = tiny.models_dir(cache_root) / zoo.folder_name(ref) if cache_root else None
+        return ModelFacts(ref, zoo.config_dict(ref),
                           built if built is not None and (built / tiny.COMPLETE).is_file() else None)
     folder = Path(ref).expanduser()
     if not folder.is_dir() and cache_dirs and ref.count("/") == 1:

@@ -8,12 +8,12 @@ from pathlib import Path
 from llmpipe.config.rulebook import rule
 from llmpipe.config.rules._common import fmt, ft_type, get, problem, stage
 from llmpipe.data import templates, tokfacts
-from llmpipe.models import tiny
+from llmpipe.models import tiny, zoo
 
 
 def _builtin_facts(name: str) -> tokfacts.TokenizerFacts | None:
     """A built-in model's tokenizer, from its constants (the model is not built for this)."""
-    if not tiny.is_builtin(name):
+    if not (tiny.is_builtin(name) or zoo.is_zoo(name)):   # the zoo has builtin:tiny-random's tokenizer
         return None
     return tokfacts.TokenizerFacts(name, frozenset(tiny.SPECIAL_TOKENS), tiny.EOS, True)
 

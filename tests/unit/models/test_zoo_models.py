@@ -1,0 +1,139 @@
+"""The architecture zoo (llmpipe.models.zoo) at the model level, one parametrised test per architecture: the
+modules LoRA's target=all adapts, which parameters freeze trains, LLaMA Pro's identity blocks (found on the model,
+not from a table), full fine-tuning lowering the loss, QLoRA on CPU, and the MoE router loss. The pipeline runs
+(DPO, merge, export, fresh-process reload, chat) are in tests/integration/test_zoo.py."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow   # builds and trains 13 tiny models (about a second each)
+
+from methods_support import cfg_of
+
+from llmpipe.models import zoo
+
+X = torch.randint(4, 2048, (2, 16), generator=torch.Generator().manual_seed(1))
+ATTN = {"q_proj", "k_proj", "v_proj", "o_proj"}
+MLP = {"gate_proj", "up_proj", "down_proj"}
+# what lora.target=all adapts: every nn.Linear but the output head. The routed experts of the MoE models are fused
+# 3-D weights in transformers 5 (experts.gate_up_proj / experts.down_proj), not linear layers, so LoRA does not
+# adapt them (nor do LLaMA-Factory's find_all_linear_modules); their routers are no nn.Linear either.
+TARGETS = {
+    "builtin:tiny-llama3": ATTN | MLP, "builtin:tiny-qwen2": ATTN | MLP, "builtin:tiny-qwen3": ATTN | MLP,
+    "builtin:tiny-qwen3-moe": ATTN, "builtin:tiny-mistral": ATTN | MLP, "builtin:tiny-mixtral": ATTN,
+    "builtin:tiny-gemma2": ATTN | MLP, "builtin:tiny-gemma3": ATTN | MLP,
+    "builtin:tiny-phi3": {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"},
+    "builtin:tiny-deepseek-v3": {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"} | MLP,
+    "builtin:tiny-glm4": ATTN | {"gate_up_proj", "down_proj"}, "builtin:tiny-olmo2": ATTN | MLP,
+    "builtin:tiny-gpt-oss": ATTN,
+}
+# the weights LLaMA Pro zeroes in a new block (derived by llama_pro.residual_writers; here written out to check it)
+WRITERS = {name: ["mlp.down_proj.weight", "self_attn.o_proj.weight"] for name in TARGETS}
+WRITERS.update({n: ["mlp.experts.down_proj", "self_attn.o_proj.weight"]
+                for n in ("builtin:tiny-qwen3-moe", "builtin:tiny-mixtral", "builtin:tiny-gpt-oss")})
+WRITERS["builtin:tiny-deepseek-v3"] = ["mlp.experts.down_proj", "mlp.shared_experts.down_proj.weight",
+                                       "self_attn.o_proj.weight"]   # block 1: routed and shared experts
+MOE = ("builtin:tiny-qwen3-moe", "builtin:tiny-mixtral", "builtin:tiny-gpt-oss")
+
+
+def test_zoo_names_are_the_configs_builtin_models():
+    from llmpipe.config.families.model import BUILTIN_MODELS, ZOO_MODELS
+
+    assert set(zoo.names()) == set(ZOO_MODELS) and set(ZOO_MODELS) <= set(BUILTIN_MODELS)
+
+
+def loss(model, x=X) -> float:
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=x, labels=x).loss.item()
+
+
+def logits(model, x=X):
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=x, use_cache=False).logits.float()
+
+
+def train(model, steps: int, lr: float):
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    for _ in range(steps):
+        model(input_ids=X, labels=X).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return model
+
+
+def trainable_names(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_lora_all_freeze_llama_pro_and_full(name):
+    from peft import get_peft_model
+
+    from llmpipe.models import llama_pro
+    from llmpipe.models.adapters import lora_config
+    from llmpipe.models.freeze import apply_freeze
+
+    # LoRA target=all: exactly the linear layers of the blocks, in every block
+    model = zoo.build_model(name)
+    assert type(model).__name__.endswith("ForCausalLM") and model.config.num_hidden_layers == 2
+    lc = lora_config(cfg_of("lora.rank=4"), model)
+    assert set(lc.target_modules) == TARGETS[name]
+    peft = get_peft_model(model, lc)
+    adapted = {n.rsplit(".", 1)[0].removeprefix("base_model.model.") for n, _ in peft.named_modules()
+               if n.endswith(".lora_A") and ".base_layer." not in n}
+    linear = {n for n, m in zoo.build_model(name).named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"}
+    if name == "builtin:tiny-deepseek-v3":
+        # PEFT (0.18+) rewrites the leaf names gate_proj/up_proj/down_proj of a DeepSeek-V3 LoRA config to the routed
+        # experts' fused weights (transformers-4 compatibility): the experts get LoRA, the dense block's MLP and the
+        # shared experts, which are nn.Linear with the same names, do not
+        mlp = {n for n in linear if ".mlp." in n}
+        assert adapted == (linear - mlp) | {"model.layers.1.mlp.experts"}, adapted
+    else:
+        assert adapted == linear
+    assert {n.split(".layers.")[1].split(".")[0] for n in adapted} == {"0", "1"}
+
+    # freeze: the last block, or the first
+    for n, block in ((1, "1"), (-1, "0")):
+        model = zoo.build_model(name)
+        apply_freeze(model, cfg_of("train.finetuning_type=freeze", f"freeze.trainable_layers={n}"))
+        names = trainable_names(model)
+        assert names == {p for p, _ in model.named_parameters() if p.startswith(f"model.layers.{block}.")}, names
+
+    # LLaMA Pro: two identity blocks, found on the model; training them lowers the loss
+    model = zoo.build_model(name)
+    before, base_loss = logits(model), loss(model)
+    cfg = cfg_of("train.finetuning_type=freeze", "freeze.use_llama_pro=true", "freeze.trainable_layers=2")
+    assert llama_pro.residual_writers(model, 1, X[:1]) == WRITERS[name]
+    ids = llama_pro.prepare(model, cfg, log=lambda s: None)
+    assert ids == [1, 3] and len(model.model.layers) == 4 and model.config.num_hidden_layers == 4
+    assert torch.allclose(logits(model), before, atol=1e-5)
+    apply_freeze(model, cfg, ids)
+    assert {n.split(".")[2] for n in trainable_names(model)} == {"1", "3"}
+    assert loss(train(model, 6, 1e-2)) < base_loss - 0.05
+    assert model.generate(X[:1, :4], max_new_tokens=3, do_sample=False, min_new_tokens=3).shape == (1, 7)
+
+    # full fine-tuning: every parameter trains and the loss falls
+    model = zoo.build_model(name)
+    base_loss = loss(model)
+    assert loss(train(model, 6, 1e-2)) < base_loss - 0.5
+
+
+@pytest.mark.parametrize("name", MOE)
+def test_moe_aux_loss_coefficient_acts(name, tmp_path):
+    from llmpipe.models.loading import load_causal_lm
+
+    zoo.build_into(name, tmp_path)
+    losses = {}
+    for coef in (0.0, 1.0):
+        m = load_causal_lm(str(tmp_path), cfg_of(f"model.moe_aux_loss_coef={coef}"), training=True, log=lambda s: None)
+        assert m.config.router_aux_loss_coef == coef and m.config.output_router_logits
+        out = m(input_ids=X, labels=X)
+        losses[coef] = out.loss.item()
+        aux = out.aux_loss.item()
+    assert losses[1.0] == pytest.approx(losses[0.0] + aux, rel=1e-5) and aux > 0
+    default = load_causal_lm(str(tmp_path), cfg_of(), training=True, log=lambda s: None)
+    assert default.config.output_router_logits   # the model's own coefficient acts while training too
