@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 from llmpipe.data.errors import DataError
@@ -168,7 +169,10 @@ def process_dataset(examples: list[dict], tokenizer, opts: DataOptions, proc: di
         ds = tokenize_examples(examples, tokenizer, opts, proc, rep)
     else:
         fn = {"pairwise": P.process_pairwise, "kto": P.process_kto, "prompt": P.process_prompt}[opts.kind]
-        ds = datasets.Dataset.from_list(fn(examples, **proc))
+        rows = fn(examples, **proc)
+        if opts.kind in ("pairwise", "kto") and opts.cutoff_len:
+            rep.notes.update(pref_truncation(rows, tokenizer, opts.cutoff_len))
+        ds = datasets.Dataset.from_list(rows)
     rep.kept = len(ds)
     if rep.dropped:
         log.warning("%s", rep.summary())
@@ -177,6 +181,29 @@ def process_dataset(examples: list[dict], tokenizer, opts: DataOptions, proc: di
     if not len(ds):
         raise DataError(f"dataset {rep.dataset!r} has no usable rows for {opts.kind}:\n{rep.summary()}")
     return ds
+
+
+def pref_truncation(rows: list[dict], tokenizer, cutoff_len: int) -> Counter:
+    """What TRL's cut to ``max_length`` (= data.cutoff_len) will do to preference rows, counted as SFT counts its
+    truncation: TRL tokenizes these rows itself and truncates silently. A pair counts once when its chosen or
+    its rejected conversation is longer; a KTO row whose prompt alone fills cutoff_len is dropped by TRL."""
+    pairs = bool(rows) and "chosen" in rows[0]
+    convs = [r["prompt"] + r[k] for r in rows for k in (("chosen", "rejected") if pairs else ("completion",))]
+    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in convs]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+    notes: Counter = Counter()
+    if pairs:
+        notes["pair longer than cutoff_len (TRL cuts its end)"] = sum(
+            max(lengths[2 * i], lengths[2 * i + 1]) > cutoff_len for i in range(len(rows)))
+    else:
+        long = [i for i, n in enumerate(lengths) if n > cutoff_len]
+        prompts = [tokenizer.apply_chat_template(rows[i]["prompt"], tokenize=False, add_generation_prompt=True)
+                   for i in long if rows[i]["prompt"]]
+        full = sum(len(ids) >= cutoff_len for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]) \
+            if prompts else 0
+        notes["prompt alone fills cutoff_len (TRL drops the example)"] = full
+        notes["example longer than cutoff_len (TRL cuts its end)"] = len(long) - full
+    return +notes   # only the counts above zero
 
 
 def load_parts(names, tokenizer, opts: DataOptions, proc: dict, split: str) -> tuple[list, DataReport]:
