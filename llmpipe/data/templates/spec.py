@@ -82,9 +82,10 @@ class TemplateSpec:
 
     @property
     def markers(self) -> tuple[str, ...]:
-        """Control strings that must be single tokens of the tokenizer: stop words, looked-up tokens and
-        the special-token-like strings of the slots."""
-        found = list(self.stop_words) + list(self.tokens) + list(self.extra_markers)
+        """Control strings that must be single tokens of the tokenizer: the end of turn that replaces EOS,
+        looked-up tokens and the special-token-like strings of the slots. (Other stop words only stop
+        generation; LLaMA-Factory adds them to the vocabulary when missing, llmpipe stops on their text.)"""
+        found = ([self.eos_text] if self.eos_text else []) + list(self.tokens) + list(self.extra_markers)
         for s in self.slots():
             found += _TOKENISH.findall(s)
         return tuple(dict.fromkeys(m for m in found if m))
