@@ -87,7 +87,8 @@ def test_rows_train_with_expanded_tokens_and_bad_images_are_reported(tmp_path, t
     (media / "bad.png").write_bytes(b"\x89PNG broken")
     rows = [{"messages": chat(), "images": ["red.png"]},
             {"messages": chat(), "images": [{"path": "bad.png"}]},
-            {"messages": chat("<image> and <image>: same colour?", "yes"), "images": ["red.png", "data:image/png;base64," + base64.b64encode(png()).decode()]},
+            {"messages": chat("<image> and <image>: same colour?", "yes"),
+             "images": ["red.png", "data:image/png;base64," + base64.b64encode(png()).decode()]},
             {"messages": chat(), "images": ["nowhere.png"]},
             {"messages": chat("<image>What colour?"), "images": []}]
     write_dataset(tmp_path, rows)
