@@ -80,6 +80,10 @@ class DataConfig:
     enable_thinking: Optional[bool] = param(
         True, "Thinking mode for reasoning templates; unset = mixed (follow the data).", seed="enable_thinking",
     )
+    preserve_thinking: bool = param(
+        False, "Keep the thought blocks of earlier answers (reasoning templates: inference, and mask_history).",
+        seed="preserve_thinking",
+    )
     tokenized_path: Optional[str] = param(
         None, "Save (or load, when it exists) the tokenized dataset here.", seed="tokenized_path", volatile=True,
     )
