@@ -79,11 +79,12 @@ def prepare_tokenizer(tokenizer, opts: DataOptions) -> dict:
     problem = check_template_fits(tokenizer, opts.template)
     if problem:
         raise DataError(problem)
-    apply_template(tokenizer, opts.template, opts.default_system, opts.enable_thinking)
+    apply_template(tokenizer, opts.template, opts.default_system, opts.enable_thinking, opts.preserve_thinking)
     return {"default_system": opts.default_system or template_default_system(opts.template),
             "tool_format": resolve_tool_format(opts.tool_format, opts.template), "cutoff_len": opts.cutoff_len,
             "train_on_prompt": opts.train_on_prompt, "mask_history": opts.mask_history,
-            **({"template": opts.template, "enable_thinking": opts.enable_thinking}  # LF's spans (named templates)
+            **({"template": opts.template, "enable_thinking": opts.enable_thinking,  # LF's spans (named templates)
+                "preserve_thinking": opts.preserve_thinking}
                if opts.template and opts.kind == "sft" else {}),
             **({"native": "text" if opts.tool_format else "tools"}  # the tokenizer's own template renders
                if opts.template is None and opts.kind == "sft" else {})}

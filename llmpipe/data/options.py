@@ -48,6 +48,7 @@ class DataOptions:
     train_on_prompt: bool = _DATA.train_on_prompt
     mask_history: bool = _DATA.mask_history
     enable_thinking: bool | None = _DATA.enable_thinking  # None: follow the data (reasoning templates)
+    preserve_thinking: bool = _DATA.preserve_thinking
     packing: bool = False                   # resolved (data.packing=null: on for pt only)
     neat_packing: bool = _DATA.neat_packing
     streaming: bool = _DATA.streaming

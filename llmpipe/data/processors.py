@@ -124,7 +124,7 @@ def encode_native(examples: list[dict], tokenizer, *, cutoff_len=None, train_on_
 
 def encode_supervised(examples: list[dict], tokenizer, *, cutoff_len=None, train_on_prompt=False,
                       mask_history=False, default_system=None, tool_format="default", native=None, template=None,
-                      enable_thinking=True) -> list:
+                      enable_thinking=True, preserve_thinking=False) -> list:
     """Per example: (input_ids, labels, notes), or a string with the reason it cannot be trained on.
     ``native`` ("tools" or "text"): rendered by the tokenizer's own chat template (``encode_native``).
     ``template``: a named template, whose prompt/response spans (thinking included) are LLaMA-Factory's
@@ -138,7 +138,8 @@ def encode_supervised(examples: list[dict], tokenizer, *, cutoff_len=None, train
         try:
             msgs = chat_messages(ex, default_system, tool_format)
             pieces.append(template_spans(tokenizer, template, msgs, enable_thinking=enable_thinking,
-                                         mask_history=mask_history) if template else turn_pieces(tokenizer, msgs))
+                                         mask_history=mask_history, preserve_thinking=preserve_thinking)
+                          if template else turn_pieces(tokenizer, msgs))
         except ToolDataError as e:  # e.g. parallel calls in a format that has none
             pieces.append([])
             bad[k] = str(e)

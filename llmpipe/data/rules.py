@@ -223,6 +223,25 @@ def enable_thinking(cfg, env):
                   else "drop data.enable_thinking, or pick a reasoning template")
 
 
+@rule("data-preserve-thinking", keys=["data.preserve_thinking", "data.template", "train.stage"],
+      bad=[["data.preserve_thinking=true"], ["data.template=qwen3_nothink", "data.preserve_thinking=true"]],
+      good=[["data.preserve_thinking=false"], ["data.template=qwen3", "data.preserve_thinking=true"]])
+def preserve_thinking(cfg, env):
+    """data.preserve_thinking keeps the thought blocks of earlier answers, which reasoning templates otherwise
+    remove (at inference, and in training with mask_history); with any other template it means nothing."""
+    if not get(cfg, "data.preserve_thinking") or stage(cfg) == "pt":
+        return
+    name = get(cfg, "data.template")
+    spec = templates.TEMPLATES.get(name) if name else None
+    if (name and spec is None) or (spec is not None and spec.reasoning):
+        return
+    what = f"data.template={name} has no thought words" if spec else "data.template=null gets no thinking switch"
+    yield problem("data-preserve-thinking", "data.preserve_thinking", True,
+                  f"has no effect: {what}, so there are no thought blocks to keep or remove",
+                  "false here; true with a reasoning template (see `llmpipe-tools templates`)",
+                  "data.preserve_thinking=false")
+
+
 @rule("data-template-train-on-prompt", keys=["data.template", "data.train_on_prompt", "train.stage"],
       bad=[["data.template=glm4", "data.train_on_prompt=true"], ["data.template=falcon", "data.train_on_prompt=true"]],
       good=[["data.template=chatml", "data.train_on_prompt=true"], ["data.template=glm4"]])

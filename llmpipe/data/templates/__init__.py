@@ -47,12 +47,13 @@ def _get(name: str) -> TemplateSpec:
     return TEMPLATES[name]
 
 
-def render_template(name: str, default_system: str | None = None, enable_thinking: bool | None = True) -> str:
-    """The Jinja text of template ``name``; ``default_system`` overrides the template's own default and
-    ``enable_thinking`` is the default thinking mode of reasoning templates."""
+def render_template(name: str, default_system: str | None = None, enable_thinking: bool | None = True,
+                    preserve_thinking: bool = False) -> str:
+    """The Jinja text of template ``name``; ``default_system`` overrides the template's own default,
+    ``enable_thinking`` / ``preserve_thinking`` are the default thinking mode of reasoning templates."""
     t = _get(name)
     system = default_system if default_system is not None else t.default_system
-    return build_jinja(t, system, enable_thinking)
+    return build_jinja(t, system, enable_thinking, preserve_thinking)
 
 
 def template_default_system(name: str | None) -> str | None:
@@ -79,7 +80,7 @@ def stop_strings(tokenizer, name: str | None) -> list[str]:
 
 
 def apply_template(tokenizer, name: str | None, default_system: str | None = None,
-                   enable_thinking: bool | None = True) -> str:
+                   enable_thinking: bool | None = True, preserve_thinking: bool = False) -> str:
     """Put template ``name`` on ``tokenizer`` (in place) and return its Jinja text.
 
     ``name=None`` keeps the tokenizer's own chat template (error when it has none). A
@@ -91,17 +92,17 @@ def apply_template(tokenizer, name: str | None, default_system: str | None = Non
             raise DataError("data.template is null but the tokenizer has no chat template; set data.template "
                             "to a named template (`llmpipe-tools templates` lists them)")
         return own if isinstance(own, str) else json.dumps(own)
-    text = render_template(name, default_system, enable_thinking)
+    text = render_template(name, default_system, enable_thinking, preserve_thinking)
     tokenizer.chat_template = text
     return text
 
 
 def template_spans(tokenizer, name: str, messages: list[dict], *, enable_thinking: bool | None = True,
-                   mask_history: bool = False) -> list[tuple[str, str]]:
+                   mask_history: bool = False, preserve_thinking: bool = False) -> list[tuple[str, str]]:
     """(prompt, response) texts per answer of ``messages`` under template ``name`` (see spans)."""
     return sft_spans(_get(name), messages, bos=getattr(tokenizer, "bos_token", None) or "",
                      eos=getattr(tokenizer, "eos_token", None) or "", enable_thinking=enable_thinking,
-                     mask_history=mask_history)
+                     mask_history=mask_history, preserve_thinking=preserve_thinking)
 
 
 def check_template_fits(tokenizer, name: str | None, strict: bool = True) -> str | None:

@@ -68,7 +68,8 @@ def _strip_thought(spec: TemplateSpec) -> str:
             "{% endfor %}{% set c = (ns.out + ns.s).lstrip('\\n') %}")
 
 
-def build_jinja(spec: TemplateSpec, default_system: str | None, enable_thinking: bool | None = True) -> str:
+def build_jinja(spec: TemplateSpec, default_system: str | None, enable_thinking: bool | None = True,
+                preserve_thinking: bool = False) -> str:
     if spec.jinja_override is not None:
         return spec.jinja_override.replace("__DEFAULT_SYSTEM__", _lit(default_system or ""))
     j = ["{% set default_system = " + _lit(default_system or "") + " %}"]
@@ -76,7 +77,8 @@ def build_jinja(spec: TemplateSpec, default_system: str | None, enable_thinking:
         think = {True: "true", False: "false", None: "none"}[enable_thinking]
         j.append("{% if enable_thinking is defined %}{% set think = enable_thinking %}"
                  "{% else %}{% set think = " + think + " %}{% endif %}")
-        j.append("{% set keep = preserve_thinking if preserve_thinking is defined else false %}")
+        j.append("{% set keep = preserve_thinking if preserve_thinking is defined else "
+                 + ("true" if preserve_thinking else "false") + " %}")
     j.append("{% if messages and messages[0]['role'] == 'system' %}"
              "{% set system = messages[0]['content'] or default_system %}{% set turns = messages[1:] %}"
              "{% else %}{% set system = default_system %}{% set turns = messages %}{% endif %}")

@@ -29,6 +29,7 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "vision.freeze_language_model": (_VLM, "vision.freeze_multi_modal_projector=false"),   # something left to train
     "freeze": ("train.finetuning_type=freeze",),
     "data.enable_thinking": ("data.template=qwen3",),   # a reasoning template (data-enable-thinking)
+    "data.preserve_thinking": ("data.template=qwen3",),   # a reasoning template (data-preserve-thinking)
     "freeze.use_llama_pro": ("train.finetuning_type=freeze", "freeze.trainable_layers=1"),
     "pref": ("train.stage=dpo", "data.dataset=demo_pref"),
     "pref.simpo_gamma": ("train.stage=dpo", "data.dataset=demo_pref", "pref.loss=simpo"),

@@ -122,3 +122,13 @@ def test_efficient_eos_labels(tok):
     assert labels[0] == P.IGNORE_INDEX
     (mh,) = P.encode_supervised([conv], tok, template="falcon", mask_history=True)
     assert mh[1][0] == eos and mh[1][first_p2] == P.IGNORE_INDEX and mh[1][-1] == eos
+
+
+def test_preserve_thinking_reaches_spans_jinja_and_processor(tok):
+    ex = {"messages": COT, "system": "You are helpful.", "tools": None}
+    (kept,) = P.encode_supervised([ex], tok, template="qwen3", mask_history=True, preserve_thinking=True)
+    (dropped,) = P.encode_supervised([ex], tok, template="qwen3", mask_history=True)
+    assert "Greet back." in tok.decode(kept[0]) and "Greet back." not in tok.decode(dropped[0])
+    baked = render_jinja_template([[SYS] + COT], chat_template=render_template("qwen3", None, True, True),
+                                  bos_token="<s>", eos_token="</s>")[0][0]
+    assert baked == P1 + R1_COT + P2 + R2_COT
