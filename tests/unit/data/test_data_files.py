@@ -162,7 +162,7 @@ def test_every_dropped_row_is_counted_in_the_report(tmp_path, tok):
     assert b.report.to_dict()["datasets"][0]["dropped"] == rep.dropped
 
 
-def test_media_counts_and_files_are_checked_then_refused(tmp_path, tok):
+def test_media_counts_and_files_are_checked_then_refused_for_a_text_model(tmp_path, tok):
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "a.png").write_bytes(b"png")
     rows = [{"messages": [{"role": "user", "content": "<image>What is it?"}, {"role": "assistant", "content": "A."}],
@@ -177,7 +177,7 @@ def test_media_counts_and_files_are_checked_then_refused(tmp_path, tok):
     with pytest.raises(DataError) as e:
         build_datasets(opts(tmp_path, "mm"), tok)
     msg = str(e.value)
-    assert "1 rows carry images/videos/audios" in msg and "multimodal training is not part of this build" in msg
+    assert "1 rows carry images/videos/audios" in msg and "the model is text-only" in msg
     assert "row 1: 2 <image> placeholders but 1 image in column 'images'" in msg
     assert "row 2: image file 'img/missing.png' not found" in msg
 
