@@ -27,13 +27,14 @@ SWEEP = ["-m", "+recipe=demo", "train.learning_rate=1e-3,3e-3", "train.max_steps
 def world(tmp_path_factory):
     """A sweep started in the background, the page served over its folders, and a browser."""
     cwd = tmp_path_factory.mktemp("ui")
-    env = {**os.environ, "LLMPIPE_CACHE": str(tmp_path_factory.mktemp("store")), "PYTHONUNBUFFERED": "1"}
+    store = tmp_path_factory.mktemp("store")
+    env = {**os.environ, "LLMPIPE_CACHE": str(store), "PYTHONUNBUFFERED": "1"}
     manager, browser = browser_or_skip()
     proc = subprocess.Popen([sys.executable, "-m", "llmpipe", *SWEEP], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         with served([cwd / "outputs", cwd / "multirun"]) as base:
-            yield {"cwd": cwd, "proc": proc, "base": base, "browser": browser}
+            yield {"cwd": cwd, "proc": proc, "base": base, "browser": browser, "store": store}
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -75,6 +76,7 @@ def test_a_running_job_updates_without_a_reload(world):
     page, errors = _page(world)
     page.goto(f"{world['base']}/run/{key}")
     assert "running" in page.inner_text("#run-status")
+    shot(page, "run-live")
     page.evaluate("window.__same_page = 1; window.__first = document.querySelector('#stages').innerHTML")
     # the stage table changes while the page stays the same document (a reload would drop the marker)
     page.wait_for_function("() => window.__same_page === 1 && "
@@ -171,6 +173,15 @@ def test_composer_refuses_a_bad_value_beside_its_field_and_exports_yaml(world, t
     download.value.save_as(path)
     recipe = yaml.safe_load(path.read_text())
     assert recipe["lora"]["rank"] == 4 and recipe["data"]["dataset"] == "demo_learn"   # the demo recipe, changed
+    # the sweep's first job, composed against its store: the stages it ran are shown as cached
+    values = {"run.cache_root": str(world["store"]), "train.learning_rate": "0.001", "lora.rank": "16"}
+    values.update(o.split("=", 1) for o in SWEEP[3:])
+    page.evaluate("""(values) => { for (const [k, v] of Object.entries(values)) {
+        const c = document.querySelector(`[name="${k}"]`); c.value = v; c.dispatchEvent(new Event("change")); } }""",
+                  values)
+    page.wait_for_function("() => document.querySelector('#check-state.ok') && "
+                           "document.querySelectorAll('#plan .node').length === 3", timeout=120_000)
+    assert page.locator("#plan .node.st-cached").count() == 3        # load, adapt and train: nothing would run
     shot(page, "compose")
     assert errors == []
     page.close()

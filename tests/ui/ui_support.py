@@ -60,4 +60,12 @@ def shot(page, name: str) -> None:
     folder = os.environ.get("LLMPIPE_UI_SHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"))
+        path = Path(folder) / f"{name}.png"
+        page.screenshot(path=str(path))
+        try:   # a palette PNG is a third of the size: these are committed as docs
+            from PIL import Image
+        except ImportError:
+            return
+        with Image.open(path) as image:
+            small = image.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+        small.save(path, optimize=True)

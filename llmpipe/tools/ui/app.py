@@ -97,7 +97,10 @@ def build_app(roots: list[Path], token: str | None = None) -> Starlette:
         if s is None:
             return _not_found("No sweep at this address.")
         keys = {r.get("job_dir"): catalog.key_of(Path(r["job_dir"])) for r in s.rows if r.get("job_dir")}
-        return HTMLResponse(pages.sweep_page(s, {k: v for k, v in keys.items() if v}))
+        keys = {k: v for k, v in keys.items() if v}
+        jobs = [catalog.job(v) for v in keys.values()]
+        modes = [((j.lock or {}).get("config") or {}).get("run", {}).get("objective_mode") for j in jobs if j]
+        return HTMLResponse(pages.sweep_page(s, keys, next((m for m in modes if m), "auto")))
 
     def diff(request: Request):
         a, b = request.query_params.get("a", ""), request.query_params.get("b", "")

@@ -170,10 +170,15 @@ def plan(validated: Any) -> dict[str, Any]:
     """The stages a valid configuration would run, each 'run' or 'cached' in its store (as llmpipe-tools plan)."""
     session = _session(validated)
     runner = session.runner()
-    stages = [{"id": n.id, "kind": n.kind.name, "label": n.label, "status": runner.status_of(n),
+    stages = [{"id": n.id, "kind": n.kind.name, "label": n.label, "status": _will(runner.status_of(n)),
                "fingerprint": n.fingerprint or ""} for n in session.plan.nodes]
     edges = [(up, n.id) for n in session.plan.nodes for up in dict.fromkeys(n.inputs.values())]
     return {"stages": stages, "edges": edges, "store": str(session.store.root)}
+
+
+def _will(status: str) -> str:
+    """The runner's 'run' / 'run (forced)' / 'cached', as the composer says it: nothing has run yet."""
+    return status if status == "cached" else "will " + status
 
 
 def _session(validated: Any):

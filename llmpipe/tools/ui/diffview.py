@@ -53,7 +53,7 @@ def diff_page(jobs: list[Job], ja: Job | None, jb: Job | None) -> str:
         if d["only_in"]:
             verdict = f'only in {d["only_in"]}'
         elif d["same"]:
-            verdict = "same fingerprint: B reused A's result" if d["status"][1] == "cached" else "same fingerprint"
+            verdict = "same fingerprint: one result, computed once and reused from the store"
         else:
             verdict = "different fingerprint: ran again"
         why = "".join(f'<div class="mono small">{e(k)}: <span class="old">{fmt(va)}</span> → <span class="new">'

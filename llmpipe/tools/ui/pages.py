@@ -11,7 +11,7 @@ from llmpipe.tools.ui import graph
 from llmpipe.tools.ui.runs import Job, Sweep
 
 STATUS_CLASS = {"complete": "ok", "ran": "ok", "cached": "cached", "failed": "bad", "running": "run",
-                "waiting": "idle", "not run": "idle", "no lock file": "idle", "run": "run"}
+                "waiting": "idle", "not run": "idle", "no lock file": "idle", "will": "idle"}
 
 
 def q(key: str) -> str:
@@ -63,12 +63,13 @@ def runs_page(jobs: list[Job], roots: list[str]) -> str:
         value = obj.get("value")
         rows.append(
             f'<tr><td><input type="checkbox" class="pick" value="{e(j.key)}" aria-label="pick for diff"></td>'
-            f'<td class="mono" data-sort="{e(j.created)}">{e(j.created)}</td>'
+            f'<td class="mono nowrap" data-sort="{e(j.created)}">{e(j.created)}</td>'
             f'<td><a href="/run/{q(j.key)}">{e(j.recipe)}</a></td><td>{badge(j.status)}</td>'
             f'<td class="num">{j.stage_count("ran")}</td><td class="num">{j.stage_count("cached")}</td>'
             f'<td class="num" data-sort="{e(value if value is not None else "")}">'
             f'{fmt(value) if value is not None else ""}</td><td class="muted">{e(obj.get("name") or "")}</td>'
-            f'<td class="mono small">{e(" ".join(j.overrides))}</td><td class="mono small muted">{e(j.key)}</td></tr>')
+            f'<td class="mono small">{e(" ".join(o for o in j.overrides if not o.lstrip("+").startswith("recipe=")))}'
+            f'</td><td class="mono small muted folder" title="{e(j.path)}">{e(j.key)}</td></tr>')
     body = (f'<div class="titlebar"><h1>Runs</h1><span class="muted">{len(jobs)} jobs under {e(", ".join(roots))}, '
             f'newest first</span><button id="compare" disabled>Compare two runs</button></div>'
             f'<table class="sortable data" id="runs"><thead><tr><th></th><th>started</th><th>recipe</th>'
@@ -226,12 +227,13 @@ def sweep_params(rows: list[dict[str, Any]]) -> tuple[list[dict[str, str]], list
     return parsed, swept
 
 
-def sweep_page(sweep: Sweep, job_keys: dict[str, str]) -> str:
+def sweep_page(sweep: Sweep, job_keys: dict[str, str], mode: str = "auto") -> str:
+    """``mode``: the jobs' run.objective_mode (min, max or auto), as the sweep's own summary picks the best."""
     from llmpipe.pipeline.sweep import best, larger_is_better
 
     rows = sorted(sweep.rows, key=lambda r: int(r["job"]) if str(r["job"]).isdigit() else 0)
     parsed, swept = sweep_params(rows)
-    b = best(rows)
+    b = best(rows, mode)
     objective = rows[0]["objective"] if rows else ""
     metric_names = list(dict.fromkeys(k for r in rows for k in json.loads(r.get("metrics") or "{}")))[:4]
     head = "".join(f"<th>{e(k)}</th>" for k in swept)
@@ -247,7 +249,7 @@ def sweep_page(sweep: Sweep, job_keys: dict[str, str]) -> str:
                    + f'<td class="num" data-sort="{e(r["value"])}">{fmt(_float(r["value"]))}</td>'
                    + "".join(f'<td class="num">{fmt(metrics.get(m))}</td>' for m in metric_names)
                    + f'<td class="num">{e(r.get("stages_ran"))}</td><td class="num">{e(r.get("stages_cached"))}</td></tr>')
-    direction = "higher" if rows and larger_is_better(objective) else "lower"
+    direction = "higher" if rows and larger_is_better(objective, mode) else "lower"
     best_kv = parsed[rows.index(b)] if b else {}
     setting = ", ".join(f"{k}={best_kv.get(k)}" for k in swept) or (b["overrides"] if b else "")
     best_line = (f'<p class="best-line">Best ({direction} {e(objective)} is better): job {e(b["job"])}, '

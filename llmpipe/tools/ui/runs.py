@@ -123,27 +123,23 @@ class Catalog:
         rel = folder.relative_to(self.roots[i]).as_posix()
         return f"{i}/{rel}" if rel != "." else f"{i}"
 
+    def _folders(self, wanted) -> list[tuple[str, Path]]:
+        """(page address, folder) of every folder under the roots for which ``wanted(folder)`` holds."""
+        return [(self._key(i, folder), folder) for i, root in enumerate(self.roots) if root.is_dir()
+                for folder in _walk(root) if wanted(folder)]
+
     def jobs(self) -> list[Job]:
         found = []
-        for i, root in enumerate(self.roots):
-            if not root.is_dir():
-                continue
-            for folder in _walk(root):
-                if (folder / LockFile.NAME).is_file() or (folder / ".hydra" / "config.yaml").is_file():
-                    lock, mtime = self._lock_of(folder)
-                    found.append(Job(self._key(i, folder), folder, lock, mtime))
+        for key, folder in self._folders(lambda f: (f / LockFile.NAME).is_file() or (f / ".hydra" / "config.yaml").is_file()):
+            lock, mtime = self._lock_of(folder)
+            found.append(Job(key, folder, lock, mtime))
         return sorted(found, key=lambda j: (j.created, j.mtime), reverse=True)
 
     def sweeps(self) -> list[Sweep]:
         from llmpipe.pipeline.sweep import RESULTS, read_rows
 
-        found = []
-        for i, root in enumerate(self.roots):
-            if not root.is_dir():
-                continue
-            for folder in _walk(root):
-                if (folder / RESULTS).is_file():
-                    found.append(Sweep(self._key(i, folder), folder, read_rows(folder), (folder / RESULTS).stat().st_mtime))
+        found = [Sweep(key, folder, read_rows(folder), (folder / RESULTS).stat().st_mtime)
+                 for key, folder in self._folders(lambda f: (f / RESULTS).is_file())]
         return sorted(found, key=lambda s: s.mtime, reverse=True)
 
     def resolve(self, key: str) -> Path | None:

@@ -167,7 +167,7 @@ function initComposer() {
       q !== "" && !f.dataset.path.toLowerCase().includes(q) && !$(".help", f).textContent.toLowerCase().includes(q)));
     $$(".family", fields).forEach((d) => { if (q) d.open = $$(".field:not(.hidden-by-filter)", d).length > 0; });
   });
-  let timer = null, seq = 0;
+  let timer = null, seq = 0, lastSent = null;
   const render = (res, sent) => {
     const state = $("#check-state");
     $$(".field", fields).forEach((f) => f.classList.remove("has-problem"));
@@ -191,8 +191,11 @@ function initComposer() {
     state.className = "check-state " + (n ? "bad" : "ok");
     state.textContent = n ? `${n} problem${n > 1 ? "s" : ""}: pre-flight refuses this configuration`
                           : `pre-flight passes · store ${res.store}`;
-    $("#plan").innerHTML = n ? '<p class="muted">(shown when pre-flight passes)</p>' : res.plan_html +
-      `<p class="small muted">${res.stages.filter((s) => s.status === "cached").length} of ${res.stages.length} stages already in the store</p>`;
+    const cached = res.stages.filter((s) => s.status === "cached").length, total = res.stages.length;
+    const summary = cached === total ? `all ${total} stages are in the store (cached): nothing would run again`
+      : `${cached} of ${total} stages already in the store (cached); the others will run`;
+    $("#plan").innerHTML = n ? '<p class="muted">(shown when pre-flight passes)</p>'
+      : res.plan_html + `<p class="small muted">${summary}</p>`;
     $("#command").textContent = res.command;
     $("#yaml").textContent = res.yaml;
     const keys = Object.keys(sent);
@@ -203,7 +206,10 @@ function initComposer() {
     });
   };
   const check = async () => {
-    const mine = ++seq, sent = changes();
+    const sent = changes(), key = recipe.value + JSON.stringify(sent);
+    if (key === lastSent) return;   // a change event after the input events that were already checked
+    lastSent = key;
+    const mine = ++seq;
     $("#check-state").className = "check-state";
     $("#check-state").textContent = "checking…";
     const r = await fetch("/api/compose", {method: "POST", headers: {"Content-Type": "application/json"},
