@@ -177,8 +177,8 @@ def _deepspeed(out: Converted, src: Path) -> None:
                              f" preset launch={DEEPSPEED_OPTIONS[stem]} stands in for LLaMA-Factory's file of that"
                              " name (run the import from LLaMA-Factory's folder to keep your own file)")
         else:
-            raise ImportFailed(f"deepspeed: {ds}: file not found (looked from here, beside {src} and in the"
-                               " folders above it)")
+            out.notes.append(f"deepspeed: {ds} was not found from here (nor beside {src} or above it): kept as"
+                             " written, a path relative to the folder you run llmpipe in")
         out.notes.append("deepspeed: LLaMA-Factory used every visible GPU; set launch.nproc_per_node=<n> to match")
     if "launch.deepspeed" in out.values and "launch.kind" not in out.values:
         out.values["launch.kind"] = "deepspeed"
