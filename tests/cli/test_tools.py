@@ -198,11 +198,13 @@ def test_import_writes_a_recipe_that_composes(imported):
     assert f"LLMPIPE_RECIPES={tmp_path / 'team'} python -m llmpipe +recipe=lf_dpo" in text
     recipe = yaml.safe_load(text)
     assert recipe["lora"]["rank"] == 16 and recipe["pref"]["beta"] == 0.25
-    assert recipe["model"]["name_or_path"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    model = yaml.safe_load((tmp_path / "team" / "model" / "lf_dpo.yaml").read_text())   # the model option
+    assert model["model"]["name_or_path"] == "Qwen/Qwen2.5-0.5B-Instruct" and model["data"]["template"] == "qwen"
     assert recipe["quantization"]["method"] == "bnb"              # bitsandbytes -> bnb
     assert recipe["model"]["use_fast_tokenizer"] is False          # no_use_fast_tokenizer: true
+    assert "trust_remote_code" not in recipe["model"]              # only the command line may allow it
     assert recipe["train"]["lr_scheduler_kwargs"] == {"num_cycles": 0.5}   # JSON string parsed
-    assert "defaults" not in recipe            # the primary config already picks every needed group
+    assert recipe["defaults"] == [{"override /model": "lf_dpo"}]   # model=<option> on the command line replaces it
     cfg = _composed(llmpipe("+recipe=lf_dpo", "--cfg", "job", cwd=tmp_path,
                             env={"LLMPIPE_RECIPES": str(tmp_path / "team")}))
     assert cfg["lora"]["rank"] == 16 and cfg["pref"]["beta"] == 0.25
