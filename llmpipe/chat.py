@@ -3,7 +3,9 @@
 Takes the same Hydra overrides as ``python -m llmpipe``; talks to the recipe's trained result from the store
 (else the base model, and says which), streams the answer token by token, keeps the conversation, applies the
 chat template and ``data.default_system``. Commands: ``/clear`` forgets the conversation, ``/exit`` (or
-Ctrl-D) quits; Ctrl-C stops an answer.
+Ctrl-D) quits; Ctrl-C stops an answer. Tools: ``/tools FILE`` gives the model the function definitions in a
+JSON file (``/tools off`` takes them away); an answer that calls them is shown as the calls, read in the
+run's tool format, and ``/result TEXT`` answers the calls with a tool result, after which the model goes on.
 """
 from __future__ import annotations
 
@@ -12,24 +14,30 @@ import sys
 from llmpipe.interactive import Program
 
 PROG = "llmpipe.chat"
-HELP = "/clear forgets the conversation, /exit (or Ctrl-D) quits, Ctrl-C stops an answer"
+HELP = ("/clear forgets the conversation, /exit (or Ctrl-D) quits, Ctrl-C stops an answer, /tools FILE gives "
+        "the model tools (/tools off), /result TEXT answers its tool calls")
 
 
 def _say(text: str) -> None:
     print(f"{PROG}: {text}", flush=True)
 
 
-def answer(session, history: list[dict], params, out=None) -> str | None:
-    """Stream one answer to ``history`` (ending with the user's turn); None when it could not be made.
-    ``out``: where the answer goes (the current sys.stdout by default, looked up at call time)."""
+def answer(session, history: list[dict], params, out=None, tools: str | None = None) -> str | None:
+    """Stream one answer to ``history`` (ending with the user's turn or a tool result); None when it could
+    not be made. ``out``: where the answer goes (the current sys.stdout by default, looked up at call time);
+    ``tools``: function definitions (canonical JSON) the model is given."""
     out = out if out is not None else sys.stdout
     from llmpipe.infer.engine import InferenceError
     from llmpipe.infer.generation import PromptTooLong
 
     try:
-        stream = session.backend.stream(session.prompter.encode(history), params)
+        prompt = session.prompter.encode(history, None, tools) if tools else session.prompter.encode(history)
+        stream = session.backend.stream(prompt, params)
     except PromptTooLong as e:
         _say(f"{e}; /clear starts a new conversation")
+        return None
+    except ValueError as e:   # e.g. tools the model's own template cannot write
+        _say(str(e))
         return None
     pieces = []
     out.write("Assistant: ")
@@ -53,8 +61,67 @@ def answer(session, history: list[dict], params, out=None) -> str | None:
     return "".join(pieces)
 
 
+def load_tools(arg: str) -> str | None:
+    """Canonical tools JSON from the file ``arg`` (a JSON list of function definitions, bare or OpenAI's)."""
+    from pathlib import Path
+
+    from llmpipe.data.tools import ToolDataError, parse_tools
+
+    try:
+        return parse_tools(Path(arg).expanduser().read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ToolDataError) as e:
+        raise ValueError(f"/tools {arg}: {e}") from None
+
+
+def record(session, history: list[dict], reply: str, tools: str | None) -> None:
+    """Append the answer: as tool calls (and say so) when it calls the given tools, else as text."""
+    import json
+
+    from llmpipe.data.tools import canonical_call
+
+    found = session.prompter.parse_calls(reply) if tools else None
+    if not found:
+        history.append({"role": "assistant", "content": reply})
+        return
+    text, calls = found
+    for c in calls:
+        _say(f"tool call: {c['name']} {json.dumps(c['arguments'], ensure_ascii=False)}")
+    _say("answer it with /result TEXT")
+    history.append({"role": "function_call", "content": canonical_call(calls, text)})
+
+
+def _command(text: str, history: list[dict], state: dict) -> str | None:
+    """Handle a /command; the tool result to send on (``/result``), else None."""
+    if text == "/clear":
+        history.clear()
+        _say("conversation cleared")
+    elif text.split()[0] == "/tools":
+        arg = text[len("/tools"):].strip()
+        if arg in ("", "off"):
+            state["tools"] = None
+            _say("no tools" if arg else "usage: /tools FILE (a JSON list of function definitions), /tools off")
+            return None
+        try:
+            state["tools"] = load_tools(arg)
+        except ValueError as e:
+            _say(str(e))
+            return None
+        import json
+
+        _say("tools: " + ", ".join(t["name"] for t in json.loads(state["tools"] or "[]")))
+    elif text.split()[0] == "/result":
+        if not history or history[-1]["role"] != "function_call":
+            _say("no tool call to answer")
+            return None
+        return text[len("/result"):].strip()
+    else:
+        _say(f"unknown command {text.split()[0]}; {HELP}")
+    return None
+
+
 def repl(session, params, read=input) -> int:
     history: list[dict] = []
+    state: dict = {"tools": None}
     while True:
         try:
             line = read("User: ")
@@ -70,19 +137,18 @@ def repl(session, params, read=input) -> int:
             continue
         if text in ("/exit", "/quit"):
             return 0
-        if text == "/clear":
-            history.clear()
-            _say("conversation cleared")
-            continue
         if text.startswith("/"):
-            _say(f"unknown command {text.split()[0]}; {HELP}")
-            continue
-        history.append({"role": "user", "content": line})
-        reply = answer(session, history, params)
+            result = _command(text, history, state)
+            if result is None:
+                continue
+            history.append({"role": "tool", "content": result})
+        else:
+            history.append({"role": "user", "content": line})
+        reply = answer(session, history, params, tools=state["tools"])
         if reply is None:
             history.pop()
         else:
-            history.append({"role": "assistant", "content": reply})
+            record(session, history, reply, state["tools"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,9 @@
 Endpoints: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions`` (JSON, or SSE with
 ``"stream": true``), ``GET /health`` (no key needed). With ``LLMPIPE_API_KEY`` set, every ``/v1`` request
 needs ``Authorization: Bearer <key>`` (compared in constant time; the key is never logged) or gets 401.
-Bad requests get a 4xx JSON error and the server keeps serving. At most ``serve.max_concurrency``
+Bad requests get a 4xx JSON error and the server keeps serving. ``tools`` in a request are written into the
+prompt in the run's tool format and an answer that calls them comes back as ``message.tool_calls``
+(llmpipe.infer.openai_api; streamed, such an answer is held back and sent at its end). At most ``serve.max_concurrency``
 generations run at once and ``serve.max_queue`` more requests wait for a slot; beyond that: 429.
 
 Starlette (routing, requests, responses) on uvicorn (h11) with an event loop: connections cost no thread.
@@ -154,21 +156,34 @@ class EventStream(StreamingResponse):
     """The SSE answer of one generation. It owns the generation slot: whatever ends it (the last event, an
     error, the client going away, shutdown), the generation is stopped and the slot given back, once."""
 
-    def __init__(self, app: App, cid: str, stream, include_usage: bool):
+    def __init__(self, app: App, cid: str, stream, include_usage: bool, read_calls=None):
         self.app, self.cid, self.stream, self.include_usage, self.ended = app, cid, stream, include_usage, False
+        self.read_calls = read_calls   # with tools: the answer is held back and read for calls at its end
         super().__init__(self._events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     async def _events(self):
         app, cid, model, stream = self.app, self.cid, self.app.model_id, self.stream
-        pieces, end = iter(stream), object()
+        pieces, end, held = iter(stream), object(), []
         try:
             yield _event(api.chunk_body(cid, model, {"role": "assistant", "content": ""}))
             while (piece := await anyio.to_thread.run_sync(next, pieces, end, abandon_on_cancel=True,
                                                            limiter=app.threads)) is not end:
-                yield _event(api.chunk_body(cid, model, {"content": piece}))
+                if self.read_calls:
+                    held.append(piece)
+                else:
+                    yield _event(api.chunk_body(cid, model, {"content": piece}))
             self.ended = True
             done = stream.result
-            yield _event(api.chunk_body(cid, model, {}, done.finish_reason))
+            finish = done.finish_reason
+            if self.read_calls:
+                text = "".join(held)
+                message, finish = api.answer_message(text, finish, self.read_calls(text))
+                delta = {k: v for k, v in message.items() if k != "role" and v is not None}
+                if "tool_calls" in delta:
+                    delta["tool_calls"] = [dict(c, index=i) for i, c in enumerate(delta["tool_calls"])]
+                if delta:
+                    yield _event(api.chunk_body(cid, model, delta))
+            yield _event(api.chunk_body(cid, model, {}, finish))
             if self.include_usage:
                 yield _event(api.chunk_body(cid, model, {}, usage_of=done))
             yield _event("[DONE]")
@@ -249,7 +264,7 @@ async def _complete(app: App, req: api.ChatRequest) -> Response:
     cid = api.new_id()
 
     def work():
-        prompt = s.prompter.encode(req.messages, req.system)
+        prompt = s.prompter.encode(req.messages, req.system, req.tools)
         return s.backend.stream(prompt, params) if req.stream else s.backend.generate([prompt], params)[0]
 
     try:
@@ -262,9 +277,10 @@ async def _complete(app: App, req: api.ChatRequest) -> Response:
     except Exception as e:
         traceback.print_exc(file=sys.stderr)
         return _error(api.ApiError(500, f"internal error ({type(e).__name__})", kind="server_error"))
+    read = s.prompter.parse_calls if req.read_calls else None
     if req.stream:
-        return EventStream(app, cid, done, req.include_usage)
-    return _json(200, api.completion_body(cid, app.model_id, done))
+        return EventStream(app, cid, done, req.include_usage, read)
+    return _json(200, api.completion_body(cid, app.model_id, done, read(done.text) if read else None))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

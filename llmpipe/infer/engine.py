@@ -25,6 +25,11 @@ class Completion:
     completion_tokens: int
 
 
+# the call formats of the model families' own templates, tried in this order on an answer (tags first, bare JSON
+# last) when the tokenizer's own template wrote the tools: Qwen/Hermes tags, Mistral, Llama 3.1 JSON, ReAct text
+NATIVE_CALL_FORMATS = ("qwen", "qwen3_5", "mistral", "llama3", "default")
+
+
 class Prompter:
     """Renders conversations as the training data is rendered: the run's chat template (checked against the
     tokenizer), ``data.default_system`` (or the template's), tools in ``data.tool_format``."""
@@ -49,15 +54,44 @@ class Prompter:
                 ids.append(enc[0])
         self.eos_ids = [i for i in dict.fromkeys(ids) if i is not None]
 
-    def messages(self, messages: list[dict], system: str | None = None, tools: str | None = None) -> list[dict]:
+    @property
+    def native_tools(self) -> bool:
+        """data.template and data.tool_format null: the tokenizer's own template writes tools and calls."""
+        return self.proc.get("native") == "tools"
+
+    def chat(self, messages: list[dict], system: str | None = None, tools: str | None = None):
+        """(messages, tools) for ``apply_chat_template``: tools and calls as text in data.tool_format, or
+        handed to the tokenizer's own template (``tools``, ``tool_calls``, role ``tool``)."""
+        from llmpipe.data.native_template import native_messages
         from llmpipe.data.processors import chat_messages
 
         ex = {"messages": messages, "system": system, "tools": tools}
-        return chat_messages(ex, self.proc.get("default_system"), self.proc.get("tool_format", "default"))
+        if self.native_tools:
+            return native_messages(ex, self.proc.get("default_system"))
+        return chat_messages(ex, self.proc.get("default_system"), self.proc.get("tool_format", "default")), None
+
+    def messages(self, messages: list[dict], system: str | None = None, tools: str | None = None) -> list[dict]:
+        return self.chat(messages, system, tools)[0]
 
     def render(self, messages: list[dict], system: str | None = None, tools: str | None = None) -> str:
-        return self.tokenizer.apply_chat_template(self.messages(messages, system, tools), tokenize=False,
-                                                  add_generation_prompt=True)
+        msgs, native = self.chat(messages, system, tools)
+        text = self.tokenizer.apply_chat_template(msgs, tools=native, tokenize=False, add_generation_prompt=True)
+        if native and text == self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True):
+            raise ValueError("the model's own chat template does not write tool definitions (they would be "
+                             "dropped); set data.tool_format (or data.template) to pass tools to this model")
+        return text
+
+    def parse_calls(self, text: str) -> tuple[str | None, list[dict]] | None:
+        """(content, calls) when answer ``text`` calls tools, in the format the prompt was written in (with
+        the tokenizer's own template: the first of the common formats that reads it), else None."""
+        from llmpipe.data.tools import parse_calls
+
+        formats = NATIVE_CALL_FORMATS if self.native_tools else (self.proc.get("tool_format", "default"),)
+        for fmt in formats:
+            found = parse_calls(text, fmt)
+            if found:
+                return found
+        return None
 
     def encode(self, messages: list[dict], system: str | None = None, tools: str | None = None) -> list[int]:
         return list(self.tokenizer(self.render(messages, system, tools), add_special_tokens=False)["input_ids"])

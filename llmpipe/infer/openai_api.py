@@ -4,7 +4,10 @@ here (llmpipe/serve.py does the HTTP).
 
 Accepted request fields: ``messages`` (required: an optional first ``system`` message, then ``user`` and
 ``assistant`` turns alternating, starting and ending with ``user``; content a string or a list of text
-parts), ``model`` (must be the served id when given), ``max_tokens`` / ``max_completion_tokens``,
+parts; an assistant turn may carry ``tool_calls`` and a ``tool`` message, answering them, stands where a
+user turn would), ``tools`` (OpenAI function definitions: the model sees them as the training data's tools
+were written, and calls in its answer come back as ``message.tool_calls``, finish_reason ``tool_calls``),
+``tool_choice`` (``auto``, or ``none``: the answer is not read for calls), ``model`` (must be the served id when given), ``max_tokens`` / ``max_completion_tokens``,
 ``temperature`` (0 = greedy), ``top_p``, ``stop``, ``stream``, ``stream_options.include_usage``, ``n`` (1),
 ``user``; ``presence_penalty`` / ``frequency_penalty`` only 0. Anything else is refused, not ignored.
 """
@@ -19,7 +22,7 @@ from typing import Any
 MAX_BODY = 1 << 20          # bytes of one request body
 MAX_MESSAGES = 512
 KNOWN = {"messages", "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "stream",
-         "stream_options", "n", "user", "presence_penalty", "frequency_penalty"}
+         "stream_options", "n", "user", "presence_penalty", "frequency_penalty", "tools", "tool_choice"}
 
 
 class ApiError(Exception):
@@ -34,11 +37,13 @@ class ApiError(Exception):
 
 @dataclass
 class ChatRequest:
-    messages: list[dict]                     # user/assistant turns (system taken out)
+    messages: list[dict]                     # user/assistant/function_call/tool turns (system taken out)
     system: str | None
     stream: bool = False
     include_usage: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)   # GenParams.with_request(**overrides)
+    tools: str | None = None                 # canonical JSON list of function definitions (llmpipe.data.tools)
+    read_calls: bool = False                 # look for tool calls in the answer (tools given, tool_choice auto)
 
 
 def _number(body: dict, key: str, lo: float, hi: float, *, lo_open: bool = False) -> float | None:
@@ -66,6 +71,18 @@ def _content(m: dict, i: int) -> str:
     return content
 
 
+def _tool_calls(m: dict, i: int) -> dict:
+    """An assistant message with ``tool_calls`` as llmpipe's function_call turn."""
+    from llmpipe.data.tools import ToolDataError, canonical_call
+
+    text = m.get("content")
+    text = _content(m, i) if text is not None else None
+    try:
+        return {"role": "function_call", "content": canonical_call(m["tool_calls"], text)}
+    except ToolDataError as e:
+        raise ApiError(400, f"messages[{i}].tool_calls: {e}", f"messages[{i}].tool_calls") from None
+
+
 def _messages(raw: Any) -> tuple[list[dict], str | None]:
     if not isinstance(raw, list) or not raw:
         raise ApiError(400, "messages must be a non-empty list of {role, content} objects", "messages")
@@ -79,17 +96,43 @@ def _messages(raw: Any) -> tuple[list[dict], str | None]:
         if role == "system" and i == 0:
             system = _content(m, i)
             continue
-        expected = "user" if len(turns) % 2 == 0 else "assistant"
-        if role not in ("user", "assistant"):
+        expected = ("user", "tool") if len(turns) % 2 == 0 else ("assistant",)
+        if role not in ("user", "assistant", "tool"):
             raise ApiError(400, f"messages[{i}].role={role!r}: allowed roles are system (first message only), "
-                           "user and assistant", f"messages[{i}].role")
-        if role != expected:
-            raise ApiError(400, f"messages[{i}].role={role!r}: turns must alternate user, assistant, user, ... "
-                           f"(expected {expected})", f"messages[{i}].role")
-        turns.append({"role": role, "content": _content(m, i)})
-    if not turns or turns[-1]["role"] != "user":
-        raise ApiError(400, "the last message must come from the user", "messages")
+                           "user, assistant and tool", f"messages[{i}].role")
+        if role not in expected:
+            raise ApiError(400, f"messages[{i}].role={role!r}: turns must alternate user (or tool), assistant, "
+                           f"user, ... (expected {' or '.join(expected)})", f"messages[{i}].role")
+        if role == "tool" and (not turns or turns[-1]["role"] != "function_call"):
+            raise ApiError(400, f"messages[{i}]: a tool message must answer an assistant message with tool_calls",
+                           f"messages[{i}].role")
+        if role == "assistant" and m.get("tool_calls"):
+            turns.append(_tool_calls(m, i))
+        else:
+            turns.append({"role": role, "content": _content(m, i)})
+    if not turns or turns[-1]["role"] not in ("user", "tool"):
+        raise ApiError(400, "the last message must come from the user (or be a tool result)", "messages")
     return turns, system
+
+
+def _tools(body: dict) -> tuple[str | None, bool]:
+    """(canonical tools JSON, whether to read calls from the answer)."""
+    from llmpipe.data.tools import ToolDataError, parse_tools
+
+    raw, choice = body.get("tools"), body.get("tool_choice", "auto")
+    if choice not in ("auto", "none"):
+        raise ApiError(400, f"tool_choice={choice!r} is not supported (auto or none)", "tool_choice")
+    if raw is None:
+        return None, False
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, dict) and t.get("type", "function") == "function"
+                                                       for t in raw):  # OpenAI refuses an empty list too
+        raise ApiError(400, "tools must be a list of {type: function, function: {name, description, parameters}}",
+                       "tools")
+    try:
+        tools = parse_tools(raw)
+    except ToolDataError as e:
+        raise ApiError(400, f"tools: {e}", "tools") from None
+    return tools, tools is not None and choice == "auto"
 
 
 def _no_constant(name: str):
@@ -145,8 +188,9 @@ def parse_chat_request(raw: bytes, *, model_id: str, max_tokens_limit: int) -> C
     if not isinstance(opts, dict) or set(opts) - {"include_usage"} or \
             not isinstance(opts.get("include_usage", False), bool):
         raise ApiError(400, "stream_options supports include_usage (true or false) only", "stream_options")
+    tools, read_calls = _tools(body)
     return ChatRequest(messages, system, stream, opts.get("include_usage", False),
-                       {k: v for k, v in over.items() if v is not None})
+                       {k: v for k, v in over.items() if v is not None}, tools, read_calls)
 
 
 def new_id() -> str:
@@ -158,10 +202,25 @@ def usage(c) -> dict:
             "total_tokens": c.prompt_tokens + c.completion_tokens}
 
 
-def completion_body(cid: str, model: str, c) -> dict:
+def tool_calls(calls: list[dict]) -> list[dict]:
+    """OpenAI ``tool_calls`` entries (arguments as a JSON string) for parsed calls."""
+    return [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+             "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
+            for c in calls]
+
+
+def answer_message(text: str, finish_reason: str, parsed=None) -> tuple[dict, str]:
+    """(message, finish_reason) of an answer; ``parsed``: (content, calls) when the answer calls tools."""
+    if not parsed:
+        return {"role": "assistant", "content": text}, finish_reason
+    content, calls = parsed
+    return {"role": "assistant", "content": content, "tool_calls": tool_calls(calls)}, "tool_calls"
+
+
+def completion_body(cid: str, model: str, c, parsed=None) -> dict:
+    message, finish = answer_message(c.text, c.finish_reason, parsed)
     return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
-                         "finish_reason": c.finish_reason, "logprobs": None}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
             "usage": usage(c)}
 
 

@@ -10,24 +10,32 @@ from types import SimpleNamespace
 
 
 class StandIn:
-    """Backend and prompter: "hello" at once; with ``hold`` set, every generation waits for ``release``."""
+    """Backend and prompter: "hello" at once; with ``hold`` set, every generation waits for ``release``.
+    ``answer``: the text it generates instead; ``prompter``: a real Prompter that renders the prompts (kept
+    in ``prompts``) and reads tool calls from the answer."""
     name, engine_limit = "stand-in", None
 
-    def __init__(self, hold: bool = False):
+    def __init__(self, hold: bool = False, answer: str = "hello", prompter=None):
         self.release = threading.Event()
         if not hold:
             self.release.set()
         self.started = threading.Semaphore(0)
+        self.answer, self.prompter, self.prompts = answer, prompter, []
 
-    def encode(self, messages, system=None):
+    def encode(self, messages, system=None, tools=None):
+        if self.prompter is not None:
+            self.prompts.append(self.prompter.render(messages, system, tools))
         return [1, 2]
+
+    def parse_calls(self, text):
+        return self.prompter.parse_calls(text)
 
     def generate(self, prompts, params, batch_size=8):
         from llmpipe.infer.engine import Completion
 
         self.started.release()
         self.release.wait(60)
-        return [Completion("hello", "stop", 2, 1) for _ in prompts]
+        return [Completion(self.answer, "stop", 2, 1) for _ in prompts]
 
     def stream(self, prompt, params):
         from llmpipe.infer.engine import Completion, Stream
@@ -37,9 +45,10 @@ class StandIn:
         def work():
             self.started.release()
             self.release.wait(60)
-            for piece in ("hel", "lo"):
+            half = len(self.answer) // 2
+            for piece in (self.answer[:half], self.answer[half:]):
                 stream.push(piece)
-            stream.finish(Completion("hello", "stop", 2, 2))
+            stream.finish(Completion(self.answer, "stop", 2, 2))
 
         threading.Thread(target=work, daemon=True).start()
         return stream
@@ -56,10 +65,11 @@ def compose_serve(overrides=()):
 
 
 @contextlib.contextmanager
-def stub_server(overrides=(), *, hold: bool = False, api_key: str | None = None, obj=None):
+def stub_server(overrides=(), *, hold: bool = False, api_key: str | None = None, obj=None, answer: str = "hello",
+                prompter=None):
     from llmpipe.serve import App, make_server
 
-    fake = StandIn(hold)
+    fake = StandIn(hold, answer, prompter)
     lines: list[str] = []
     app = App(SimpleNamespace(obj=obj or compose_serve(overrides), recipe=None, backend=fake, prompter=fake),
               api_key=api_key, log=lines.append)

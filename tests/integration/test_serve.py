@@ -124,6 +124,17 @@ def test_bad_requests_are_4xx_and_the_server_keeps_serving(server, kw, error):
 
 
 @pytest.mark.slow
+def test_tools_the_models_own_template_cannot_write_are_400(server):
+    """The demo model trains with data.template=null (builtin:tiny's own template, which has no place for
+    tools): tools in a request are refused with the reason instead of answered without them."""
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(server, tools=[tool], max_tokens=4)
+    assert "does not write tool definitions" in e.value.body["message"] and "data.tool_format" in e.value.body["message"]
+    assert ask(server, temperature=0, max_tokens=4).choices[0].finish_reason in ("stop", "length")
+
+
+@pytest.mark.slow
 def test_malformed_json_is_400(server):
     req = urllib.request.Request(server.url + "/chat/completions", data=b'{"messages": [',
                                  headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
