@@ -197,13 +197,23 @@ def pref_truncation(rows: list[dict], tokenizer, cutoff_len: int) -> Counter:
         notes["pair longer than cutoff_len (TRL cuts its end)"] = sum(
             max(lengths[2 * i], lengths[2 * i + 1]) > cutoff_len for i in range(len(rows)))
     else:
-        long = [i for i, n in enumerate(lengths) if n > cutoff_len]
+        long = [i for i, n in enumerate(lengths) if n > cutoff_len and rows[i]["prompt"]]
         prompts = [tokenizer.apply_chat_template(rows[i]["prompt"], tokenize=False, add_generation_prompt=True)
-                   for i in long if rows[i]["prompt"]]
-        full = sum(len(ids) >= cutoff_len for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]) \
-            if prompts else 0
-        notes["prompt alone fills cutoff_len (TRL drops the example)"] = full
-        notes["example longer than cutoff_len (TRL cuts its end)"] = len(long) - full
+                   for i in long]
+        plens = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
+        dropped = [i for i, ids in zip(long, plens) if len(ids) >= cutoff_len]
+        for label in (True, False):
+            n = sum(bool(rows[i]["label"]) is label for i in dropped)
+            notes[f"prompt alone fills cutoff_len (TRL drops the {'desirable' if label else 'undesirable'}"
+                  " example)"] = n
+        notes["example longer than cutoff_len (TRL cuts its end)"] = sum(n > cutoff_len for n in lengths) - len(dropped)
+        if dropped:
+            # TRL warns about any difference between the two counts it trains on; say where one comes from
+            kept = Counter(bool(r["label"]) for i, r in enumerate(rows) if i not in set(dropped))
+            before = Counter(bool(r["label"]) for r in rows)
+            if kept[True] != kept[False] and before[True] == before[False]:
+                notes[f"balanced data made unequal by TRL's drops: {kept[True]} desirable / {kept[False]}"
+                      " undesirable trained (pref.kto_chosen_weight / kto_rejected_weight rebalance it)"] = 1
     return +notes   # only the counts above zero
 
 

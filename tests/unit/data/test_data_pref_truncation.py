@@ -46,9 +46,25 @@ def test_kto_rows_cut_or_dropped_are_counted(tok):
     prompts = sorted(_length(tok, r["prompt"], True) for r in rows)
     cut = prompts[0]   # the shortest prompt fills it: every row is dropped by TRL
     notes, _ = _notes(tok, "kto", "demo_kto", cut)
-    assert notes == {"prompt alone fills cutoff_len (TRL drops the example)": len(rows)}
+    good = sum(rows["label"])
+    assert notes == {"prompt alone fills cutoff_len (TRL drops the desirable example)": good,
+                     "prompt alone fills cutoff_len (TRL drops the undesirable example)": len(rows) - good}
     fulls = sorted(_length(tok, r["prompt"] + r["completion"]) for r in rows)
     cut = prompts[-1] + 1   # every prompt fits, the longer conversations are cut
     want = sum(n > cut for n in fulls)
     notes, _ = _notes(tok, "kto", "demo_kto", cut)
     assert notes == ({"example longer than cutoff_len (TRL cuts its end)": want} if want else {})
+
+
+def test_balanced_kto_data_made_unequal_by_the_drops_is_said(tok):
+    from llmpipe.data.loader import pref_truncation
+
+    def row(label, words):
+        return {"prompt": [{"role": "user", "content": "word " * words}],
+                "completion": [{"role": "assistant", "content": "ok"}], "label": label}
+
+    rows = [row(True, 200), row(True, 3), row(False, 3), row(False, 3)]   # 2 / 2: balanced as given
+    notes = pref_truncation(rows, tok, 64)
+    assert notes["prompt alone fills cutoff_len (TRL drops the desirable example)"] == 1
+    assert [k for k in notes if k.startswith("balanced data made unequal by TRL's drops: 1 desirable / 2 undesirable")]
+    assert not [k for k in pref_truncation(rows[1:], tok, 64) if k.startswith("balanced")]   # unequal as given
