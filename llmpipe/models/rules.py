@@ -182,13 +182,38 @@ def moe_aux_loss(cfg, env):
     from llmpipe.models.patches import MOE_COEF_ATTRS
 
     text = facts.config.get("text_config") if isinstance(facts.config.get("text_config"), dict) else {}
-    if any(k in source for source in (facts.config, text) for k in _ROUTER_KEYS + MOE_COEF_ATTRS):
-        return
+    sources = (facts.config, text)
     kind = facts.config.get("model_type", "?")
+    if any(k in source for source in sources for k in MOE_COEF_ATTRS) or _class_has_coef(sources, MOE_COEF_ATTRS):
+        return
+    if any(k in source for source in sources for k in _ROUTER_KEYS):
+        yield problem("model-moe-aux-loss", "model.moe_aux_loss_coef", coef,
+                      f"{facts.ref} ({kind}) routes its experts without an auxiliary loss (its config has no "
+                      f"{', '.join(MOE_COEF_ATTRS)}; DeepSeek-V3 balances its experts with a bias instead), so "
+                      "there is no router loss to weigh", "null (unset) for this model", "drop model.moe_aux_loss_coef")
+        return
     yield problem("model-moe-aux-loss", "model.moe_aux_loss_coef", coef,
                   f"{facts.ref} ({kind}) is not a mixture-of-experts model: its config names no experts "
                   f"({', '.join(_ROUTER_KEYS)}), so there is no router loss to weigh",
                   "null (unset) for a model without experts", "drop model.moe_aux_loss_coef")
+
+
+def _class_has_coef(sources, attrs) -> bool:
+    """Whether the config class of a model type has a router loss coefficient by default (config.json leaves out
+    default values); True when the type is unknown here, so that nothing is refused on a guess."""
+    for source in sources:
+        kind = source.get("model_type")
+        if not kind:
+            continue
+        try:
+            from transformers import CONFIG_MAPPING
+
+            config = CONFIG_MAPPING[kind]()
+        except (KeyError, ValueError, TypeError, ImportError):   # a type this transformers does not know
+            return True
+        if any(hasattr(config, a) for a in attrs):
+            return True
+    return False
 
 
 @rule("model-galore-target", keys=["galore.target", "galore.use_galore", "model.name_or_path"],

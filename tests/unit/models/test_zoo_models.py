@@ -137,3 +137,19 @@ def test_moe_aux_loss_coefficient_acts(name, tmp_path):
     assert losses[1.0] == pytest.approx(losses[0.0] + aux, rel=1e-5) and aux > 0
     default = load_causal_lm(str(tmp_path), cfg_of(), training=True, log=lambda s: None)
     assert default.config.output_router_logits   # the model's own coefficient acts while training too
+
+
+@pytest.mark.parametrize("name", ["builtin:tiny-deepseek-v3", "builtin:tiny-qwen3-moe", "builtin:tiny-mixtral"])
+def test_moe_aux_loss_coef_is_refused_where_it_cannot_act(name):
+    """DeepSeek-V3 routes without an auxiliary loss (bias-based balancing): a coefficient could not act, so
+    pre-flight refuses it; the models with a router loss accept it."""
+    from llmpipe.config.compose import compose
+    from llmpipe.pipeline.preflight import validate
+
+    _, problems = validate(compose(["model=tiny", f"model.name_or_path={name}", "model.moe_aux_loss_coef=0.01",
+                                    "data.dataset=demo_sft"]))
+    refused = [p for p in problems if p.key == "model.moe_aux_loss_coef"]
+    if name == "builtin:tiny-deepseek-v3":
+        assert refused and "without an auxiliary loss" in refused[0].message, [p.render() for p in problems]
+    else:
+        assert not refused, [p.render() for p in refused]
