@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from llmpipe.config.families.apollo import ApolloConfig
 from llmpipe.config.families.badam import BadamConfig
 from llmpipe.config.families.data import DataConfig
 from llmpipe.config.families.export import ExportConfig
@@ -13,6 +14,7 @@ from llmpipe.config.families.infer import InferConfig
 from llmpipe.config.families.launch import LaunchConfig
 from llmpipe.config.families.lora import LoraConfig
 from llmpipe.config.families.model import ModelConfig
+from llmpipe.config.families.muon import MuonConfig
 from llmpipe.config.families.pipeline import PipelineConfig
 from llmpipe.config.families.ppo import PpoConfig
 from llmpipe.config.families.pref import PrefConfig
@@ -23,8 +25,8 @@ from llmpipe.config.families.train import TrainConfig
 from llmpipe.config.families.vision import VisionConfig
 
 FAMILIES = (
-    "model", "data", "train", "lora", "freeze", "quantization", "galore", "badam", "pref", "ppo",
-    "export", "vision", "generate", "infer", "launch", "run", "pipeline", "serve",
+    "model", "data", "train", "lora", "freeze", "quantization", "galore", "apollo", "badam", "muon", "pref",
+    "ppo", "export", "vision", "generate", "infer", "launch", "run", "pipeline", "serve",
 )
 
 
@@ -37,7 +39,9 @@ class LlmpipeConfig:
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     galore: GaloreConfig = field(default_factory=GaloreConfig)
+    apollo: ApolloConfig = field(default_factory=ApolloConfig)
     badam: BadamConfig = field(default_factory=BadamConfig)
+    muon: MuonConfig = field(default_factory=MuonConfig)
     pref: PrefConfig = field(default_factory=PrefConfig)
     ppo: PpoConfig = field(default_factory=PpoConfig)
     export: ExportConfig = field(default_factory=ExportConfig)

@@ -34,7 +34,8 @@ REFERENCE = register(StageKind(
 ))
 TRAIN = register(StageKind(
     name="train", version="2",
-    reads=("train", "lora", "freeze", "galore", "badam", "pref", "ppo", "launch.kind", "launch.nproc_per_node",
+    reads=("train", "lora", "freeze", "galore", "apollo", "badam", "muon", "pref", "ppo", "launch.kind",
+           "launch.nproc_per_node",
            "launch.nnodes", "launch.deepspeed", "launch.fsdp", "launch.fsdp_config") + _MODEL_LOAD,
     run=train.run,
     distributed=True,

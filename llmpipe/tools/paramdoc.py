@@ -79,7 +79,7 @@ DESTINATIONS: dict[str, str] = {
     "serve": "the server",
     "run": "the run",
     "run.name": "model card", "run.objective_mode": "sweep summary",
-    "galore": "optimizer", "badam": "optimizer",
+    "galore": "optimizer", "badam": "optimizer", "apollo": "optimizer", "muon": "optimizer",
     "pref.kto_chosen_weight": "KTO trainer config", "pref.kto_rejected_weight": "KTO trainer config",
     "pref.ref_model": "reference model loading", "pref.ref_model_adapters": "reference model loading",
     "pref.precompute_reference": "stage plan",

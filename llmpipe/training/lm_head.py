@@ -58,10 +58,12 @@ def blocked_by(cfg, model, columns=None) -> str | None:
         return "the rows carry more than text (" + ", ".join(sorted(set(columns) - TEXT_COLUMNS)) + ")"
     if getattr(cfg.train, "compute_accuracy", False):
         return "train.compute_accuracy needs the logits"
-    from llmpipe.training.sft_losses import chosen
+    if getattr(cfg.train, "label_smoothing_factor", None):
+        return "train.label_smoothing_factor smooths the loss over the logits"
+    from llmpipe.training.sft_losses import FLAGS, chosen
 
     if chosen(cfg):
-        return f"train.use_{chosen(cfg)}_loss weights each token by its logits"
+        return f"{FLAGS[chosen(cfg)]} weights each token by its logits"
     for key in ("enable_liger_kernel", "use_unsloth"):
         if getattr(cfg.model, key, False):
             return f"model.{key} brings its own LM head kernels"

@@ -4,6 +4,10 @@
   galore.layerwise, one optimizer per parameter stepped from a post-accumulate-grad hook during backward (the
   Trainer's optimizer and scheduler become transformers' layer-wise dummies, the real schedulers step per
   parameter);
+- APOLLO (apollo.*): apollo-torch's AdamW whose moments live in a random (or SVD) rank-apollo.rank projection of
+  the targeted weights' gradients and only scale the raw gradient, channel- or tensor-wise; layer-wise like GaLore;
+- Muon (muon.use_muon): torch.optim.Muon (momentum orthogonalised by Newton-Schulz) on the 2-D hidden weights,
+  AdamW on the embeddings, the output head, norms and biases, joined as one optimizer (training/muon.py);
 - BAdam (badam.use_badam): block-coordinate Adam, layer-wise (one decoder block at a time, switched every
   badam.switch_interval steps in badam.switch_mode order) or ratio-wise (a badam.update_ratio mask of every
   weight, adjacent or scattered);
@@ -37,8 +41,9 @@ def _decay_split(model) -> tuple[list, list]:
     return [p for n, p in named if n in decay], [p for n, p in named if n not in decay]
 
 
-def galore_targets(model, wanted: list[str]) -> list:
-    """Trainable weights of the linear layers galore.target names ('all': every linear layer but the head)."""
+def galore_targets(model, wanted: list[str], key: str = "galore.target") -> list:
+    """Trainable weights of the linear layers galore.target (or apollo.target) names ('all': every linear layer
+    but the head)."""
     import torch
 
     params = []
@@ -49,33 +54,28 @@ def galore_targets(model, wanted: list[str]) -> list:
         if ("all" in wanted and leaf not in HEADS) or leaf in wanted or name in wanted:
             params.append(module.weight)
     if not params:
-        raise ValueError(f"galore.target={','.join(wanted)}: no trainable linear layer matches")
+        raise ValueError(f"{key}={','.join(wanted)}: no trainable linear layer matches")
     return params
 
 
-def _galore(model, cfg: Any, args):
-    import torch
-    from galore_torch import GaLoreAdamW
-    from galore_torch.galore_projector import GaLoreProjector
+def _projected(model, args, opt_cls, targets: list, projection: dict, layerwise: bool, **kw):
+    """``opt_cls`` (GaLore's or APOLLO's AdamW) over three groups: the ``targets`` with the ``projection`` keys,
+    the other weights with weight decay, biases and norms without. ``layerwise``: one optimizer per parameter,
+    stepped from a post-accumulate-grad hook during backward, behind transformers' layer-wise dummy."""
     from transformers.trainer_pt_utils import LayerWiseDummyOptimizer
 
-    torch.serialization.add_safe_globals([GaLoreProjector])   # its projectors are optimizer state: resumable
-
-    g = cfg.galore
-    targets = galore_targets(model, g.target)
     ids = {id(p) for p in targets}
     decay, no_decay = _decay_split(model)
-    projection = {"rank": g.rank, "update_proj_gap": g.update_interval, "scale": g.scale, "proj_type": g.proj_type}
     groups = [{"params": [p for p in decay if id(p) not in ids], "weight_decay": args.weight_decay},
               {"params": no_decay, "weight_decay": 0.0},
               {"params": targets, "weight_decay": args.weight_decay, **projection}]
-    kw = {**_adam_kwargs(args), "no_deprecation_warning": True}
-    if not g.layerwise:
-        return GaLoreAdamW([grp for grp in groups if grp["params"]], **kw)
+    kw = {**_adam_kwargs(args), "no_deprecation_warning": True, **kw}
+    if not layerwise:
+        return opt_cls([grp for grp in groups if grp["params"]], **kw)
     per_param = {}
     for grp in groups:
         for p in grp["params"]:
-            per_param[p] = GaLoreAdamW([{**grp, "params": [p]}], **kw)
+            per_param[p] = opt_cls([{**grp, "params": [p]}], **kw)
 
     def step_now(param):   # runs as soon as this parameter's gradient is complete
         if param.grad is not None:
@@ -85,6 +85,33 @@ def _galore(model, cfg: Any, args):
     for p in per_param:
         p.register_post_accumulate_grad_hook(step_now)
     return LayerWiseDummyOptimizer(optimizer_dict=per_param, lr=args.learning_rate)
+
+
+def _galore(model, cfg: Any, args):
+    import torch
+    from galore_torch import GaLoreAdamW
+    from galore_torch.galore_projector import GaLoreProjector
+
+    torch.serialization.add_safe_globals([GaLoreProjector])   # its projectors are optimizer state: resumable
+
+    g = cfg.galore
+    projection = {"rank": g.rank, "update_proj_gap": g.update_interval, "scale": g.scale, "proj_type": g.proj_type}
+    return _projected(model, args, GaLoreAdamW, galore_targets(model, g.target), projection, g.layerwise)
+
+
+def _apollo(model, cfg: Any, args):
+    import torch
+    from apollo_torch import APOLLOAdamW
+    from apollo_torch.random_projector import GradientProjector
+    from apollo_torch.svd_projector import GaLoreProjector
+
+    torch.serialization.add_safe_globals([GradientProjector, GaLoreProjector])   # projectors are optimizer state
+
+    a = cfg.apollo
+    projection = {"rank": a.rank, "proj": a.proj, "proj_type": a.proj_type, "update_proj_gap": a.update_interval,
+                  "scale": a.scale, "scale_type": a.scale_type}
+    return _projected(model, args, APOLLOAdamW, galore_targets(model, a.target, "apollo.target"), projection,
+                      a.layerwise, scale_front=a.scale_front)
 
 
 def _badam(model, cfg: Any, args):
@@ -124,6 +151,35 @@ def _adam_mini(model, args):
                      **_adam_kwargs(args))
 
 
+def muon_split(model) -> tuple[list, list]:
+    """(Muon's parameters: the trainable 2-D weights but embeddings and output heads; the rest, for AdamW)."""
+    muon, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            leaf = name.removesuffix(".weight").rsplit(".", 1)[-1]
+            hidden = p.ndim == 2 and "embed" not in name and leaf not in HEADS and "lm_head" not in name
+            (muon if hidden else rest).append(p)
+    return muon, rest
+
+
+def _muon(model, cfg: Any, args):
+    import torch
+
+    from llmpipe.training.muon import MuonWithAdamW
+
+    m = cfg.muon
+    muon, rest = muon_split(model)
+    ids = {id(p) for p in rest}
+    decay, no_decay = _decay_split(model)
+    adamw = [{"params": [p for p in decay if id(p) in ids], "weight_decay": args.weight_decay},
+             {"params": [p for p in no_decay if id(p) in ids], "weight_decay": 0.0}]
+    parts = [torch.optim.Muon(muon, lr=args.learning_rate, weight_decay=args.weight_decay, momentum=m.momentum,
+                              nesterov=m.nesterov, ns_steps=m.ns_steps, adjust_lr_fn=m.adjust_lr)] if muon else []
+    if any(g["params"] for g in adamw):
+        parts.append(torch.optim.AdamW([g for g in adamw if g["params"]], **_adam_kwargs(args)))
+    return MuonWithAdamW(parts)
+
+
 def _loraplus(model, cfg: Any, args):
     import torch
     from peft.optimizers import create_loraplus_optimizer
@@ -139,6 +195,10 @@ def build_optimizer(model, cfg: Any, training_args):
     """The configured special optimizer for ``model``'s trainable parameters, or None (use train.optim)."""
     if cfg.galore.use_galore:
         return _galore(model, cfg, training_args)
+    if cfg.apollo.use_apollo:
+        return _apollo(model, cfg, training_args)
+    if cfg.muon.use_muon:
+        return _muon(model, cfg, training_args)
     if cfg.badam.use_badam:
         return _badam(model, cfg, training_args)
     if cfg.badam.use_adam_mini:
@@ -152,6 +212,11 @@ def describe(cfg: Any) -> str | None:
     if cfg.galore.use_galore:
         g = cfg.galore
         return f"GaLore rank {g.rank}{' layer-wise' if g.layerwise else ''} ({','.join(g.target)})"
+    if cfg.apollo.use_apollo:
+        a = cfg.apollo
+        return f"APOLLO rank {a.rank} {a.proj} {a.scale_type}-wise{' layer-wise' if a.layerwise else ''} ({','.join(a.target)})"
+    if cfg.muon.use_muon:
+        return f"Muon (2-D hidden weights, {cfg.muon.ns_steps} Newton-Schulz steps) + AdamW (the rest)"
     if cfg.badam.use_badam:
         return f"BAdam {cfg.badam.mode}-wise"
     if cfg.badam.use_adam_mini:

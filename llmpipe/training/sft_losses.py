@@ -25,11 +25,13 @@ TOPK = 20            # EAFT: the entropy is taken over the 20 most likely tokens
 ENTROPY_SCALE = 3.0  # EAFT: the entropy is divided by 3 before the power
 
 
+FLAGS = {"dft": "train.use_dft_loss", "asft": "train.use_asft_loss", "eaft": "train.use_eaft_loss"}
+
+
 def chosen(cfg: Any) -> str | None:
     """'dft', 'asft', 'eaft' or None (plain cross-entropy). Pre-flight refuses more than one."""
-    t = cfg.train
-    for name in ("dft", "asft", "eaft"):
-        if getattr(t, f"use_{name}_loss", False):
+    for name, path in FLAGS.items():
+        if getattr(cfg.train, path.split(".")[1], False):
             return name
     return None
 

@@ -11,8 +11,7 @@ from llmpipe.problems import Problem
 
 _UNSET = object()
 
-# APOLLO (apollo.use_apollo) joins this table with its family, which a later issue adds.
-CUSTOM_OPTIMIZERS = ("galore.use_galore", "badam.use_badam", "badam.use_adam_mini")
+CUSTOM_OPTIMIZERS = ("galore.use_galore", "apollo.use_apollo", "badam.use_badam", "badam.use_adam_mini", "muon.use_muon")
 
 
 def get(cfg: Any, path: str, default: Any = None) -> Any:

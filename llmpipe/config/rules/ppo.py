@@ -161,8 +161,8 @@ def rm_export(cfg, env):
                       "load_reward_model) or ppo.reward_model=step:<name> in a chained pipeline")
 
 
-@rule("ppo-optimizer", keys=["train.stage", "train.optim", "galore.use_galore", "badam.use_badam", "badam.use_adam_mini",
-                             "lora.loraplus_lr_ratio"],
+@rule("ppo-optimizer", keys=["train.stage", "train.optim", "galore.use_galore", "apollo.use_apollo", "badam.use_badam",
+                             "badam.use_adam_mini", "muon.use_muon", "lora.loraplus_lr_ratio"],
       bad=[PPO + ["train.optim=sgd"], PPO + ["badam=layer"]],
       good=[PPO, PPO + ["train.optim=adamw_torch"], ["train.optim=sgd"]])
 def ppo_optimizer(cfg, env):
@@ -173,9 +173,11 @@ def ppo_optimizer(cfg, env):
     if optim not in ("adamw_torch", "adamw_torch_fused"):
         yield problem("ppo-optimizer", "train.optim", optim, "the PPO loop optimises with AdamW only",
                       "adamw_torch or adamw_torch_fused for train.stage=ppo", "train.optim=adamw_torch")
-    for key in ("galore.use_galore", "badam.use_badam", "badam.use_adam_mini", "lora.loraplus_lr_ratio"):
+    for key in ("galore.use_galore", "apollo.use_apollo", "badam.use_badam", "badam.use_adam_mini", "muon.use_muon",
+                "lora.loraplus_lr_ratio"):
         if get(cfg, key):
-            yield problem("ppo-optimizer", key, get(cfg, key), "the PPO loop has no GaLore/BAdam/Adam-mini/LoRA+ support",
+            yield problem("ppo-optimizer", key, get(cfg, key),
+                          "the PPO loop has no GaLore/APOLLO/BAdam/Adam-mini/Muon/LoRA+ support",
                           f"{key} off for train.stage=ppo", f"drop {key} (they work with the sft/dpo/kto/rm stages)")
 
 

@@ -160,10 +160,10 @@ def test_the_scan_sees_the_tables_and_declarations():
 
 @pytest.mark.parametrize("source,path", [
     ('x = get(cfg, "data.datset")', "data.datset"),
-    ('x = get(cfg, "apollo.use_apollo", False)', "apollo.use_apollo"),
+    ('x = get(cfg, "lomo.use_lomo", False)', "lomo.use_lomo"),
     ('x = OmegaConf.select(cfg, "model.name_or_pth", default=None)', "model.name_or_pth"),
-    ('CUSTOM = ("galore.use_galore", "apollo.use_apollo", "badam.use_badam")', "apollo.use_apollo"),
-    ('NAMES = {"galore.use_galore": "GaLore", "apollo.use_apollo": "APOLLO"}', "apollo.use_apollo"),
+    ('CUSTOM = ("galore.use_galore", "lomo.use_lomo", "badam.use_badam")', "lomo.use_lomo"),
+    ('NAMES = {"galore.use_galore": "GaLore", "lomo.use_lomo": "APOLLO"}', "lomo.use_lomo"),
     ('def f(cfg):\n    for key in ("lora.rank", "lora.rnak"):\n        pass', "lora.rnak"),
     ('@rule("r", keys=["pref.beta", "pref.betta"], bad=[], good=[])\ndef r(cfg, env):\n    pass', "pref.betta"),
     ('KEYS = ("pref.loss", "pref.lost")\n@rule("r", keys=list(KEYS), bad=[], good=[])\ndef r(cfg, env):\n    pass',
