@@ -107,16 +107,24 @@ def canonical_call(value, text: str | None = None) -> str:
                       ensure_ascii=False)
 
 
+def _format(fmt: str):
+    if fmt not in FORMATS:  # a named template's LF default that llmpipe does not write (gemma4)
+        raise ToolDataError(f"tool format {fmt!r} (the template's own) is not written by llmpipe; set "
+                            f"data.tool_format to one of: {', '.join(TOOL_FORMATS)}")
+    return FORMATS[fmt]
+
+
 def tools_text(tools_json: str, fmt: str, date: str | None = None) -> str:
     """The tool-definition text of ``fmt`` (appended to the system prompt as it is)."""
-    return FORMATS[fmt].tools_text(json.loads(tools_json), date)
+    return _format(fmt).tools_text(json.loads(tools_json), date)
 
 
 def call_text(content: str, fmt: str) -> str:
     """The assistant turn of a canonical function_call: its text, then the calls in ``fmt``."""
     data = json.loads(content)
+    fmt_ = _format(fmt)
     try:
-        return (data.get("text") or "") + FORMATS[fmt].calls_text(data["calls"])
+        return (data.get("text") or "") + fmt_.calls_text(data["calls"])
     except ToolFormatError as e:
         raise ToolDataError(str(e)) from None
 
@@ -124,7 +132,7 @@ def call_text(content: str, fmt: str) -> str:
 def parse_calls(text: str, fmt: str) -> tuple[str | None, list[dict]] | None:
     """(content before the calls, [{"name", "arguments"}]) when generated ``text`` holds tool calls
     written in ``fmt``; None when it is a plain answer."""
-    return FORMATS[fmt].extract(text)
+    return FORMATS[fmt].extract(text) if fmt in FORMATS else None
 
 
 def observation(content: str, fmt: str) -> dict:
@@ -133,16 +141,20 @@ def observation(content: str, fmt: str) -> dict:
     return {"role": "tool", "content": content}
 
 
-def render_messages(messages: list[dict], system: str | None, tools_json: str | None, fmt: str) -> list[dict]:
-    """Plain role/content messages (system first when there is one) with tools, calls and results rendered."""
+def render_messages(messages: list[dict], system: str | None, tools_json: str | None, fmt: str,
+                    named: bool = False) -> list[dict]:
+    """Plain role/content messages (system first when there is one) with tools, calls and results rendered.
+    ``named``: for a named template (llmpipe.data.templates), which writes a call turn (role ``function``)
+    and a result (role ``tool``) through its own slots, as LLaMA-Factory does; otherwise a call is an
+    assistant turn and a result a ``tool`` turn (a user turn in ``<tool_response>`` for the Qwen formats)."""
     if tools_json:
         system = (system or "") + tools_text(tools_json, fmt)
     out = [{"role": "system", "content": system}] if system else []
     for m in messages:
         if m["role"] == "function_call":
-            out.append({"role": "assistant", "content": call_text(m["content"], fmt)})
+            out.append({"role": "function" if named else "assistant", "content": call_text(m["content"], fmt)})
         elif m["role"] == "tool":
-            out.append(observation(m["content"], fmt))
+            out.append({"role": "tool", "content": m["content"]} if named else observation(m["content"], fmt))
         else:
             out.append({"role": m["role"], "content": m["content"]})
     return out

@@ -1,7 +1,7 @@
 """Tool calls in ``llmpipe.chat``: ``/tools FILE`` gives the model function definitions (written into the
 prompt in the run's tool format), an answer that calls them is shown as the calls and kept as a call turn,
 ``/result TEXT`` answers them and the model goes on. The prompter is the real one (builtin:tiny's
-tokenizer, chatml + tool_format qwen); the generator is a stand-in that answers a call, then text."""
+tokenizer, the qwen template and its qwen tool format); the generator is a stand-in that answers a call, then text."""
 from __future__ import annotations
 
 import json
@@ -38,7 +38,7 @@ def test_tools_calls_and_results_in_chat(tmp_path, capsys):
     from llmpipe.models.tiny import build_tokenizer
 
     tok = build_tokenizer("builtin:tiny")
-    prompter = Prompter(tok, compose_serve(["data.template=chatml", "data.tool_format=qwen"]))
+    prompter = Prompter(tok, compose_serve(["data.template=qwen"]))
     backend = Scripted(tok, [CALL, "It is 20 degrees.", "plain"])
     (tmp_path / "tools.json").write_text(json.dumps([TOOL]))
     lines = iter(["/result too early", f"/tools {tmp_path / 'nope.json'}", f"/tools {tmp_path / 'tools.json'}",

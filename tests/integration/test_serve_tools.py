@@ -24,7 +24,7 @@ def server():
     from llmpipe.infer.engine import Prompter
     from llmpipe.models.tiny import build_tokenizer
 
-    overrides = ["data.template=chatml", "data.tool_format=qwen"]
+    overrides = ["data.template=qwen"]
     prompter = Prompter(build_tokenizer("builtin:tiny"), compose_serve(overrides))
     with stub_server(overrides, answer=CALL, prompter=prompter) as s:
         yield s
@@ -43,7 +43,8 @@ def test_tools_in_the_request_and_tool_calls_back(server):
     assert call.type == "function" and call.id.startswith("call_") and call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Paris"}
     prompt = server.backend.prompts[-1]
-    assert prompt.startswith("<|im_start|>system\n\n\n# Tools\n") and json.dumps(TOOL) in prompt
+    assert prompt.startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n")  # the qwen template's default system + tools
+    assert json.dumps(TOOL) in prompt
 
     # the client sends the call and its result back: both are written into the next prompt
     follow = USER + [choice.message.model_dump(exclude_none=True),

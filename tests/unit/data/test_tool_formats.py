@@ -150,3 +150,52 @@ def test_parallel_calls_in_glm4_are_a_bad_row():
 def test_default_tool_format_follows_the_template():
     assert T.resolve_tool_format(None, "qwen") == "qwen" and T.resolve_tool_format(None, None) == "default"
     assert T.resolve_tool_format("mistral", "qwen") == "mistral"
+
+
+def _golden_lf():
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parent / "template_golden.json").read_text(encoding="utf-8"))
+
+
+def _lf_tool_names():
+    from llmpipe.data.templates import TEMPLATES
+
+    g = _golden_lf()["templates"]
+    return [n for n in sorted(g) if "tools-system" in g[n] and TEMPLATES[n].tool_format in FORMATS]
+
+
+@pytest.mark.parametrize("name", _lf_tool_names())
+def test_named_templates_with_tools_are_lfs_bytes(name):
+    """Data -> llmpipe's tool format (tools text, call text) -> the named template's slots: the supervised
+    spans are LLaMA-Factory's for its tool conversation (system + tools, call, result, answer), byte for byte;
+    the tool text is compared with LF's own, not with ours."""
+    import re
+
+    from llmpipe.data.templates import TEMPLATES
+    from llmpipe.data.templates.spans import sft_spans
+
+    spec, lf = TEMPLATES[name], _golden_lf()
+    bos, eos, mark = "\u27e8BOS\u27e9", "\u27e8EOS\u27e9", "\u27eaTOOLS\u27eb"
+    internal = [{"role": "user", "content": "Weather in Paris?"},
+                {"role": "function_call", "content": T.canonical_call(PARIS)},
+                {"role": "tool", "content": '{"temperature": 20}'},
+                {"role": "assistant", "content": "It is 20 degrees."}]
+    msgs = T.render_messages(internal, "You are helpful.", T.parse_tools([TOOL]), spec.tool_format, named=True)
+    got = sft_spans(spec, msgs, bos=bos, eos=eos)
+    lf_tools = lf["tool_formats"][spec.tool_format]["tools"]
+    date = re.search(r"Today Date: (\d\d \w{3} \d{4})", msgs[0]["content"])
+    lf_tools = lf_tools.replace("\u27e8DATE\u27e9", date.group(1)) if date else lf_tools
+    block = lf["templates"][name]["tools-system"]
+    want = [(block[f"P{k}"].replace(mark, lf_tools), block[f"R{k}"]) for k in (1, 2)]
+    assert got == want  # (efficient_eos templates: the closing EOS is the processor's, not a span's)
+
+
+def test_a_template_format_llmpipe_does_not_write_is_a_bad_row_not_a_crash():
+    """gemma4's tool format is LF's default for the gemma4 template but not written by llmpipe: rows with
+    tools are refused with the reason; rows without tools train."""
+    assert T.resolve_tool_format(None, "gemma4") == "gemma4"
+    with pytest.raises(T.ToolDataError, match="tool format 'gemma4'"):
+        T.render_messages([], None, T.parse_tools([TOOL]), "gemma4")
+    assert T.render_messages([{"role": "user", "content": "q"}], None, None, "gemma4") == [{"role": "user",
+                                                                                          "content": "q"}]

@@ -79,17 +79,17 @@ def prompter_for(hydra_compose):
 def test_prompt_and_parse_follow_the_tool_format(prompter_for):
     from llmpipe.data.tools import parse_tools
 
-    p = prompter_for("data.template=chatml", "data.tool_format=qwen")
+    p = prompter_for("data.template=qwen")
     r = req(tools=[TOOL], messages=CALLED)
     text = p.render(r.messages, None, r.tools)
-    assert text.startswith("<|im_start|>system\n\n\n# Tools\n\n") and json.dumps(TOOL) in text
+    assert text.startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n") and json.dumps(TOOL) in text
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>' in text
     assert text.endswith("<|im_start|>user\n<tool_response>\n20 degrees\n</tool_response><|im_end|>\n"
                          "<|im_start|>assistant\n")
     assert p.parse_calls('<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>') == \
         (None, [{"name": "f", "arguments": {"a": 1}}])
     assert p.parse_calls("Action: f\nAction Input: {}") is None  # not this run's format
-    d = prompter_for("data.template=chatml", "data.tool_format=default")
+    d = prompter_for("data.template=qwen", "data.tool_format=default")
     assert d.parse_calls("Action: f\nAction Input: {}") == (None, [{"name": "f", "arguments": {}}])
     assert "> Tool Name: get_weather" in d.render(CALLED[:1], None, parse_tools([TOOL]))
 
