@@ -1,6 +1,7 @@
 """Plain-text prompts, GLM, Tencent (Hunyuan/Youtu) and the remaining families.
 
 Facts of LLaMA-Factory's templates of the same names (what the slots mean: llmpipe.data.templates.spec).
+Templates that share their slots share a base (the ``**_NAME`` dicts); each entry adds what is its own.
 """
 from __future__ import annotations
 
@@ -56,11 +57,13 @@ _XUANYUAN_DEFAULT_SYSTEM = (
     ""
 )
 _YOUTU_VL_USER = "<|begin_of_text|>user\n{{content}}<|end_of_text|>\n<|begin_of_text|>assistant\n"
+_GLM_0 = {
+    "prefix": "[gMASK]<sop>", "system": _S0, "user": _S1, "assistant": "\n{{content}}", "observation": _S2,
+    "function": "{{content}}", "stop_words": ("<|user|>", "<|observation|>"), "efficient_eos": True,
+}
 
 SPECS = (
-    TemplateSpec("aeva", "glm", prefix="[gMASK]<sop>", system=_S0, user=_S1, assistant="\n{{content}}",
-                 observation=_S2, function="{{content}}", default_system=_AEVA_DEFAULT_SYSTEM,
-                 stop_words=("<|user|>", "<|observation|>"), efficient_eos=True, thought_words=("<think>", "</think>"),
+    TemplateSpec("aeva", "glm", **_GLM_0, default_system=_AEVA_DEFAULT_SYSTEM, thought_words=("<think>", "</think>"),
                  empty_thought_close_only=True, tool_format="glm4_moe"),
     TemplateSpec("alpaca", "plain-text", user="### Instruction:\n{{content}}\n\n### Response:\n",
                  assistant="{{content}}{{eos}}\n\n", default_system=_ALPACA_DEFAULT_SYSTEM,
@@ -98,30 +101,20 @@ SPECS = (
     TemplateSpec("falcon", "plain-text", user="User: {{content}}\nFalcon:", assistant="{{content}}\n",
                  efficient_eos=True),
     TemplateSpec("fewshot", "plain-text", assistant="{{content}}\n\n", efficient_eos=True, replaces_own_template=True),
-    TemplateSpec("glm4", "glm", prefix="[gMASK]<sop>", system=_S0, user=_S1, assistant="\n{{content}}",
-                 observation=_S2, function="{{content}}", stop_words=("<|user|>", "<|observation|>"),
-                 efficient_eos=True, tool_format="glm4"),
+    TemplateSpec("glm4", "glm", **_GLM_0, tool_format="glm4"),
     TemplateSpec("glm4_5v", "glm", prefix="[gMASK]<sop>", system=_S0, user=_S1, assistant="\n{{content}}",
                  observation=_S2, function="{{content}}", stop_words=("<|user|>", "<|observation|>", "</answer>"),
                  efficient_eos=True, thought_words=("<think>\n", "\n</think>\n\n"), tool_format="glm4_moe",
                  mm_plugin="glm4v"),
-    TemplateSpec("glm4_7", "glm", prefix="[gMASK]<sop>", system=_S0, user=_S1, assistant="\n{{content}}",
-                 observation=_S2, function="{{content}}", stop_words=("<|user|>", "<|observation|>"),
-                 efficient_eos=True, thought_words=("<think>", "</think>"), empty_thought_close_only=True,
+    TemplateSpec("glm4_7", "glm", **_GLM_0, thought_words=("<think>", "</think>"), empty_thought_close_only=True,
                  tool_format="glm4_moe"),
-    TemplateSpec("glm4_moe", "glm", prefix="[gMASK]<sop>", system=_S0, user=_S1, assistant="\n{{content}}",
-                 observation=_S2, function="{{content}}", stop_words=("<|user|>", "<|observation|>"),
-                 efficient_eos=True, thought_words=("<think>\n", "\n</think>\n\n"), tool_format="glm4_moe"),
+    TemplateSpec("glm4_moe", "glm", **_GLM_0, thought_words=("<think>\n", "\n</think>\n\n"), tool_format="glm4_moe"),
     TemplateSpec("glm4v", "glm", prefix="[gMASK]<sop>", system=_S0, user=_S1, assistant="\n{{content}}",
                  observation=_S2, function="{{content}}", stop_words=("<|user|>", "<|observation|>", "</answer>"),
                  efficient_eos=True, thought_words=("<think>\n", "\n</think>\n\n"), tool_format="glm4",
                  mm_plugin="glm4v"),
-    TemplateSpec("glm_ocr", "glm", prefix="[gMASK]<sop>", system=_S0, user=_S1, assistant="\n{{content}}",
-                 observation=_S2, function="{{content}}", stop_words=("<|user|>", "<|observation|>"),
-                 efficient_eos=True, tool_format="glm4", mm_plugin="glm4v"),
-    TemplateSpec("glmz1", "glm", prefix="[gMASK]<sop>", system=_S0, user=_S1, assistant="\n{{content}}",
-                 observation=_S2, function="{{content}}", stop_words=("<|user|>", "<|observation|>"),
-                 efficient_eos=True, thought_words=("<think>\n", "\n</think>\n\n"), tool_format="glm4"),
+    TemplateSpec("glm_ocr", "glm", **_GLM_0, tool_format="glm4", mm_plugin="glm4v"),
+    TemplateSpec("glmz1", "glm", **_GLM_0, thought_words=("<think>\n", "\n</think>\n\n"), tool_format="glm4"),
     TemplateSpec("gpt_oss", "other", system="<|start|>system<|message|>{{content}}<|end|>",
                  user="<|start|>user<|message|>{{content}}<|end|><|start|>assistant",
                  default_system="You are ChatGPT, a large language model trained by OpenAI.", efficient_eos=True,
