@@ -32,13 +32,17 @@ def world(tmp_path_factory):
     manager, browser = browser_or_skip()
     proc = subprocess.Popen([sys.executable, "-m", "llmpipe", *SWEEP], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    # beside it, one run that fails: its loss diverges at once (the guard stops the train stage)
+    failing = subprocess.Popen([sys.executable, "-m", "llmpipe", *SWEEP[1:2], "train.learning_rate=1e30", *SWEEP[3:]],
+                               cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with served([cwd / "outputs", cwd / "multirun"]) as base:
-            yield {"cwd": cwd, "proc": proc, "base": base, "browser": browser, "store": store}
+            yield {"cwd": cwd, "proc": proc, "failing": failing, "base": base, "browser": browser, "store": store}
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        for p in (proc, failing):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
         browser.close()
         manager.__exit__(None, None, None)
 
@@ -46,6 +50,8 @@ def world(tmp_path_factory):
 def _finished(world) -> None:
     out, _ = world["proc"].communicate(timeout=900)
     assert world["proc"].returncode == 0, out[-4000:]
+    out, _ = world["failing"].communicate(timeout=900)
+    assert world["failing"].returncode != 0 and "diverged" in out, out[-4000:]
 
 
 def _page(world, width: int = 1400, height: int = 900):
@@ -90,11 +96,11 @@ def test_runs_list_and_a_run_page(world):
     page, errors = _page(world)
     page.goto(world["base"] + "/")
     rows = page.locator("#runs tbody tr")
-    assert rows.count() == 2
-    assert page.locator("#runs .badge").all_inner_texts() == ["complete", "complete"]
+    assert rows.count() == 3
+    assert sorted(page.locator("#runs .badge").all_inner_texts()) == ["complete", "complete", "failed at train"]
     shot(page, "runs")
-    # the newest job is listed first; it reuses load and adapt from the first job and trains anew
-    page.click("#runs tbody tr:nth-child(1) td:nth-child(3) a")
+    # the sweep's second job reuses load and adapt (same fingerprints) and trains anew
+    page.click("#runs tbody tr:has-text('train.learning_rate=0.003') td:nth-child(3) a")
     page.wait_for_selector("#curves .plot")
     status = {n.get_attribute("data-stage"): n.get_attribute("class") for n in page.locator("svg .node").all()}
     assert set(status) == {"load", "adapt", "train"}
@@ -105,6 +111,20 @@ def test_runs_list_and_a_run_page(world):
     assert loss["x"] == [1, 2, 3, 4] and len(page.locator("#curves .plot").all()) >= 2
     assert "eval_loss" in page.inner_text("h2:has-text('Held-out') + table")
     shot(page, "run")
+    assert errors == []
+    page.close()
+
+
+def test_a_failed_run_shows_its_error(world):
+    page, errors = _page(world)
+    page.goto(world["base"] + "/")
+    page.click("#runs tbody tr:has(.b-bad) td:nth-child(3) a")
+    page.wait_for_selector("svg .node")
+    assert "failed at train" in page.inner_text("#run-status")
+    assert "st-failed" in page.get_attribute("svg .node[data-stage=train]", "class")
+    box = page.inner_text(".error-box")
+    assert "train failed" in box and "diverged" in box and "train.learning_rate" in box   # the guard's own words
+    shot(page, "run-failed")
     assert errors == []
     page.close()
 
@@ -135,7 +155,7 @@ def test_diff_of_the_two_jobs(world):
     page, errors = _page(world)
     page.goto(world["base"] + "/")
     assert page.is_disabled("#compare")
-    for box in page.locator("#runs .pick").all():
+    for box in page.locator("#runs tbody tr:has(.b-ok) .pick").all():   # the sweep's two jobs
         box.check()
     page.click("#compare")
     page.wait_for_selector("#stage-diff")

@@ -59,7 +59,7 @@ def stages(job: Job) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
                 status = "waiting"
                 if running_job and not seen_running:
                     status, seen_running = "running", True
-                elif lock.get("status") == "failed":
+                elif str(lock.get("status", "")).startswith("failed"):   # "failed at <stage>"
                     status = "not run"
                 row = {"status": status, "fingerprint": getattr(node, "fingerprint", "") or ""}
             row.update(id=node.id, kind=node.kind.name, label=node.label)

@@ -69,13 +69,23 @@ def runs_page(jobs: list[Job], roots: list[str]) -> str:
             f'<td class="num" data-sort="{e(value if value is not None else "")}">'
             f'{fmt(value) if value is not None else ""}</td><td class="muted">{e(obj.get("name") or "")}</td>'
             f'<td class="mono small">{e(" ".join(o for o in j.overrides if not o.lstrip("+").startswith("recipe=")))}'
-            f'</td><td class="mono small muted folder" title="{e(j.path)}">{e(j.key)}</td></tr>')
+            f'</td><td class="mono small muted folder" title="{e(j.path)}">{_folder_cell(j)}</td></tr>')
     body = (f'<div class="titlebar"><h1>Runs</h1><span class="muted">{len(jobs)} jobs under {e(", ".join(roots))}, '
             f'newest first</span><button id="compare" disabled>Compare two runs</button></div>'
             f'<table class="sortable data" id="runs"><thead><tr><th></th><th>started</th><th>recipe</th>'
             f'<th>status</th><th class="num">ran</th><th class="num">cached</th><th class="num">objective</th>'
             f'<th></th><th>overrides</th><th>folder</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
     return layout("Runs", body, "runs")
+
+
+def _folder_cell(job: Job) -> str:
+    """A job's folder, short: its own name, or for a sweep's job the sweep (linked) and the job's number."""
+    sweep = job.path.parent
+    if (sweep / "results.csv").is_file() or (sweep / "multirun.yaml").is_file():
+        key = job.key.rsplit("/", 1)[0]
+        number = job.path.name.split("_", 1)[0]
+        return f'<a href="/sweep/{q(key)}">{e(sweep.name)}</a> job {e(number)}'
+    return e(job.path.name)
 
 
 def stage_table(rows: list[dict[str, Any]]) -> str:
