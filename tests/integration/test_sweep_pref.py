@@ -46,6 +46,7 @@ def test_rank_by_beta_sweep_reports_the_best_setting(tmp_path, cache):
     locks = [yaml.safe_load(p.read_text()) for p in sweep_dir.rglob("llmpipe.lock.yaml")]
     ran = [k for lock in locks for k, v in lock["stages"].items() if v["status"] == "ran"]
     assert ran.count("train") == 4 and ran.count("adapt") <= 2 and ran.count("load") <= 1   # shared stages once
+    assert ran.count("reference") == 1        # the reference log-probs: one computation for the four jobs
 
 
 def test_optuna_sweeper_drives_the_same_recipe(tmp_path, cache):
