@@ -83,6 +83,8 @@ def convert(data: dict, table: Any, src: Path | None = None, skip_unsupported: b
     if import_lf_v1.is_v1(data):
         notes.append("LLaMA-Factory v1 format (USE_V1=1): its nested blocks are read as the v0 flags below")
         data = import_lf_v1.to_v0(data, src, notes, errors)
+        if data.get("_launch"):
+            out.overrides.append(f"override /launch: {data.pop('_launch')}")
     items = list(data.items())
     while items:
         key, value = items.pop(0)

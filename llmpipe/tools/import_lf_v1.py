@@ -146,8 +146,9 @@ def _kernels(cfg: dict, out: dict, notes: list[str], errors: list[str]) -> None:
 def _dist(cfg: dict, out: dict, notes: list[str], errors: list[str]) -> None:
     name = cfg.get("name")
     if name == "fsdp2":
-        out["fsdp"] = "full_shard auto_wrap"
-        notes.append("dist_config.name: fsdp2 -> launch=fsdp (torch FSDP, full_shard auto_wrap, under torchrun)")
+        out["_launch"] = "fsdp"   # the launch option, so that launch=<option> on the command line replaces it
+        notes.append("dist_config.name: fsdp2 -> launch=fsdp (torch FSDP, full_shard auto_wrap, under torchrun;"
+                     " set launch.nproc_per_node to your GPU count)")
     elif name == "deepspeed":
         if cfg.get("config_file"):
             out["deepspeed"] = cfg["config_file"]

@@ -122,6 +122,17 @@ def test_v1_nested_format(lf, tmp_path, capsys):
     assert Path(cfg.launch.deepspeed) == lf / "examples" / "deepspeed" / "ds_z3_config.json"
 
 
+def test_v1_fsdp2_is_the_launch_option(lf, tmp_path, capsys):
+    src = tmp_path / "fsdp.yaml"
+    src.write_text("model: Qwen/Qwen3-0.6B\nmodel_class: llm\ndist_config:\n  name: fsdp2\n  dcp_path: null\n"
+                   "train_dataset: data/v1_sft_demo.yaml\nmicro_batch_size: 1\nmax_steps: 10\n")
+    repo = tmp_path / "repo"
+    assert _import(src, repo / "recipe" / "fsdp.yaml") == 0
+    assert _compose(repo, "fsdp").launch.kind == "fsdp"
+    local = _compose(repo, "fsdp", "launch=local")   # replaced as a whole from the command line
+    assert local.launch.kind == "local" and not local.launch.fsdp
+
+
 def test_stdout_without_a_recipe_folder_says_the_model_is_inline(lf, tmp_path, capsys):
     assert _import(Path("examples/qwen3_lora_kto.yaml"), None) == 0
     cap = capsys.readouterr()
