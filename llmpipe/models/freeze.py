@@ -81,7 +81,8 @@ def apply_freeze(model: Any, cfg: Any, layer_ids: list[int] | None = None) -> di
             found.add(hit)
     missing = [m for m in extra if m not in found]
     if missing:
-        outside = [(n, m) for n, m in model.named_modules() if ".layers." not in f".{n}." and ".h." not in f".{n}."]
+        prefix = next(n for n, m in model.named_modules() if m is layer_list)   # the blocks' own path
+        outside = [(n, m) for n, m in model.named_modules() if n != prefix and not n.startswith(prefix + ".")]
         raise FreezeError(f"freeze.extra_modules: {', '.join(missing)} not found; choose from: "
                           f"{', '.join(_leaf_names(outside))}")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -153,3 +153,14 @@ def test_moe_aux_loss_coef_is_refused_where_it_cannot_act(name):
         assert refused and "without an auxiliary loss" in refused[0].message, [p.render() for p in problems]
     else:
         assert not refused, [p.render() for p in refused]
+
+
+@pytest.mark.parametrize("name", ["builtin:tiny-phi3", "builtin:tiny-deepseek-v3"])
+def test_freeze_extra_modules_error_lists_the_modules_outside_the_blocks(name):
+    from llmpipe.models.freeze import FreezeError, apply_freeze
+
+    model = zoo.build_model(name)
+    with pytest.raises(FreezeError) as err:
+        apply_freeze(model, cfg_of("train.finetuning_type=freeze", "freeze.extra_modules=nothere"))
+    offered = str(err.value).split("choose from: ")[1].split(", ")
+    assert {"embed_tokens", "norm", "lm_head"} <= set(offered) and "o_proj" not in offered and "layers" not in offered
