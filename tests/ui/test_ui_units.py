@@ -53,6 +53,13 @@ def test_token_protects_every_page(tmp_path):
         assert _get(base + "/", browser)[0] == 200
 
 
+def test_a_local_page_answers_only_to_local_host_names(tmp_path):
+    with served([tmp_path], hosts=["127.0.0.1", "localhost"]) as base:
+        assert _get(base + "/")[0] == 200
+        assert _get(base + "/", headers={"Host": "localhost"})[0] == 200
+        assert _get(base + "/", headers={"Host": "attacker.example"})[0] == 400   # DNS rebinding
+
+
 def test_assets_are_local_and_addresses_stay_inside_the_folders(tmp_path):
     (tmp_path / "secret").mkdir()
     with served([tmp_path / "outputs"]) as base:

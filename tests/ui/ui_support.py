@@ -16,13 +16,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 @contextmanager
-def served(roots: list[Path], token: str | None = None):
+def served(roots: list[Path], token: str | None = None, hosts: list[str] | None = None):
     """The app of ``llmpipe-tools ui`` on 127.0.0.1 and a free port; yields its base URL."""
     import uvicorn
 
     from llmpipe.tools.ui.app import build_app
 
-    server = uvicorn.Server(uvicorn.Config(build_app(roots, token=token), host="127.0.0.1", port=0,
+    server = uvicorn.Server(uvicorn.Config(build_app(roots, token=token, hosts=hosts), host="127.0.0.1", port=0,
                                            log_level="warning", access_log=False))
     server.install_signal_handlers = lambda: None   # not the main thread (older uvicorn)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import hmac
 from pathlib import Path
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -51,7 +53,7 @@ class TokenGate(BaseHTTPMiddleware):
         query = request.query_params.get("token")
         if self._ok(query):
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = request.url.path + ("?" + "&".join(f"{k}={v}" for k, v in rest) if rest else "")
+            target = request.url.path + ("?" + urlencode(rest) if rest else "")
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
             return response
@@ -63,7 +65,9 @@ class TokenGate(BaseHTTPMiddleware):
                                          "<code>?token=…</code>).</p>"), status_code=401)
 
 
-def build_app(roots: list[Path], token: str | None = None) -> Starlette:
+def build_app(roots: list[Path], token: str | None = None, hosts: list[str] | None = None) -> Starlette:
+    """``hosts``: the Host headers accepted (a page on 127.0.0.1 answers only to local names, so a web page
+    that rebinds its own DNS name to 127.0.0.1 cannot read it); None accepts any."""
     catalog = Catalog(roots)
     shown_roots = [str(r) for r in roots]
 
@@ -150,7 +154,8 @@ def build_app(roots: list[Path], token: str | None = None) -> Starlette:
         Route("/compose", compose), Route("/api/compose", compose_api, methods=["POST"]),
         Route("/static/{name}", static), Route("/favicon.ico", lambda request: Response(status_code=204)),
     ]
-    middleware = [Middleware(TokenGate, token=token)] if token else []
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts)] if hosts else []
+    middleware += [Middleware(TokenGate, token=token)] if token else []
     return Starlette(routes=routes, middleware=middleware)
 
 

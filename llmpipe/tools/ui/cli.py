@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     from llmpipe.tools.ui.app import build_app
 
-    app = build_app(folders, token=token)
+    local = args.host in LOCAL_HOSTS
+    app = build_app(folders, token=token, hosts=["127.0.0.1", "localhost", "::1", "[::1]"] if local else None)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
 

@@ -14,17 +14,31 @@ CURVE_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "rewards/accura
               "eval_rewards/accuracies", "eval_rewards/margins", "objective/kl")
 
 
-def _plan_of(lock: dict) -> Any | None:
+_PLANS: dict[tuple[str, str], Any] = {}   # (job folder, lock's created) -> plan: built (and fingerprinted) once
+_PLANS_KEPT = 64
+
+
+def _plan_of(job: Job) -> Any | None:
     """The job's stage graph, from the resolved config its lock file records (None when it cannot be built:
-    a config from another llmpipe version, say)."""
+    a config from another llmpipe version, say). A running job's plan is fingerprinted, once: its page polls."""
     from omegaconf import OmegaConf
 
     from llmpipe.pipeline.dag import build_plan
 
+    lock = job.lock or {}
+    key = (str(job.path), str(lock.get("created")))
+    if key in _PLANS:
+        return _PLANS[key]
     try:
-        return build_plan(OmegaConf.create(lock.get("config") or {}))
+        plan = build_plan(OmegaConf.create(lock.get("config") or {}))
     except Exception:   # noqa: BLE001 - the page then draws the recorded stages in a row
-        return None
+        plan = None
+    if plan is not None and lock.get("status") == "running":
+        _fingerprints(plan, lock)
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[key] = plan
+    return plan
 
 
 def _fingerprints(plan: Any, lock: dict) -> None:
@@ -44,12 +58,10 @@ def stages(job: Job) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     (the first such one, while the job runs) or 'waiting'."""
     lock = job.lock or {}
     recorded = dict(lock.get("stages") or {})
-    plan = _plan_of(lock) if lock else None
+    plan = _plan_of(job) if lock else None
     rows, edges = [], []
     if plan is not None:
         running_job = lock.get("status") == "running"
-        if running_job:
-            _fingerprints(plan, lock)
         seen_running = False
         for node in plan.nodes:
             for up in dict.fromkeys(node.inputs.values()):
