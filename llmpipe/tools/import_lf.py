@@ -131,6 +131,9 @@ def convert(data: dict, table: Any, src: Path | None = None, skip_unsupported: b
                 continue
             value = not value
             notes.append(f"{key}: {not value} -> {p.path}: {value}")
+        if p.path == "launch.fsdp" and isinstance(value, list):
+            notes.append(f"{key}: {value} -> launch.fsdp: {' '.join(map(str, value))!r} (space-separated)")
+            value = " ".join(map(str, value))
         if isinstance(value, str) and p.type.startswith(("dict", "list")) and value.strip()[:1] in "{[":
             try:
                 value = json.loads(value)

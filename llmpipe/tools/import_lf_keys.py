@@ -24,7 +24,7 @@ _UNSUPPORTED: list[tuple[str, str]] = [
     ((r"(tensor|pipeline|virtual_pipeline|context|expert|expert_tensor)_model_parallel_size|sequence_parallel"
      r"|recompute_.*|overlap_.*|use_distributed_optimizer|bias_activation_fusion|apply_rope_fusion"
      r"|moe_.*_dispatcher.*|moe_grouped_gemm|moe_layer_recompute|moe_token_dispatcher_type|mca_.*|megatron_.*"
-     r"|use_mca|calculate_per_token_loss|account_for_.*_in_pipeline_split|decoder_.*_pipeline_stage"
+     r"|use_mca|use_packed_sequences|context_parallel_size|calculate_per_token_loss|account_for_.*_in_pipeline_split|decoder_.*_pipeline_stage"
      r"|export_hf_on_finish|optimizer_cpu_offload|use_precision_aware_optimizer|moe_router_.*"),
      ("Megatron-Core / Megatron-Bridge training (USE_MCA / USE_MEGATRON_BRIDGE) is not an llmpipe back-end;"
      " llmpipe trains with the Hugging Face Trainer under torchrun, DeepSpeed or FSDP (launch=...)")),
@@ -86,6 +86,11 @@ def translate(key: str, value: Any, notes: list[str]) -> list[tuple[str, Any]] |
             and len(value) == 1:
         notes.append(f"{key}: {value} dropped: llmpipe's gradient checkpointing is non-reentrant already")
         return []
+    if key == "fsdp_transformer_layer_cls_to_wrap" and value:
+        layers = value if isinstance(value, list) else [v.strip() for v in str(value).split(",")]
+        notes.append(f"{key}: {value} -> launch.fsdp_config: {{transformer_layer_cls_to_wrap: {layers}}} (the"
+                     " Trainer's own spelling; the flat argument is deprecated in transformers)")
+        return [("launch.fsdp_config", {"transformer_layer_cls_to_wrap": layers})]
     if key == "use_reentrant_gc" and value is False:
         notes.append(f"{key}: false dropped: llmpipe's gradient checkpointing is non-reentrant already")
         return []
