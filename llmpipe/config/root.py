@@ -15,6 +15,7 @@ from llmpipe.config.families.launch import LaunchConfig
 from llmpipe.config.families.lora import LoraConfig
 from llmpipe.config.families.model import ModelConfig
 from llmpipe.config.families.muon import MuonConfig
+from llmpipe.config.families.oft import OftConfig
 from llmpipe.config.families.pipeline import PipelineConfig
 from llmpipe.config.families.ppo import PpoConfig
 from llmpipe.config.families.pref import PrefConfig
@@ -25,7 +26,7 @@ from llmpipe.config.families.train import TrainConfig
 from llmpipe.config.families.vision import VisionConfig
 
 FAMILIES = (
-    "model", "data", "train", "lora", "freeze", "quantization", "galore", "apollo", "badam", "muon", "pref",
+    "model", "data", "train", "lora", "oft", "freeze", "quantization", "galore", "apollo", "badam", "muon", "pref",
     "ppo", "export", "vision", "generate", "infer", "launch", "run", "pipeline", "serve",
 )
 
@@ -36,6 +37,7 @@ class LlmpipeConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    oft: OftConfig = field(default_factory=OftConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     galore: GaloreConfig = field(default_factory=GaloreConfig)

@@ -4,6 +4,7 @@ build(): the run's base model (llmpipe.models.loading.load_causal_lm with traini
 embeddings resized, earlier adapters merged), then the fine-tuning method of train.finetuning_type:
 
 - lora: the initial adapter of the adapt stage (or the resumed adapter it published), trainable;
+- oft: fresh OFT adapters (llmpipe.models.oft), saved merged into the model;
 - freeze: only some blocks/modules trainable (LLaMA Pro: new identity blocks inserted and trained);
 - full: every weight trainable;
 
@@ -38,6 +39,10 @@ def _apply_method(model, cfg: Any, adapter_dir: Path | None, log: Callable[[str]
         from peft import get_peft_model
 
         return get_peft_model(model, adapters.lora_config(cfg, model))
+    if ft == "oft":
+        from llmpipe.models import oft
+
+        return oft.attach(model, cfg)
     if ft == "freeze":
         ids = llama_pro.prepare(model, cfg, log) if cfg.freeze.use_llama_pro else None
         info = freeze.apply_freeze(model, cfg, ids)
@@ -89,5 +94,10 @@ def save(model, out_dir: Path, cfg: Any, *, initial_adapter: Path | None = None,
         what = adapters.save_adapter(model, out_dir, cfg, initial_adapter)
         if what != "adapter":
             log(f"saved: {what}")
+        return
+    if cfg.train.finetuning_type == "oft":
+        from llmpipe.models import oft
+
+        oft.save(model, out_dir, log)
         return
     model.save_pretrained(str(out_dir))

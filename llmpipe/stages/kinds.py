@@ -34,7 +34,7 @@ REFERENCE = register(StageKind(
 ))
 TRAIN = register(StageKind(
     name="train", version="2",
-    reads=("train", "lora", "freeze", "galore", "apollo", "badam", "muon", "pref", "ppo", "launch.kind",
+    reads=("train", "lora", "oft", "freeze", "galore", "apollo", "badam", "muon", "pref", "ppo", "launch.kind",
            "launch.nproc_per_node",
            "launch.nnodes", "launch.deepspeed", "launch.fsdp", "launch.fsdp_config") + _MODEL_LOAD,
     run=train.run,

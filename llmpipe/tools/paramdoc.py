@@ -59,6 +59,7 @@ DESTINATIONS: dict[str, str] = {
     "train.pure_bf16": "training dtype", "train.callbacks": "Trainer callbacks",
     "train.early_stopping_steps": "Trainer callbacks", "train.logging_dir": "tracker log folder",
     "lora": "LoRA config",
+    "oft": "OFT config",
     "freeze": "trainable parameters (freeze)",
     "quantization": "quantization options",
     "pref": "preference trainer config",

@@ -34,8 +34,9 @@ class TrainConfig:
         " pref.loss), kto.", seed="stage", choices=stage_names(),
     )
     finetuning_type: str = param(
-        "lora", "What is trained: lora (adapters), freeze (the last layers, see freeze.*), full (all weights).",
-        seed="finetuning_type", choices=("lora", "freeze", "full"),
+        "lora", "What is trained: lora (adapters), oft (orthogonal adapters, see oft.*; saved merged), freeze (the"
+        " last layers, see freeze.*), full (all weights).",
+        seed="finetuning_type", choices=("lora", "oft", "freeze", "full"),
     )
     do_train: bool = param(False, "Run training.", seed="do_train")
     do_eval: bool = param(False, "Evaluate on the evaluation split.", seed="do_eval")

@@ -9,6 +9,7 @@ from llmpipe.config.rules import (  # noqa: F401  (each module registers its rul
     finetuning,
     inference,
     model,
+    oft,
     optimizers,
     ppo,
     preference,

@@ -30,13 +30,13 @@ def _layerwise(cfg) -> list[str]:
             ["apollo.use_apollo=true", "train.finetuning_type=freeze"], ["muon.use_muon=true"]],
       env={"available_packages": frozenset({"galore_torch", "badam", "apollo_torch"})})
 def lora_vs_custom(cfg, env):
-    """GaLore, APOLLO and BAdam optimise the full weights; LoRA trains adapters instead."""
-    if ft_type(cfg) != "lora":
+    """GaLore, APOLLO and BAdam optimise the full weights; LoRA and OFT train adapters instead."""
+    if ft_type(cfg) not in ("lora", "oft"):
         return
     for key in _on(cfg):
         if key not in ("badam.use_adam_mini", "muon.use_muon"):   # these two also train adapters
             yield problem("opt-lora-vs-custom", key, True,
-                          f"{NAMES[key]} is a full-parameter optimizer and cannot train LoRA adapters",
+                          f"{NAMES[key]} is a full-parameter optimizer and cannot train {ft_type(cfg).upper()} adapters",
                           f"{NAMES[key]} with train.finetuning_type=full or freeze",
                           f"train.finetuning_type=full, or {OFF[key]}")
 

@@ -44,6 +44,9 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "apollo.use_apollo": ("train.finetuning_type=full",),
     "muon": ("muon.use_muon=true",),
     "muon.use_muon": (),
+    "oft": ("train.finetuning_type=oft",),
+    "oft.rank": ("train.finetuning_type=oft", "oft.rank=8", "oft.block_size=0"),   # one of the two is set
+    "oft.block_size": ("train.finetuning_type=oft",),
     "badam": ("badam.use_badam=true", "train.finetuning_type=full"),
     "badam.update_ratio": ("badam.use_badam=true", "badam.mode=ratio", "train.finetuning_type=full"),
     "badam.mask_mode": ("badam.use_badam=true", "badam.mode=ratio", "train.finetuning_type=full"),
@@ -204,6 +207,10 @@ VALUES: dict[str, str] = {
     "apollo.scale_type": "tensor",
     "muon.adjust_lr": "original",
     "muon.momentum": "0.9",
+    "oft.target": "'q_proj,v_proj'",
+    "oft.rank": "4",
+    "oft.block_size": "16",
+    "oft.module_dropout": "0.1",
     "train.asft_alpha": "0.5",
     "train.eaft_alpha": "2.0",
     "badam.mode": "ratio",
@@ -465,6 +472,14 @@ def lora(case: Case) -> Any:
     from llmpipe.models.adapters import lora_config
 
     c = lora_config(case.obj, tiny_model())
+    return _jsonable({k: sorted(v) if isinstance(v, set) else v for k, v in c.to_dict().items()})
+
+
+@probe("OFT config")
+def oft(case: Case) -> Any:
+    from llmpipe.models.oft import oft_config
+
+    c = oft_config(case.obj, tiny_model())
     return _jsonable({k: sorted(v) if isinstance(v, set) else v for k, v in c.to_dict().items()})
 
 
