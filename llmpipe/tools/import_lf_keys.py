@@ -55,8 +55,8 @@ _UNSUPPORTED: list[tuple[str, str]] = [
      " mlflow)")),
     ((r"enable_profiler|profiler_.*|profile_.*"),
      ("the trainer profiler is not in llmpipe yet")),
-    ((r"use_reentrant_gc|gradient_checkpointing_kwargs"),
-     ("llmpipe always uses non-reentrant gradient checkpointing")),
+    ((r"gradient_checkpointing_kwargs"),
+     ("of torch's checkpoint options only use_reentrant has an llmpipe parameter (model.use_reentrant_gc)")),
     ((r"data_shared_file_system"),
      ("llmpipe prepares data once, in the load stage, on the main process")),
 ]
@@ -82,18 +82,14 @@ def translate(key: str, value: Any, notes: list[str]) -> list[tuple[str, Any]] |
         notes.append(f"gradient_checkpointing: {value} -> model.disable_gradient_checkpointing: {not value}"
                      " (llmpipe turns checkpointing on by default, as LLaMA-Factory does)")
         return [("model.disable_gradient_checkpointing", not value)]
-    if key == "gradient_checkpointing_kwargs" and isinstance(value, dict) and value.get("use_reentrant") is False \
-            and len(value) == 1:
-        notes.append(f"{key}: {value} dropped: llmpipe's gradient checkpointing is non-reentrant already")
-        return []
+    if key == "gradient_checkpointing_kwargs" and isinstance(value, dict) and set(value) == {"use_reentrant"}:
+        notes.append(f"{key}: {value} -> model.use_reentrant_gc: {value['use_reentrant']}")
+        return [("model.use_reentrant_gc", value["use_reentrant"])]
     if key == "fsdp_transformer_layer_cls_to_wrap" and value:
         layers = value if isinstance(value, list) else [v.strip() for v in str(value).split(",")]
         notes.append(f"{key}: {value} -> launch.fsdp_config: {{transformer_layer_cls_to_wrap: {layers}}} (the"
                      " Trainer's own spelling; the flat argument is deprecated in transformers)")
         return [("launch.fsdp_config", {"transformer_layer_cls_to_wrap": layers})]
-    if key == "use_reentrant_gc" and value is False:
-        notes.append(f"{key}: false dropped: llmpipe's gradient checkpointing is non-reentrant already")
-        return []
     return None
 
 

@@ -138,3 +138,18 @@ def test_stdout_without_a_recipe_folder_says_the_model_is_inline(lf, tmp_path, c
     cap = capsys.readouterr()
     assert "name_or_path: Qwen/Qwen3-4B-Instruct-2507" in cap.out
     assert "model=<option> on the command line would not replace it" in cap.err
+
+
+def test_translations_without_composing(tmp_path):
+    from llmpipe.config.flags import flag_table
+
+    conv = import_lf.convert({"fsdp": ["full_shard", "auto_wrap"], "fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer",
+                              "gradient_checkpointing": False, "gradient_checkpointing_kwargs": {"use_reentrant": False},
+                              "use_kt": False, "fp8": None}, flag_table(), tmp_path / "x.yaml")
+    assert conv.values["launch.fsdp"] == "full_shard auto_wrap"
+    assert conv.values["launch.fsdp_config"] == {"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]}
+    assert conv.values["model.disable_gradient_checkpointing"] is True
+    assert conv.values["model.use_reentrant_gc"] is False
+    assert "use_kt" not in str(conv.values) and any(n.startswith("use_kt: False dropped") for n in conv.notes)
+    with pytest.raises(import_lf.ImportFailed, match="gradient_checkpointing_kwargs: .* refused: .*use_reentrant_gc"):
+        import_lf.convert({"gradient_checkpointing_kwargs": {"preserve_rng_state": False}}, flag_table(), tmp_path / "x.yaml")
