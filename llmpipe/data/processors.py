@@ -25,11 +25,13 @@ IGNORE_INDEX = -100
 
 
 def chat_messages(ex: dict, default_system: str | None = None, tool_format: str = "default",
-                  named: bool = False) -> list[dict]:
+                  template: str | None = None) -> list[dict]:
     """Plain role/content messages: the example's system prompt (or ``default_system``) with its tools,
-    then the turns with tool calls and results rendered in ``tool_format`` (``named``: for a named
-    template's own call and result slots, llmpipe.data.tools.render_messages)."""
-    return render_messages(ex["messages"], ex.get("system") or default_system, ex.get("tools"), tool_format, named)
+    then the turns with tool calls and results rendered in ``tool_format`` (``template``: a named
+    template, whose own slots write the call and result turns, llmpipe.data.tools.render_messages)."""
+    spec = TEMPLATES.get(template) if template else None
+    return render_messages(ex["messages"], ex.get("system") or default_system, ex.get("tools"), tool_format,
+                           named=spec is not None, lstrip_tools=bool(spec and spec.tools_lstrip_without_system))
 
 
 def _render(tokenizer, msgs: list[dict], gen: bool) -> str:
@@ -138,7 +140,7 @@ def encode_supervised(examples: list[dict], tokenizer, *, cutoff_len=None, train
     pieces, bad = [], {}
     for k, ex in enumerate(examples):
         try:
-            msgs = chat_messages(ex, default_system, tool_format, named=bool(template))
+            msgs = chat_messages(ex, default_system, tool_format, template)
             pieces.append(template_spans(tokenizer, template, msgs, enable_thinking=enable_thinking,
                                          mask_history=mask_history, preserve_thinking=preserve_thinking)
                           if template else turn_pieces(tokenizer, msgs))

@@ -142,13 +142,15 @@ def observation(content: str, fmt: str) -> dict:
 
 
 def render_messages(messages: list[dict], system: str | None, tools_json: str | None, fmt: str,
-                    named: bool = False) -> list[dict]:
+                    named: bool = False, lstrip_tools: bool = False) -> list[dict]:
     """Plain role/content messages (system first when there is one) with tools, calls and results rendered.
     ``named``: for a named template (llmpipe.data.templates), which writes a call turn (role ``function``)
     and a result (role ``tool``) through its own slots, as LLaMA-Factory does; otherwise a call is an
-    assistant turn and a result a ``tool`` turn (a user turn in ``<tool_response>`` for the Qwen formats)."""
+    assistant turn and a result a ``tool`` turn (a user turn in ``<tool_response>`` for the Qwen formats).
+    ``lstrip_tools``: without a system prompt the tool text loses its leading newlines (LF's moss_vl)."""
     if tools_json:
-        system = (system or "") + tools_text(tools_json, fmt)
+        text = tools_text(tools_json, fmt)
+        system = (system or "") + (text.lstrip("\n") if lstrip_tools and not system else text)
     out = [{"role": "system", "content": system}] if system else []
     for m in messages:
         if m["role"] == "function_call":

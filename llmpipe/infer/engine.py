@@ -69,7 +69,7 @@ class Prompter:
         if self.native_tools:
             return native_messages(ex, self.proc.get("default_system"))
         return chat_messages(ex, self.proc.get("default_system"), self.proc.get("tool_format", "default"),
-                             named=bool(self.proc.get("template"))), None
+                             self.proc.get("template")), None
 
     def messages(self, messages: list[dict], system: str | None = None, tools: str | None = None) -> list[dict]:
         return self.chat(messages, system, tools)[0]

@@ -172,6 +172,7 @@ def test_named_templates_with_tools_are_lfs_bytes(name):
     the tool text is compared with LF's own, not with ours."""
     import re
 
+    from llmpipe.data.processors import chat_messages
     from llmpipe.data.templates import TEMPLATES
     from llmpipe.data.templates.spans import sft_spans
 
@@ -181,7 +182,8 @@ def test_named_templates_with_tools_are_lfs_bytes(name):
                 {"role": "function_call", "content": T.canonical_call(PARIS)},
                 {"role": "tool", "content": '{"temperature": 20}'},
                 {"role": "assistant", "content": "It is 20 degrees."}]
-    msgs = T.render_messages(internal, "You are helpful.", T.parse_tools([TOOL]), spec.tool_format, named=True)
+    msgs = chat_messages({"messages": internal, "system": "You are helpful.", "tools": T.parse_tools([TOOL])},
+                         None, spec.tool_format, name)
     got = sft_spans(spec, msgs, bos=bos, eos=eos)
     lf_tools = lf["tool_formats"][spec.tool_format]["tools"]
     date = re.search(r"Today Date: (\d\d \w{3} \d{4})", msgs[0]["content"])
@@ -189,6 +191,11 @@ def test_named_templates_with_tools_are_lfs_bytes(name):
     block = lf["templates"][name]["tools-system"]
     want = [(block[f"P{k}"].replace(mark, lf_tools), block[f"R{k}"]) for k in (1, 2)]
     assert got == want  # (efficient_eos templates: the closing EOS is the processor's, not a span's)
+    nosys = chat_messages({"messages": internal, "system": None, "tools": T.parse_tools([TOOL])},
+                          spec.default_system, spec.tool_format, name)  # as the loader: the template's default
+    # system, or none (then moss_vl strips the tool text's leading newlines)
+    p1 = lf["templates"][name]["tools-nosystem"]["P1"]
+    assert sft_spans(spec, nosys, bos=bos, eos=eos)[0][0] == p1.replace(mark, lf_tools)
 
 
 def test_a_template_format_llmpipe_does_not_write_is_a_bad_row_not_a_crash():
