@@ -142,4 +142,4 @@ def test_bundled_colours_data_is_image_only_signal():
         rows = read_rows(find_dataset(name, "data"))
         assert {r["messages"][0]["content"] for r in rows} == {"<image>What colour is the shape?"}
         counts = Counter(r["messages"][1]["content"] for r in rows)
-        assert set(counts) == {"red", "green", "blue", "yellow"} and len(set(counts.values())) == 1
+        assert set(counts) == {"red", "green", "blue", "black"} and len(set(counts.values())) == 1
