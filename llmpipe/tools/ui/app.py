@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hmac
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -82,7 +82,7 @@ def build_app(roots: list[Path], token: str | None = None, hosts: list[str] | No
         job = catalog.job(request.path_params["key"])
         if job is None:
             return _not_found("No job at this address.")
-        return HTMLResponse(pages.run_page(job, detail.snapshot(job), f"/api/run/{job.key}"))
+        return HTMLResponse(pages.run_page(job, detail.snapshot(job), "/api/run/" + quote(job.key, safe="/")))
 
     def run_api(request: Request):
         job = catalog.job(request.path_params["key"])
