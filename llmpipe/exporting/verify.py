@@ -93,10 +93,12 @@ def verify(spec: dict[str, Any], work: Path, timeout: float = 1800) -> dict[str,
 # ---------------------------------------------------------------------------------------------- child
 def _load(folder: str, device: str):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
+
+    from llmpipe.models.vision import model_class   # a vision-language model: its image-text-to-text class
 
     device_map = "auto" if device == "auto" and torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto", device_map=device_map)
+    model = model_class(AutoConfig.from_pretrained(folder)).from_pretrained(folder, dtype="auto", device_map=device_map)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return model, tokenizer

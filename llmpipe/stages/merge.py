@@ -74,6 +74,9 @@ def run(ctx: StageContext) -> dict:
     out = ctx.out / "model"
     merged.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    from llmpipe.models.vision import publish_processor
+
+    publish_processor(ctx.input("load") / "tokenizer", out)   # a VLM's image processor goes with its weights
     save_reference(ctx.out / "reference.safetensors", ids, reference, name="adapter model")
     if "train" in ctx.inputs:
         report[-1]["adapter"] = f"trained in this run ({ctx.inputs['train'].name[:12]})"
