@@ -30,7 +30,6 @@ import re
 from llmpipe.data.tools import render_messages
 
 GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
-ANSWERS = ("assistant", "function_call")
 
 
 class NativeRowError(ValueError):
