@@ -19,7 +19,8 @@ def rank_or_block(cfg, env):
         yield problem("oft-rank-or-block", "oft.rank + oft.block_size", f"{rank}, {block}",
                       "OFT needs exactly one of the number of blocks (oft.rank) and their size (oft.block_size)",
                       "oft.rank=0 with oft.block_size > 0, or oft.rank > 0 with oft.block_size=0",
-                      "oft.rank=0 oft.block_size=32" if rank > 0 else "oft.block_size=32")
+                      f"oft.block_size=0 (blocks counted by oft.rank={rank}), or oft.rank=0" if rank > 0
+                      else "oft.block_size=32")
 
 
 @rule("oft-stage", keys=["train.finetuning_type", "train.stage"],
