@@ -143,3 +143,22 @@ def test_bundled_colours_data_is_image_only_signal():
         assert {r["messages"][0]["content"] for r in rows} == {"<image>What colour is the shape?"}
         counts = Counter(r["messages"][1]["content"] for r in rows)
         assert set(counts) == {"red", "green", "blue", "black"} and len(set(counts.values())) == 1
+
+
+@pytest.mark.parametrize("fmt", ["openai", "sharegpt_from_value"])
+def test_openai_and_sharegpt_variants_train(tmp_path, tok, fmt):
+    (tmp_path / "a.png").write_bytes(png())
+    if fmt == "openai":
+        rows = [{"messages": chat(), "images": ["a.png"]}]
+        entry = {"file_name": "mm.json", "formatting": "openai",
+                 "columns": {"messages": "messages", "images": "images"}}
+    else:
+        rows = [{"conversations": [{"from": "human", "value": "<image>What colour?"}, {"from": "gpt", "value": "red"}],
+                 "images": "a.png"}]   # a single value is wrapped into a list
+        entry = {"file_name": "mm.json", "formatting": "sharegpt",
+                 "columns": {"messages": "conversations", "images": "images"}}
+    (tmp_path / "mm.json").write_text(json.dumps(rows))
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"mm": entry}))
+    opts = DataOptions(stage="sft", dataset=("mm",), dataset_dir=str(tmp_path), template="chatml")
+    bundle = build_datasets(opts, tok, tokens())
+    assert bundle.report.datasets[0].kept == 1 and len(bundle.train[0]["images"]) == 1
