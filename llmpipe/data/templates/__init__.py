@@ -84,7 +84,8 @@ def apply_template(tokenizer, name: str | None, default_system: str | None = Non
     """Put template ``name`` on ``tokenizer`` (in place) and return its Jinja text.
 
     ``name=None`` keeps the tokenizer's own chat template (error when it has none). A
-    ``default_system`` for the tokenizer's own template is applied by the processors instead.
+    ``default_system`` for the tokenizer's own template is applied by the processors instead. The text is
+    always generated from the template's slots (``render_template`` gives chatml's frozen text instead).
     """
     if name is None:
         own = getattr(tokenizer, "chat_template", None)
@@ -92,7 +93,11 @@ def apply_template(tokenizer, name: str | None, default_system: str | None = Non
             raise DataError("data.template is null but the tokenizer has no chat template; set data.template "
                             "to a named template (`llmpipe-tools templates` lists them)")
         return own if isinstance(own, str) else json.dumps(own)
-    text = render_template(name, default_system, enable_thinking, preserve_thinking)
+    t = _get(name)
+    system = default_system if default_system is not None else t.default_system
+    # generated from the slots even where render_template gives a frozen text (chatml: the built-in models'
+    # own template, which has no tool-call turns)
+    text = build_jinja(t, system, enable_thinking, preserve_thinking, frozen=False)
     tokenizer.chat_template = text
     return text
 

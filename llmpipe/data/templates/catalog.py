@@ -10,8 +10,10 @@ from llmpipe.data.templates.spec import TemplateSpec
 # The Jinja that the built-in models' tokenizers carry (llmpipe.models.tiny puts 'chatml' with its default
 # system on them, and the built-in models' content hash covers that text): frozen, so that the built-in
 # models and every fingerprint made from them stay as they are. It renders LLaMA-Factory's chatml text for
-# every conversation (tests/unit/data/test_templates_golden.py), and, like a tokenizer's own ChatML
-# template, it writes the assistant header only when a generation prompt is asked for.
+# every conversation of user and assistant turns (tests/unit/data/test_templates_golden.py) and, like a
+# tokenizer's own ChatML template, writes the assistant header only when a generation prompt is asked for.
+# render_template('chatml') returns it; apply_template (a run with data.template=chatml) puts the Jinja
+# generated from the slots on the tokenizer, which also writes tool-call turns (role function).
 CHATML_FROZEN = (
     "{%- set default_system = __DEFAULT_SYSTEM__ -%}"
     "{%- for message in messages -%}"

@@ -69,8 +69,9 @@ def _strip_thought(spec: TemplateSpec) -> str:
 
 
 def build_jinja(spec: TemplateSpec, default_system: str | None, enable_thinking: bool | None = True,
-                preserve_thinking: bool = False) -> str:
-    if spec.jinja_override is not None:
+                preserve_thinking: bool = False, frozen: bool = True) -> str:
+    """The Jinja of ``spec``; ``frozen`` (default): a template's frozen text where it has one."""
+    if frozen and spec.jinja_override is not None:
         return spec.jinja_override.replace("__DEFAULT_SYSTEM__", _lit(default_system or ""))
     j = ["{% set default_system = " + _lit(default_system or "") + " %}"]
     if spec.reasoning:

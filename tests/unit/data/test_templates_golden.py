@@ -109,3 +109,21 @@ def test_tool_turns_match(name):
     if not spec.reasoning and spec.jinja_override is None:
         tail = EOS if spec.efficient_eos else ""
         assert _jinja(name, msgs) == "".join(p + r for p, r in want) + tail
+
+
+def test_a_run_with_chatml_gets_the_generated_jinja_with_tool_call_turns():
+    """render_template('chatml') stays the built-in models' frozen text; apply_template puts the slots'
+    Jinja on the tokenizer, which writes a tool-call turn (role function) through the function slot."""
+    from types import SimpleNamespace
+
+    from llmpipe.data.templates import apply_template
+    from llmpipe.data.templates.catalog import CHATML_FROZEN
+
+    assert render_template("chatml").endswith(CHATML_FROZEN[-60:])
+    tok = SimpleNamespace(chat_template=None)
+    text = apply_template(tok, "chatml", None)
+    assert tok.chat_template == text and text != render_template("chatml")
+    msgs, tools = _tool_chat("chatml", True)
+    g = GOLDEN["templates"]["chatml"]["tools-system"]
+    want = "".join(p.replace(TOOLS, tools) + r for p, r in _expected(g))
+    assert render_jinja_template([msgs], chat_template=text, bos_token=BOS, eos_token=EOS)[0][0] == want
