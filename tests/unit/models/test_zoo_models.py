@@ -164,3 +164,22 @@ def test_freeze_extra_modules_error_lists_the_modules_outside_the_blocks(name):
         apply_freeze(model, cfg_of("train.finetuning_type=freeze", "freeze.extra_modules=nothere"))
     offered = str(err.value).split("choose from: ")[1].split(", ")
     assert {"embed_tokens", "norm", "lm_head"} <= set(offered) and "o_proj" not in offered and "layers" not in offered
+
+
+def test_zoo_builds_are_deterministic_and_load_as_built_in_models(tmp_path):
+    """Two builds give byte-identical weights and tokenizer; ensure() builds once per content hash, and the
+    folder loads through llmpipe's loader with builtin:tiny-random's tokenizer."""
+    from llmpipe.models import tiny
+    from llmpipe.models.loading import load_tokenizer, resolve_source
+
+    name = "builtin:tiny-qwen3-moe"
+    a, b = zoo.build_into(name, tmp_path / "a"), zoo.build_into(name, tmp_path / "b")
+    for f in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    folder = zoo.ensure(name, tmp_path / "cache")
+    assert folder.name == zoo.folder_name(name) and (folder / tiny.COMPLETE).is_file()
+    assert zoo.ensure(name, tmp_path / "cache") == folder
+    assert resolve_source(name, tmp_path / "cache") == str(folder)   # model.name_or_path=builtin:tiny-qwen3-moe
+    tok = load_tokenizer(str(folder), cfg_of().model)
+    text = "<|im_start|>user\nHello 七加七<|im_end|>\n"
+    assert tok(text)["input_ids"] == tiny.build_tokenizer("builtin:tiny-random")(text)["input_ids"]
