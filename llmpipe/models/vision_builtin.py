@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 BUILDER_VERSION = "1"
@@ -137,33 +134,10 @@ def build_into(name: str, out_dir: str | Path, cache_root: str | Path) -> Path:
 
 
 def ensure_builtin(name: str, cache_root: str | Path) -> Path:
-    """The folder of ``name``, built on first use (temp folder, ``_COMPLETE`` marker, atomic rename, lock)."""
-    from filelock import FileLock
-
+    """The folder of ``name``, built on first use (llmpipe.models.build_once: lock, temp folder, atomic rename)."""
     from llmpipe.models import tiny
+    from llmpipe.models.build_once import build_once
 
-    models = tiny.models_dir(cache_root)
-    final = models / folder_name(name)
-    if (final / COMPLETE).is_file():
-        return final
-    models.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(models / f".{final.name}.lock")):
-        if (final / COMPLETE).is_file():
-            return final
-        if final.exists():
-            shutil.rmtree(final)
-        for stale in models.glob(f".{final.name}.tmp-*"):   # a killed build's leftovers (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=models))
-        try:
-            build_into(name, tmp, cache_root)
-            manifest = {"name": name, "hash": content_hash(name), "builder": BUILDER_VERSION, "spec": SPECS[name]}
-            (tmp / COMPLETE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            for f in tmp.iterdir():
-                f.chmod(0o644)
-            tmp.chmod(0o755)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return final
+    manifest = {"name": name, "hash": content_hash(name), "builder": BUILDER_VERSION, "spec": SPECS[name]}
+    return build_once(tiny.models_dir(cache_root), folder_name(name), lambda tmp: build_into(name, tmp, cache_root),
+                      manifest)
