@@ -62,8 +62,11 @@ def _page(world, width: int = 1400, height: int = 900):
     return page, errors
 
 
-def _running_job(cwd: Path) -> Path:
+def _running_job(cwd: Path, proc: subprocess.Popen) -> Path:
     for _ in range(6000):
+        if proc.poll() is not None:   # it ended before a job was seen running: say why, at once
+            pytest.fail(f"the sweep ended (exit {proc.returncode}) before a job was seen running:\n"
+                        f"{proc.stdout.read()[-4000:]}")
         for lock in (cwd / "multirun").rglob("llmpipe.lock.yaml"):
             try:
                 if yaml.safe_load(lock.read_text()).get("status") == "running":
@@ -77,7 +80,7 @@ def _running_job(cwd: Path) -> Path:
 def test_a_running_job_updates_without_a_reload(world):
     from llmpipe.tools.ui.runs import Catalog
 
-    job = _running_job(world["cwd"])
+    job = _running_job(world["cwd"], world["proc"])
     key = Catalog([world["cwd"] / "outputs", world["cwd"] / "multirun"]).key_of(job)
     page, errors = _page(world)
     page.goto(f"{world['base']}/run/{key}")
