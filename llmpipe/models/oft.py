@@ -29,11 +29,32 @@ def oft_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
                      module_dropout=o.module_dropout)
 
 
-def attach(model, cfg: Any):
-    """``model`` with fresh, trainable OFT adapters (the rest frozen)."""
+def attach(model, cfg: Any, log: Callable[[str], Any] = print):
+    """``model`` with fresh, trainable OFT adapters (the rest frozen). PEFT shrinks the block size of a layer whose
+    input size oft.block_size does not divide (or whose size oft.rank does not divide); ``log`` is told where."""
     from peft import get_peft_model
 
-    return get_peft_model(model, oft_config(cfg, model))
+    peft_model = get_peft_model(model, oft_config(cfg, model))
+    for line in adjusted_blocks(peft_model, cfg):
+        log(line)
+    return peft_model
+
+
+def adjusted_blocks(peft_model, cfg: Any) -> list[str]:
+    """One line per layer kind whose block size differs from what oft.* asked for."""
+    seen: dict[tuple[str, int, int], None] = {}
+    for name, module in peft_model.named_modules():
+        blocks = getattr(module, "oft_R", None)
+        if not blocks or not hasattr(module, "in_features"):
+            continue
+        for rot in blocks.values():
+            size = getattr(rot, "block_size", None)
+            wanted = cfg.oft.block_size or (module.in_features // cfg.oft.rank if cfg.oft.rank else None)
+            if size is not None and wanted and size != wanted:
+                seen[(name.rsplit(".", 1)[-1], module.in_features, size)] = None
+    key = "oft.block_size" if cfg.oft.block_size else "oft.rank"
+    return [f"OFT: {key}={getattr(cfg.oft, key.split('.')[1])} does not divide {leaf}'s input size {n}: it uses "
+            f"blocks of {size}" for leaf, n, size in seen]
 
 
 def save(model, out_dir: Path, log: Callable[[str], Any] = print) -> None:

@@ -42,7 +42,7 @@ def _apply_method(model, cfg: Any, adapter_dir: Path | None, log: Callable[[str]
     if ft == "oft":
         from llmpipe.models import oft
 
-        return oft.attach(model, cfg)
+        return oft.attach(model, cfg, log)
     if ft == "freeze":
         ids = llama_pro.prepare(model, cfg, log) if cfg.freeze.use_llama_pro else None
         info = freeze.apply_freeze(model, cfg, ids)

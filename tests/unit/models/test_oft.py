@@ -59,3 +59,17 @@ def test_oft_trains_and_saves_adapter_and_merged_model(model_dir, tmp_path):  # 
     assert not any("oft" in n for n, _ in merged.named_parameters())                # a plain model
     assert torch.allclose(logits(merged), trained, atol=1e-4)
     assert not torch.allclose(logits(merged), base, atol=1e-3)
+
+
+def test_a_block_size_that_does_not_divide_is_reported():
+    from llmpipe.models.oft import attach
+
+    seen: list[str] = []
+    attach(micro_model(), cfg_of("train.finetuning_type=oft", "oft.block_size=48", "oft.target='q_proj,down_proj'"),
+           seen.append)
+    # q_proj's input is 64 and down_proj's 128: PEFT shrinks 48 to a divisor (32)
+    assert seen == ["OFT: oft.block_size=48 does not divide q_proj's input size 64: it uses blocks of 32",
+                    "OFT: oft.block_size=48 does not divide down_proj's input size 128: it uses blocks of 32"]
+    quiet: list[str] = []
+    attach(micro_model(), cfg_of("train.finetuning_type=oft", "oft.block_size=16"), quiet.append)
+    assert quiet == []
