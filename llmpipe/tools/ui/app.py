@@ -93,18 +93,30 @@ def build_app(roots: list[Path], token: str | None = None, hosts: list[str] | No
                              "stages_html": pages.stages_fragment(snap["stages"], snap["edges"]),
                              "curves": snap["curves"]})
 
+    def job_keys(s) -> dict[str, str]:
+        """A sweep's job folders (as results.csv names them) -> their page addresses."""
+        keys = {r.get("job_dir"): catalog.key_of(Path(r["job_dir"])) for r in s.rows if r.get("job_dir")}
+        return {k: v for k, v in keys.items() if v}
+
+    def mode_of(keys: dict[str, str]) -> str:
+        """The jobs' run.objective_mode (min, max or auto): the sweep's own summary picks its best by it."""
+        for key in keys.values():
+            job = catalog.job(key)
+            mode = (((job.lock or {}).get("config") or {}).get("run") or {}).get("objective_mode") if job else None
+            if mode:
+                return str(mode)
+        return "auto"
+
     def sweeps(request: Request):
-        return HTMLResponse(pages.sweeps_page(catalog.sweeps()))
+        found = catalog.sweeps()
+        return HTMLResponse(pages.sweeps_page(found, [mode_of(job_keys(s)) for s in found]))
 
     def sweep(request: Request):
         s = catalog.sweep(request.path_params["key"])
         if s is None:
             return _not_found("No sweep at this address.")
-        keys = {r.get("job_dir"): catalog.key_of(Path(r["job_dir"])) for r in s.rows if r.get("job_dir")}
-        keys = {k: v for k, v in keys.items() if v}
-        jobs = [catalog.job(v) for v in keys.values()]
-        modes = [((j.lock or {}).get("config") or {}).get("run", {}).get("objective_mode") for j in jobs if j]
-        return HTMLResponse(pages.sweep_page(s, keys, next((m for m in modes if m), "auto")))
+        keys = job_keys(s)
+        return HTMLResponse(pages.sweep_page(s, keys, mode_of(keys)))
 
     def diff(request: Request):
         a, b = request.query_params.get("a", ""), request.query_params.get("b", "")

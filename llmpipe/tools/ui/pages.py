@@ -197,15 +197,15 @@ def run_page(job: Job, snap: dict[str, Any], api: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- sweeps
-def sweeps_page(sweeps: list[Sweep]) -> str:
+def sweeps_page(sweeps: list[Sweep], modes: list[str] | None = None) -> str:
     if not sweeps:
         return layout("Sweeps", '<h1>Sweeps</h1><p class="muted">No sweep found (a sweep folder holds results.csv: '
                       '<code>python -m llmpipe -m +recipe=demo lora.rank=4,8</code>).</p>', "sweeps")
     from llmpipe.pipeline.sweep import best
 
     rows = []
-    for s in sweeps:
-        b = best(s.rows)
+    for s, mode in zip(sweeps, modes or ["auto"] * len(sweeps)):
+        b = best(s.rows, mode)
         rows.append(f'<tr><td><a href="/sweep/{q(s.key)}">{e(s.path.name)}</a></td><td class="mono small">{e(s.key)}</td>'
                     f'<td class="num">{len(s.rows)}</td><td>{e(s.rows[0]["objective"] if s.rows else "")}</td>'
                     f'<td class="num">{fmt(_float(b["value"])) if b else ""}</td>'
