@@ -208,7 +208,6 @@ def enable_thinking(cfg, env):
         return   # reported by data-template
     if spec is not None and spec.reasoning:
         return
-    shown = "null" if value is None else str(value).lower()
     reasoning = [n for n, t in templates.TEMPLATES.items() if t.reasoning]
     if spec is None:
         why = ("has no effect with data.template=null: the tokenizer's own chat template gets no thinking switch "
@@ -217,9 +216,10 @@ def enable_thinking(cfg, env):
         why = (f"has no effect with data.template={name}, which has no thought words (it renders answers, "
                "<think> blocks included, as they are)")
     sibling = name[:-len("_nothink")] if name and name.endswith("_nothink") else None
-    yield problem("data-enable-thinking", "data.enable_thinking", shown, why,
+    yield problem("data-enable-thinking", "data.enable_thinking", value, why,
                   f"true (the default) here; false/null with a reasoning template: {fmt(reasoning[:10])} ...",
-                  f"data.template={sibling} (its thinking sibling)" if sibling in templates.TEMPLATES
+                  f"drop data.enable_thinking ({name} already renders without thinking), or data.template={sibling} "
+                  "with it (the empty thought in every prompt)" if sibling in templates.TEMPLATES
                   else "drop data.enable_thinking, or pick a reasoning template")
 
 
