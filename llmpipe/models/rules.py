@@ -216,30 +216,36 @@ def _class_has_coef(sources, attrs) -> bool:
     return False
 
 
-@rule("model-galore-target", keys=["galore.target", "galore.use_galore", "model.name_or_path"],
+@rule("model-galore-target", keys=["galore.target", "galore.use_galore", "apollo.target", "apollo.use_apollo",
+                                   "model.name_or_path"],
       bad=[[T, "train.finetuning_type=full", "galore.use_galore=true", "galore.target=mlp"],
-           [T, "train.finetuning_type=full", "galore.use_galore=true", "galore.target='q_proj,qkv_proj'"]],
+           [T, "train.finetuning_type=full", "galore.use_galore=true", "galore.target='q_proj,qkv_proj'"],
+           [T, "train.finetuning_type=full", "apollo.use_apollo=true", "apollo.target=self_attn"]],
       good=[[T, "train.finetuning_type=full", "galore.use_galore=true"],
             [T, "train.finetuning_type=full", "galore.use_galore=true", "galore.target='gate_proj,q_proj'"],
+            [T, "train.finetuning_type=full", "apollo.use_apollo=true", "apollo.target='gate_proj,q_proj'"],
             [T, "galore.target=mlp"]],
-      env={"available_packages": frozenset({"galore_torch"})})
+      env={"available_packages": frozenset({"galore_torch", "apollo_torch"})})
 def galore_target(cfg, env):
-    """GaLore projects the gradients of the linear layers galore.target names (by their last name, such as q_proj,
-    or their full name; training/optimizers.galore_targets): a name that is no linear layer of the model (a block
-    such as mlp or self_attn) matches nothing, and the optimizer could not be built. From config.json and a
-    meta-device instance, without weights."""
-    if not get(cfg, "galore.use_galore", False) or not get(cfg, "train.do_train", False):
+    """GaLore and APOLLO project the gradients of the linear layers galore.target / apollo.target name (by their
+    last name, such as q_proj, or their full name; training/optimizers.galore_targets): a name that is no linear
+    layer of the model (a block such as mlp or self_attn) matches nothing, and the optimizer could not be built.
+    From config.json and a meta-device instance, without weights."""
+    if not get(cfg, "train.do_train", False):
         return
-    wanted = [t for t in get(cfg, "galore.target", []) if t != "all"]
-    facts = _facts(cfg) if wanted else None
-    modules = facts.modules() if facts is not None else None
-    if modules is None:
-        return
-    linear = set(modules.linear)
-    missing = [w for w in wanted if w not in linear and not (w in modules.names and w.rsplit(".", 1)[-1] in linear)]
-    if missing:
-        yield problem("model-galore-target", "galore.target", get(cfg, "galore.target"),
-                      f"{fmt(missing)}: no linear layer of {facts.ref} has this name (GaLore matches a linear layer's "
-                      "last name or full name, not a block such as mlp)",
-                      f"all, or its linear layers: {fmt(sorted(linear))}",
-                      f"galore.target={','.join(w for w in wanted if w not in missing) or 'all'}")
+    for family, name in (("galore", "GaLore"), ("apollo", "APOLLO")):
+        if not get(cfg, f"{family}.use_{family}", False):
+            continue
+        wanted = [t for t in get(cfg, f"{family}.target", []) if t != "all"]
+        facts = _facts(cfg) if wanted else None
+        modules = facts.modules() if facts is not None else None
+        if modules is None:
+            continue
+        linear = set(modules.linear)
+        missing = [w for w in wanted if w not in linear and not (w in modules.names and w.rsplit(".", 1)[-1] in linear)]
+        if missing:
+            yield problem("model-galore-target", f"{family}.target", get(cfg, f"{family}.target"),
+                          f"{fmt(missing)}: no linear layer of {facts.ref} has this name ({name} matches a linear "
+                          "layer's last name or full name, not a block such as mlp)",
+                          f"all, or its linear layers: {fmt(sorted(linear))}",
+                          f"{family}.target={','.join(w for w in wanted if w not in missing) or 'all'}")
