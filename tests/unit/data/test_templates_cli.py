@@ -45,3 +45,18 @@ def test_docs_table_is_generated():
     begin = text.index("<!-- templates table: llmpipe-tools templates --markdown -->\n") + len(
         "<!-- templates table: llmpipe-tools templates --markdown -->\n")
     assert text[begin:text.index("<!-- end of templates table -->")] == markdown_table()
+
+
+def test_unknown_name_suggests_close_names_never_null():
+    from types import SimpleNamespace
+
+    from llmpipe.data.rules import template_exists
+
+    def fix(name):
+        (p,) = list(template_exists(SimpleNamespace(data=SimpleNamespace(template=name)), {}))
+        return p.fix
+
+    assert fix("qwen3_nothin").startswith("data.template=qwen3_nothink")
+    assert "data.template=llama3" in fix("llama_3")
+    for name in ("qwen3_nothin", "llama_3", "zzzz"):
+        assert "null" not in fix(name)
