@@ -131,10 +131,6 @@ def convert(data: dict, table: Any, src: Path | None = None, skip_unsupported: b
                 continue
             value = not value
             notes.append(f"{key}: {not value} -> {p.path}: {value}")
-        if p.path == "train.finetuning_type" and value == "oft" and "oft" not in (p.meta.choices or ("oft",)):
-            why = f"{key}: {value!r} " + ("NOT imported: " if skip_unsupported else "refused: ") + unsupported("oft_rank")
-            (out.skipped if skip_unsupported else errors).append(why)
-            continue
         if p.path == "launch.fsdp" and isinstance(value, list):
             notes.append(f"{key}: {value} -> launch.fsdp: {' '.join(map(str, value))!r} (space-separated)")
             value = " ".join(map(str, value))

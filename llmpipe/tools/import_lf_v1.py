@@ -169,12 +169,14 @@ def _dist(cfg: dict, out: dict, notes: list[str], errors: list[str]) -> None:
 def _optim(cfg: dict, out: dict, notes: list[str], errors: list[str]) -> None:
     name = cfg.get("name")
     if name == "muon":
-        out["use_muon"] = True   # refused with its reason unless llmpipe knows it
-        return
-    if name:
+        out["use_muon"] = True   # the v0 flag (muon.use_muon); AdamW settings below go to the rest of the weights
+    elif name:
         out["optim"] = name
     for k, v in cfg.items():
         if k == "name":
+            continue
+        if name == "muon" and k in ("momentum", "nesterov", "ns_steps"):
+            out[f"muon.{k}"] = v
             continue
         if k in ("lr", "learning_rate"):
             out["learning_rate"] = v
