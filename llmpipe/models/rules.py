@@ -118,6 +118,32 @@ def lora_target(cfg, env):
                           f"{key}={','.join(m for m in wanted if m not in missing) or 'all'}")
 
 
+@rule("model-oft-target", keys=["oft.target", "train.finetuning_type", "model.name_or_path"],
+      bad=[[T, "train.finetuning_type=oft", "oft.target=''"], [T, "train.finetuning_type=oft", "oft.target='q_proj,qkv_proj'"]],
+      good=[[T, "train.finetuning_type=oft"], [T, "train.finetuning_type=oft", "oft.target='q_proj,v_proj'"],
+            [T, "oft.target=qkv_proj"]])
+def oft_target(cfg, env):
+    """OFT's modules exist in the model: oft.target names modules the model has (PEFT adapts the ones it finds
+    and drops the rest without a word). From config.json and a meta-device instance, without weights."""
+    if ft_type(cfg) != "oft" or not get(cfg, "train.do_train", False):
+        return
+    target = get(cfg, "oft.target", [])
+    if not target:
+        yield problem("model-oft-target", "oft.target", "", "is empty: OFT would adapt no module",
+                      "all, or module names such as q_proj,v_proj", "oft.target=all")
+        return
+    explicit = [t for t in target if t != "all"]
+    facts = _facts(cfg) if explicit else None
+    modules = facts.modules() if facts is not None else None
+    if modules is None:
+        return
+    missing = modules.missing(explicit)
+    if missing:
+        yield problem("model-oft-target", "oft.target", target, f"{fmt(missing)}: no such module in {facts.ref}",
+                      f"its linear layers: {fmt(modules.linear)} (or all)",
+                      f"oft.target={','.join(m for m in explicit if m not in missing) or 'all'}")
+
+
 @rule("model-freeze-layers", keys=["freeze.trainable_layers", "freeze.use_llama_pro", "freeze.trainable_modules",
                                    "freeze.extra_modules", "model.name_or_path"],
       bad=[[T, "train.finetuning_type=freeze", "freeze.trainable_layers=3"],
