@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from llmpipe.config.flags import flag_table
+from llmpipe.config.validate import owned_trainer_field
 
 _TYPE_CHECKS = {
     "int": int,
@@ -31,6 +32,9 @@ def _problems_in(args: list[str]) -> list[str]:
             if flag is not None:
                 lines.append(f"'{key}' is a LLaMA-Factory flag; in llmpipe it is '{flag.param.path}'"
                              + (" (set it to false)" if flag.negated else ""))
+            elif owned_trainer_field(key) is not None:
+                lines.append(f"'{key}' is a field of transformers' TrainingArguments that llmpipe sets itself: use "
+                             f"{owned_trainer_field(key)}")
             else:
                 near = table.suggest(key)
                 lines.append(f"unknown key '{key}'" + (f"; did you mean: {', '.join(near)}" if near else ""))

@@ -53,7 +53,7 @@ def _rename(cfg: DictConfig, old: str, targets: dict[str, Any], notes: list[str]
         )]
     for path, value in targets.items():
         _set(cfg, path, value)
-    _set(cfg, old, None)
+    _set(cfg, old, {} if isinstance(old_value, (dict, DictConfig)) else None)   # a mapping field is unset when empty
     changed = ", ".join(f"{p}={v}" for p, v in targets.items())
     notes.append(f"{old}={old_value} is an older flag ({how}); using {changed}")
     return []
@@ -130,6 +130,41 @@ def _ktransformers(cfg, notes):
     )]
 
 
+def _gradient_checkpointing(cfg, notes):
+    on = bool(_get(cfg, "train.gradient_checkpointing"))
+    return _rename(cfg, "train.gradient_checkpointing", {"model.disable_gradient_checkpointing": not on}, notes,
+                   "transformers' switch; llmpipe checkpoints by default and model.disable_gradient_checkpointing "
+                   "turns it off")
+
+
+def _gradient_checkpointing_kwargs(cfg, notes):
+    kwargs = OmegaConf.to_container(_get(cfg, "train.gradient_checkpointing_kwargs")) or {}
+    other = sorted(set(kwargs) - {"use_reentrant"})
+    if other:
+        return [Problem(
+            "train.gradient_checkpointing_kwargs", kwargs,
+            f"llmpipe sets checkpointing from its own parameters, and {', '.join(other)} has none: only use_reentrant "
+            "(model.use_reentrant_gc) is translated", allowed='{"use_reentrant": true|false}',
+            fix="model.use_reentrant_gc=..., and model.gradient_checkpointing=full|attention|mlp for what is "
+                "recomputed", rule="translate")]
+    if "use_reentrant" not in kwargs:
+        _set(cfg, "train.gradient_checkpointing_kwargs", {})
+        notes.append("train.gradient_checkpointing_kwargs={} is an older flag with nothing to translate; ignoring it")
+        return []
+    return _rename(cfg, "train.gradient_checkpointing_kwargs",
+                   {"model.use_reentrant_gc": bool(kwargs["use_reentrant"])}, notes, "transformers' checkpointing options")
+
+
+def _group_by_length(cfg, notes):
+    if not _get(cfg, "train.group_by_length"):
+        _set(cfg, "train.group_by_length", None)
+        notes.append("train.group_by_length=false is an older flag with no effect (random sampling is the default);"
+                     " ignoring it")
+        return []
+    return _rename(cfg, "train.group_by_length", {"train.train_sampling_strategy": "group_by_length"}, notes,
+                   "removed in transformers 5")
+
+
 # (old path, predicate on its value, handler)
 _TRANSLATIONS: list[tuple[str, Callable[[Any], bool], Callable[[DictConfig, list[str]], list[Problem]]]] = [
     ("vision.image_resolution", lambda v: v is not None, _image_resolution),
@@ -141,6 +176,9 @@ _TRANSLATIONS: list[tuple[str, Callable[[Any], bool], Callable[[DictConfig, list
     ("train.save_safetensors", lambda v: v is not None, _save_safetensors),
     ("train.logging_dir", lambda v: v is not None, _logging_dir),
     ("infer.backend", lambda v: v == "ktransformers", _ktransformers),
+    ("train.gradient_checkpointing", lambda v: v is not None, _gradient_checkpointing),
+    ("train.gradient_checkpointing_kwargs", lambda v: bool(v), _gradient_checkpointing_kwargs),
+    ("train.group_by_length", lambda v: v is not None, _group_by_length),
 ]
 
 

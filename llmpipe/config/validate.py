@@ -105,9 +105,14 @@ def _unknown_keys(cfg: DictConfig) -> list[Problem]:
             if path in prefixes and isinstance(child, DictConfig):
                 walk(child, path)
                 continue
+            value = NO_VALUE if secret_like(path) else _shown(child)
+            owner = owned_trainer_field(path)
+            if owner is not None:
+                out.append(Problem(path, value, f"a field of transformers' TrainingArguments that llmpipe sets itself "
+                                   f"from {owner}", "", f"remove {path}; use {owner}", rule="unknown-key"))
+                continue
             close = table.suggest(path, n=1)
             fix = f"{close[0]}=..." if close else f"remove {path} (`llmpipe-tools explain {prefix}` lists the family)"
-            value = NO_VALUE if secret_like(path) else _shown(child)
             out.append(Problem(path, value, "not a parameter of llmpipe" + (f"; did you mean {close[0]}?" if close else ""),
                                "", fix, rule="unknown-key"))
 
@@ -116,6 +121,15 @@ def _unknown_keys(cfg: DictConfig) -> list[Problem]:
         if isinstance(node, DictConfig):
             walk(node, family)
     return out
+
+
+def owned_trainer_field(path: str) -> str | None:
+    """Where llmpipe takes the value of ``path`` from, when it names a field of transformers' training arguments
+    that llmpipe sets itself (``train.ddp_timeout`` -> launch.ddp_timeout); None otherwise."""
+    from llmpipe.config.families.trainer_fields import OWNED
+
+    family, _, leaf = path.partition(".")
+    return OWNED.get(leaf) if family == "train" else None
 
 
 def secret_like(path: str) -> bool:

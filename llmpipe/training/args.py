@@ -79,6 +79,13 @@ def training_arguments(cfg: Any, output_dir: Path, *, cls=None, **extra: Any):
     )
 
     kw.update(launch_arguments(cfg))
+    from llmpipe.config.families.trainer_fields import PASSTHROUGH, is_set
+
+    for name in PASSTHROUGH:   # the rest of transformers' own fields, set under train.*: passed as written
+        value = getattr(t, name, None)
+        if is_set(value):
+            kw[name] = dict(value) if isinstance(value, dict) else list(value) if isinstance(value, (list, tuple)) \
+                else value
     for old, new in (("gradient_checkpointing", "activation_checkpointing"),
                      ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs")):
         if old in extra:   # callers may still use the deprecated names; the new ones would win silently

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from llmpipe.config.meta import ListFlag, param
+from llmpipe.config.meta import ListFlag, OptionalListFlag, param  # noqa: F401  (OptionalListFlag: trainer fields)
 from llmpipe.config.train_stages import stage_names
 
 SCHEDULERS = (
@@ -191,3 +191,22 @@ class TrainConfig:
         None, "Extension point: extra Trainer callbacks as {_target_: module.Class, ...}; only allowlisted"
         " modules are accepted.", default_factory=list,
     )
+
+
+def _with_trainer_fields(core: type) -> type:
+    """The train family: llmpipe's own fields, then every other field of transformers' training arguments
+    (llmpipe.config.families.trainer_fields, generated from transformers' dataclass), typed the same way."""
+    import dataclasses
+
+    from llmpipe.config.families.trainer_fields import TrainerFields
+
+    extra = [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)
+              if f.default_factory is dataclasses.MISSING else
+              dataclasses.field(default_factory=f.default_factory, metadata=f.metadata))
+             for f in dataclasses.fields(TrainerFields)]
+    cls = dataclasses.make_dataclass("TrainConfig", extra, bases=(core,))
+    cls.__module__ = __name__   # pickled by name (spawned ranks); its string annotations resolve in this module
+    return cls
+
+
+TrainConfig = _with_trainer_fields(TrainConfig)  # type: ignore[misc]

@@ -17,5 +17,6 @@ from llmpipe.config.rules import (  # noqa: F401  (each module registers its rul
     run,
     safety,
     sft_losses,
+    trainer_fields,
     training,
 )

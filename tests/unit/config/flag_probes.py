@@ -127,12 +127,36 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "model.offload_folder": _QUANT_INFER + ("quantization.device_map=auto",),
     "quantization.device_map": _QUANT_INFER,
     "model.use_reentrant_gc": (),
+    # transformers' own training arguments that act only with another setting (rule trainer-field-context)
+    **{f"train.{k}": ("train.dataloader_num_workers=1",) for k in (
+        "dataloader_prefetch_factor", "dataloader_persistent_workers", "dataloader_multiprocessing_context")},
+    **{f"train.{k}": ("train.do_eval=true", "data.val_size=0.1") for k in (
+        "eval_delay", "eval_on_start", "eval_accumulation_steps", "prediction_loss_only", "eval_do_concat_batches",
+        "bf16_full_eval", "fp16_full_eval")},
+    **{f"train.{k}": ("launch.kind=ddp", "launch.nproc_per_node=2", "train.use_cpu=true") for k in (
+        "ddp_find_unused_parameters", "ddp_bucket_cap_mb", "ddp_broadcast_buffers", "ddp_static_graph",
+        "average_tokens_across_devices", "save_on_each_node", "log_on_each_node", "eval_use_gather_object")},
+    **{f"train.{k}": ("train.push_to_hub=true",) for k in (
+        "hub_model_id", "hub_strategy", "hub_private_repo", "hub_always_push", "hub_revision")},
+    **{f"train.{k}": ("train.report_to=trackio",) for k in (
+        "project", "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id")},
+    "train.greater_is_better": ("train.eval_strategy=steps", "data.val_size=0.1", "train.metric_for_best_model=eval_loss"),
     "serve": (),
     "run": (),
 }
 
 # --- the legal non-default value each parameter is set to (derived from the schema where this table is silent) -
 VALUES: dict[str, str] = {
+    # transformers' own training arguments: a value other than transformers' default
+    "train.optim_args": "'beta1=0.9'", "train.average_tokens_across_devices": "false",
+    "train.gradient_checkpointing": "false", "train.gradient_checkpointing_kwargs": "{use_reentrant:false}",
+    "train.group_by_length": "true", "train.torch_compile_backend": "inductor",
+    "train.log_on_each_node": "false", "train.logging_nan_inf_filter": "false", "train.project": "flag-effect",
+    "train.trackio_space_id": "'me/space'", "train.trackio_bucket_id": "'me/bucket'",
+    "train.trackio_static_space_id": "'me/static'", "train.eval_do_concat_batches": "false",
+    "train.hub_model_id": "'me/model'", "train.hub_revision": "v2", "train.accelerator_config": "{split_batches:true}",
+    "train.dataloader_pin_memory": "false", "train.dataloader_in_order": "false",
+    "train.train_sampling_strategy": "group_by_length", "train.skip_memory_metrics": "false",
     "model.name_or_path": "builtin:tiny-random",
     "model.adapter_name_or_path": "{files}/adapter",
     "model.adapter_folder": "sub",

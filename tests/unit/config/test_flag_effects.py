@@ -31,9 +31,16 @@ BASE = ["data.dataset=demo_sft", "train.do_train=true"]
 CPU = Environment(gpu_count=0)
 # A machine with a GPU and the optional engines: where a gpu_only value (or a GPU-only context) is accepted.
 GPU = Environment(gpu_count=1, available_packages=frozenset({
-    "vllm", "deepspeed", "bitsandbytes", "flash_attn", "liger_kernel", "unsloth", "galore_torch", "badam",
+    "trackio", "vllm", "deepspeed", "bitsandbytes", "flash_attn", "liger_kernel", "unsloth", "galore_torch", "badam",
     "adam_mini", "hqq", "eetq", "matplotlib", "tensorboard", "wandb", "auto_gptq", "gptqmodel", "optimum",
 }))
+
+
+@pytest.fixture(autouse=True)
+def online(monkeypatch):
+    """Judged as on a machine with the network (train.push_to_hub is refused offline; nothing here connects)."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture(scope="module")
