@@ -29,6 +29,13 @@ accepted and translated onto the current parameter before anything runs; the tra
 and recorded in the lock file. "Older document" gives the default of the older parameter document
 where the newer one changed it (the newer document wins).
 
+The train family ends with every other field of transformers' `TrainingArguments` (`train.torch_compile`,
+`train.neftune_noise_alpha`, `train.push_to_hub`, ...), typed from transformers' own dataclass: unset means
+transformers' default, and a set value is passed to the Trainer as written. Pre-flight refuses one that the
+run would ignore (no evaluation, one process, no push, `train.stage=ppo`, ...). The fields llmpipe sets itself
+(`deepspeed`, `ddp_timeout`, `resume_from_checkpoint`, ...) are refused with the parameter that owns them.
+After a transformers upgrade, `python -m llmpipe.tools.trainer_fields --write` brings its new fields in.
+
 The *acts in* column says where a value takes effect: the stages whose fingerprint reads it (a changed value
 re-runs them; `train (ppo)` = only the train stage of `train.stage=ppo`), then, after →, where the value
 arrives (TrainingArguments, the LoRA config, the data options, ...). **GPU only**: pre-flight refuses any
