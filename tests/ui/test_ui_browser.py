@@ -16,7 +16,7 @@ import pytest
 import yaml
 from ui_support import browser_or_skip, served, shot
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui_browser")]   # one worker runs the shared sweep
 
 SWEEP = ["-m", "+recipe=demo", "train.learning_rate=1e-3,3e-3", "train.max_steps=4", "data.max_samples=32",
          "train.logging_steps=1", "train.eval_strategy=no", "train.save_steps=2",
