@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from vlm_support import accuracy
+from vlm_support import accuracy, generate_from_images
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def run(tmp_path_factory):
     print(f"\nvlm_demo: {time.time() - t0:.0f}s")
     (load,) = (store / "load").iterdir()
     (train,) = (store / "train").iterdir()
-    return proc, load, train
+    return proc, load, train, cwd
 
 
 def test_the_tiny_vlm_learns_to_read_the_image(run):
@@ -37,7 +37,7 @@ def test_the_tiny_vlm_learns_to_read_the_image(run):
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
-    proc, load, train = run
+    proc, load, train, _ = run
     assert "image processor published next to the tokenizer" in proc.stdout
     assert (load / "tokenizer" / "preprocessor_config.json").is_file()
     source = json.loads((load / "source.json").read_text())["model"]
@@ -56,9 +56,23 @@ def test_vision_tower_stayed_frozen_and_the_merger_trained(run):
     """The recipe's switches: LoRA on the language model, the merger trained whole, the tower untouched."""
     from safetensors import safe_open
 
-    _, _, train = run
+    _, _, train, _ = run
     with safe_open(str(Path(train) / "adapter" / "adapter_model.safetensors"), "pt") as f:
         names = list(f.keys())
     assert any(".merger." in n for n in names)
     assert any(".language_model." in n and "lora_A" in n for n in names)
     assert not any(".visual.blocks." in n or ".patch_embed." in n for n in names)
+
+
+def test_the_export_reloads_with_transformers_classes_and_answers_from_the_image(run):
+    """The recipe merges and exports to exports/vlm_demo: the folder carries the image processor, reloads with
+    AutoModelForImageTextToText / AutoTokenizer / AutoImageProcessor, and names the colour of held-out images."""
+    from llmpipe.data.mm_media import open_image, to_png
+    from llmpipe.resources import folder
+
+    export = run[3] / "exports" / "vlm_demo"
+    assert (export / "preprocessor_config.json").is_file()
+    rows = json.loads((folder("data") / "vlm_colours_eval.json").read_text())[:8]
+    answers = generate_from_images(export, [to_png(open_image(r["images"][0])) for r in rows])
+    right = sum(a.strip().startswith(r["messages"][1]["content"]) for a, r in zip(answers, rows))
+    assert right >= 6, list(zip(answers, [r["messages"][1]["content"] for r in rows]))

@@ -57,9 +57,11 @@ def accuracy(model, load_dir: Path, blank: bool = False) -> float:
         right += sum(int(p == t) for p, t in zip(pred, truth))
     return right / len(ev)
 
-def generate_from_image(folder: Path, png: bytes, question: str = "<image>What colour is the shape?") -> str:
+
+def generate_from_images(folder: Path, pngs: list[bytes], question: str = "<image>What colour is the shape?"
+                         ) -> list[str]:
     """Reload an exported VLM with transformers' own classes (model, tokenizer, image processor: no llmpipe code)
-    and answer ``question`` about the image greedily."""
+    and answer ``question`` about each image greedily."""
     import torch
     from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
@@ -68,14 +70,18 @@ def generate_from_image(folder: Path, png: bytes, question: str = "<image>What c
     model = AutoModelForImageTextToText.from_pretrained(str(folder)).eval()
     tok = AutoTokenizer.from_pretrained(str(folder))
     proc = AutoImageProcessor.from_pretrained(str(folder))
-    px = proc(images=[from_png(png)], return_tensors="pt")
-    n = int(px["image_grid_thw"].prod()) // proc.merge_size ** 2
-    text = question.replace("<image>", "<|vision_start|>" + "<|image_pad|>" * n + "<|vision_end|>")
-    prompt = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
-    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
-    mm = (ids == model.config.image_token_id).long()
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=mm,
-                             pixel_values=px["pixel_values"], image_grid_thw=px["image_grid_thw"],
-                             max_new_tokens=4, do_sample=False)
-    return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    out = []
+    for png in pngs:
+        px = proc(images=[from_png(png)], return_tensors="pt")
+        n = int(px["image_grid_thw"].prod()) // proc.merge_size ** 2
+        text = question.replace("<image>", "<|vision_start|>" + "<|image_pad|>" * n + "<|vision_end|>")
+        prompt = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        mm = (ids == model.config.image_token_id).long()
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=mm,
+                                 pixel_values=px["pixel_values"], image_grid_thw=px["image_grid_thw"],
+                                 max_new_tokens=4, do_sample=False)
+        out.append(tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
+    return out
