@@ -64,7 +64,11 @@ DESTINATIONS: dict[str, str] = {
     "train.do_train": "stage plan", "train.do_eval": "stage plan", "train.do_predict": "stage plan",
     "train.predict_with_generate": "stage plan", "train.finetuning_type": "stage plan",
     "train.pure_bf16": "training dtype", "train.callbacks": "Trainer callbacks",
-    "train.early_stopping_steps": "Trainer callbacks", "train.logging_dir": "tracker log folder",
+    "train.early_stopping_steps": "Trainer callbacks",
+    **{f"train.{k}": "Trainer callbacks" for k in (
+        "enable_torch_profiler", "profiler_output_dir", "profiler_wait_steps", "profiler_warmup_steps",
+        "profiler_active_steps", "profiler_repeat", "profiler_record_shapes", "profiler_profile_memory",
+        "profiler_with_stack", "profile_modules")}, "train.logging_dir": "tracker log folder",
     "lora": "LoRA config",
     "oft": "OFT config",
     "freeze": "trainable parameters (freeze)",

@@ -89,4 +89,6 @@ def trainer_callbacks(obj, log: Callable[[str], None]) -> list:
         stopping = [EarlyStoppingCallback(early_stopping_patience=int(obj.train.early_stopping_steps))]
         log(f"early stopping: after {obj.train.early_stopping_steps} evaluations without a better "
             f"{obj.train.metric_for_best_model}")
-    return [ProgressCallback(log), NonFiniteLossGuard(obj), *stopping, *user]
+    from llmpipe.training.profiling import profiling_callbacks
+
+    return [ProgressCallback(log), NonFiniteLossGuard(obj), *stopping, *profiling_callbacks(obj, log), *user]

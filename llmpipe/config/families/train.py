@@ -187,6 +187,34 @@ class TrainConfig:
     )
     tf32: Optional[bool] = param(None, "TF32 matmuls on Ampere+ GPUs (unset = torch default).", seed="tf32", gpu_only=True)
     pure_bf16: bool = param(False, "Train purely in bf16 (weights in bf16, no AMP).", seed="pure_bf16")
+    # profiling (LLaMA-Factory's profiler arguments; llmpipe.training.profiling)
+    enable_torch_profiler: bool = param(
+        False, "Record the training steps with torch.profiler (traces for TensorBoard's profiler plugin).",
+        seed="enable_torch_profiler", volatile=True,
+    )
+    profiler_output_dir: Optional[str] = param(
+        None, "Folder of the profiler traces (unset = profiler/ in the train stage's checkpoints folder).",
+        seed="profiler_output_dir", volatile=True,
+    )
+    profiler_wait_steps: int = param(1, "Profiler: steps skipped at the start of each cycle.",
+                                     seed="profiler_wait_steps", ge=0, volatile=True)
+    profiler_warmup_steps: int = param(1, "Profiler: warm-up steps of each cycle (traced, not recorded).",
+                                       seed="profiler_warmup_steps", ge=0, volatile=True)
+    profiler_active_steps: int = param(1, "Profiler: steps recorded in each cycle.", seed="profiler_active_steps",
+                                       ge=1, volatile=True)
+    profiler_repeat: int = param(1, "Profiler: cycles (0 = until training ends).", seed="profiler_repeat", ge=0,
+                                 volatile=True)
+    profiler_record_shapes: bool = param(True, "Profiler: record the shapes of the operators' inputs.",
+                                         seed="profiler_record_shapes", volatile=True)
+    profiler_profile_memory: bool = param(True, "Profiler: record tensor memory allocation.",
+                                          seed="profiler_profile_memory", volatile=True)
+    profiler_with_stack: bool = param(True, "Profiler: record the Python stack of each operator.",
+                                      seed="profiler_with_stack", volatile=True)
+    profile_modules: OptionalListFlag = param(
+        None, "Forward time of the modules whose names match these patterns (fnmatch, comma-separated, e.g."
+        " 'model.layers.*.mlp'): CUDA events on a GPU, the wall clock on the CPU; logged and written to"
+        " module_times.json.", seed="profile_modules", list_sep=",", volatile=True,
+    )
     callbacks: List[Any] = param(
         None, "Extension point: extra Trainer callbacks as {_target_: module.Class, ...}; only allowlisted"
         " modules are accepted.", default_factory=list,

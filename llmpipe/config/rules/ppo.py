@@ -195,3 +195,16 @@ def ppo_launch(cfg, env):
         yield problem("ppo-launch", "launch.kind", kind, "the PPO loop runs in one process on one device and does not "
                       "synchronise ranks (DeepSpeed, FSDP or several processes would train unrelated copies)",
                       "launch=local, or one process", "launch=local (PPO uses the GPU when there is one)")
+
+
+@rule("ppo-profiler", keys=["train.stage", "train.enable_torch_profiler", "train.profile_modules"],
+      bad=[PPO + ["train.enable_torch_profiler=true"], PPO + ["train.profile_modules='model.layers.*'"]],
+      good=[PPO, ["train.enable_torch_profiler=true"]])
+def ppo_profiler(cfg, env):
+    """The profilers are callbacks of the Trainer, and llmpipe's PPO loop runs without one."""
+    if stage(cfg) != "ppo":
+        return
+    for key in ("train.enable_torch_profiler", "train.profile_modules"):
+        if get(cfg, key):
+            yield problem("ppo-profiler", key, get(cfg, key), "profiles the Trainer's steps, and the PPO loop runs "
+                          "without a Trainer", "off for train.stage=ppo", f"remove {key}")

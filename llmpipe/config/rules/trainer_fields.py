@@ -126,3 +126,25 @@ def pin_memory(cfg, env):
         yield problem("trainer-pin-memory", "train.dataloader_pin_memory", value, "pins host memory for copies to a "
                       "CUDA GPU, and this machine has none (transformers never pins here)", "unset without a GPU",
                       "remove train.dataloader_pin_memory")
+
+
+_PROFILER = ("profiler_output_dir", "profiler_wait_steps", "profiler_warmup_steps", "profiler_active_steps",
+             "profiler_repeat", "profiler_record_shapes", "profiler_profile_memory", "profiler_with_stack")
+
+
+@rule("train-profiler-off", keys=["train.enable_torch_profiler"] + [f"train.{k}" for k in _PROFILER],
+      bad=[["train.profiler_active_steps=3"], ["train.profiler_with_stack=false"]],
+      good=[["train.enable_torch_profiler=true", "train.profiler_active_steps=3"], []])
+def profiler_off(cfg, env):
+    """The profiler's settings act only with train.enable_torch_profiler=true."""
+    if get(cfg, "train.enable_torch_profiler"):
+        return
+    from llmpipe.config.flags import flag_table
+
+    table = flag_table()
+    for name in _PROFILER:
+        path = f"train.{name}"
+        if get(cfg, path) != table.default(path):
+            yield problem("train-profiler-off", path, get(cfg, path), "is a setting of the torch profiler, which is "
+                          "off", "with train.enable_torch_profiler=true", "train.enable_torch_profiler=true, or "
+                          f"remove {path}")

@@ -127,6 +127,9 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "model.offload_folder": _QUANT_INFER + ("quantization.device_map=auto",),
     "quantization.device_map": _QUANT_INFER,
     "model.use_reentrant_gc": (),
+    **{f"train.{k}": ("train.enable_torch_profiler=true",) for k in (
+        "profiler_output_dir", "profiler_wait_steps", "profiler_warmup_steps", "profiler_active_steps",
+        "profiler_repeat", "profiler_record_shapes", "profiler_profile_memory", "profiler_with_stack")},
     # transformers' own training arguments that act only with another setting (rule trainer-field-context)
     **{f"train.{k}": ("train.dataloader_num_workers=1",) for k in (
         "dataloader_prefetch_factor", "dataloader_persistent_workers", "dataloader_multiprocessing_context")},
@@ -157,6 +160,7 @@ VALUES: dict[str, str] = {
     "train.hub_model_id": "'me/model'", "train.hub_revision": "v2", "train.accelerator_config": "{split_batches:true}",
     "train.dataloader_pin_memory": "false", "train.dataloader_in_order": "false",
     "train.train_sampling_strategy": "group_by_length", "train.skip_memory_metrics": "false",
+    "train.profiler_output_dir": "flag-effect-profile", "train.profile_modules": "'model.layers.*'",
     "model.name_or_path": "builtin:tiny-random",
     "model.adapter_name_or_path": "{files}/adapter",
     "model.adapter_folder": "sub",
@@ -606,7 +610,7 @@ def train_dtype(case: Case) -> Any:
 def callbacks(case: Case) -> Any:
     from llmpipe.training.progress import trainer_callbacks
 
-    return [[type(cb).__name__, getattr(cb, "early_stopping_patience", None)]
+    return [[type(cb).__name__, getattr(cb, "early_stopping_patience", None), _jsonable(getattr(cb, "settings", None))]
             for cb in trainer_callbacks(case.obj, lambda _m: None)]
 
 

@@ -23,6 +23,7 @@ def test_the_list_flags_are_the_comma_separated_parameters():
         "model.add_tokens", "model.add_special_tokens", "model.new_special_tokens", "lora.target",
         "lora.additional_target", "freeze.trainable_modules", "freeze.extra_modules", "galore.target",
         "pref.ref_model_adapters", "ppo.reward_model_adapters", "train.report_to", "train.debug", "apollo.target",
+        "train.profile_modules",
         "oft.target",
     }
     for path in list_flags():   # the schema keeps a string; the field's hint names the convention
