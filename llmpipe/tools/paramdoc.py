@@ -68,7 +68,8 @@ DESTINATIONS: dict[str, str] = {
     **{f"train.{k}": "Trainer callbacks" for k in (
         "enable_torch_profiler", "profiler_output_dir", "profiler_wait_steps", "profiler_warmup_steps",
         "profiler_active_steps", "profiler_repeat", "profiler_record_shapes", "profiler_profile_memory",
-        "profiler_with_stack", "profile_modules")}, "train.logging_dir": "tracker log folder",
+        "profiler_with_stack", "profile_modules")},
+    "train.logging_dir": "tracker log folder",
     "lora": "LoRA config",
     "oft": "OFT config",
     "freeze": "trainable parameters (freeze)",
