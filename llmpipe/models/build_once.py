@@ -39,3 +39,16 @@ def build_once(models: Path, folder: str, build: Callable[[Path], None], manifes
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return final
+
+
+def save_quietly(model, out: Path) -> None:
+    """``model.save_pretrained(out)`` without transformers' progress bars (a build's console stays quiet)."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -118,15 +118,9 @@ def build_into(name: str, out_dir: str | Path, cache_root: str | Path) -> Path:
     model.generation_config = GenerationConfig(bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
                                                pad_token_id=c.pad_token_id)
     model.eval()
-    from transformers.utils import logging as hf_logging
+    from llmpipe.models.build_once import save_quietly
 
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(out)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    save_quietly(model, out)
     tok.save_pretrained(out)
     image_processor(spec).save_pretrained(out)
     (out / MARKER).write_text(json.dumps({"name": name, "base": BASE}, indent=2) + "\n")
