@@ -53,3 +53,18 @@ def asft_sharded(cfg, env):
                       f"cannot be made of a sharded one (launch.kind={launch_kind(cfg)})",
                       "ASFT with LoRA/OFT, or full/freeze without ZeRO-3/FSDP",
                       "train.finetuning_type=lora, or launch=deepspeed_z2")
+
+
+@rule("sft-loss-label-smoothing", keys=[*LOSSES, "train.label_smoothing_factor"],
+      bad=[["train.use_dft_loss=true", "train.label_smoothing_factor=0.1"]],
+      good=[["train.use_dft_loss=true"], ["train.label_smoothing_factor=0.1"]])
+def label_smoothing(cfg, env):
+    """The Trainer applies label smoothing only to its own cross-entropy; a DFT/ASFT/EAFT loss replaces that
+    loss, so the smoothing would be dropped without a word."""
+    factor = get(cfg, "train.label_smoothing_factor") or 0.0
+    for key in _on(cfg)[:1]:
+        if factor > 0:
+            yield problem("sft-loss-label-smoothing", "train.label_smoothing_factor", factor,
+                          f"smooths the Trainer's own cross-entropy, which {key} replaces",
+                          f"train.label_smoothing_factor unset or 0 with {key}",
+                          f"train.label_smoothing_factor=null, or {key}=false")
