@@ -34,23 +34,29 @@ class Family:
     vision_end: str = "<|vision_end|>"
 
 
+def _module(*parts: str) -> str:
+    """A dotted module name (kept apart from config paths such as model.*, which read alike)."""
+    return ".".join(parts)
+
+
 FAMILIES = {
-    "qwen2_vl": Family("qwen2_vl", vision=("model.visual.patch_embed", "model.visual.blocks"),
-                       projector=("model.visual.merger",), language=("model.language_model", "lm_head")),
+    "qwen2_vl": Family("qwen2_vl", vision=(_module("model", "visual", "patch_embed"), _module("model", "visual", "blocks")),
+                       projector=(_module("model", "visual", "merger"),),
+                       language=(_module("model", "language_model"), "lm_head")),
 }
 
 
-def _get(config: Any, key: str):
+def _field(config: Any, key: str):
     return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
 
 
 def is_vlm_config(config: Any) -> bool:
     """Whether a model config (object or config.json dict) describes a vision-language model."""
-    return _get(config, "vision_config") is not None
+    return _field(config, "vision_config") is not None
 
 
 def model_type(config: Any) -> str:
-    return str(_get(config, "model_type") or "?")
+    return str(_field(config, "model_type") or "?")
 
 
 def family(config: Any) -> Family:

@@ -69,14 +69,15 @@ def _copy_language_model(vl, lm) -> None:
     src = lm.state_dict()
     dst = vl.model.language_model
     with torch.no_grad():
-        emb = src["model.embed_tokens.weight"]
+        embed_key = ".".join(("model", "embed_tokens", "weight"))   # a module path, not a config path
+        emb = src[embed_key]
         new = dst.embed_tokens.weight
         new[: emb.shape[0]] = emb
         new[emb.shape[0]:] = emb.mean(0, keepdim=True)   # vision tokens start at the mean embedding
         for k, v in src.items():
-            if not k.startswith("model.") or k == "model.embed_tokens.weight":
+            if not k.startswith("model" + ".") or k == embed_key:
                 continue
-            dst.get_parameter(k[len("model."):]).copy_(v)
+            dst.get_parameter(k.split(".", 1)[1]).copy_(v)
         for layer in dst.layers:
             for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                 proj.bias.zero_()
