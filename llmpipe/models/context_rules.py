@@ -22,6 +22,21 @@ def context_length(config: dict) -> int | None:
     return None
 
 
+def _builtin_folder(ref: str) -> bool:
+    """A built-in model's folder given by its path (it carries llmpipe-builtin.json)."""
+    from pathlib import Path
+
+    import json
+
+    path = Path(ref).expanduser()
+    if (path / "llmpipe-builtin.json").is_file():
+        return True
+    try:   # builtin:tiny's folder: its completion manifest names it
+        return str(json.loads((path / "_COMPLETE").read_text()).get("name", "")).startswith("builtin:")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 @rule("model-cutoff-context", keys=["data.cutoff_len", "model.rope_scaling", "model.name_or_path"],
       bad=[["model.name_or_path=llmpipe-test/cached", "data.cutoff_len=4096"]],
       good=[["model.name_or_path=llmpipe-test/cached", "data.cutoff_len=1024"],
@@ -34,7 +49,7 @@ def cutoff_context(cfg, env):
     from llmpipe.models.rules import _facts
 
     ref = str(get(cfg, "model.name_or_path", "") or "")
-    if not ref or tiny.is_builtin(ref) or get(cfg, "model.rope_scaling"):
+    if not ref or tiny.is_builtin(ref) or get(cfg, "model.rope_scaling") or _builtin_folder(ref):
         return
     facts = _facts(cfg)
     n = context_length(facts.config) if facts is not None else None

@@ -91,7 +91,9 @@ def build_into(name: str, out_dir: str | Path, cache_root: str | Path) -> Path:
     from llmpipe.models import tiny
 
     spec = SPECS[name]
-    base = tiny.ensure_builtin(BASE, cache_root)   # llmpipe.models.builtin built it first
+    base = tiny.models_dir(cache_root) / tiny.folder_name(BASE)   # llmpipe.models.builtin built it first
+    if not (base / tiny.COMPLETE).is_file():
+        raise RuntimeError(f"{BASE} must be built before {name} (llmpipe.models.builtin.ensure_builtin does both)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok = PreTrainedTokenizerFast.from_pretrained(str(base))

@@ -48,10 +48,12 @@ def world(tmp_path_factory):
 
 
 def _finished(world) -> None:
-    out, _ = world["proc"].communicate(timeout=900)
+    """Wait for the sweep and the failing run (once; later calls reuse what they printed)."""
+    if "outputs" not in world:
+        world["outputs"] = [p.communicate(timeout=900)[0] for p in (world["proc"], world["failing"])]
+    out, failed = world["outputs"]
     assert world["proc"].returncode == 0, out[-4000:]
-    out, _ = world["failing"].communicate(timeout=900)
-    assert world["failing"].returncode != 0 and "diverged" in out, out[-4000:]
+    assert world["failing"].returncode != 0 and "diverged" in failed, failed[-4000:]
 
 
 def _page(world, width: int = 1400, height: int = 900):
@@ -119,6 +121,7 @@ def test_runs_list_and_a_run_page(world):
 
 
 def test_a_failed_run_shows_its_error(world):
+    _finished(world)   # the failing run must have failed (under load it can still be running)
     page, errors = _page(world)
     page.goto(world["base"] + "/")
     page.click("#runs tbody tr:has(.b-bad) td:nth-child(3) a")

@@ -26,6 +26,8 @@ def restored_logging():
     saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate, logging.getLogger(n).level)
              for n in names}
     show, filters = warnings.showwarning, list(warnings.filters)
+    for n in names:   # as in a fresh process: an in-process run earlier in this worker may have raised their levels
+        logging.getLogger(n).setLevel(logging.NOTSET)
     yield
     for n, (handlers, propagate, level) in saved.items():
         logger = logging.getLogger(n)

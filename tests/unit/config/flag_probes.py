@@ -816,7 +816,7 @@ def kto(case: Case) -> Any:
 
     real = pref_common.trl_config
     ctx = SimpleNamespace(obj=case.obj, load_dir=case.workdir, cache_root=case.workdir, work=Path("flag-effect-kto"),
-                          out=case.workdir, job_dir=None, log=lambda _m: None)
+                          out=case.workdir, job_dir=None, reference_dir=None, log=lambda _m: None)
     patches = [(causal, "load_saved_tokenizer", lambda *_a: None), (causal, "prepare_model", lambda *_a: None),
                (published, "open_published", lambda *_a: (None, None)), (published, "read_source", lambda *_a: "base"),
                (ref, "load_reference", lambda *_a, **_k: None), (pref_common, "trl_config", trl_config)]

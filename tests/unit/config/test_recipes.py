@@ -26,7 +26,8 @@ def test_recipe_opens_with_its_command(name):
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_validates_offline_with_tiny(name):
-    cfg = compose([f"+recipe={name}", "model=tiny"])
+    tiny = "tiny_vl" if name.startswith("vlm") else "tiny"   # a vision recipe needs the tiny vision-language model
+    cfg = compose([f"+recipe={name}", f"model={tiny}"])
     validated, problems = validate(cfg)
     assert not problems, problems
     assert not plan_problems(validated.cfg)

@@ -54,6 +54,7 @@ def _ppo_loop(experience, loss: float):
     loop.cfg = types.SimpleNamespace(train=types.SimpleNamespace(learning_rate=1.0, max_grad_norm=1.0, fp16=False,
                                                                  logging_steps=1, save_strategy="no", save_steps=0))
     loop.ctx = types.SimpleNamespace(log=lambda s: None)
+    loop.acc = types.SimpleNamespace(log=lambda values, step: None)   # the Accelerator's tracker logging
     loop.step, loop.steps, loop.batch, loop.history = 0, 3, 4, []
     loop.kl = types.SimpleNamespace(value=0.2, update=lambda kl, n: None)
     loop.scheduler = types.SimpleNamespace(get_last_lr=lambda: [1.0])
