@@ -24,10 +24,11 @@ demo: $(STAMP)
 
 # Two workers (pytest-xdist): many tests wait on subprocesses and I/O, so the 2-core suite takes ~16 min
 # instead of ~21 serially. `make test PYTEST_WORKERS=0` runs it in one process.
-# --dist loadgroup: tests marked xdist_group("name") share one worker (the UI browser tests share one sweep).
+# --dist loadfile: each test file runs on one worker, so a module's shared fixture (a trained store, a sweep) is
+# built once, not once per worker.
 PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # `make bench BENCH_ARGS="--quick"`: llmpipe vs LLaMA-Factory (docs/bench.md); LF gets its own venv in bench/.lfvenv
 $(VENV)/.llmpipe-bench: $(STAMP)
