@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from llmpipe.models import tiny
@@ -122,18 +119,11 @@ def build_model(name: str):
 
 def build_into(name: str, out_dir: str | Path) -> Path:
     """Save zoo model ``name`` with the shared tokenizer into ``out_dir`` (no caching, no locking)."""
-    from transformers.utils import logging as hf_logging
+    from llmpipe.models.build_once import save_quietly
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = build_model(name)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(out)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    save_quietly(build_model(name), out)
     tiny.build_tokenizer(TOKENIZER_OF).save_pretrained(out)
     (out / MARKER_FILE).write_text(json.dumps({"name": name, "model_type": SPECS[name][0]}, indent=2) + "\n")
     return out
@@ -141,31 +131,9 @@ def build_into(name: str, out_dir: str | Path) -> Path:
 
 def ensure(name: str, cache_root: str | Path) -> Path:
     """The folder of zoo model ``name`` under the built-in models' folder, built on first use (a temp folder
-    moved into place with os.replace, under a file lock; a leftover without the completion marker is rebuilt)."""
-    from filelock import FileLock
+    moved into place, under a file lock; a leftover without the completion marker is rebuilt)."""
+    from llmpipe.models.build_once import build_once
 
-    models = tiny.models_dir(cache_root)
-    final = models / folder_name(name)
-    if (final / tiny.COMPLETE).is_file():
-        return final
-    models.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(models / f".{final.name}.lock")):
-        if (final / tiny.COMPLETE).is_file():
-            return final
-        shutil.rmtree(final, ignore_errors=True)
-        for stale in models.glob(f".{final.name}.tmp-*"):   # killed builds (nobody else builds under this lock)
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=models))
-        try:
-            build_into(name, tmp)
-            manifest = {"name": name, "hash": content_hash(name), "zoo": ZOO_VERSION}
-            (tmp / tiny.COMPLETE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            for f in tmp.iterdir():
-                f.chmod(0o644)
-            tmp.chmod(0o755)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return final
+    manifest = {"name": name, "hash": content_hash(name), "zoo": ZOO_VERSION}
+    return build_once(tiny.models_dir(cache_root), folder_name(name), lambda tmp: build_into(name, tmp), manifest)
 
