@@ -130,6 +130,13 @@ def explain_one(name: str) -> tuple[list[str], str | None]:
     fam = family_lines(table, name.strip().rstrip("."))
     if fam:
         return fam, None
+    from llmpipe.tools.import_lf_keys import classify
+
+    known = classify(name.strip().lstrip("-").replace("-", "_"))
+    if known is not None:  # a LLaMA-Factory key without an llmpipe parameter of its own
+        what, why = known
+        return [f"(no llmpipe parameter: LLaMA-Factory's {name.strip()} is {what} by import-llamafactory)",
+                f"  {'reason:' if what != 'translated' else 'becomes:':<13}{why}"], None
     near = table.suggest(name)
     hint = f"; closest: {', '.join(near)}" if near else "; no close match (llmpipe-tools docs lists every parameter)"
     return [], f"unknown parameter '{name}'{hint}"

@@ -18,6 +18,25 @@ NO_EQUIVALENT = {
                        " unchanged one reused",
 }
 
+# keys ``translate`` rewrites, and how (for ``classify`` / ``llmpipe-tools explain``)
+TRANSLATED = {
+    "gradient_checkpointing": "the negation of model.disable_gradient_checkpointing",
+    "gradient_checkpointing_kwargs": "{use_reentrant: x} -> model.use_reentrant_gc=x (other torch checkpoint"
+                                     " options are refused)",
+    "fsdp_transformer_layer_cls_to_wrap": "launch.fsdp_config {transformer_layer_cls_to_wrap: [...]}",
+    # v1 (USE_V1=1) training keys
+    "enable_activation_checkpointing": "the negation of model.disable_gradient_checkpointing",
+    "batching_workers": "train.dataloader_num_workers",
+    "dist_timeout": "launch.ddp_timeout",
+    "save_epochs": "1 -> train.save_strategy=epoch (other values are refused: the Trainer saves every epoch"
+                   " or every train.save_steps steps)",
+    "save_ckpt_as_hf": "dropped: llmpipe's checkpoints are Hugging Face folders already",
+    "dp_size": "null or the number of ranks: dropped (llmpipe's data-parallel size is always the number of ranks);"
+               " other values are refused",
+    "mp_replicate_size": "1: dropped (no replicate groups); other values are refused",
+    "mp_shard_size": "null: dropped (launch=fsdp shards over every rank); other values are refused",
+}
+
 # (pattern of LLaMA-Factory keys, reason llmpipe has no such parameter). A key that matches is dropped with a
 # note when its value asks for nothing (false, null, 0, "", "none"); any other value is refused.
 _UNSUPPORTED: list[tuple[str, str]] = [
@@ -25,11 +44,20 @@ _UNSUPPORTED: list[tuple[str, str]] = [
      r"|recompute_.*|overlap_.*|use_distributed_optimizer|bias_activation_fusion|apply_rope_fusion"
      r"|moe_.*_dispatcher.*|moe_grouped_gemm|moe_layer_recompute|moe_token_dispatcher_type|mca_.*|megatron_.*"
      r"|use_mca|use_packed_sequences|context_parallel_size|calculate_per_token_loss|account_for_.*_in_pipeline_split|decoder_.*_pipeline_stage"
-     r"|export_hf_on_finish|optimizer_cpu_offload|use_precision_aware_optimizer|moe_router_.*"),
+     r"|export_hf_on_finish|optimizer_cpu_offload|use_precision_aware_optimizer|moe_router_.*"
+     r"|use_megatron_bridge|masked_softmax_fusion|cross_entropy_loss_fusion|mixed_precision|extra_config"),
      ("Megatron-Core / Megatron-Bridge training (USE_MCA / USE_MEGATRON_BRIDGE) is not an llmpipe back-end;"
      " llmpipe trains with the Hugging Face Trainer under torchrun, DeepSpeed or FSDP (launch=...)")),
     ((r"use_kt|kt_.*|cpu_infer|chunk_size"),
      ("KTransformers (CPU/GPU hybrid MoE kernels) is not an llmpipe back-end")),
+    ((r"use_hyper_parallel|hyper_parallel_.*"),
+     ("the hyper_parallel package's FSDP/TP/context-parallel trainer is not an llmpipe back-end; llmpipe shards"
+     " with launch=fsdp or launch=deepspeed_* (ZeRO) under torchrun")),
+    ((r"sglang_config|sglang_lora_backend"),
+     ("llmpipe has no SGLang engine (infer.backend: huggingface or vllm); export the model (export.dir=...) and"
+     " start SGLang's own server on it")),
+    ((r"download_mode"),
+     ("llmpipe never downloads evaluation data: it reads local or bundled files (offline by design)")),
     ((r"use_v1_kernels"),
      ("LLaMA-Factory's own v1 kernel set (Ascend NPU fused ops) has no llmpipe counterpart;"
      " llmpipe uses the attention the model's config selects (model.flash_attn)")),
@@ -45,6 +73,14 @@ _UNSUPPORTED: list[tuple[str, str]] = [
      ("the trainer profiler is not in llmpipe yet")),
     ((r"gradient_checkpointing_kwargs"),
      ("of torch's checkpoint options only use_reentrant has an llmpipe parameter (model.use_reentrant_gc)")),
+    ((r"dp_size|mp_replicate_size|mp_shard_size"),
+     ("llmpipe has no device mesh of its own: every rank is a data-parallel rank, and launch=fsdp shards over all"
+     " of them (hybrid replicate/shard groups are not in llmpipe)")),
+    ((r"save_epochs"),
+     ("the Trainer saves every epoch (train.save_strategy=epoch) or every train.save_steps steps")),
+    ((r"custom_chat_template"),
+     ("llmpipe formats conversations with named templates (data.template), which its data checks know;"
+     " a free Jinja string is not accepted")),
     ((r"data_shared_file_system"),
      ("llmpipe prepares data once, in the load stage, on the main process")),
 ]
@@ -57,6 +93,22 @@ def unsupported(key: str) -> str | None:
         if pattern.match(key):
             return why
     return None
+
+
+def classify(key: str) -> tuple[str, str] | None:
+    """What llmpipe does with LLaMA-Factory's ``key``: ``("mapped", path)``, ``("translated", how)``,
+    ``("dropped", why)`` or ``("refused", why)``; None when llmpipe does not know the key."""
+    from llmpipe.config.flags import flag_table
+
+    ref = flag_table().lookup(key)
+    if ref is not None:
+        return "mapped", ref.param.path
+    if key in TRANSLATED:
+        return "translated", TRANSLATED[key]
+    if key in NO_EQUIVALENT:
+        return "dropped", NO_EQUIVALENT[key]
+    why = unsupported(key)
+    return ("refused", why) if why is not None else None
 
 
 def asks_nothing(value: Any) -> bool:
@@ -73,6 +125,21 @@ def translate(key: str, value: Any, notes: list[str]) -> list[tuple[str, Any]] |
     if key == "gradient_checkpointing_kwargs" and isinstance(value, dict) and set(value) == {"use_reentrant"}:
         notes.append(f"{key}: {value} -> model.use_reentrant_gc: {value['use_reentrant']}")
         return [("model.use_reentrant_gc", value["use_reentrant"])]
+    if key == "enable_activation_checkpointing" and isinstance(value, bool):
+        notes.append(f"{key}: {value} -> model.disable_gradient_checkpointing: {not value}")
+        return [("model.disable_gradient_checkpointing", not value)]
+    simple = {"batching_workers": "train.dataloader_num_workers", "dist_timeout": "launch.ddp_timeout"}
+    if key in simple and isinstance(value, int) and not isinstance(value, bool):
+        notes.append(f"{key}: {value} -> {simple[key]}: {value}")
+        return [(simple[key], value)]
+    if key == "save_epochs" and value == 1:
+        notes.append(f"{key}: 1 -> train.save_strategy: epoch")
+        return [("train.save_strategy", "epoch")]
+    if (key == "save_ckpt_as_hf" and isinstance(value, bool)) or (key in ("dp_size", "mp_shard_size", "save_epochs")
+                                                               and value is None) \
+            or (key == "mp_replicate_size" and value in (1, None)):
+        notes.append(f"{key}: {value!r} dropped: {TRANSLATED[key]}")
+        return []
     if key == "fsdp_transformer_layer_cls_to_wrap" and value:
         layers = value if isinstance(value, list) else [v.strip() for v in str(value).split(",")]
         notes.append(f"{key}: {value} -> launch.fsdp_config: {{transformer_layer_cls_to_wrap: {layers}}} (the"

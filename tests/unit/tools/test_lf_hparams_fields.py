@@ -1,0 +1,59 @@
+"""Every user-settable field of LLaMA-Factory's argument dataclasses (v0 hparams/ and v1 config/, listed in
+tests/fixtures/lf/hparams_fields.txt with the commit they were read at) has an llmpipe answer: a parameter, a
+translation, or a refusal with its reason, and ``llmpipe-tools explain`` shows it. A field that loses its
+mapping, or a newer LLaMA-Factory field added to the list, fails here until it has one."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmpipe.tools import import_lf_v1
+from llmpipe.tools.explain import explain_one
+from llmpipe.tools.import_lf_keys import classify
+
+FIELDS = Path(__file__).resolve().parents[2] / "fixtures" / "lf" / "hparams_fields.txt"
+# the evaluation stage's flags (issue 16, the multiple-choice evaluation part): mapped by that work
+EVALUATION_PENDING = {"task", "task_dir", "n_shot", "lang", "save_dir", "batch_size"}
+
+
+def _fields(v1: bool) -> list[str]:
+    rows = [line.strip() for line in FIELDS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return [r.rsplit(".", 1)[1] for r in rows if r.startswith("v1/") == v1]
+
+
+def test_fixture_names_its_commit_and_both_formats():
+    head = FIELDS.read_text().splitlines()[0]
+    assert len(head.split()[2].rstrip(":")) == 40
+    assert len(_fields(False)) > 250 and len(_fields(True)) > 40
+
+
+def test_every_v0_field_is_mapped_translated_or_refused():
+    gaps = sorted({f for f in _fields(False) if classify(f) is None} - EVALUATION_PENDING)
+    assert gaps == []
+    for name in ("use_kt", "tensor_model_parallel_size", "use_hyper_parallel", "sglang_config"):
+        what, why = classify(name)
+        assert what == "refused" and why
+
+
+@pytest.mark.xfail(reason="the evaluation stage's task flags are mapped by the evaluation work of issue 16",
+                   strict=False)
+def test_evaluation_fields_are_mapped():
+    assert [f for f in EVALUATION_PENDING if classify(f) is None] == []
+
+
+def test_every_v1_field_reaches_a_mapped_key():
+    unknown = []
+    for name in _fields(True):
+        notes: list[str] = []
+        errors: list[str] = []
+        out = import_lf_v1.to_v0({name: None}, Path("config.yaml"), notes, errors)
+        unknown += [k for k in out if not k.startswith("_") and "." not in k and classify(k) is None]
+    assert unknown == []
+
+
+def test_explain_shows_a_refusal_and_its_reason():
+    lines, err = explain_one("use_kt")
+    assert err is None and "refused" in lines[0] and "KTransformers" in lines[1]
+    lines, err = explain_one("no_such_lf_key")
+    assert lines == [] and err.startswith("unknown parameter")
