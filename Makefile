@@ -43,3 +43,12 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .llmpipe outputs multirun build *.egg-info
+
+# The GPU check (docs/gpu.md): `make gpu-wheels` here (network; writes .whl/, the packages the GPU machine lacks),
+# then `make gpu-check` on the GPU machine (no network, no .venv: installs .whl/ into /tmp/site, results in $OUT)
+.PHONY: gpu-wheels gpu-check
+gpu-wheels: $(STAMP)
+	$(PY) -m bench.gpu_wheels
+
+gpu-check:
+	bash bench/gpu_check.sh
