@@ -27,7 +27,7 @@ def describe(ref) -> str:
     return s[:40] + "..." if s.startswith("data:") and len(s) > 40 else s
 
 
-def _bytes_of(ref, root: str | Path | None) -> bytes:
+def _bytes_of(ref, root: str | Path | None, kind: str = "image") -> bytes:
     if isinstance(ref, dict):
         if ref.get("bytes"):
             return bytes(ref["bytes"])
@@ -35,17 +35,17 @@ def _bytes_of(ref, root: str | Path | None) -> bytes:
     if isinstance(ref, (bytes, bytearray)):
         return bytes(ref)
     if not isinstance(ref, str) or not ref:
-        raise MediaError(f"image entry {ref!r} is not a path, a data URL, bytes or a {{'path'|'bytes'}} dict")
+        raise MediaError(f"{kind} entry {ref!r} is not a path, a data URL, bytes or a {{'path'|'bytes'}} dict")
     if ref.startswith("data:"):
         head, _, payload = ref.partition(",")
         if ";base64" not in head:
-            raise MediaError(f"image {describe(ref)}: only base64 data URLs are supported")
+            raise MediaError(f"{kind} {describe(ref)}: only base64 data URLs are supported")
         try:
             return base64.b64decode(payload, validate=False)
         except ValueError as e:
-            raise MediaError(f"image {describe(ref)}: bad base64 ({e})") from None
+            raise MediaError(f"{kind} {describe(ref)}: bad base64 ({e})") from None
     if "://" in ref:
-        raise MediaError(f"image {ref!r}: remote URLs are not fetched (llmpipe runs offline); download it and "
+        raise MediaError(f"{kind} {ref!r}: remote URLs are not fetched (llmpipe runs offline); download it and "
                          "give a local path")
     path = Path(ref).expanduser()
     if not path.is_absolute() and root is not None:
@@ -53,7 +53,7 @@ def _bytes_of(ref, root: str | Path | None) -> bytes:
     try:
         return path.read_bytes()
     except OSError as e:
-        raise MediaError(f"image file {ref!r} cannot be read ({e.strerror or e}; looked in "
+        raise MediaError(f"{kind} file {ref!r} cannot be read ({e.strerror or e}; looked in "
                          f"data.media_dir={str(root)!r})") from None
 
 
