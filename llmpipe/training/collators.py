@@ -58,26 +58,34 @@ class MultimodalCollator:
     """Image rows (llmpipe.data.mm_tokenize: input_ids with the expanded image tokens, labels, PNG ``images``)
     -> a Qwen2-VL batch: padded ids and labels, ``pixel_values`` and ``image_grid_thw`` of the batch's images in
     token order (the model's own image processor, PIL backend), and ``mm_token_type_ids`` (1 on image tokens),
-    from which the model computes its M-RoPE positions per row."""
+    from which the model computes its M-RoPE positions per row. Video rows (``videos``: lists of PNG frames,
+    llmpipe.data.mm_video) add ``pixel_values_videos`` / ``video_grid_thw``, and type 2 on video tokens."""
 
     def __init__(self, tokenizer, image_processor, label_pad_token_id: int = IGNORE_INDEX,
-                 image_token: str = "<|image_pad|>"):
+                 image_token: str = "<|image_pad|>", video_token: str = "<|video_pad|>"):
         from transformers import DataCollatorForSeq2Seq
 
         self.image_processor = image_processor
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(video_token)
         self.text = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=label_pad_token_id, padding=True)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         from llmpipe.data.mm_media import from_png
 
         images = [from_png(b) for f in features for b in (f.get("images") or [])]
-        batch = self.text([{k: v for k, v in f.items() if k != "images"} for f in features])
+        videos = [[from_png(b) for b in v] for f in features for v in (f.get("videos") or [])]
+        batch = self.text([{k: v for k, v in f.items() if k not in ("images", "videos")} for f in features])
         batch["mm_token_type_ids"] = (batch["input_ids"] == self.image_token_id).long()
         if images:
             out = self.image_processor(images=images, return_tensors="pt")
             batch["pixel_values"] = out["pixel_values"]
             batch["image_grid_thw"] = out["image_grid_thw"]
+        if videos:   # frames sampled by llmpipe.data.mm_video; video tokens have type 2
+            from llmpipe.data.mm_video import video_pixels
+
+            batch["mm_token_type_ids"] += 2 * (batch["input_ids"] == self.video_token_id).long()
+            batch.update(video_pixels(self.image_processor, videos))
         return batch
 
 

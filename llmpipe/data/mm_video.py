@@ -1,0 +1,173 @@
+"""Videos of multimodal rows for a Qwen-VL-layout model (``model=tiny_vl``, Qwen2-VL), without a video processor.
+
+transformers' Qwen2-VL video processor needs torchvision, which this environment cannot have, so llmpipe does
+its work with the PIL image processor, as LLaMA-Factory does:
+
+- **Decoding** with PyAV (the ``multimodal`` extra): a local path (relative to ``data.media_dir``), a
+  ``{"path": ...}`` / ``{"bytes": ...}`` dict, raw bytes or a base64 ``data:`` URL. An unreadable or corrupt file
+  is a :class:`MediaError` naming the file and the reason (the row becomes a bad row).
+- **Sampling**: ``n = min(frames, vision.video_maxlen, max(1, floor(duration * vision.video_fps)))`` frames at
+  evenly spaced indices from the first to the last; an odd count gets the last frame repeated, so the frames pair
+  up into the model's temporal patches of 2.
+- **Per-frame size**: each sampled frame is pre-resized by ``vision.video_max_pixels`` / ``video_min_pixels``
+  (the same scaling as images, llmpipe.data.mm_media.pre_resize); the image processor's own bounds apply next.
+- **Pixels**: every frame goes through the image processor (resize, rescale, normalise, 14-px patches); each pair
+  of frames becomes one temporal patch (the two frames side by side on the temporal axis, where an image gets one
+  frame twice). ``video_grid_thw = [frames / 2, grid_h, grid_w]``.
+- **Tokens**: ``<video>`` becomes ``<|vision_start|>`` + ``<|video_pad|>`` x ``grid_t * grid_h * grid_w /
+  merge_size**2`` + ``<|vision_end|>``; video tokens carry ``mm_token_type_ids`` 2 and never a label.
+
+The sampled, resized frames are kept in the tokenized rows as PNG bytes (column ``videos``: a list of videos, each
+a list of frames); the multimodal collator turns them into ``pixel_values_videos`` / ``video_grid_thw``.
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from llmpipe.data.media import MediaError
+
+PLACEHOLDER = "<video>"
+
+
+def decode(ref, root=None) -> tuple[list, float]:
+    """(every frame as an RGB PIL image, duration in seconds) of video ``ref``; MediaError when it cannot be read."""
+    import av
+
+    from llmpipe.data.mm_media import _bytes_of, describe
+
+    data = _bytes_of(ref, root, kind="video")
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise MediaError(f"video {describe(ref)} has no video stream")
+            stream = container.streams.video[0]
+            frames = [f.to_image().convert("RGB") for f in container.decode(stream)]
+            if stream.duration and stream.time_base:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration:
+                duration = container.duration / av.time_base
+            else:
+                rate = float(stream.average_rate or 0)
+                duration = len(frames) / rate if rate else 0.0
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, EOFError) as e:
+        raise MediaError(f"video {describe(ref)} is not a readable video ({type(e).__name__}: {e})") from None
+    if not frames:
+        raise MediaError(f"video {describe(ref)} has no frames")
+    return frames, duration
+
+
+def sample_indices(total: int, duration: float, fps: float, maxlen: int, temporal: int = 2) -> list[int]:
+    """The frame indices sampled from a video of ``total`` frames lasting ``duration`` seconds (LLaMA-Factory's
+    rule), padded with the last one to a multiple of ``temporal``."""
+    n = min(total, maxlen, max(1, math.floor(duration * fps)))
+    idx = [int(k * (total - 1) / (n - 1)) if n > 1 else 0 for k in range(n)]   # floor, as numpy's astype(int)
+    while len(idx) % temporal:
+        idx.append(idx[-1])
+    return idx
+
+
+def frame_patches(image_processor, frame):
+    """(patches (grid_h*grid_w, C, patch, patch), grid_h, grid_w) of one frame, through the image processor."""
+    out = image_processor(images=[frame], return_tensors="np")
+    _, gh, gw = (int(x) for x in out["image_grid_thw"][0])
+    t = int(image_processor.temporal_patch_size)
+    p = int(image_processor.patch_size)
+    flat = out["pixel_values"]                          # (gh*gw, C*t*p*p): one frame copied t times
+    return flat.reshape(gh * gw, -1, t, p, p)[:, :, 0], gh, gw
+
+
+def video_pixels(image_processor, videos: list[list]) -> dict:
+    """``pixel_values_videos`` and ``video_grid_thw`` of ``videos`` (lists of PIL frames, an even count each, all
+    frames of one video the same size), in the layout of transformers' Qwen2-VL video processor."""
+    import numpy as np
+    import torch
+
+    t = int(image_processor.temporal_patch_size)
+    values, grids = [], []
+    for frames in videos:
+        patches = [frame_patches(image_processor, f) for f in frames]
+        (gh, gw) = patches[0][1:]
+        if len(frames) % t or any(p[1:] != (gh, gw) for p in patches):
+            raise ValueError(f"a video needs a multiple of {t} frames of one size")
+        for k in range(0, len(frames), t):
+            group = np.stack([patches[k + j][0] for j in range(t)], axis=2)   # (gh*gw, C, t, p, p)
+            values.append(group.reshape(gh * gw, -1))
+        grids.append([len(frames) // t, gh, gw])
+    return {"pixel_values_videos": torch.from_numpy(np.concatenate(values, axis=0)),
+            "video_grid_thw": torch.tensor(grids, dtype=torch.long)}
+
+
+@dataclass
+class VideoTokens:
+    """How a Qwen-VL-layout model's videos become tokens: the sampling and per-frame size flags (vision.*) and the
+    model's image processor."""
+    image_processor: Any
+    fps: float = 2.0                 # vision.video_fps
+    maxlen: int = 128                # vision.video_maxlen
+    max_pixels: int | None = None    # vision.video_max_pixels
+    min_pixels: int | None = None    # vision.video_min_pixels
+    video_token: str = "<|video_pad|>"
+    vision_start: str = "<|vision_start|>"
+    vision_end: str = "<|vision_end|>"
+
+    def frames(self, ref, root=None) -> list:
+        """The sampled, pre-resized frames of ``ref`` (PIL images, an even count)."""
+        from llmpipe.data.mm_media import pre_resize
+
+        frames, duration = decode(ref, root)
+        idx = sample_indices(len(frames), duration, self.fps, self.maxlen,
+                             int(getattr(self.image_processor, "temporal_patch_size", 2) or 1))
+        return [pre_resize(frames[i], self.max_pixels, self.min_pixels) for i in idx]
+
+    def count(self, frames: list) -> int:
+        """Video tokens of already sampled frames."""
+        grid = self.image_processor(images=[frames[0]], return_tensors="np")["image_grid_thw"][0]
+        merge = int(getattr(self.image_processor, "merge_size", 2) or 1)
+        t = int(getattr(self.image_processor, "temporal_patch_size", 2) or 1)
+        return (len(frames) // t) * int(grid[1] * grid[2]) // (merge * merge)
+
+    def prepare(self, ref, root=None) -> tuple[list[bytes], int]:
+        """(PNG bytes of the sampled frames, video tokens) of ``ref``; MediaError when it cannot be used."""
+        from llmpipe.data.mm_media import to_png
+
+        frames = self.frames(ref, root)
+        try:
+            n = self.count(frames)
+        except ValueError as e:
+            raise MediaError(f"the image processor refuses its frames ({e})") from None
+        return [to_png(f) for f in frames], n
+
+    def expansion(self, n: int) -> str:
+        return self.vision_start + self.video_token * n + self.vision_end
+
+
+def expand_videos(example: dict, video: VideoTokens | None, root=None) -> tuple[dict, list[list[bytes]], int]:
+    """(``example`` with each ``<video>`` expanded in order, the videos' frames as PNG bytes, video tokens in all) of
+    a row; MediaError when a video cannot be used or the model reads no videos."""
+    refs = (example.get("media") or {}).get("videos", [])
+    if not refs:
+        return example, [], 0
+    if video is None:
+        raise MediaError("the row has videos and the model reads none")
+    videos, counts = [], []
+    for ref in refs:
+        frames, n = video.prepare(ref, root)
+        videos.append(frames)
+        counts.append(n)
+    out, k = [], 0
+    for m in example["messages"]:
+        content = m.get("content")
+        if isinstance(content, str) and PLACEHOLDER in content:
+            parts = content.split(PLACEHOLDER)
+            text = parts[0]
+            for p in parts[1:]:
+                text += video.expansion(counts[k]) + p
+                k += 1
+            m = {**m, "content": text}
+        out.append(m)
+    return {**example, "messages": out}, videos, sum(counts)
