@@ -289,9 +289,11 @@ def dataset_info() -> dict:
     for name, (fname, _, _, extra) in DATASETS.items():
         extra = DATASETS[extra][3] if isinstance(extra, str) else extra
         info[name] = {"file_name": fname, **extra}
-    from llmpipe.data.mm_synthetic import INFO   # the image datasets (llmpipe.data.mm_synthetic writes them)
+    # the image and video datasets (llmpipe.data.mm_synthetic and mm_synthetic_video write them)
+    from llmpipe.data.mm_synthetic import INFO
+    from llmpipe.data.mm_synthetic_video import INFO as VIDEO_INFO
 
-    return {**info, **INFO}
+    return {**info, **INFO, **VIDEO_INFO}
 
 
 def corpus() -> dict[str, str]:
@@ -337,6 +339,9 @@ def write_all(out: str | Path) -> list[Path]:
     from llmpipe.data import mm_synthetic
 
     written += mm_synthetic.write_all(out)
+    from llmpipe.data import mm_synthetic_video
+
+    written += mm_synthetic_video.write_all(out)
     for fname, text in corpus().items():
         p = out / "corpus" / fname
         p.write_text(text, encoding="utf-8")

@@ -1,0 +1,97 @@
+"""Deterministic generator of llmpipe's bundled video data (LLaMA-Factory's multimodal format, ``videos`` column).
+
+    python -m llmpipe.data.synthetic --out data      (writes these files too)
+
+``vlm_motion`` / ``vlm_motion_eval`` (held out, other seeds): a short clip (8 frames at 4 fps, 2 s, 56x56) of one
+filled square in a random colour on white, moving left or right at a random speed from a random start, and the
+same question for every row, so the answer (``left`` / ``right``) depends on the motion alone: chance is 50 %.
+Rows are ``{"messages": [...], "videos": [...]}`` with a ``<video>`` placeholder; each clip is an MPEG-4 file
+(PyAV, lossless-enough ``mpeg4`` codec at a fixed quantiser) embedded as a base64 ``data:video/mp4`` URL, so the
+repository holds no binary files. Needs PyAV and Pillow (the ``multimodal`` extra).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+from pathlib import Path
+
+SEED = 8642
+SIZE = 56
+FRAMES, FPS = 8, 4
+QUESTION = "<video>Which way does the square move?"
+DIRECTIONS = ("left", "right")
+N_TRAIN, N_EVAL = 64, 16
+_COLUMNS = {"messages": "messages", "videos": "videos"}
+_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+INFO = {
+    "vlm_motion": {"file_name": "vlm_motion.json", "formatting": "sharegpt", "columns": _COLUMNS, "tags": _TAGS},
+    "vlm_motion_eval": {"file_name": "vlm_motion_eval.json", "formatting": "sharegpt", "columns": _COLUMNS,
+                        "tags": _TAGS},
+}
+
+
+def frames(rng: random.Random, direction: str, size: int = SIZE, n: int = FRAMES) -> list:
+    """``n`` frames of a square crossing the frame towards ``direction``."""
+    from PIL import Image, ImageDraw
+
+    side = rng.randint(10, 16)
+    colour = tuple(rng.randint(0, 160) for _ in range(3))
+    step = rng.randint(3, 5)
+    span = step * (n - 1)
+    x0 = rng.randint(0, size - side - span)
+    y = rng.randint(0, size - side)
+    out = []
+    for k in range(n):
+        x = x0 + k * step if direction == "right" else x0 + span - k * step
+        img = Image.new("RGB", (size, size), (255, 255, 255))
+        ImageDraw.Draw(img).rectangle([x, y, x + side - 1, y + side - 1], fill=colour)
+        out.append(img)
+    return out
+
+
+def encode(images: list, fps: int = FPS) -> bytes:
+    """An MPEG-4 clip of ``images`` (PyAV; one thread and a fixed quantiser, so the bytes are reproducible)."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height = images[0].size
+        stream.pix_fmt = "yuv420p"
+        stream.thread_count = 1
+        stream.options = {"qscale": "2"}
+        out.metadata["encoder"] = ""
+        for img in images:
+            for packet in stream.encode(av.VideoFrame.from_image(img)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def data_url(data: bytes) -> str:
+    return "data:video/mp4;base64," + base64.b64encode(data).decode("ascii")
+
+
+def rows(n: int, seed: str) -> list[dict]:
+    rng = random.Random(f"{SEED}:{seed}")
+    out = []
+    for i in range(n):
+        direction = DIRECTIONS[i % len(DIRECTIONS)]
+        out.append({"messages": [{"role": "user", "content": QUESTION},
+                                 {"role": "assistant", "content": direction}],
+                    "videos": [data_url(encode(frames(rng, direction)))]})
+    rng.shuffle(out)
+    return out
+
+
+def write_all(out: str | Path) -> list[Path]:
+    out = Path(out)
+    written = []
+    for name, rs in {"vlm_motion.json": rows(N_TRAIN, "train"), "vlm_motion_eval.json": rows(N_EVAL, "eval")}.items():
+        p = out / name
+        p.write_text("[\n" + ",\n".join(json.dumps(r) for r in rs) + "\n]\n", encoding="utf-8")
+        written.append(p)
+    return written
