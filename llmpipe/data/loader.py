@@ -104,10 +104,11 @@ def refuse_media(examples: list[dict], rep: RowReport, mm=None, kind: str = "sft
     """Rows with media the run cannot use are refused, never trained as placeholder text: any media for a
     text-only model (``mm`` None), videos/audios, and images outside supervised fine-tuning."""
     if mm is not None and kind == "sft":
-        other = sum(1 for ex in examples if set(ex.get("media") or {}) - {"images"})
+        readable = {"images", "videos"} if kind == "sft" and getattr(mm, "video", None) is not None else {"images"}
+        other = sum(1 for ex in examples if set(ex.get("media") or {}) - readable)
         if other:
-            raise DataError(f"dataset {rep.dataset!r}: {other} rows carry videos or audios; this build trains "
-                            "vision-language models on images only (docs/multimodal.md)")
+            raise DataError(f"dataset {rep.dataset!r}: {other} rows carry videos or audios this run cannot read "
+                            "(videos: Qwen2-VL-layout models with sft; docs/multimodal.md)")
         return
     with_media = sum(1 for ex in examples if ex.get("media"))
     if with_media:
@@ -163,9 +164,9 @@ def process_dataset(examples: list[dict], tokenizer, opts: DataOptions, proc: di
     from llmpipe.data import processors as P
 
     if proc.get("mm") is not None and opts.kind == "sft":   # a vision-language model: images tokenized too
-        from llmpipe.data import mm_tokenize
+        from llmpipe.data import mm_video   # images through mm_tokenize, videos too where the model reads them
 
-        ds = mm_tokenize.tokenize_examples(examples, tokenizer, proc["mm"], proc, rep, opts.media_root)
+        ds = mm_video.tokenize_examples(examples, tokenizer, proc["mm"], proc, rep, opts.media_root)
     elif opts.kind in ("pt", "sft"):
         ds = tokenize_examples(examples, tokenizer, opts, proc, rep)
     else:

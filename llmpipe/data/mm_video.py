@@ -146,6 +146,24 @@ class VideoTokens:
         return self.vision_start + self.video_token * n + self.vision_end
 
 
+VIDEO_FAMILIES = ("qwen2_vl",)   # model_type values whose videos llmpipe reads (Qwen2-VL: temporal step 1)
+
+
+def attach(mm, model_folder, vision) -> None:
+    """Give the image tokenization ``mm`` of the model in ``model_folder`` its videos (``mm.video``), sampled and
+    sized by the ``vision`` settings, when the model's family reads videos here; otherwise ``mm.video`` is None."""
+    import json
+    from pathlib import Path
+
+    try:
+        kind = json.loads((Path(model_folder) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError):
+        kind = None
+    mm.video = VideoTokens(mm.image_processor, fps=vision.video_fps, maxlen=vision.video_maxlen,
+                           max_pixels=vision.video_max_pixels, min_pixels=vision.video_min_pixels) \
+        if kind in VIDEO_FAMILIES else None
+
+
 def expand_videos(example: dict, video: VideoTokens | None, root=None) -> tuple[dict, list[list[bytes]], int]:
     """(``example`` with each ``<video>`` expanded in order, the videos' frames as PNG bytes, video tokens in all) of
     a row; MediaError when a video cannot be used or the model reads no videos."""
@@ -171,3 +189,65 @@ def expand_videos(example: dict, video: VideoTokens | None, root=None) -> tuple[
             m = {**m, "content": text}
         out.append(m)
     return {**example, "messages": out}, videos, sum(counts)
+
+
+class _Dropped:
+    """A row report that remembers which rows the image tokenizer dropped (and passes everything on)."""
+
+    def __init__(self, rep):
+        self.rep, self.rows = rep, set()
+
+    def bad(self, row, reason):
+        self.rows.add(row)
+        self.rep.bad(row, reason)
+
+    def __getattr__(self, name):
+        return getattr(self.rep, name)
+
+
+def tokenize_examples(examples: list[dict], tokenizer, mm, proc: dict, rep, root):
+    """llmpipe.data.mm_tokenize.tokenize_examples with videos: each row's ``<video>`` placeholders are expanded first
+    (a video that cannot be read or sampled makes the row bad), the rows are tokenized with their images, and the
+    result gains a ``videos`` column (PNG frames per video). Video tokens never carry a label; a row whose video
+    tokens alone exceed cutoff_len, or whose truncation cuts into them, is a bad row with that reason. Without any
+    video in ``examples`` this is mm_tokenize's function unchanged."""
+    import datasets
+
+    from llmpipe.data import mm_tokenize
+    from llmpipe.data.processors import IGNORE_INDEX
+
+    if not any((ex.get("media") or {}).get("videos") for ex in examples):
+        return mm_tokenize.tokenize_examples(examples, tokenizer, mm, proc, rep, root)
+    video = getattr(mm, "video", None)
+    cutoff = proc.get("cutoff_len")
+    ready, frames = [], []
+    for ex in examples:
+        try:
+            ex, videos, n = expand_videos(ex, video, root)
+        except MediaError as e:
+            rep.bad(ex["_row"], str(e))
+            continue
+        if cutoff and n > cutoff:
+            rep.bad(ex["_row"], f"its {n} video tokens alone exceed cutoff_len={cutoff} (raise data.cutoff_len, or "
+                                "lower vision.video_maxlen / video_fps / video_max_pixels)")
+            continue
+        ready.append(ex)
+        frames.append((ex["_row"], videos, n))
+    dropped = _Dropped(rep)
+    ds = mm_tokenize.tokenize_examples(ready, tokenizer, mm, proc, dropped, root) if ready else None
+    kept = [f for f in frames if f[0] not in dropped.rows]
+    video_id = tokenizer.convert_tokens_to_ids(video.video_token) if video is not None else None
+    rows = []
+    for r, (row, videos, n) in zip(ds if ds is not None else [], kept):
+        ids = r["input_ids"]
+        have = sum(1 for t in ids if t == video_id)
+        if have != n:
+            rep.bad(row, f"cutoff_len={cutoff} would cut into its video tokens ({have} of {n} kept); raise "
+                         "data.cutoff_len or lower vision.video_maxlen / video_max_pixels")
+            continue
+        rows.append({**r, "labels": [IGNORE_INDEX if t == video_id else lab for t, lab in zip(ids, r["labels"])],
+                     "videos": videos})
+    features = ds.features.copy() if ds is not None else mm_tokenize.tokenize_examples(
+        [], tokenizer, mm, proc, rep, root).features.copy()
+    features["videos"] = datasets.Sequence(datasets.Sequence(datasets.Value("binary")))
+    return datasets.Dataset.from_list(rows, features=features)
