@@ -2,9 +2,9 @@
 
 Per row: every image is opened (llmpipe.data.mm_media; a missing or corrupt one makes the row bad, with the file
 and the reason), pre-resized by vision.image_max_pixels / image_min_pixels, and measured by the model's image
-processor: it becomes ``grid_t * grid_h * grid_w / merge_size**2`` visual tokens. Each ``<image>`` placeholder,
-in order over the conversation, is replaced by ``<|vision_start|>`` + that many ``<|image_pad|>`` +
-``<|vision_end|>`` (Qwen2-VL's expansion), and the conversation is then tokenized like any supervised row
+processor, and each ``<image>`` placeholder, in order over the conversation, is replaced by its family's expansion
+(llmpipe.data.mm_plugins: for Qwen2-VL ``<|vision_start|>`` + ``<|image_pad|>`` x grid/merge_size**2 +
+``<|vision_end|>``), and the conversation is then tokenized like any supervised row
 (llmpipe.data.processors.encode_supervised), so ``cutoff_len`` counts the visual tokens. A row whose visual
 tokens alone exceed cutoff_len, or whose truncation would cut into an image, is a bad row with that reason.
 Image tokens never carry a label. The images are kept in the row as PNG bytes (column ``images``); the
@@ -12,48 +12,15 @@ multimodal collator (llmpipe.training.collators) turns them into pixel values ba
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from llmpipe.data.media import MediaError
+from llmpipe.data.mm_plugins import ImageTokens
 from llmpipe.data.processors import IGNORE_INDEX, encode_supervised
 
+__all__ = ["PLACEHOLDER", "ImageTokens", "tokenize_examples"]
 PLACEHOLDER = "<image>"
 
 
-@dataclass
-class ImageTokens:
-    """How a model's images become tokens: its image processor, the placeholder expansion and the pre-resize."""
-    image_processor: Any
-    image_token: str = "<|image_pad|>"
-    vision_start: str = "<|vision_start|>"
-    vision_end: str = "<|vision_end|>"
-    max_pixels: int | None = None     # vision.image_max_pixels
-    min_pixels: int | None = None     # vision.image_min_pixels
-    family: str = "qwen2_vl"
-
-    def count(self, img) -> int:
-        """Visual tokens of ``img`` (already pre-resized) for this model."""
-        grid = self.image_processor(images=[img], return_tensors="np")["image_grid_thw"][0]
-        merge = int(getattr(self.image_processor, "merge_size", 2) or 1)
-        return int(grid[0] * grid[1] * grid[2]) // (merge * merge)
-
-    def prepare(self, ref, root):
-        """(PNG bytes, visual tokens) of image reference ``ref``; MediaError when it cannot be used."""
-        from llmpipe.data.mm_media import open_image, pre_resize, to_png
-
-        img = pre_resize(open_image(ref, root), self.max_pixels, self.min_pixels)
-        try:
-            n = self.count(img)
-        except ValueError as e:   # e.g. an aspect ratio the processor refuses
-            raise MediaError(f"the image processor refuses it ({e})") from None
-        return to_png(img), n
-
-    def expansion(self, n: int) -> str:
-        return self.vision_start + self.image_token * n + self.vision_end
-
-
-def _expand(messages: list[dict], counts: list[int], mm: ImageTokens) -> list[dict]:
+def _expand(messages: list[dict], texts: list[str]) -> list[dict]:
     out, k = [], 0
     for m in messages:
         content = m["content"]
@@ -61,7 +28,7 @@ def _expand(messages: list[dict], counts: list[int], mm: ImageTokens) -> list[di
             parts = content.split(PLACEHOLDER)
             text = parts[0]
             for p in parts[1:]:
-                text += mm.expansion(counts[k]) + p
+                text += texts[k] + p
                 k += 1
             m = {**m, "content": text}
         out.append(m)
@@ -78,11 +45,12 @@ def tokenize_examples(examples: list[dict], tokenizer, mm: ImageTokens, proc: di
     ready, meta = [], []
     for ex in examples:
         refs = (ex.get("media") or {}).get("images", [])
-        pngs, counts = [], []
+        pngs, texts, counts = [], [], []
         try:
             for ref in refs:
-                png, n = mm.prepare(ref, root)
+                png, n, text = mm.prepare(ref, root)
                 pngs.append(png)
+                texts.append(text)
                 counts.append(n)
         except MediaError as e:
             rep.bad(ex["_row"], str(e))
@@ -91,7 +59,7 @@ def tokenize_examples(examples: list[dict], tokenizer, mm: ImageTokens, proc: di
             rep.bad(ex["_row"], f"its {sum(counts)} visual tokens alone exceed cutoff_len={cutoff} (raise "
                                 "data.cutoff_len or lower vision.image_max_pixels)")
             continue
-        ready.append({**ex, "messages": _expand(ex["messages"], counts, mm)})
+        ready.append({**ex, "messages": _expand(ex["messages"], texts)})
         meta.append((ex["_row"], pngs, sum(counts)))
     opts = {k: proc[k] for k in ("cutoff_len", "train_on_prompt", "mask_history", "default_system", "tool_format")
             if k in proc}

@@ -29,9 +29,8 @@ class Family:
     vision: tuple[str, ...]        # module-name prefixes of the vision tower (without the projector)
     projector: tuple[str, ...]     # of the projector / merger
     language: tuple[str, ...]      # of the language model (lm_head included)
-    image_token: str = "<|image_pad|>"
-    vision_start: str = "<|vision_start|>"
-    vision_end: str = "<|vision_end|>"
+    plugin: str = "qwen2_vl"       # llmpipe.data.mm_plugins: how its images become tokens (LLaMA-Factory's name)
+    template: str = "qwen2_vl"     # LLaMA-Factory's chat template for it (docs)
 
 
 def _module(*parts: str) -> str:
@@ -39,10 +38,22 @@ def _module(*parts: str) -> str:
     return ".".join(parts)
 
 
+_LM = (_module("model", "language_model"), "lm_head")
+_TOWER, _PROJ = (_module("model", "vision_tower"),), (_module("model", "multi_modal_projector"),)
+_QWEN_VISION = (_module("model", "visual", "patch_embed"), _module("model", "visual", "blocks"))
+_MERGER = (_module("model", "visual", "merger"),)
 FAMILIES = {
-    "qwen2_vl": Family("qwen2_vl", vision=(_module("model", "visual", "patch_embed"), _module("model", "visual", "blocks")),
-                       projector=(_module("model", "visual", "merger"),),
-                       language=(_module("model", "language_model"), "lm_head")),
+    "qwen2_vl": Family("qwen2_vl", vision=_QWEN_VISION, projector=_MERGER, language=_LM),
+    "qwen2_5_vl": Family("qwen2_5_vl", vision=_QWEN_VISION, projector=_MERGER, language=_LM),
+    "qwen3_vl": Family("qwen3_vl", vision=(*_QWEN_VISION, _module("model", "visual", "pos_embed"),
+                                           _module("model", "visual", "deepstack_merger_list")),
+                       projector=_MERGER, language=_LM, plugin="qwen3_vl", template="qwen3_vl"),
+    "llava": Family("llava", vision=_TOWER, projector=_PROJ, language=_LM, plugin="llava", template="llava"),
+    "llava_next": Family("llava_next", vision=_TOWER, projector=(*_PROJ, _module("model", "image_newline")),
+                         language=_LM, plugin="llava_next", template="llava_next"),
+    "gemma3": Family("gemma3", vision=_TOWER, projector=_PROJ, language=_LM, plugin="gemma3", template="gemma3"),
+    "internvl": Family("internvl", vision=_TOWER, projector=_PROJ, language=_LM, plugin="intern_vl",
+                       template="intern_vl"),
 }
 
 
@@ -90,9 +101,84 @@ def load_image_processor(folder: str | Path):
     return AutoImageProcessor.from_pretrained(str(folder))
 
 
-def publish_processor(source: str | Path, dest: str | Path) -> bool:
-    """Save ``source``'s image processor into ``dest`` (next to the tokenizer); False when it has none."""
+# the files of a published processor (llmpipe.data.mm_plugins reads them back)
+PROCESSOR_FILES = (PROCESSOR_FILE, "processor_config.json", "llmpipe-mm.json")
+
+
+def _token(tok, ident) -> str:
+    return tok.convert_ids_to_tokens(int(ident))
+
+
+def _facts(config: Any, fam: Family, tok) -> dict:
+    """What the family's placeholder expansion needs from the model config (llmpipe-mm.json)."""
+    facts: dict[str, Any] = {"plugin": fam.plugin, "model_type": fam.name}
+    ident = getattr(config, "image_token_id", None)
+    if ident is None:
+        ident = getattr(config, "image_token_index", None)
+    facts["image_token_id"] = int(ident)
+    if fam.plugin in ("qwen2_vl", "qwen3_vl"):
+        facts.update(vision_start=_token(tok, config.vision_start_token_id),
+                     vision_end=_token(tok, config.vision_end_token_id))
+    elif fam.plugin == "intern_vl":
+        facts.update(start_image_token=getattr(tok, "start_image_token", None) or "<img>",
+                     end_image_token=getattr(tok, "end_image_token", None) or "</img>",
+                     image_seq_length=int(config.image_seq_length))
+    return facts
+
+
+def _composite(config: Any, fam: Family, image_processor, tok):
+    """transformers' own processor of the families whose processor builds without torchvision, else None."""
+    if fam.plugin in ("llava", "llava_next"):
+        from transformers import LlavaNextProcessor, LlavaProcessor
+
+        vc = config.vision_config
+        cls = LlavaProcessor if fam.plugin == "llava" else LlavaNextProcessor
+        return cls(image_processor=image_processor, tokenizer=tok, patch_size=vc.patch_size,
+                   vision_feature_select_strategy=config.vision_feature_select_strategy,
+                   num_additional_image_tokens=1 if vc.model_type == "clip_vision_model" else 0,   # CLIP's CLS
+                   image_token=_token(tok, config.image_token_index))
+    if fam.plugin == "gemma3":
+        from transformers import Gemma3Processor
+
+        return Gemma3Processor(image_processor=image_processor, tokenizer=tok,
+                               image_seq_length=config.mm_tokens_per_image)
+    return None
+
+
+def publish_processor(source: str | Path, dest: str | Path, vision: Any = None, tokenizer: Any = None) -> bool:
+    """Save ``source``'s processor into ``dest`` (next to the tokenizer); False when it has none.
+
+    From a model folder (the load stage, ``vision`` given): the image processor with the vision.* settings that
+    act on it (Gemma 3's ``do_pan_and_scan``, InternVL's ``crop_to_patches``), transformers' composite processor
+    where it builds here (LLaVA, LLaVA-NeXT, Gemma 3: ``processor_config.json``, so AutoProcessor reloads it), and
+    ``llmpipe-mm.json``: the family's plugin and the facts its expansion needs. From a folder published before
+    (merge, export): the same files, copied."""
+    import shutil
+
+    source, dest = Path(source), Path(dest)
     if not has_processor(source):
         return False
-    load_image_processor(source).save_pretrained(str(dest))
+    dest.mkdir(parents=True, exist_ok=True)
+    if vision is None and (source / PROCESSOR_FILES[-1]).is_file() or not (source / "config.json").is_file():
+        for name in PROCESSOR_FILES:
+            if (source / name).is_file() and source.resolve() != dest.resolve():
+                shutil.copyfile(source / name, dest / name)
+        return True
+    import json
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(str(source))
+    fam = family(config)
+    tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(str(source))
+    image_processor = load_image_processor(source)
+    if vision is not None and fam.plugin == "gemma3":
+        image_processor.do_pan_and_scan = bool(vision.image_do_pan_and_scan)
+    if vision is not None and fam.plugin == "intern_vl":
+        image_processor.crop_to_patches = bool(vision.crop_to_patches)
+    composite = _composite(config, fam, image_processor, tok)
+    if composite is not None:
+        composite.save_pretrained(str(dest))
+    image_processor.save_pretrained(str(dest))   # preprocessor_config.json: what AutoImageProcessor reads
+    (dest / PROCESSOR_FILES[-1]).write_text(json.dumps(_facts(config, fam, tok), indent=2) + "\n")
     return True
