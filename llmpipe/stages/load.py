@@ -34,16 +34,14 @@ def _stream(ctx: StageContext, opts, tokenizer) -> tuple[dict, dict]:
 
 
 def _image_tokens(ctx: StageContext, source: str):
-    """The image tokenization of a vision-language model (its image processor saved next to its weights), or
-    None for a text-only model."""
-    from llmpipe.models.vision import has_processor, load_image_processor
-
-    if not has_processor(source):
-        return None
-    from llmpipe.data.mm_tokenize import ImageTokens
+    """The image tokenization of a vision-language model (its family's layer, llmpipe.data.mm_plugins, read from
+    the processor published next to the tokenizer), or None for a text-only model."""
+    from llmpipe.data import mm_plugins
 
     v = ctx.obj.vision
-    mm = ImageTokens(load_image_processor(source), max_pixels=v.image_max_pixels, min_pixels=v.image_min_pixels)
+    mm = mm_plugins.load(ctx.out / "tokenizer", max_pixels=v.image_max_pixels, min_pixels=v.image_min_pixels)
+    if mm is None:
+        return None
     from llmpipe.data.mm_video import attach
 
     attach(mm, source, v)   # videos (vision.video_*), for the families that read them
@@ -99,7 +97,7 @@ def run(ctx: StageContext) -> dict:
     opts = DataOptions.from_cfg(ctx.obj)
     from llmpipe.models.vision import publish_processor
 
-    if publish_processor(source, ctx.out / "tokenizer"):   # a VLM: its image processor travels with the tokenizer
+    if publish_processor(source, ctx.out / "tokenizer", ctx.obj.vision, tokenizer):   # a VLM: its processor too
         ctx.log("image processor published next to the tokenizer (vision-language model)")
         if opts.packing:
             ctx.log("packing is off for image rows (each row keeps its own M-RoPE positions)")
