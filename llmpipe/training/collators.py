@@ -56,17 +56,22 @@ class NeatPackingCollator:
 
 class MultimodalCollator:
     """Image rows (llmpipe.data.mm_tokenize: input_ids with the expanded image tokens, labels, PNG ``images``)
-    -> a Qwen2-VL batch: padded ids and labels, ``pixel_values`` and ``image_grid_thw`` of the batch's images in
-    token order (the model's own image processor, PIL backend), and ``mm_token_type_ids`` (1 on image tokens),
-    from which the model computes its M-RoPE positions per row. Video rows (``videos``: lists of PNG frames,
+    -> a batch of the model's family (llmpipe.data.mm_plugins): padded ids and labels, ``pixel_values`` of the
+    batch's images in token order (the model's own image processor, PIL backend) and the family's extras (Qwen-VL:
+    ``image_grid_thw`` and ``mm_token_type_ids`` (1 on image tokens), from which the model computes its M-RoPE
+    positions per row; Gemma 3: ``token_type_ids``; LLaVA-NeXT: ``image_sizes``). ``mm`` is an ImageTokens or, as
+    before the family layer, a Qwen2-VL image processor. Video rows (``videos``: lists of PNG frames,
     llmpipe.data.mm_video) add ``pixel_values_videos`` / ``video_grid_thw``, and type 2 on video tokens."""
 
-    def __init__(self, tokenizer, image_processor, label_pad_token_id: int = IGNORE_INDEX,
-                 image_token: str = "<|image_pad|>", video_token: str = "<|video_pad|>"):
+    def __init__(self, tokenizer, mm, label_pad_token_id: int = IGNORE_INDEX,
+                 image_token: str | None = None, video_token: str = "<|video_pad|>"):
         from transformers import DataCollatorForSeq2Seq
 
-        self.image_processor = image_processor
-        self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+        from llmpipe.data.mm_plugins import ImageTokens
+
+        self.mm = mm if isinstance(mm, ImageTokens) else ImageTokens(mm)
+        self.image_processor = self.mm.image_processor
+        self.image_token_id = tokenizer.convert_tokens_to_ids(image_token or self.mm.image_token)
         self.video_token_id = tokenizer.convert_tokens_to_ids(video_token)
         self.text = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=label_pad_token_id, padding=True)
 
@@ -76,11 +81,7 @@ class MultimodalCollator:
         images = [from_png(b) for f in features for b in (f.get("images") or [])]
         videos = [[from_png(b) for b in v] for f in features for v in (f.get("videos") or [])]
         batch = self.text([{k: v for k, v in f.items() if k not in ("images", "videos")} for f in features])
-        batch["mm_token_type_ids"] = (batch["input_ids"] == self.image_token_id).long()
-        if images:
-            out = self.image_processor(images=images, return_tensors="pt")
-            batch["pixel_values"] = out["pixel_values"]
-            batch["image_grid_thw"] = out["image_grid_thw"]
+        batch.update(self.mm.batch_inputs(images, batch["input_ids"], self.image_token_id))
         if videos:   # frames sampled by llmpipe.data.mm_video; video tokens have type 2
             from llmpipe.data.mm_video import video_pixels
 
@@ -101,9 +102,9 @@ def collator_for(cfg, tokenizer, dataset):
     position_ids) NeatPackingCollator, everything else transformers' DataCollatorForSeq2Seq (dynamic padding)."""
     label_pad = IGNORE_INDEX if cfg.data.ignore_pad_token_for_loss else tokenizer.pad_token_id
     if "images" in column_names(dataset):   # a vision-language model's rows: its processor sits next to the tokenizer
-        from llmpipe.models.vision import load_image_processor
+        from llmpipe.data import mm_plugins
 
-        return MultimodalCollator(tokenizer, load_image_processor(tokenizer.name_or_path), label_pad)
+        return MultimodalCollator(tokenizer, mm_plugins.load(tokenizer.name_or_path), label_pad)
     if "position_ids" in column_names(dataset):
         return NeatPackingCollator(tokenizer.pad_token_id, label_pad)
     from transformers import DataCollatorForSeq2Seq
