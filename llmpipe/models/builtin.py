@@ -55,6 +55,10 @@ def ensure_builtin(name: str, cache_root: str | Path) -> Path:
         return vision_builtin.ensure_builtin(name, cache_root)
     if zoo.is_zoo(name):   # builtin:tiny-qwen3 ...: random weights, builtin:tiny-random's tokenizer; seconds
         return zoo.ensure(name, cache_root)
+    from llmpipe.models import vlm_zoo
+
+    if vlm_zoo.is_vlm_zoo(name):   # builtin:tiny-llava ...: tiny random vision-language models; seconds
+        return vlm_zoo.ensure(name, cache_root)
     remove_leftovers(name, cache_root)
     if (tiny.models_dir(cache_root) / tiny.folder_name(name) / tiny.COMPLETE).is_file():
         return tiny.ensure_builtin(name, cache_root)
