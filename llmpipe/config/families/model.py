@@ -12,7 +12,10 @@ BUILTIN_MODELS = ("builtin:tiny", "builtin:tiny-random", "builtin:bench", "built
 # users fine-tune, built offline from transformers' config classes with builtin:tiny's tokenizer.
 ZOO_MODELS = tuple(f"builtin:tiny-{a}" for a in ("llama3", "qwen2", "qwen3", "qwen3-moe", "mistral", "mixtral", "gemma2",
                                                  "gemma3", "phi3", "deepseek-v3", "glm4", "olmo2", "gpt-oss"))
-BUILTIN_MODELS = (*BUILTIN_MODELS, *ZOO_MODELS)
+# The vision-language zoo (llmpipe.models.vlm_zoo): tiny random image-text models of the families beyond tiny_vl.
+VLM_ZOO_MODELS = tuple(f"builtin:tiny-{a}" for a in ("qwen2.5-vl", "qwen3-vl", "llava", "gemma3-vl", "llava-next",
+                                                     "internvl"))
+BUILTIN_MODELS = (*BUILTIN_MODELS, *ZOO_MODELS, *VLM_ZOO_MODELS)
 
 
 @dataclass
