@@ -25,8 +25,7 @@ _TRANSLATED = ("image_resolution", "video_resolution", "train_mm_proj_only")
 # what each flag needs from the model family; None: any vision-language family llmpipe trains
 _ONLY = {"image_do_pan_and_scan": ("gemma3", "Gemma 3's pan-and-scan cropping"),
          "crop_to_patches": ("internvl", "InternVL's tiling into patches")}
-_MEDIA_LATER = ("video_max_pixels", "video_min_pixels", "video_fps", "video_maxlen", "use_audio_in_video",
-                "audio_sampling_rate")
+# video and audio settings: llmpipe.models.media_rules says which family each one acts on
 
 
 def model_family(cfg) -> tuple[str | None, bool | None]:
@@ -64,13 +63,17 @@ def _name(key: str) -> str:
 @rule("vision-flag-fits-model", keys=[f"vision.{f.name}" for f in fields(VisionConfig)] + ["model.name_or_path"],
       bad=[["vision.image_max_pixels=4096"], ["vision.freeze_vision_tower=false"],
            ["model.name_or_path=builtin:tiny_vl", "vision.image_do_pan_and_scan=true"],
-           ["model.name_or_path=builtin:tiny_vl", "vision.video_fps=1.0"]],
+           ["model.name_or_path=builtin:tiny_vl", "vision.use_audio_in_video=true"],
+           ["model.name_or_path=builtin:tiny_vl", "vision.audio_sampling_rate=8000"]],
       good=[["vision.image_max_pixels=589824"], ["model.name_or_path=builtin:tiny_vl", "vision.image_max_pixels=4096"],
+            ["model.name_or_path=builtin:tiny_vl", "vision.video_fps=1.0", "vision.video_max_pixels=3136"],
             ["model.name_or_path=builtin:tiny_vl", "vision.freeze_vision_tower=false"]])
 def flag_fits_model(cfg, env):
     """A vision.* value must be able to act on the loaded model: none on a text-only model; pan-and-scan (Gemma 3)
-    and crop_to_patches (InternVL) only in their families; video and audio settings are refused while llmpipe
-    trains vision-language models on images only (never accepted and ignored)."""
+    and crop_to_patches (InternVL) only in their families; video and audio settings only where the family reads
+    videos / audio (llmpipe.models.media_rules; never accepted and ignored)."""
+    from llmpipe.models.media_rules import MEDIA_KEYS, why_not
+
     family, vlm = model_family(cfg)
     ref = get(cfg, "model.name_or_path")
     for key, value in _changed(cfg):
@@ -83,10 +86,9 @@ def flag_fits_model(cfg, env):
             yield problem("vision-flag-fits-model", f"vision.{key}", value,
                           f"means nothing for {ref} ({family or 'family not known here'}): it is "
                           f"{_ONLY[key][1]}", f"false (only {_ONLY[key][0]} models use it)", f"vision.{key}=false")
-        elif key in _MEDIA_LATER:
+        elif key in MEDIA_KEYS and why_not(key, family):
             yield problem("vision-flag-fits-model", f"vision.{key}", value,
-                          f"{_name(key)}: this build trains vision-language models on images only; videos and "
-                          "audio are not read yet, so the value could not act (docs/multimodal.md)",
+                          f"{_name(key)} could not act on {ref}: {why_not(key, family)} (docs/multimodal.md)",
                           f"the default ({getattr(_DEFAULTS, key)})", f"drop vision.{key}")
 
 
@@ -125,13 +127,16 @@ def vlm_stage(cfg, env):
 
 
 @rule("vision-data-media", keys=["data.dataset", "data.eval_dataset", "model.name_or_path"],
-      bad=[["data.dataset=vlm_colours"], ["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours",
+      bad=[["data.dataset=vlm_colours"], ["data.dataset=vlm_motion"],
+           ["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours",
                                           "train.stage=pt"]],
-      good=[["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours"], ["data.dataset=demo_sft"]])
+      good=[["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours"], ["data.dataset=demo_sft"],
+            ["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_motion"]])
 def data_media(cfg, env):
     """A dataset registered with images/videos/audios columns needs a model that reads them: a text-only model is
     refused (it would train on the placeholder text), and so are videos and audios and images outside sft."""
     from llmpipe.data.registry import find_dataset
+    from llmpipe.models.media_rules import readable_columns
 
     family, vlm = model_family(cfg)
     if vlm is None:
@@ -151,10 +156,12 @@ def data_media(cfg, env):
                               f"has {'/'.join(cols)} columns, and {get(cfg, 'model.name_or_path')} is a text-only "
                               f"model ({family}): the media would be ignored",
                               "a vision-language model (model=tiny_vl) or a text dataset", "model=tiny_vl")
-            elif set(cols) - {"images"}:
+            elif set(cols) - readable_columns(family, stage(cfg)):
                 yield problem("vision-data-media", key, name,
-                              f"has {'/'.join(c for c in cols if c != 'images')} columns: this build trains on "
-                              "images only", "a dataset with images (or text) only", "drop it")
+                              f"has {'/'.join(c for c in cols if c not in readable_columns(family, stage(cfg)))} "
+                              f"columns that {family} does not read with train.stage={stage(cfg)} (videos: "
+                              "qwen2_vl with sft; docs/multimodal.md)", "a dataset whose media the model reads",
+                              "drop it")
             elif stage(cfg) != "sft":
                 yield problem("vision-data-media", key, name,
                               f"has images, and train.stage={stage(cfg)} does not read them (only sft does)",

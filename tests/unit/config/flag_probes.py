@@ -379,13 +379,16 @@ UNPROBED: dict[str, str] = {
     **{f"vision.{k}": _VISION for k in ("image_max_pixels", "image_min_pixels", "image_resolution",
                                         "freeze_vision_tower", "freeze_multi_modal_projector",
                                         "freeze_language_model", "train_mm_proj_only")},
+    **{f"vision.{k}": "the load stage's sampled frames / video tokens (tests/unit/data/test_mm_video.py measures "
+       "them); probe to write" for k in ("video_max_pixels", "video_min_pixels", "video_fps", "video_maxlen",
+                                         "video_resolution")},
 }
 
 # Refused with the key named for a reason other than a missing GPU (each with the reason).
-_IMAGES_ONLY = "videos and audio are not trained yet: refused on the VLM (vision-flag-fits-model)"
 REFUSED: dict[str, str] = {
-    **{f"vision.{k}": _IMAGES_ONLY for k in ("video_max_pixels", "video_min_pixels", "video_fps", "video_maxlen",
-                                             "use_audio_in_video", "audio_sampling_rate", "video_resolution")},
+    "vision.use_audio_in_video": "needs Qwen2.5-Omni's thinker, whose processor needs torchvision; tiny_vl reads no "
+                                 "audio (vision-flag-fits-model)",
+    "vision.audio_sampling_rate": "tiny_vl (qwen2_vl) reads no audio (vision-flag-fits-model)",
     "vision.image_do_pan_and_scan": "Gemma 3 only; tiny_vl is qwen2_vl (vision-flag-fits-model)",
     "vision.crop_to_patches": "InternVL only; tiny_vl is qwen2_vl (vision-flag-fits-model)",
     "model.mixture_of_depths": "needs the MoD package, which this machine lacks",
