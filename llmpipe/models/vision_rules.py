@@ -11,10 +11,12 @@ from pathlib import Path
 from llmpipe.config.families.vision import VisionConfig
 from llmpipe.config.rulebook import rule
 from llmpipe.config.rules._common import fmt, get, problem, stage
+from llmpipe.models.vision import FAMILIES
+from llmpipe.models.vlm_zoo import SPECS as _VLM_ZOO
 
 TEXT_BUILTINS = ("builtin:tiny", "builtin:tiny-random", "builtin:bench")   # Llama layout
-VLM_BUILTINS = {"builtin:tiny_vl": "qwen2_vl"}
-TRAINED_FAMILIES = ("qwen2_vl",)
+VLM_BUILTINS = {"builtin:tiny_vl": "qwen2_vl", **{name: spec[0] for name, spec in _VLM_ZOO.items()}}
+TRAINED_FAMILIES = tuple(FAMILIES)   # the families llmpipe.models.vision and llmpipe.data.mm_plugins have a layer for
 VLM_STAGES = ("sft", "pt")
 _DEFAULTS = VisionConfig()
 # translated older flags: their value arrives through the newer key, which names them in its message
@@ -63,11 +65,14 @@ def _name(key: str) -> str:
 @rule("vision-flag-fits-model", keys=[f"vision.{f.name}" for f in fields(VisionConfig)] + ["model.name_or_path"],
       bad=[["vision.image_max_pixels=4096"], ["vision.freeze_vision_tower=false"],
            ["model.name_or_path=builtin:tiny_vl", "vision.image_do_pan_and_scan=true"],
+           ["model.name_or_path=builtin:tiny-llava", "vision.crop_to_patches=true"],
            ["model.name_or_path=builtin:tiny_vl", "vision.use_audio_in_video=true"],
            ["model.name_or_path=builtin:tiny_vl", "vision.audio_sampling_rate=8000"]],
       good=[["vision.image_max_pixels=589824"], ["model.name_or_path=builtin:tiny_vl", "vision.image_max_pixels=4096"],
             ["model.name_or_path=builtin:tiny_vl", "vision.video_fps=1.0", "vision.video_max_pixels=3136"],
-            ["model.name_or_path=builtin:tiny_vl", "vision.freeze_vision_tower=false"]])
+            ["model.name_or_path=builtin:tiny_vl", "vision.freeze_vision_tower=false"],
+            ["model.name_or_path=builtin:tiny-gemma3-vl", "vision.image_do_pan_and_scan=true"],
+            ["model.name_or_path=builtin:tiny-internvl", "vision.crop_to_patches=true"]])
 def flag_fits_model(cfg, env):
     """A vision.* value must be able to act on the loaded model: none on a text-only model; pan-and-scan (Gemma 3)
     and crop_to_patches (InternVL) only in their families; video and audio settings only where the family reads
@@ -109,6 +114,12 @@ def freeze_all(cfg, env):
                       "false, or unfreeze the tower or the projector", "vision.freeze_multi_modal_projector=false")
 
 
+def _unsupported(cfg, family, what: str) -> str:
+    return (f"{get(cfg, 'model.name_or_path')} is a vision-language model of the family {family!r}, which llmpipe has "
+            f"no multimodal layer for (its placeholder expansion, forward inputs and module groups), so it {what} "
+            "(docs/multimodal.md)")
+
+
 @rule("vision-stage", keys=["train.stage", "model.name_or_path"],
       bad=[["model.name_or_path=builtin:tiny_vl", "train.stage=ppo", "ppo.reward_model=builtin:tiny",
             "ppo.reward_model_type=full", "train.do_train=true"]],
@@ -118,6 +129,10 @@ def vlm_stage(cfg, env):
     of this build load text-only causal LMs and do not collate images (TRL's RewardTrainer has no image path at
     all), so they would drop the vision tower or the images."""
     family, vlm = model_family(cfg)
+    if vlm is True and family not in TRAINED_FAMILIES and get(cfg, "train.do_train", False):
+        yield problem("vision-stage", "model.name_or_path", get(cfg, "model.name_or_path"),
+                      _unsupported(cfg, family, "does not train here"), fmt(TRAINED_FAMILIES), "model=tiny_vl")
+        return
     if vlm is not True or not get(cfg, "train.do_train", False) or stage(cfg) in VLM_STAGES:
         return
     yield problem("vision-stage", "train.stage", stage(cfg),
@@ -150,6 +165,10 @@ def data_media(cfg, env):
                 continue
             cols = [c for c in ("images", "videos", "audios") if spec is not None and spec.columns.get(c)]
             if not cols:
+                continue
+            if vlm and family not in TRAINED_FAMILIES:
+                yield problem("vision-data-media", key, name, _unsupported(cfg, family, "reads no image data"),
+                              f"a model of a supported family ({fmt(TRAINED_FAMILIES)})", "model=tiny_vl")
                 continue
             if not vlm:
                 yield problem("vision-data-media", key, name,
