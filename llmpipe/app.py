@@ -135,7 +135,9 @@ def _flat_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def _summary(plan, result, lock, obj, objective, job_dir: Path | None = None) -> None:
     print("llmpipe: summary")
     for node in plan.nodes:
-        print(f"  {node.id:<14} {result.status[node.id]:<7} {result.seconds[node.id]:>8.2f}s  {result.outputs[node.id]}")
+        peak = getattr(result, "cuda_peak_gib", {}).get(node.id)
+        memory = f"  peak CUDA {peak:.2f} GiB" if peak is not None else ""
+        print(f"  {node.id:<14} {result.status[node.id]:<7} {result.seconds[node.id]:>8.2f}s  {result.outputs[node.id]}{memory}")
     from llmpipe.infer.model_ref import final_model
 
     final = final_model(plan, result.outputs)

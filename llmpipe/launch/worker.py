@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx = context_from_spec(spec, log)
         if rank == 0:
             log(f"{world} ranks ({ctx.obj.launch.kind}) started")
-        info = ctx.kind.run(ctx) or {}
+        from llmpipe.launch import cuda_memory
+
+        cuda_memory.reset()
+        info = cuda_memory.with_peak(ctx.kind.run(ctx) or {})
     except BaseException as e:
         _write_json(launch_dir / "errors" / f"rank-{rank}.json", error_record(e, rank, local_rank))
         raise

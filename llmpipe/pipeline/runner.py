@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from llmpipe.config.typed import typed
+from llmpipe.launch import cuda_memory
 from llmpipe.launch.stage import distributed, launched, run_stage, spawn_stage
 from llmpipe.pipeline.dag import Node, Plan
 from llmpipe.pipeline.lockfile import LockFile
@@ -31,6 +32,7 @@ class RunResult:
     status: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    cuda_peak_gib: dict[str, float] = field(default_factory=dict)   # stages that ran on a GPU
 
 
 def forced(node: Node, force: Any) -> bool:
@@ -96,10 +98,15 @@ class Runner:
             result.outputs[node.id], result.status[node.id] = path, status
             result.metrics[node.id] = dict(info.get("metrics") or {})
             result.seconds[node.id] = seconds
+            peak = info.get("cuda_peak_gib") if status == "ran" else None
+            extra = {"cuda_peak_gib": peak} if peak is not None else {}
+            if peak is not None:
+                result.cuda_peak_gib[node.id] = peak
             self.lock.stage(node.id, status=status, fingerprint=node.fingerprint, seconds=seconds, output=str(path),
                             kind=node.kind.name, reads=node.reads, inputs=node.identities or None,
-                            metrics=result.metrics[node.id] or None)
-            self.say(f"{prefix}: {status} in {seconds}s -> {path}")
+                            metrics=result.metrics[node.id] or None, **extra)
+            memory = f" (peak CUDA memory {peak:.2f} GiB)" if peak is not None else ""
+            self.say(f"{prefix}: {status} in {seconds}s{memory} -> {path}")
         return result
 
     def _one(self, node: Node, result: RunResult, prefix: str) -> tuple[str, Path, dict]:
@@ -112,7 +119,8 @@ class Runner:
             out = Path(OmegaConf.select(node.cfg, "export.dir")) if node.kind.name == "export" else entry.path
             ctx = self._context(node, inputs, out, entry.work)
             self.say(f"{prefix}: running ({node.label})")
-            info = node.kind.run(ctx) or {}
+            cuda_memory.reset()
+            info = cuda_memory.with_peak(node.kind.run(ctx) or {})
             return ("cached" if info.get("unchanged") else "ran"), out, info
         if forced(node, self.force) and entry.complete():
             with self.store.locked(entry):
@@ -128,7 +136,8 @@ class Runner:
             ctx = self._context(node, inputs, entry.staging, entry.work)
             self.say(f"{prefix}: running ({node.label}) {_short(node.fingerprint)}")
             t0 = time.time()
-            info = run_stage(ctx, ctx.log)
+            cuda_memory.reset()
+            info = cuda_memory.with_peak(run_stage(ctx, ctx.log))
             info = {**info, "node": node.id, "kind": node.kind.name, "version": node.kind.version,
                     "fingerprint": node.fingerprint, "reads": node.reads, "inputs": node.identities,
                     "seconds": round(time.time() - t0, 2)}
