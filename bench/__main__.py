@@ -68,6 +68,8 @@ def parse(argv):
     ap.add_argument("--quick", action="store_true", help="one round, no profile: a smoke test of the harness")
     ap.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}")
     ap.add_argument("--skip-lf", action="store_true", help="reuse LLaMA-Factory's records from --lf-results")
+    ap.add_argument("--no-lf", action="store_true", help="llmpipe alone, no LLaMA-Factory records (the GPU check: "
+                    "its wheels cannot travel to the GPU machine)")
     ap.add_argument("--lf-results", type=Path, default=None,
                     help="results.json to take reused records from (default: the results folder's)")
     ap.add_argument("--reuse", default="", help="groups whose records are taken from --lf-results instead of "
@@ -190,12 +192,15 @@ def main(argv=None) -> int:
     lf_records, lf_info = ([], {})
     if a.skip_lf or a.reuse:
         lf_records, lf_info = _previous(a.lf_results, a.skip_lf, a.reuse)
-    if not a.skip_lf:
+    if a.no_lf:
+        lf_info = {"skipped": "--no-lf: llmpipe alone (LLaMA-Factory's wheels do not fit the GPU machine's 64 MiB; "
+                              "bench/gpu_wheels.py)"}
+    elif not a.skip_lf:
         lf_info = lfenv.ensure(a.lf_venv, log)
     log("measuring the matmul peak")
     peak = machine.measure(py, a.device)
     t0 = time.time()
-    suite = Suite(a.work / "runs", assets, a.lf_venv, runs=a.runs, only=a.only, skip_lf=a.skip_lf,
+    suite = Suite(a.work / "runs", assets, a.lf_venv, runs=a.runs, only=a.only, skip_lf=a.skip_lf or a.no_lf,
                   device=a.device, sweep_runs=a.sweep_runs, log=log)
     model_cfg = json.loads((assets / ("model_gpu" if a.device == "cuda" else "model") / "config.json").read_text())
     common = {"command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
