@@ -103,7 +103,7 @@ def select_rows(n_rows: int, spec: DatasetSpec, opts: DataOptions) -> list[int]:
 def refuse_media(examples: list[dict], rep: RowReport, mm=None, kind: str = "sft") -> None:
     """Rows with media the run cannot use are refused, never trained as placeholder text: any media for a
     text-only model (``mm`` None), videos/audios, and images outside supervised fine-tuning."""
-    if mm is not None and kind == "sft":
+    if mm is not None and kind in ("sft", "pairwise", "kto"):   # images: sft, dpo, kto (rm: refused below)
         readable = {"images", "videos"} if kind == "sft" and getattr(mm, "video", None) is not None else {"images"}
         other = sum(1 for ex in examples if set(ex.get("media") or {}) - readable)
         if other:
@@ -114,7 +114,8 @@ def refuse_media(examples: list[dict], rep: RowReport, mm=None, kind: str = "sft
     if with_media:
         why = ("the model is text-only (it has no image processor), so the media would be ignored; use a "
                "vision-language model such as model=tiny_vl" if mm is None else
-               f"train.stage with {kind} rows does not take images yet (only sft does)")
+               f"train.stage with {kind} rows does not take images (sft, dpo and kto do; TRL's reward "
+               "trainer has no image path)")
         raise DataError(f"dataset {rep.dataset!r}: {with_media} rows carry images/videos/audios, and {why}. "
                         f"The media check itself passed for them:\n{rep.summary()}")
 
@@ -128,7 +129,7 @@ def convert_dataset(spec: DatasetSpec, opts: DataOptions, split: str, mm=None) -
         raise DataError(f"dataset {spec.name!r} is empty: {spec.source} holds no rows")
     if not examples:
         raise DataError(f"dataset {spec.name!r} has no usable rows for {opts.kind}:\n{rep.summary()}")
-    refuse_media(examples, rep, mm, opts.kind)
+    refuse_media(examples, rep, mm, "rm" if opts.stage == "rm" else opts.kind)
     return examples, rep
 
 
@@ -171,7 +172,12 @@ def process_dataset(examples: list[dict], tokenizer, opts: DataOptions, proc: di
         ds = tokenize_examples(examples, tokenizer, opts, proc, rep)
     else:
         fn = {"pairwise": P.process_pairwise, "kto": P.process_kto, "prompt": P.process_prompt}[opts.kind]
-        rows = fn(examples, **proc)
+        if proc.get("mm") is not None and opts.kind in ("pairwise", "kto"):   # image preference rows (dpo, kto)
+            from llmpipe.data.mm_pairwise import process_rows
+
+            rows = process_rows(examples, tokenizer, proc["mm"], proc, rep, opts.media_root, opts.kind)
+        else:
+            rows = fn(examples, **proc)
         if opts.kind in ("pairwise", "kto") and opts.cutoff_len:
             rep.notes.update(pref_truncation(rows, tokenizer, opts.cutoff_len))
         ds = datasets.Dataset.from_list(rows)
