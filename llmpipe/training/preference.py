@@ -91,13 +91,18 @@ def train_dpo(ctx: TrainJob) -> dict:
         extra["ref_model"] = load_reference(cfg, read_source(load_dir), tokenizer, ctx.cache_root, ctx.log)
     model = prepare_model(ctx)
     args = trl_config(ctx, config_cls, eval_ds is not None, **kw)
+    # image rows (llmpipe.training.mm_preference): pixel values in the batch
+    from llmpipe.training.mm_preference import adapt
+
+    trainer_cls, train_ds, eval_ds, images = adapt(trainer_cls, args, tokenizer, load_dir, train_ds, eval_ds, ctx.log)
+    extra.update(images)
     if cfg.pref.loss == "kto_pair":
         extra["ftx"] = cfg.pref.ftx
     if cfg.pref.loss not in REFERENCE_FREE:   # TRL's DPOTrainer pads; its fused-LM-head calls run unpadded
         from llmpipe.training.padding_free import decide, unpad_model_calls, unpad_reference
 
         score_label_positions_only()
-        if decide(cfg, model, ctx.log):
+        if not images and decide(cfg, model, ctx.log):
             unpad_model_calls(model)
             if extra.get("ref_model") is not None:
                 unpad_reference(extra["ref_model"], ctx.log)
