@@ -41,8 +41,9 @@ def implicit_rewards(trainer) -> tuple[list[float], list[bool]]:
 
     def logps(m, batch):
         labels_ = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+        images = {k: batch[k] for k in ("pixel_values", "image_grid_thw", "mm_token_type_ids") if k in batch}
         out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels_,
-                use_cache=False, fused_lm_head=True)
+                use_cache=False, fused_lm_head=True, **images)
         return out.log_probs[:, -(batch["input_ids"].size(1) - 1):].sum(-1)
 
     try:
@@ -96,10 +97,14 @@ def train_kto(ctx: TrainJob) -> dict:
     args = trl_config(ctx, KTOConfig, eval_ds is not None, beta=p.beta, desirable_weight=p.kto_chosen_weight,
                       undesirable_weight=p.kto_rejected_weight,
                       precompute_ref_log_probs=ctx.reference_dir is not None)
+    # image rows (llmpipe.training.mm_preference): pixel values in the batch
+    from llmpipe.training.mm_preference import adapt
+
+    trainer_cls, train_ds, eval_ds, images = adapt(trainer_cls, args, tokenizer, load_dir, train_ds, eval_ds, ctx.log)
     ctx.log(f"KTO, beta={p.beta}, weights desirable {p.kto_chosen_weight} / undesirable {p.kto_rejected_weight}")
     from llmpipe.training.ref_logprobs import no_model_hash
 
     with no_model_hash():
         trainer = trainer_for(trainer_cls, ctx, model=model, ref_model=ref, args=args, train_dataset=train_ds,
-                              eval_dataset=eval_ds, processing_class=tokenizer)
+                              eval_dataset=eval_ds, processing_class=tokenizer, **images)
     return finish(ctx, trainer, tokenizer, eval_ds, "kto", extra=accuracy_metrics)
