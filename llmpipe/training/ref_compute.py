@@ -54,10 +54,14 @@ def compute(job: TrainJob) -> dict:
     cls, config_cls, kw = trainer_setup(cfg)
     batch = max(cfg.train.per_device_eval_batch_size, cfg.train.per_device_train_batch_size)
     args = trl_config(job, config_cls, eval_ds is not None, precompute_ref_batch_size=batch, **kw)
+    # image rows (llmpipe.training.mm_preference): scored with images
+    from llmpipe.training.mm_preference import adapt
+
+    cls, train_ds, eval_ds, images = adapt(cls, args, tokenizer, job.load_dir, train_ds, eval_ds, job.log)
     loaded = time.perf_counter()
     with no_model_hash():
         trainer = scoring_trainer(cls)(model=model, ref_model=None, args=args, train_dataset=train_ds,
-                                       eval_dataset=eval_ds, processing_class=tokenizer)
+                                       eval_dataset=eval_ds, processing_class=tokenizer, **images)
     scored = getattr(trainer, "scored", {})
     rows = {name: len(next(iter(cols.values()))) for name, cols in scored.items()}
     seconds = time.perf_counter() - loaded
