@@ -17,7 +17,15 @@ from llmpipe.models.vlm_zoo import SPECS as _VLM_ZOO
 TEXT_BUILTINS = ("builtin:tiny", "builtin:tiny-random", "builtin:bench")   # Llama layout
 VLM_BUILTINS = {"builtin:tiny_vl": "qwen2_vl", **{name: spec[0] for name, spec in _VLM_ZOO.items()}}
 TRAINED_FAMILIES = tuple(FAMILIES)   # the families llmpipe.models.vision and llmpipe.data.mm_plugins have a layer for
-VLM_STAGES = ("sft", "pt")
+VLM_STAGES = ("sft", "pt", "dpo", "kto")
+# why the others are refused on a vision-language model (docs/multimodal.md, "Stages")
+VLM_REFUSED = {
+    "rm": "TRL's RewardTrainer has no image path (it would train on the text and drop the images silently), and "
+          "Qwen2-VL has no sequence-classification class for llmpipe's score head",
+    "ppo": "llmpipe's PPO loop generates and scores text only: its rollouts, reward model and value head take no "
+           "pixel values",
+}
+VLM_REF_FREE = ("orpo", "simpo")   # pref.loss values whose TRL trainers (experimental ORPO/CPO) get no images
 _DEFAULTS = VisionConfig()
 # translated older flags: their value arrives through the newer key, which names them in its message
 _VIA = {"image_max_pixels": "vision.image_resolution", "video_max_pixels": "vision.video_resolution",
@@ -120,25 +128,35 @@ def _unsupported(cfg, family, what: str) -> str:
             "(docs/multimodal.md)")
 
 
-@rule("vision-stage", keys=["train.stage", "model.name_or_path"],
+@rule("vision-stage", keys=["train.stage", "model.name_or_path", "pref.loss"],
       bad=[["model.name_or_path=builtin:tiny_vl", "train.stage=ppo", "ppo.reward_model=builtin:tiny",
-            "ppo.reward_model_type=full", "train.do_train=true"]],
-      good=[["model.name_or_path=builtin:tiny_vl", "train.stage=sft"]])
+            "ppo.reward_model_type=full", "train.do_train=true"],
+           ["model.name_or_path=builtin:tiny_vl", "train.stage=rm", "train.do_train=true"],
+           ["model.name_or_path=builtin:tiny_vl", "train.stage=dpo", "pref.loss=orpo", "train.do_train=true"]],
+      good=[["model.name_or_path=builtin:tiny_vl", "train.stage=sft"],
+            ["model.name_or_path=builtin:tiny_vl", "train.stage=dpo", "pref.loss=ipo"]])
 def vlm_stage(cfg, env):
-    """A vision-language model trains with sft (images) or pt (text) only: the preference, reward and PPO trainers
-    of this build load text-only causal LMs and do not collate images (TRL's RewardTrainer has no image path at
-    all), so they would drop the vision tower or the images."""
+    """A vision-language model trains with sft and dpo/kto (images) or pt (text): dpo's DPOTrainer losses and kto
+    get the images through llmpipe.training.mm_preference. rm (TRL's RewardTrainer has no image path), ppo (text
+    rollouts and rewards) and the ORPO/SimPO trainers would drop the images, so they are refused."""
     family, vlm = model_family(cfg)
     if vlm is True and family not in TRAINED_FAMILIES and get(cfg, "train.do_train", False):
         yield problem("vision-stage", "model.name_or_path", get(cfg, "model.name_or_path"),
                       _unsupported(cfg, family, "does not train here"), fmt(TRAINED_FAMILIES), "model=tiny_vl")
         return
-    if vlm is not True or not get(cfg, "train.do_train", False) or stage(cfg) in VLM_STAGES:
+    if vlm is not True or not get(cfg, "train.do_train", False):
         return
+    if stage(cfg) == "dpo" and get(cfg, "pref.loss") in VLM_REF_FREE:
+        yield problem("vision-stage", "pref.loss", get(cfg, "pref.loss"),
+                      f"is not available for the vision-language model {get(cfg, 'model.name_or_path')} ({family}): "
+                      "TRL's ORPO/CPO trainers do not pass images (docs/multimodal.md)",
+                      "a DPOTrainer loss (sigmoid, ipo, hinge, ...) or kto_pair", "pref.loss=sigmoid")
+    if stage(cfg) in VLM_STAGES:
+        return
+    why = VLM_REFUSED.get(stage(cfg), "its trainer loads a text-only causal LM and does not pass images")
     yield problem("vision-stage", "train.stage", stage(cfg),
-                  f"is not available for the vision-language model {get(cfg, 'model.name_or_path')} ({family}): its "
-                  "trainer loads a text-only causal LM and does not pass images (docs/multimodal.md)",
-                  fmt(VLM_STAGES), "train.stage=sft")
+                  f"is not available for the vision-language model {get(cfg, 'model.name_or_path')} ({family}): "
+                  f"{why} (docs/multimodal.md)", fmt(VLM_STAGES), "train.stage=sft")
 
 
 @rule("vision-data-media", keys=["data.dataset", "data.eval_dataset", "model.name_or_path"],
@@ -181,7 +199,7 @@ def data_media(cfg, env):
                               f"columns that {family} does not read with train.stage={stage(cfg)} (videos: "
                               "qwen2_vl with sft; docs/multimodal.md)", "a dataset whose media the model reads",
                               "drop it")
-            elif stage(cfg) != "sft":
+            elif stage(cfg) not in ("sft", "dpo", "kto"):
                 yield problem("vision-data-media", key, name,
-                              f"has images, and train.stage={stage(cfg)} does not read them (only sft does)",
-                              "train.stage=sft", "train.stage=sft")
+                              f"has images, and train.stage={stage(cfg)} does not read them (sft, dpo and kto do)",
+                              "train.stage=sft, dpo or kto", "train.stage=sft")
