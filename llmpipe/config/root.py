@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from llmpipe.config.families.apollo import ApolloConfig
 from llmpipe.config.families.badam import BadamConfig
 from llmpipe.config.families.data import DataConfig
+from llmpipe.config.families.eval import EvalConfig
 from llmpipe.config.families.export import ExportConfig
 from llmpipe.config.families.freeze import FreezeConfig
 from llmpipe.config.families.galore import GaloreConfig
@@ -27,7 +28,7 @@ from llmpipe.config.families.vision import VisionConfig
 
 FAMILIES = (
     "model", "data", "train", "lora", "oft", "freeze", "quantization", "galore", "apollo", "badam", "muon", "pref",
-    "ppo", "export", "vision", "generate", "infer", "launch", "run", "pipeline", "serve",
+    "ppo", "export", "vision", "generate", "infer", "eval", "launch", "run", "pipeline", "serve",
 )
 
 
@@ -50,6 +51,7 @@ class LlmpipeConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     run: RunConfig = field(default_factory=RunConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)

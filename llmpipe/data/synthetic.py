@@ -292,8 +292,9 @@ def dataset_info() -> dict:
     # the image and video datasets (llmpipe.data.mm_synthetic and mm_synthetic_video write them)
     from llmpipe.data.mm_synthetic import INFO
     from llmpipe.data.mm_synthetic_video import INFO as VIDEO_INFO
+    from llmpipe.data.mc_synthetic import INFO as MC_INFO   # mc_demo_train (llmpipe.data.mc_synthetic writes it)
 
-    return {**info, **INFO, **VIDEO_INFO}
+    return {**info, **INFO, **VIDEO_INFO, **MC_INFO}
 
 
 def corpus() -> dict[str, str]:
@@ -342,6 +343,9 @@ def write_all(out: str | Path) -> list[Path]:
     from llmpipe.data import mm_synthetic_video
 
     written += mm_synthetic_video.write_all(out)
+    from llmpipe.data import mc_synthetic
+
+    written += mc_synthetic.write_train(out)
     for fname, text in corpus().items():
         p = out / "corpus" / fname
         p.write_text(text, encoding="utf-8")

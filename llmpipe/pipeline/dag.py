@@ -20,7 +20,8 @@ from llmpipe.config.root import LlmpipeConfig
 from llmpipe.config.train_stages import TRAIN_STAGES, unused_families
 from llmpipe.problems import Problem
 from llmpipe.stages.base import StageKind
-from llmpipe.stages.kinds import ADAPT, EVALUATE, EXPORT, LOAD, MERGE, PREDICT, PUSH, QUANTIZE, REFERENCE, TRAIN
+from llmpipe.stages.kinds import (ADAPT, EVALUATE, EXPORT, LOAD, MC_EVAL, MERGE, PREDICT, PUSH, QUANTIZE, REFERENCE,
+                                  TRAIN)
 
 
 @dataclass
@@ -210,6 +211,9 @@ def heldout_nodes(cfg: DictConfig, load: str, model: str | None) -> list[Node]:
                         + (", accuracy" if cfg.train.compute_accuracy else "")))
     if cfg.train.do_predict:
         out.append(Node("predict", PREDICT, cfg, dict(inputs), label=f"generate ({cfg.infer.backend})"))
+    if cfg.eval.task:   # with eval.save_dir it runs every time, so that the folder is written
+        kind = replace(MC_EVAL, cached=False) if cfg.eval.save_dir else MC_EVAL
+        out.append(Node("mc_eval", kind, cfg, dict(inputs), label=f"{cfg.eval.task}, {cfg.eval.n_shot}-shot"))
     return out
 
 
@@ -240,7 +244,7 @@ def plan_problems(cfg: DictConfig) -> list[Problem]:
 
     problems += step_problems(steps)
     main = steps[-1][1]
-    if not (main.train.do_train or main.train.do_eval or main.train.do_predict or main.export.dir):
+    if not (main.train.do_train or main.train.do_eval or main.train.do_predict or main.export.dir or main.eval.task):
         problems.append(Problem(
             "train.do_train", False, "nothing to do: no training, evaluation, prediction or export was asked for"
             " (an inference config, such as LLaMA-Factory's inference YAMLs, runs with `python -m llmpipe.chat` or"

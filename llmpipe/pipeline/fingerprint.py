@@ -87,6 +87,10 @@ def compute_fingerprints(plan: Any, cache_root: Path) -> None:
             from llmpipe.exporting.identity import stage_identities
 
             node.identities.update(stage_identities(node, ids))
+        if node.kind.name == "mc_eval":   # the questions of eval.task, by content
+            from llmpipe.data.mc_tasks import task_identity
+
+            node.identities["eval_task"] = task_identity(str(node.cfg.eval.task), str(node.cfg.eval.task_dir))
         if node.kind.distributed:   # the content of the DeepSpeed JSON, not just its path
             from llmpipe.launch.stage import launch_identities
 

@@ -10,6 +10,7 @@ from llmpipe.config.environment import Environment
 from llmpipe.config.rulebook import RULES, Rule
 from llmpipe.config.validate import Validated, check
 from llmpipe.data import rules as _data_rules  # noqa: F401  (registers the rules on the data's own facts)
+from llmpipe.data import mc_rules as _mc_rules  # noqa: F401  (eval.task, eval.save_dir)
 from llmpipe.models import rules as _model_rules  # noqa: F401  (registers the rules on the model's own facts)
 from llmpipe.models import context_rules as _context_rules  # noqa: F401  (data.cutoff_len against the model's positions)
 from llmpipe.models import vision_rules as _vision_rules  # noqa: F401  (vision.* flags, media data, VLM stages)

@@ -2,7 +2,7 @@
 stage, llmpipe/stages/<name>.py, whose heavy imports happen inside that function)."""
 from __future__ import annotations
 
-from llmpipe.stages import adapt, evaluate, export, load, merge, predict, push, quantize, reference, train
+from llmpipe.stages import adapt, evaluate, export, load, mc_eval, merge, predict, push, quantize, reference, train
 from llmpipe.stages.base import StageKind, register
 
 # Model-loading options that change what a trained model is.
@@ -85,4 +85,13 @@ PREDICT = register(StageKind(
     + _MODEL_LOAD,
     run=predict.run,
     doc="Generate answers for the held-out split: predictions JSONL, BLEU-4, ROUGE-1/2/L, exact match.",
+))
+MC_EVAL = register(StageKind(
+    name="mc_eval", version="1",
+    reads=("eval", "train.seed", "infer.dtype") + _MODEL_LOAD,
+    run=mc_eval.run,
+    # where the results are copied and LLaMA-Factory's download mode do not change them
+    ignores=("eval.save_dir", "eval.download_mode"),
+    doc="Multiple-choice evaluation (eval.task: MMLU/CMMLU/C-Eval layout or the bundled mc_demo): accuracy per "
+        "subject, category and overall from the logits of the choice letters.",
 ))

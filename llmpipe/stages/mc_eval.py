@@ -1,0 +1,60 @@
+"""mc_eval: multiple-choice evaluation (``eval.task``, MMLU/CMMLU/C-Eval style) of the final model of the run
+(or of the base model, with model.adapter_name_or_path, when nothing is trained), as predict and evaluate pick
+theirs. The questions come from llmpipe.data.mc_tasks, the scores from llmpipe.infer.multiple_choice.
+
+Publishes ``results.json`` (task, split, n_shot, lang; ``accuracy``: Average and per category, fractions in
+[0, 1]; ``subjects``: accuracy, correct, questions, name and category of each; ``predictions``: each answer)
+and ``results.log`` (the same accuracies in percent), and copies both into ``eval.save_dir`` when it is set.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+from llmpipe.stages.base import StageContext
+
+FILES = ("results.json", "results.log")
+
+
+def run(ctx: StageContext) -> dict:
+    from llmpipe.data.mc_tasks import load_task, parse_task
+    from llmpipe.errors import UserError
+    from llmpipe.infer.engine import load_prompter
+    from llmpipe.infer.hf_backend import load_model
+    from llmpipe.infer.model_ref import from_stage_inputs
+    from llmpipe.infer.multiple_choice import evaluate, render, score_log
+
+    obj, ev = ctx.obj, ctx.obj.eval
+    load_dir = ctx.input("load")
+    ref = from_stage_inputs(obj, load_dir, ctx.inputs.get("model"))
+    prompter = load_prompter(ref.tokenizer, obj)
+    subjects = load_task(ev.task, ev.task_dir)
+    rendered = render(subjects, prompter, int(ev.n_shot), ev.lang, int(obj.train.seed))
+    total = sum(len(r.prompts) for r in rendered)
+    ctx.log(f"{ref.origin}: {ref.model}{' + ' + ', '.join(ref.adapters) if ref.adapters else ''}; {ev.task}: "
+            f"{len(subjects)} subjects, {total} questions, {ev.n_shot}-shot, {ev.lang}")
+    model = load_model(ref, obj)
+    results = evaluate(rendered, model, prompter.tokenizer, int(ev.batch_size), log=ctx.log)
+    _, split = parse_task(ev.task)
+    results = {"task": ev.task, "split": split, "n_shot": int(ev.n_shot), "lang": ev.lang, "model": ref.describe(),
+               **results}
+    (ctx.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    (ctx.out / "results.log").write_text(score_log(results), encoding="utf-8")
+    if ev.save_dir:
+        from pathlib import Path
+
+        dest = Path(ev.save_dir).expanduser()
+        if dest.exists() and any(dest.iterdir()):
+            raise UserError(f"eval.save_dir={ev.save_dir} already exists and is not empty (pre-flight found it free:"
+                            f" something wrote there during the run); the results are in {ctx.out}")
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in FILES:
+            shutil.copyfile(ctx.out / f, dest / f)
+        ctx.log(f"results copied to {dest}")
+    ctx.log(", ".join(f"{cat} {100 * acc:.1f} %" for cat, acc in results["accuracy"].items()))
+    metrics = {"mc_accuracy": results["accuracy"]["Average"], "mc_questions": results["questions"]}
+    for cat, acc in results["accuracy"].items():
+        if cat != "Average":
+            metrics[f"mc_accuracy_{re.sub(r'[^0-9a-z]+', '_', cat.lower()).strip('_')}"] = acc
+    return {"metrics": metrics}
