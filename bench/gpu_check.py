@@ -5,7 +5,7 @@
 Run it through bench/gpu_check.sh on the GPU machine: that script installs the carried wheels (.whl/, made by
 `make gpu-wheels`) into /tmp/site without touching torch and puts them on PYTHONPATH. The steps, in order, each
 under its own timeout and all under one budget (a hung step cannot eat the run; a step with less than
-MIN_STEP_S left is skipped and says so):
+MIN_STEP_S left is skipped and says so; ORDER runs the most telling steps first):
 
 * ``env``: the GPU's name, torch/CUDA versions, the carried and assumed packages checked against what llmpipe
   needs (.whl/wheels.json), and the bf16 matmul peak (bench.machine.matmul_peak) that MFU is measured against;
@@ -16,6 +16,8 @@ MIN_STEP_S left is skipped and says so):
   off and on (``*_liger``), on that model in bf16 with padding-free batches (llmpipe's varlen SDPA on CUDA);
 * ``fsdp``: full fine-tuning under FSDP on one GPU (torchrun, one rank); ``deepspeed``: ZeRO-2 on NCCL;
 * ``vlm``: the tiny vision-language recipe (+recipe=vlm_demo, shortened);
+* ``profile`` (after ``bench``): the SFT run again with the torch profiler (3 active steps) and per-module forward times: the top
+  kernels by self time go into the report (where the time goes when the MFU goal is missed);
 * ``bench``: `python -m bench --device cuda --no-lf --quick` (tokens/s and MFU of SFT and DPO against the peak
   measured in that run; LLaMA-Factory's wheels do not fit, see bench/gpu_wheels.py TOO_BIG).
 
@@ -131,7 +133,20 @@ def plan(work: Path, *, cpu: bool = False, model: str | None = None, python: str
                                 "--work", str(work / "bench"), "--out", str(work / "bench_out")], 240,
                       "tokens/s and MFU of SFT and DPO (llmpipe alone)",
                       skip="`python -m bench` measures the CPU itself" if cpu else None))
-    return steps
+    prof = work / "profile"
+    steps.append(Step("profile", [python, "-m", "llmpipe", *llmpipe_overrides("sft", model, cpu=cpu),
+                                  "train.enable_torch_profiler=true", f"train.profiler_output_dir={prof}",
+                                  "train.profiler_active_steps=3", "train.profiler_repeat=1",
+                                  'train.profile_modules="*.self_attn,*.mlp,*lm_head"', "run.force=train",
+                                  f"run.cache_root={store}", f"hydra.run.dir={work / 'jobs' / 'profile'}"], 120,
+                      "where the time of a LoRA SFT step goes: torch profiler (top kernels), per-module forward times",
+                      job_dir=str(work / "jobs" / "profile")))
+    return sorted(steps, key=lambda st: ORDER.index(st.name))
+
+
+# Most telling first: when the budget runs out, the tail is skipped (and says so), not the MFU measurement
+ORDER = ("env", "assets", "sft", "sft_liger", "bench", "pytest", "dpo", "kto", "rm_ppo", "fsdp", "deepspeed", "vlm",
+         "dpo_liger", "kto_liger", "rm_ppo_liger", "profile")
 
 
 _WHAT = {"sft": "LoRA SFT, padding-free", "dpo": "LoRA DPO, padding-free", "kto": "LoRA KTO (+recipe=kto_qwen)",
@@ -233,6 +248,8 @@ def _collect(step: Step, row: dict, work: Path, out: Path) -> None:
         row["env"] = json.loads((work / "env.json").read_text())
     elif step.name == "pytest":
         row["pytest"] = pytest_summary(work / "pytest.xml")
+    elif step.name == "profile":
+        row["profile"] = profile_summary(work / "profile")
     elif step.name == "bench":
         res = work / "bench_out"
         for src, dst in (("results.json", "bench_results.json"), ("RESULTS.md", "bench_RESULTS.md")):
@@ -240,6 +257,26 @@ def _collect(step: Step, row: dict, work: Path, out: Path) -> None:
                 shutil.copyfile(res / src, out / dst)
         if (res / "results.json").is_file():
             row["bench_rows"] = json.loads((res / "results.json").read_text()).get("rows")
+
+
+def profile_summary(folder: Path, top: int = 12) -> dict:
+    """The kernels (GPU) or operators (CPU) with the most self time in the profiler's traces, and the per-module
+    forward times of train.profile_modules (module_times.json)."""
+    totals: dict[str, float] = {}
+    traces = sorted(folder.glob("*.pt.trace.json"))
+    for trace in traces:
+        events = json.loads(trace.read_text()).get("traceEvents", [])
+        kernels = [e for e in events if e.get("cat") == "kernel"] or [e for e in events if e.get("cat") == "cpu_op"]
+        for e in kernels:
+            totals[e.get("name", "?")[:120]] = totals.get(e.get("name", "?")[:120], 0.0) + float(e.get("dur", 0))
+    whole = sum(totals.values()) or 1.0
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    out = {"traces": len(traces), "top": [{"name": n, "ms": round(us / 1000, 2), "share": round(us / whole, 3)}
+                                          for n, us in ranked]}
+    modules = folder / "module_times.json"
+    if modules.is_file():
+        out["modules"] = json.loads(modules.read_text())
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -279,6 +316,11 @@ def markdown(report: dict) -> str:
     env = next((s.get("env") for s in report["steps"] if s["name"] == "env" and s.get("env")), None)
     if env:
         lines += ["", "## Machine", "", "```json", json.dumps(env, indent=1), "```"]
+    prof = next((s.get("profile") for s in report["steps"] if s["name"] == "profile" and s.get("profile")), None)
+    if prof and prof.get("top"):
+        lines += ["", "## Where the time of a LoRA SFT step goes (torch profiler, self time)", "",
+                  "| kernel / operator | ms | share |", "|---|---|---|"]
+        lines += [f"| `{k['name']}` | {k['ms']} | {k['share']:.1%} |" for k in prof["top"]]
     failed = [r for r in report["steps"] if r["status"] in ("failed", "timeout")]
     for r in failed:
         lines += ["", f"## {r['name']}: {r['status']}", "", "```", r.get("tail", "")[-1500:], "```"]

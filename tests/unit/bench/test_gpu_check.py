@@ -26,8 +26,8 @@ def test_every_llmpipe_step_passes_preflight_on_one_gpu(tmp_path, hydra_compose)
 
     steps = gpu_check.plan(tmp_path, model="builtin:tiny", has=lambda m: True)
     names = [s.name for s in steps]
-    assert names == ["env", "pytest", "assets", "sft", "sft_liger", "dpo", "dpo_liger", "kto", "kto_liger",
-                     "rm_ppo", "rm_ppo_liger", "fsdp", "deepspeed", "vlm", "bench"]
+    assert names == ["env", "assets", "sft", "sft_liger", "bench", "pytest", "dpo", "kto", "rm_ppo", "fsdp",
+                     "deepspeed", "vlm", "dpo_liger", "kto_liger", "rm_ppo_liger", "profile"]
     assert not any(s.skip for s in steps)   # on a GPU with the carried wheels nothing is skipped
     gpu = Environment(gpu_count=1, available_packages=frozenset({"liger_kernel", "deepspeed"}))
     checked = 0
@@ -46,12 +46,13 @@ def test_every_llmpipe_step_passes_preflight_on_one_gpu(tmp_path, hydra_compose)
         if step.name in ("fsdp", "deepspeed"):
             assert obj.launch.kind == step.name and obj.launch.nproc_per_node == 1
         checked += 1
-    assert checked == 11
+    assert checked == 12
     pytest_step = steps[names.index("pytest")]
     assert "tests/integration/test_methods_gpu.py" in pytest_step.argv and "-m" in pytest_step.argv
     from bench.__main__ import parse
 
-    bench_args = parse(steps[-1].argv[steps[-1].argv.index("bench") + 1:])
+    bench = steps[names.index("bench")].argv
+    bench_args = parse(bench[bench.index("bench") + 1:])
     assert bench_args.no_lf and bench_args.device == "cuda" and set(bench_args.only) == {"sft", "dpo"}
 
 
@@ -121,3 +122,17 @@ def test_wheel_plan_carries_what_the_machine_lacks_or_has_wrong():
     # compiled with an unknown version: assumed (checked on the machine); typer stays the machine's, and so do the
     # requirements of what stays; torch is never carried
     assert plan["assumed"] == {"numpy": ">=1.17"} and "torch" in plan["skipped"]
+
+
+def test_profile_summary_ranks_kernels_by_self_time(tmp_path):
+    events = [{"cat": "kernel", "name": "sm90_gemm", "dur": 3000}, {"cat": "kernel", "name": "flash_fwd", "dur": 500},
+              {"cat": "kernel", "name": "sm90_gemm", "dur": 1000}, {"cat": "cpu_op", "name": "aten::mm", "dur": 9000}]
+    (tmp_path / "host.1.pt.trace.json").write_text(json.dumps({"traceEvents": events}))
+    (tmp_path / "module_times.json").write_text(json.dumps({"model.layers.0.mlp": 1.5}))
+    prof = gpu_check.profile_summary(tmp_path)
+    assert prof["traces"] == 1 and prof["modules"] == {"model.layers.0.mlp": 1.5}
+    assert prof["top"] == [{"name": "sm90_gemm", "ms": 4.0, "share": 0.889}, {"name": "flash_fwd", "ms": 0.5,
+                                                                                "share": 0.111}]
+    md = gpu_check.markdown({"budget_s": 1, "steps": [{"name": "profile", "what": "", "status": "ok",
+                                                       "profile": prof}]})
+    assert "| `sm90_gemm` | 4.0 | 88.9% |" in md
