@@ -34,7 +34,8 @@ SPECS: dict[str, tuple[str, tuple[str, ...], dict[str, str]]] = {
     "builtin:tiny-qwen2.5-vl": ("qwen2_5_vl", _QWEN_TOKENS, {}),
     "builtin:tiny-qwen3-vl": ("qwen3_vl", _QWEN_TOKENS, {}),
     "builtin:tiny-llava": ("llava", ("<image>",), {"image_token": "<image>"}),
-    "builtin:tiny-gemma3-vl": ("gemma3", ("<start_of_image>", "<end_of_image>", "<image_soft_token>"),
+    "builtin:tiny-gemma3-vl": ("gemma3", ("<start_of_image>", "<end_of_image>", "<image_soft_token>",
+                                          "<start_of_turn>", "<end_of_turn>"),   # + LF's gemma3 template's turns
                                {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
                                 "image_token": "<image_soft_token>"}),
     "builtin:tiny-llava-next": ("llava_next", ("<image>",), {"image_token": "<image>"}),
@@ -107,7 +108,7 @@ def make_config(name: str, tok):
                                     image_token_index=_ids(tok, "<image>")[0], vision_feature_layer=-1,
                                     vision_feature_select_strategy="default", **extra)
     if kind == "gemma3":
-        boi, eoi, soft = _ids(tok, *SPECS[name][1])
+        boi, eoi, soft = _ids(tok, *SPECS[name][1][:3])
         return AutoConfig.for_model(kind, text_config=dict(text, model_type="gemma3_text", head_dim=16,
                                                            query_pre_attn_scalar=16, sliding_window=64,
                                                            layer_types=["sliding_attention", "full_attention"]),

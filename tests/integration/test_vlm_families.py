@@ -1,0 +1,152 @@
+"""Every vision-language family llmpipe has a multimodal layer for, on its tiny random instance (llmpipe.models.vlm_zoo),
+in process: the processor published as the load stage does (with the family's llmpipe-mm.json), the bundled image rows
+tokenized under LLaMA-Factory's chat template for the family, the model built as the train stage builds it (LoRA on the
+language model, the projector trained whole), 2 optimizer steps on one batch (the loss on that batch falls), the
+adapter merged and saved with its processor as merge does; then one fresh process reloads every merged folder with
+transformers' own classes (the model class, AutoProcessor where this environment builds it, else the saved image
+processor and tokenizer) and generates from an image. The stage plumbing of a VLM is run end to end by
+tests/integration/test_vlm.py (tiny_vl) and test_lf_vlm_recipe below."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmpipe.models import vlm_zoo
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
+
+TEMPLATE = {"qwen2_5_vl": "qwen2_vl", "qwen3_vl": "qwen3_vl_nothink", "llava": "llava", "gemma3": "gemma3",
+            "llava_next": "llava_next", "internvl": "intern_vl"}
+COMPOSITE = ("llava", "llava_next", "gemma3")   # their transformers processor builds without torchvision
+EXPORTS: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    shared = os.environ.get("LLMPIPE_BUILTIN_CACHE")
+    if shared:   # the built-in models are built once per test session
+        (Path(shared) / "models").mkdir(parents=True, exist_ok=True)
+        (root / "models").symlink_to(Path(shared) / "models")
+    return root
+
+
+def typed_cfg(*overrides: str):
+    from llmpipe.config.compose import compose
+    from llmpipe.config.typed import typed
+    from llmpipe.pipeline.preflight import validate
+
+    validated, problems = validate(compose(["+recipe=vlm_demo", "lora.rank=4", *overrides]))
+    assert not problems, [p.render() for p in problems]
+    return typed(validated.cfg)
+
+
+@pytest.mark.parametrize("name", vlm_zoo.names())
+def test_family_tokenizes_trains_and_merges(name, store, tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from llmpipe.data import mm_plugins
+    from llmpipe.data.loader import build_datasets
+    from llmpipe.data.options import DataOptions
+    from llmpipe.models.trainable import build
+    from llmpipe.models.vision import publish_processor
+    from llmpipe.resources import folder
+    from llmpipe.training.collators import collator_for
+
+    kind = vlm_zoo.model_type(name)
+    work = tmp_path_factory.mktemp(kind)
+    cfg = typed_cfg(f"model.name_or_path={name}", f"data.template={TEMPLATE[kind]}")
+    source = vlm_zoo.ensure(name, store)
+    assert publish_processor(source, work / "tokenizer", cfg.vision, AutoTokenizer.from_pretrained(str(source)))
+    AutoTokenizer.from_pretrained(str(source)).save_pretrained(work / "tokenizer")
+    tok = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
+    mm = mm_plugins.load(work / "tokenizer")
+    assert mm.family == {"qwen2_5_vl": "qwen2_vl", "internvl": "intern_vl"}.get(kind, kind)
+    opts = DataOptions(stage="sft", dataset=("vlm_colours",), dataset_dir=str(folder("data")),
+                       template=TEMPLATE[kind], cutoff_len=256, max_samples=4)
+    rows = build_datasets(opts, tok, mm).train
+    assert len(rows) == 4
+    image_id = tok.convert_tokens_to_ids(mm.image_token)
+    for r in rows:   # image tokens never carry a label
+        assert any(t == image_id for t in r["input_ids"])
+        assert all(lab == -100 for t, lab in zip(r["input_ids"], r["labels"]) if t == image_id)
+    batch = collator_for(cfg, tok, rows)([dict(r) for r in rows])
+    model = build(str(source), cfg, log=lambda m: None)
+    trainable = {n.split(".lora_")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(".vision_tower." in n or ".visual.blocks." in n for n in trainable)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    model.train()
+    for _ in range(2):
+        loss = model(**batch).loss
+        losses.append(float(loss))
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    with torch.no_grad():
+        losses.append(float(model(**batch).loss))
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], losses
+    merged = model.merge_and_unload()
+    out = work / "merged"
+    merged.save_pretrained(out)
+    tok.save_pretrained(out)
+    assert publish_processor(work / "tokenizer", out)   # as the merge stage does: the processor files, copied
+    facts = json.loads((out / "llmpipe-mm.json").read_text())
+    assert facts["model_type"] == kind and (out / "processor_config.json").is_file() == (kind in COMPOSITE)
+    EXPORTS[name] = out
+
+
+RELOAD = r'''
+import json, sys, torch
+from PIL import Image
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+out = {}
+for name, folder in json.loads(sys.argv[1]).items():
+    kind = AutoConfig.from_pretrained(folder).model_type
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    img = Image.new("RGB", (56, 56), (220, 30, 30))
+    if kind in ("llava", "llava_next", "gemma3"):   # transformers' composite processor, as saved by the export
+        proc = AutoProcessor.from_pretrained(folder)
+        batch = proc(text=[proc.image_token + "What colour is the shape?"], images=[img], return_tensors="pt")
+        how = type(proc).__name__
+    else:   # the Qwen-VL and InternVL processors need torchvision: the saved image processor and tokenizer
+        tok, ip = AutoTokenizer.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder)
+        px = ip(images=[img], return_tensors="pt")
+        if kind == "internvl":
+            n = model.config.image_seq_length * int(px.get("num_patches", [1])[0])
+            text = "<img>" + "<IMG_CONTEXT>" * n + "</img>"
+        else:
+            text = "<|vision_start|>" + "<|image_pad|>" * (int(px["image_grid_thw"].prod()) // ip.merge_size ** 2) \
+                + "<|vision_end|>"
+        ids = tok(text + "What colour is the shape?", return_tensors="pt", add_special_tokens=False)["input_ids"]
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **{k: v for k, v in px.items()
+                                                                             if k != "num_patches"}}
+        if kind != "internvl":
+            batch["mm_token_type_ids"] = (ids == model.config.image_token_id).long()
+        how = type(ip).__name__ + " + " + type(tok).__name__
+    with torch.no_grad():
+        gen = model.generate(**batch, max_new_tokens=3, do_sample=False, min_new_tokens=3)
+    out[name] = {"class": type(model).__name__, "processor": how, "new_tokens": gen.shape[1] - batch["input_ids"].shape[1]}
+print(json.dumps(out))
+'''
+
+
+def test_exports_reload_with_transformers_classes_and_generate_from_an_image():
+    """One fresh process for every family merged above (no llmpipe import)."""
+    if not EXPORTS:
+        pytest.skip("no family was merged in this session")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", RELOAD, json.dumps({k: str(v) for k, v in EXPORTS.items()})],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in EXPORTS:
+        assert got[name]["new_tokens"] == 3, got[name]
+        assert got[name]["processor"].endswith("Processor") == (vlm_zoo.model_type(name) in COMPOSITE), got[name]
