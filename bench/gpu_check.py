@@ -45,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MIN_STEP_S = 20          # a step with less time left than this is skipped, not started
 DEFAULT_BUDGET_S = 450   # of the 8 minutes: the wheels' install and the machine's start come on top
+CPU_SLOWER = 8           # --cpu: each step's timeout is this many times the GPU's
 TAIL = 3000              # characters of a failed step's output kept in the JSON
 
 
@@ -141,6 +142,9 @@ def plan(work: Path, *, cpu: bool = False, model: str | None = None, python: str
                                   f"run.cache_root={store}", f"hydra.run.dir={work / 'jobs' / 'profile'}"], 120,
                       "where the time of a LoRA SFT step goes: torch profiler (top kernels), per-module forward times",
                       job_dir=str(work / "jobs" / "profile")))
+    if cpu:   # a shared 2-core machine builds builtin:tiny and trains far slower than a GPU
+        for st in steps:
+            st.timeout_s *= CPU_SLOWER
     return sorted(steps, key=lambda st: ORDER.index(st.name))
 
 
@@ -163,6 +167,7 @@ def run_step(step: Step, timeout_s: float, log_file) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **step.env}
     proc = subprocess.Popen(step.argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
+    _RUNNING[:] = [proc]
     try:
         out, _ = proc.communicate(timeout=timeout_s)
         status = "ok" if proc.returncode == 0 else "failed"
@@ -172,6 +177,7 @@ def run_step(step: Step, timeout_s: float, log_file) -> dict:
         os.killpg(proc.pid, signal.SIGKILL)   # the step and every process it started (torchrun ranks)
         out, _ = proc.communicate()
         status = "timeout"
+    _RUNNING.clear()
     text = out.decode("utf-8", errors="replace")
     log_file.write(text)
     log_file.flush()
@@ -179,6 +185,20 @@ def run_step(step: Step, timeout_s: float, log_file) -> dict:
     if status != "ok":
         res["tail"] = text[-TAIL:]
     return res
+
+
+_RUNNING: list = []   # the step in flight: a stopped check (SIGTERM, Ctrl-C) takes its process group down too
+
+
+def _stop(signum, frame) -> None:
+    import signal
+
+    for proc in _RUNNING:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    raise SystemExit(128 + signum)
 
 
 def lock_facts(job_dir: str | None) -> dict:
@@ -394,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     steps = [s for s in steps if not only or s.name in only]
     meta = {"command": "python -m bench.gpu_check " + " ".join(argv if argv is not None else sys.argv[1:]),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "mode": "cpu" if a.cpu else "gpu", "work": str(work)}
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     report = execute(steps, a.out, work, budget_s=a.budget_s, meta=meta, dry_run=a.dry_run)
     print((a.out / "gpu_check.md").read_text())
     bad = [s["name"] for s in report["steps"] if s["status"] in ("failed", "timeout")]
