@@ -112,7 +112,8 @@ def markdown(data: dict) -> str:
              f"- load average (1 min) before {data['load_before']}, after {data['load_after']}; runs started above "
              f"1.5 (noisy): {noise['noisy_runs']} of {noise['runs']} (median {fmt(noise['load_median'])}, "
              f"max {fmt(noise['load_max'])})",
-             f"- LLaMA-Factory venv: {', '.join(f'{k} {v}' for k, v in data['lf'].get('versions', {}).items())}",
+             f"- LLaMA-Factory venv: {', '.join(f'{k} {v}' for k, v in data['lf'].get('versions', {}).items())}"
+             if not data["lf"].get("skipped") else f"- LLaMA-Factory: not run ({data['lf']['skipped']})",
              "", "## Results", "", markdown_table(rows)]
     missed = [s for s in (_shortfall(r) for r in rows) if s]
     if missed:
