@@ -131,10 +131,10 @@ def plan(work: Path, *, cpu: bool = False, model: str | None = None, python: str
                               f"run.cache_root={store}", f"hydra.run.dir={work / 'jobs' / 'vlm'}"], 120,
                       "the tiny VLM recipe (LoRA, export)", job_dir=str(work / "jobs" / "vlm")))
     steps.append(Step("bench", [python, "-m", "bench", "--device", "cuda", "--no-lf", "--quick", "--only", "sft,dpo",
-                                "--work", str(work / "bench"), "--out", str(work / "bench_out")], 240,
+                                "--work", str(work), "--out", str(work / "bench_out")], 240,   # reuses assets/
                       "tokens/s and MFU of SFT and DPO (llmpipe alone)",
                       skip="`python -m bench` measures the CPU itself" if cpu else None))
-    prof = work / "profile"
+    prof = work / "torch_profile"
     steps.append(Step("profile", [python, "-m", "llmpipe", *llmpipe_overrides("sft", model, cpu=cpu),
                                   "train.enable_torch_profiler=true", f"train.profiler_output_dir={prof}",
                                   "train.profiler_active_steps=3", "train.profiler_repeat=1",
@@ -269,7 +269,7 @@ def _collect(step: Step, row: dict, work: Path, out: Path) -> None:
     elif step.name == "pytest":
         row["pytest"] = pytest_summary(work / "pytest.xml")
     elif step.name == "profile":
-        row["profile"] = profile_summary(work / "profile")
+        row["profile"] = profile_summary(work / "torch_profile")
     elif step.name == "bench":
         res = work / "bench_out"
         for src, dst in (("results.json", "bench_results.json"), ("RESULTS.md", "bench_RESULTS.md")):
