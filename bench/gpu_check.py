@@ -160,30 +160,32 @@ _WHAT = {"sft": "LoRA SFT, padding-free", "dpo": "LoRA DPO, padding-free", "kto"
 
 # --------------------------------------------------------------------------------------------------- running
 def run_step(step: Step, timeout_s: float, log_file) -> dict:
-    """Run one step under ``timeout_s``; its status, seconds and output tail (stdout+stderr go to ``log_file``)."""
+    """Run one step under ``timeout_s``; its status, seconds and output tail. The output streams into
+    ``log_file`` as it comes, so a check stopped from outside still leaves the running step's lines there."""
     log_file.write(f"\n===== {step.name}: {shlex.join(step.argv)}\n")
     log_file.flush()
+    start = log_file.tell()
     t0 = time.time()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **step.env}
-    proc = subprocess.Popen(step.argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+    proc = subprocess.Popen(step.argv, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     _RUNNING[:] = [proc]
     try:
-        out, _ = proc.communicate(timeout=timeout_s)
+        proc.wait(timeout=timeout_s)
         status = "ok" if proc.returncode == 0 else "failed"
     except subprocess.TimeoutExpired:
         import signal
 
         os.killpg(proc.pid, signal.SIGKILL)   # the step and every process it started (torchrun ranks)
-        out, _ = proc.communicate()
+        proc.wait()
         status = "timeout"
     _RUNNING.clear()
-    text = out.decode("utf-8", errors="replace")
-    log_file.write(text)
-    log_file.flush()
+    log_file.seek(0, os.SEEK_END)
     res = {"status": status, "rc": proc.returncode, "seconds": round(time.time() - t0, 1)}
     if status != "ok":
-        res["tail"] = text[-TAIL:]
+        with open(log_file.name, "rb") as f:
+            f.seek(max(start, log_file.tell() - TAIL))
+            res["tail"] = f.read().decode("utf-8", errors="replace")
     return res
 
 
@@ -242,7 +244,7 @@ def execute(steps: list[Step], out: Path, work: Path, *, budget_s: float, meta: 
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     report = {**meta, "budget_s": budget_s, "steps": []}
-    with open(out / "gpu_check.log", "a", encoding="utf-8") as log_file:
+    with open(out / "gpu_check.log", "a", encoding="utf-8") as log_file:   # text; the steps write bytes to it
         for step in steps:
             left = budget_s - (time.time() - t0)
             row = {"name": step.name, "what": step.what, "command": shlex.join(step.argv)}
