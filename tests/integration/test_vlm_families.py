@@ -144,9 +144,36 @@ def test_exports_reload_with_transformers_classes_and_generate_from_an_image():
         pytest.skip("no family was merged in this session")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", RELOAD, json.dumps({k: str(v) for k, v in EXPORTS.items()})],
-                          capture_output=True, text=True, timeout=600, env=env)
+                          capture_output=True, text=True, timeout=600, env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     for name in EXPORTS:
         assert got[name]["new_tokens"] == 3, got[name]
         assert got[name]["processor"].endswith("Processor") == (vlm_zoo.model_type(name) in COMPOSITE), got[name]
+
+
+def test_lf_vlm_recipe_runs_on_the_tiny_instance(store, tmp_path, capsys):
+    """LLaMA-Factory's examples/train_lora/qwen3vl_lora_sft.yaml (HEAD ff6d4d1), imported, runs on
+    builtin:tiny-qwen3-vl with its own template (qwen3_vl_nothink) and LoRA target all. Overridden: the model path,
+    the data (LF's demo sets are not bundled: vlm_colours), the size of the job (8 rows, 2 steps, no workers), and
+    video_max_pixels back to its default (videos are read for qwen2_vl only, so pre-flight refuses the value)."""
+    from llmpipe.tools.cli import main
+
+    recipe = Path(__file__).parents[1] / "fixtures" / "lf" / "examples" / "qwen3vl_lora_sft.yaml"
+    assert main(["import-llamafactory", str(recipe), "-o", str(tmp_path / "recipe" / "qwen3vl.yaml")]) == 0
+    assert "template: qwen3_vl_nothink" in (tmp_path / "model" / "qwen3vl.yaml").read_text()
+    env = {**os.environ, "LLMPIPE_RECIPES": str(tmp_path), "LLMPIPE_CACHE": str(store), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "llmpipe", "+recipe=qwen3vl", "model.name_or_path=builtin:tiny-qwen3-vl",
+                           "data.dataset=vlm_colours", "data.max_samples=8", "train.max_steps=2",
+                           "vision.video_max_pixels=65536", "train.dataloader_num_workers=0",
+                           "data.preprocessing_num_workers=1", "train.gradient_accumulation_steps=1",
+                           "train.per_device_train_batch_size=4", "train.plot_loss=false"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, f"STDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-3000:]}"
+    assert "data vlm_colours (train): 8/8 rows kept" in proc.stdout
+    assert "step 2/2" in proc.stdout
+    (load,) = (store / "load").iterdir()
+    facts = json.loads((load / "tokenizer" / "llmpipe-mm.json").read_text())
+    assert facts["plugin"] == "qwen3_vl" and facts["model_type"] == "qwen3_vl"
+    lock = next(tmp_path.glob("outputs/qwen3vl/*/llmpipe.lock.yaml")).read_text()
+    assert "template: qwen3_vl_nothink" in lock
