@@ -13,7 +13,8 @@ carried when the machine
 * has a version that fails a requirement on it (transformers 5.17 < llmpipe's >=5.23, huggingface-hub 1.33 <
   transformers 5.25's >=2.4), or
 * has it at an unknown version while something requires a range and its wheel is pure Python (small; a compiled
-  one, such as pyarrow, is assumed to fit and is checked on the machine by bench/gpu_check.py's first step).
+  one, such as pyarrow, is assumed to fit and is checked on the machine by bench/gpu_check.py's first step), or
+* has another version than the .venv's and the wheel is pure Python (accelerate 1.15 there, 1.16 tested here).
 
 Each carried one is pinned to the .venv's version (``pip freeze``) and downloaded with ``--no-deps`` for cp312
 manylinux x86_64; DeepSpeed has no wheel on PyPI, so its sdist is built here into a pure-Python wheel
@@ -156,6 +157,8 @@ def closure(meta: dict[str, dict], machine: dict[str, str | None] = MACHINE, roo
                 why = f"machine has {have}, needed {spec}"
             elif have is None and str(spec) and meta.get(name, {}).get("pure", True):
                 why = f"machine's version unknown, needed {spec} (pure Python, small)"
+            elif have is not None and name in meta and have != meta[name]["version"] and meta[name]["pure"]:
+                why = f"machine has {have}, .venv's tested {meta[name]['version']} (pure Python, small)"
             else:
                 if have is None and str(spec):
                     assumed[name] = str(spec)

@@ -110,13 +110,15 @@ def test_wheel_plan_carries_what_the_machine_lacks_or_has_wrong():
             "transformers": {**req("huggingface-hub>=2.4", "tokenizers>=0.23.1", "numpy>=1.17"), "version": "5.25.0"},
             "huggingface-hub": {**req("httpx2>=2"), "version": "2.4.0"}, "httpx2": req(),
             "peft": {**req("rich>=13"), "version": "0.21.2"}, "tokenizers": {**req(), "pure": False},
-            "numpy": {**req(), "pure": False}, "rich": req(), "typer": req("rich>=13.8")}
+            "numpy": {**req(), "pure": False}, "rich": req(), "typer": req("rich>=13.8"),
+            "accelerate": {**req(), "version": "1.16.0"}}
     machine = {"transformers": "5.17.0", "huggingface-hub": "1.33.0", "tokenizers": "0.23.2", "numpy": None,
-               "peft": None, "torch": "2.11.0", "rich": None, "typer": None}
-    plan = gpu_wheels.closure(meta, machine, roots=("transformers", "peft", "torch", "typer"), force=("peft",),
+               "peft": None, "torch": "2.11.0", "rich": None, "typer": None, "accelerate": "1.15.0"}
+    plan = gpu_wheels.closure(meta, machine, roots=("transformers", "peft", "torch", "typer", "accelerate"), force=("peft",),
                               extra_pins={}, extra_requires={})
     carry = plan["carry"]
-    assert set(carry) == {"transformers", "huggingface-hub", "httpx2", "peft", "rich"}
+    assert set(carry) == {"transformers", "huggingface-hub", "httpx2", "peft", "rich", "accelerate"}
+    assert carry["accelerate"]["why"] == "machine has 1.15.0, .venv's tested 1.16.0 (pure Python, small)"
     assert "machine has 5.17.0" in carry["transformers"]["why"] and carry["transformers"]["version"] == "5.25.0"
     assert carry["httpx2"]["why"] == "not on the machine"
     # compiled with an unknown version: assumed (checked on the machine); typer stays the machine's, and so do the
