@@ -23,6 +23,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from llmpipe.data import tool_format_gemma4 as gemma4
+
 
 class ToolFormatError(ValueError):
     """Calls that a tool format cannot write (e.g. parallel calls in glm4)."""
@@ -424,4 +426,5 @@ FORMATS: dict[str, ToolFormat] = {f.name: f for f in (
     ToolFormat("minimax1", _minimax1_tools, _minimax1_calls, _blocks_extract(r"<tool_calls>(.+?)</tool_calls>")),
     ToolFormat("minimax2", _minimax2_tools, _minimax2_calls, _minimax2_extract),
     ToolFormat("ling", _ling_tools, _qwen_calls, _blocks_extract(r"<tool_call>(.+?)</tool_call>")),
+    ToolFormat("gemma4", gemma4.tools_text, gemma4.calls_text, gemma4.extract),
 )}

@@ -108,7 +108,7 @@ def canonical_call(value, text: str | None = None) -> str:
 
 
 def _format(fmt: str):
-    if fmt not in FORMATS:  # a named template's LF default that llmpipe does not write (gemma4)
+    if fmt not in FORMATS:  # a named template's LF default that llmpipe does not write
         raise ToolDataError(f"tool format {fmt!r} (the template's own) is not written by llmpipe; set "
                             f"data.tool_format to one of: {', '.join(TOOL_FORMATS)}")
     return FORMATS[fmt]

@@ -66,6 +66,10 @@ GOLDEN = {
         "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Get the weather of a city.\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\", \"description\": \"City name\"}}, \"required\": [\"city\"]}}}\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>\ndetailed thinking off",
         "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
         "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>"),
+    'gemma4': (   # Gemma 4's declaration syntax: <|"|>-quoted strings, bare keys, upper-case types
+        "declaration:get_weather{description:<|\"|>Get the weather of a city.<|\"|>,parameters:{properties:{city:{description:<|\"|>City name<|\"|>,type:<|\"|>STRING<|\"|>}},required:[<|\"|>city<|\"|>],type:<|\"|>OBJECT<|\"|>}}",
+        "<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>}<tool_call|>",
+        "<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>}<tool_call|><|tool_call>call:get_weather{city:<|\"|>Rome<|\"|>}<tool_call|>"),
 }
 
 
@@ -198,11 +202,27 @@ def test_named_templates_with_tools_are_lfs_bytes(name):
     assert sft_spans(spec, nosys, bos=bos, eos=eos)[0][0] == p1.replace(mark, lf_tools)
 
 
-def test_a_template_format_llmpipe_does_not_write_is_a_bad_row_not_a_crash():
-    """gemma4's tool format is LF's default for the gemma4 template but not written by llmpipe: rows with
-    tools are refused with the reason; rows without tools train."""
+def test_the_gemma4_templates_write_their_own_tool_format():
+    """gemma4 is LF's tool format of the gemma4/gemma4n templates: rows with tools render in it."""
     assert T.resolve_tool_format(None, "gemma4") == "gemma4"
-    with pytest.raises(T.ToolDataError, match="tool format 'gemma4'"):
-        T.render_messages([], None, T.parse_tools([TOOL]), "gemma4")
-    assert T.render_messages([{"role": "user", "content": "q"}], None, None, "gemma4") == [{"role": "user",
-                                                                                          "content": "q"}]
+    msgs = T.render_messages([{"role": "function_call", "content": T.canonical_call(PARIS)}], None,
+                             T.parse_tools([TOOL]), "gemma4")
+    assert msgs == [{"role": "system", "content": GOLDEN["gemma4"][0]}, {"role": "assistant", "content": GOLDEN["gemma4"][1]}]
+
+
+def test_gemma4_values_and_declarations():
+    """gemma4 sorts argument keys (nested ones too), writes true/false/null and lists bare, keeps quoted strings
+    whole (commas, colons, braces) when reading calls back; tools are joined by newlines, a response schema is
+    written with its type only when it is OBJECT, and property schemas keep only description and type."""
+    f = FORMATS["gemma4"]
+    args = {"z": None, "city": "a, b: {c}", "n": 1.5, "opts": {"y": False, "x": [1, "two"]}}
+    text = f.calls_text([{"name": "f", "arguments": args}])
+    assert text == ('<|tool_call>call:f{city:<|"|>a, b: {c}<|"|>,n:1.5,opts:{x:[1,<|"|>two<|"|>],y:false},'
+                    'z:null}<tool_call|>')
+    assert f.extract("ok " + text) == ("ok ", [{"name": "f", "arguments": args}])
+    tools = [{"name": "a", "description": "A.", "response": {"description": "R.", "type": "object"}},
+             {"name": "b", "parameters": {"type": "object", "properties": {"u": {"type": "string", "enum": ["C"]}}}}]
+    assert f.tools_text(tools) == ('declaration:a{description:<|"|>A.<|"|>,response:{description:<|"|>R.<|"|>,'
+                                   'type:<|"|>OBJECT<|"|>}}\ndeclaration:b{description:<|"|><|"|>,parameters:'
+                                   '{properties:{u:{type:<|"|>STRING<|"|>}},type:<|"|>OBJECT<|"|>}}')
+    assert f.extract('<|tool_call>call:f{city:<|"|>unclosed}<tool_call|>') is None
