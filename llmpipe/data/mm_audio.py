@@ -1,0 +1,122 @@
+"""Audio of multimodal rows for a Qwen2-Audio-layout model (``Qwen2AudioForConditionalGeneration``).
+
+- **Decoding**: soundfile (wav, flac, ogg, mp3) and PyAV for anything else (e.g. the audio track of a video file),
+  from a local path (relative to ``data.media_dir``), a ``{"path"}`` / ``{"bytes"}`` dict, raw bytes or a base64
+  ``data:`` URL; channels are averaged to mono. An unreadable file is a :class:`MediaError` naming it.
+- **Resampling** to ``vision.audio_sampling_rate`` (polyphase, scipy), the rate the feature extractor expects.
+- **Features**: the model's WhisperFeatureExtractor pads every clip to its window (``chunk_length`` seconds; the
+  encoder wants exactly that many mel frames) and returns the mask of the real frames.
+- **Tokens**: ``<audio>`` becomes ``<|audio_bos|>`` + ``<|AUDIO|>`` x n + ``<|audio_eos|>``, with n from the real
+  mel frames L: ``((L - 1) // 2 + 1 - 2) // 2 + 1`` (the encoder's two stride-2 steps), as transformers' processor
+  counts them. Audio tokens never carry a label.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from llmpipe.data.media import MediaError
+
+PLACEHOLDER = "<audio>"
+AUDIO_TOKENS = ("<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>")
+
+
+def decode(ref, root=None):
+    """(mono float32 samples, sampling rate) of audio ``ref``; MediaError when it cannot be read."""
+    import numpy as np
+    import soundfile as sf
+
+    from llmpipe.data.mm_media import _bytes_of, describe
+
+    data = _bytes_of(ref, root, kind="audio")
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        samples = samples.mean(axis=1)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+        samples, rate = _decode_av(data, ref)
+    if not len(samples):
+        raise MediaError(f"audio {describe(ref)} has no samples")
+    return np.asarray(samples, dtype="float32"), int(rate)
+
+
+def _decode_av(data: bytes, ref):
+    import av
+    import numpy as np
+
+    from llmpipe.data.mm_media import describe
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.audio:
+                raise MediaError(f"audio {describe(ref)} has no audio stream")
+            stream = container.streams.audio[0]
+            chunks = [f.to_ndarray().astype("float32") for f in container.decode(stream)]
+            rate = stream.rate
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, EOFError) as e:
+        raise MediaError(f"audio {describe(ref)} is not readable audio ({type(e).__name__}: {e})") from None
+    if not chunks:
+        raise MediaError(f"audio {describe(ref)} has no samples")
+    planar = [c if c.ndim == 2 and c.shape[0] <= 8 else c.reshape(1, -1) for c in chunks]
+    return np.concatenate(planar, axis=1).mean(axis=0), rate
+
+
+def resample(samples, rate: int, target: int):
+    """``samples`` at ``rate`` Hz resampled to ``target`` Hz (polyphase filter)."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    if rate == target:
+        return samples
+    g = gcd(int(rate), int(target))
+    return resample_poly(samples, target // g, rate // g).astype("float32")
+
+
+def token_count(mel_frames: int) -> int:
+    return ((mel_frames - 1) // 2 + 1 - 2) // 2 + 1
+
+
+@dataclass
+class AudioTokens:
+    """How a Qwen2-Audio-layout model's audio becomes tokens: its feature extractor and vision.audio_sampling_rate."""
+    feature_extractor: Any
+    sampling_rate: int = 16000       # vision.audio_sampling_rate
+    audio_token: str = "<|AUDIO|>"
+    audio_bos: str = "<|audio_bos|>"
+    audio_eos: str = "<|audio_eos|>"
+
+    def samples(self, ref, root=None):
+        """The mono samples of ``ref`` at ``sampling_rate``, cut to the feature extractor's window."""
+        samples, rate = decode(ref, root)
+        out = resample(samples, rate, self.sampling_rate)
+        return out[: int(self.feature_extractor.n_samples)]
+
+    def features(self, clips: list) -> dict:
+        """``input_features`` (padded to the window) and ``feature_attention_mask`` of ``clips`` (sample arrays)."""
+        out = self.feature_extractor(clips, sampling_rate=self.sampling_rate, padding="max_length",
+                                     return_attention_mask=True, return_tensors="pt")
+        return {"input_features": out["input_features"], "feature_attention_mask": out["attention_mask"]}
+
+    def count(self, clip) -> int:
+        return token_count(int(self.features([clip])["feature_attention_mask"].sum()))
+
+    def expansion(self, n: int) -> str:
+        return self.audio_bos + self.audio_token * n + self.audio_eos
+
+    def expand(self, messages: list[dict], counts: list[int]) -> list[dict]:
+        """``messages`` with each ``<audio>`` replaced, in order, by its expansion."""
+        out, k = [], 0
+        for m in messages:
+            content = m.get("content")
+            if isinstance(content, str) and PLACEHOLDER in content:
+                parts = content.split(PLACEHOLDER)
+                text = parts[0]
+                for p in parts[1:]:
+                    text += self.expansion(counts[k]) + p
+                    k += 1
+                m = {**m, "content": text}
+            out.append(m)
+        return out
