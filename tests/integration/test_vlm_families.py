@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_methods
 
 from llmpipe.models import vlm_zoo
 
@@ -26,16 +27,7 @@ TEMPLATE = {"qwen2_5_vl": "qwen2_vl", "qwen3_vl": "qwen3_vl_nothink", "llava": "
             "llava_next": "llava_next", "internvl": "intern_vl"}
 COMPOSITE = ("llava", "llava_next", "gemma3")   # their transformers processor builds without torchvision
 EXPORTS: dict[str, Path] = {}
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    shared = os.environ.get("LLMPIPE_BUILTIN_CACHE")
-    if shared:   # the built-in models are built once per test session
-        (Path(shared) / "models").mkdir(parents=True, exist_ok=True)
-        (root / "models").symlink_to(Path(shared) / "models")
-    return root
+store = test_methods.store   # a fixture: a store that shares the built-in models of the session
 
 
 def typed_cfg(*overrides: str):
