@@ -1,12 +1,12 @@
-"""Vision-language models: recognising one, the class it loads with, and its image processor.
+"""Vision-language models: recognising one, the class it loads with, its family and its processor.
 
-A model is a vision-language model (VLM) when its config has a ``vision_config`` (Qwen2-VL and most
-image-text-to-text families). It loads with its own class through ``AutoModelForImageTextToText`` (never
-``AutoModelForCausalLM``, which would drop or misplace the vision tower). Its processor is the image processor
-saved next to the tokenizer (``preprocessor_config.json``) plus the tokenizer: the project's environment has no
-torchvision, so the composite Qwen2-VL processor (which insists on a torchvision video processor) cannot be
-built; the image processor's PIL backend and llmpipe's own placeholder expansion (llmpipe.data.mm_tokenize)
-do its work. ``FAMILIES`` names the module groups the vision.freeze_* switches act on.
+A model is a vision-language model (VLM) when its config has a ``vision_config``. It loads with its own class
+through ``AutoModelForImageTextToText`` (never ``AutoModelForCausalLM``, which would drop or misplace the vision
+tower). ``FAMILIES`` (keyed by ``model_type``) names, per family, the module groups the vision.freeze_* switches act
+on and the multimodal plugin (llmpipe.data.mm_plugins) that expands its image placeholders. ``publish_processor``
+saves the processor next to the tokenizer: the image processor (PIL backend: the project's environment has no
+torchvision), transformers' composite processor where it builds without torchvision (LLaVA, LLaVA-NeXT, Gemma 3),
+and ``llmpipe-mm.json`` (the plugin and the config facts its expansion needs).
 """
 from __future__ import annotations
 
