@@ -168,8 +168,11 @@ def _validated(hydra_compose, *overrides, model: str = "tiny"):
     (["train.save_safetensors=true"], {"train.save_safetensors": True}, "save_safetensors"),
     (["train.logging_dir=tb"], {"train.logging_dir": "tb"}, "logging_dir"),
     (["infer.use_cache=false", "infer.use_kv_cache=false"], {"infer.use_kv_cache": False}, "use_cache"),
+    (["vision.video_resolution=100"], {"vision.video_max_pixels": 10000, "vision.video_resolution": None},
+     "video_resolution"),
 ], ids=["bitsandbytes", "image_resolution", "use_cache", "warmup_ratio",
-        "new_special_tokens", "train_mm_proj_only", "save_safetensors", "logging_dir", "use_cache_agrees"])
+        "new_special_tokens", "train_mm_proj_only", "save_safetensors", "logging_dir", "use_cache_agrees",
+        "video_resolution"])
 def test_older_flag_translates_with_note(hydra_compose, overrides, expect, note):
     from llmpipe.config.typed import list_flags, split_list
 
@@ -190,7 +193,7 @@ def test_older_flag_translates_with_note(hydra_compose, overrides, expect, note)
      "model.new_special_tokens + model.add_special_tokens"),
     (["infer.backend=ktransformers"], "infer.backend"),
     (["train.save_safetensors=false"], "train.save_safetensors"),   # transformers 5 cannot write .bin
-    (["vision.video_resolution=100"], "vision.video_max_pixels"),   # translated, then refused: no video training
+    (["vision.video_resolution=100"], "vision.video_max_pixels"),   # translated, then refused on a text-only model
 ], ids=["warmup", "use_cache", "image_resolution", "special_tokens", "ktransformers", "save_safetensors_false",
         "video_resolution"])
 def test_conflicting_or_removed_is_a_problem(hydra_compose, overrides, key):
