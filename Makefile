@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	# compat: the checkout itself goes on sys.path, so Hydra can discover hydra_plugins/ from it
-	DS_BUILD_OPS=0 $(PY) -m pip install -q -e '.[test,methods,export,distributed,trackers,ui,multimodal]' --config-settings editable_mode=compat
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -e '.[test,methods,export,distributed,trackers,ui,multimodal,ray]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 demo: $(STAMP)
