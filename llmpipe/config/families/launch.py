@@ -11,7 +11,8 @@ from llmpipe.config.meta import param
 class LaunchConfig:
     kind: str = param(
         "local", "Launcher: local (one process), ddp (torchrun), deepspeed (torchrun + DeepSpeed), fsdp"
-        " (torchrun + torch FSDP).", choices=("local", "ddp", "deepspeed", "fsdp"),
+        " (torchrun + torch FSDP), ray (Ray Train workers, DDP; launch.ray_*).",
+        choices=("local", "ddp", "deepspeed", "fsdp", "ray"),
     )
     launcher: str = param(
         "torchrun", "Program that starts the ranks: torchrun (every kind) or deepspeed (DeepSpeed's own"
@@ -45,4 +46,29 @@ class LaunchConfig:
         -1, "Local rank of this process (set by the launcher; -1 = not distributed).", seed="local_rank", ge=-1,
         effect="none: the launcher gives each rank LOCAL_RANK in its environment, which is what llmpipe reads",
         volatile=True,
+    )
+    # Ray Train (launch.kind=ray): the train stage's ranks are Ray Train workers (llmpipe.launch.ray_train)
+    ray_num_workers: int = param(1, "Ray Train workers (ranks) of launch.kind=ray.", seed="ray_num_workers", ge=1)
+    ray_run_name: Optional[str] = param(
+        None, "Ray Train run name (RunConfig.name; unset = llmpipe-<stage fingerprint>).", seed="ray_run_name",
+    )
+    ray_storage_path: Optional[str] = param(
+        None, "Where Ray Train keeps the run's state (RunConfig.storage_path; unset = the stage's work folder).",
+        seed="ray_storage_path",
+    )
+    ray_storage_filesystem: Optional[str] = param(
+        None, "Filesystem of launch.ray_storage_path: s3 or gs (pyarrow; unset = local paths).",
+        seed="ray_storage_filesystem", choices=("s3", "gs", "gcs"),
+    )
+    ray_resources_per_worker: Dict[str, Any] = param(
+        None, "Resources of each Ray worker, e.g. {CPU: 2, GPU: 1} (ScalingConfig; unset = Ray's default: one CPU,"
+        " or one GPU when training on GPUs).", seed="resources_per_worker", default_factory=dict,
+    )
+    ray_placement_strategy: str = param(
+        "PACK", "How Ray places the workers on the cluster's nodes (ScalingConfig.placement_strategy).",
+        seed="placement_strategy", choices=("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
+    )
+    ray_init_kwargs: Dict[str, Any] = param(
+        None, "Arguments of ray.init (address, num_cpus, runtime_env, ...); unset = a local Ray started for the"
+        " run and shut down after it.", seed="ray_init_kwargs", default_factory=dict,
     )
