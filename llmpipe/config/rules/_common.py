@@ -87,6 +87,8 @@ def world_size(cfg: Any) -> int:
     """Processes the launch settings ask for (1 for an in-process local run)."""
     if launch_kind(cfg) == "local":
         return 1
+    if launch_kind(cfg) == "ray":
+        return max(1, int(get(cfg, "launch.ray_num_workers", 1)))
     nproc = get(cfg, "launch.nproc_per_node", 1)
     nnodes = get(cfg, "launch.nnodes", 1)
     try:
