@@ -36,7 +36,8 @@ TRAIN = register(StageKind(
     name="train", version="2",
     reads=("train", "lora", "oft", "freeze", "galore", "apollo", "badam", "muon", "pref", "ppo", "launch.kind",
            "launch.nproc_per_node",
-           "launch.nnodes", "launch.deepspeed", "launch.fsdp", "launch.fsdp_config") + _MODEL_LOAD,
+           "launch.nnodes", "launch.ray_num_workers", "launch.deepspeed", "launch.fsdp", "launch.fsdp_config")
+    + _MODEL_LOAD,
     run=train.run,
     distributed=True,
     # whether predictions/evaluations follow does not change the trained weights (those are their own stages)
