@@ -45,6 +45,10 @@ def launch_identities(cfg: Any) -> dict[str, str]:
 def run_stage(ctx: Any, say: Callable[[str], None]) -> dict:
     """The stage function's info: in-process, or from rank 0 of a launched run."""
     if getattr(ctx.kind, "distributed", False) and launched(ctx.cfg):
+        if OmegaConf.select(ctx.cfg, "launch.kind") == "ray":
+            from llmpipe.launch.ray_train import spawn_ray
+
+            return spawn_ray(ctx, say)
         return spawn_stage(ctx, say, leader=True)
     return ctx.kind.run(ctx) or {}
 
