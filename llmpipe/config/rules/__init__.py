@@ -14,6 +14,7 @@ from llmpipe.config.rules import (  # noqa: F401  (each module registers its rul
     ppo,
     preference,
     quantization,
+    ray,
     run,
     safety,
     sft_losses,
