@@ -88,6 +88,9 @@ DESTINATIONS: dict[str, str] = {
     "launch.kind": "launch arguments", "launch.ddp_timeout": "launch arguments",
     "launch.ddp_backend": "launch arguments", "launch.deepspeed": "launch arguments",
     "launch.fsdp": "launch arguments", "launch.fsdp_config": "launch arguments",
+    **{f"launch.ray_{k}": "Ray Train settings" for k in (
+        "num_workers", "run_name", "storage_path", "storage_filesystem", "resources_per_worker", "placement_strategy",
+        "init_kwargs")},
     "pipeline.before": "stage plan",
     "serve": "the server",
     "run": "the run",
