@@ -30,6 +30,7 @@ from llmpipe.tools.import_lf_keys import (
     NO_EQUIVALENT,
     asks_nothing,
     kto_batch,
+    ray_launch,
     translate,
     unsupported,
 )
@@ -152,6 +153,7 @@ def convert(data: dict, table: Any, src: Path | None = None, skip_unsupported: b
         raise ImportFailed("\n".join(errors))
     _deepspeed(out, src)
     kto_batch(values, notes)
+    ray_launch(values, origin, notes)
     if values.get("launch.fsdp") and "launch.kind" not in values and _option_exists("launch", "fsdp"):
         out.overrides.append("override /launch: fsdp")
     return out
