@@ -24,6 +24,7 @@ TRANSLATED = {
     "gradient_checkpointing_kwargs": "{use_reentrant: x} -> model.use_reentrant_gc=x (other torch checkpoint"
                                      " options are refused)",
     "fsdp_transformer_layer_cls_to_wrap": "launch.fsdp_config {transformer_layer_cls_to_wrap: [...]}",
+    "use_ray": "true -> launch.kind=ray (LLaMA-Factory's USE_RAY=1)",
     # v1 (USE_V1=1) training keys
     "enable_activation_checkpointing": "the negation of model.disable_gradient_checkpointing",
     "batching_workers": "train.dataloader_num_workers",
@@ -61,9 +62,6 @@ _UNSUPPORTED: list[tuple[str, str]] = [
     ((r"use_v1_kernels"),
      ("LLaMA-Factory's own v1 kernel set (Ascend NPU fused ops) has no llmpipe counterpart;"
      " llmpipe uses the attention the model's config selects (model.flash_attn)")),
-    ((r"ray_.*|use_ray|resources_per_worker|placement_strategy|ray_init_kwargs"),
-     ("Ray Train is not an llmpipe launcher (yet); launch=ddp, deepspeed_* or fsdp start the ranks with torchrun,"
-     " launch.nnodes for several machines")),
     ((r"fp8|fp8_.*"),
      ("fp8 training is not in llmpipe yet")),
     ((r"use_swanlab|swanlab_.*"),
@@ -140,6 +138,9 @@ def translate(key: str, value: Any, notes: list[str]) -> list[tuple[str, Any]] |
             or (key == "mp_replicate_size" and value in (1, None)):
         notes.append(f"{key}: {value!r} dropped: {TRANSLATED[key]}")
         return []
+    if key == "use_ray" and isinstance(value, bool):
+        notes.append(f"use_ray: {value} -> launch.kind: ray" if value else "use_ray: false dropped")
+        return [("launch.kind", "ray")] if value else []
     if key == "fsdp_transformer_layer_cls_to_wrap" and value:
         layers = value if isinstance(value, list) else [v.strip() for v in str(value).split(",")]
         notes.append(f"{key}: {value} -> launch.fsdp_config: {{transformer_layer_cls_to_wrap: {layers}}} (the"
@@ -164,3 +165,21 @@ def kto_batch(values: dict[str, Any], notes: list[str]) -> None:
     else:
         note += f"; gradient_accumulation_steps {gas} is odd, so each optimizer step sees {2 * gas} examples, not {gas}"
     notes.append(note)
+
+
+def ray_launch(values: dict[str, Any], origin: dict[str, str], notes: list[str]) -> None:
+    """A LLaMA-Factory YAML with Ray keys ran under Ray Train (USE_RAY=1 in its environment): launch.kind=ray,
+    where Ray picks the rank-0 address itself (LLaMA-Factory's master_addr/master_port go)."""
+    ray_keys = sorted(k for k in values if k.startswith("launch.ray_"))
+    if not ray_keys and values.get("launch.kind") != "ray":
+        return
+    if "launch.kind" not in values:
+        values["launch.kind"] = "ray"
+        origin["launch.kind"] = f"because {', '.join(origin.get(k, k) for k in ray_keys)} is set"
+        notes.append(f"{', '.join(origin.get(k, k) for k in ray_keys)} -> launch.kind: ray (LLaMA-Factory trains"
+                     " under Ray Train when USE_RAY=1 is in its environment)")
+    for key in ("launch.master_addr", "launch.master_port"):
+        if key in values:
+            notes.append(f"{origin.get(key, key)}: {values.pop(key)!r} dropped: Ray Train sets up the process group"
+                         " and picks the rank-0 address itself")
+            origin.pop(key, None)

@@ -91,15 +91,18 @@ def test_inference_yaml_points_to_chat_and_serve(lf, tmp_path, capsys):
 
 def test_refused_keys_give_the_reason_or_are_left_out_on_request(lf, tmp_path, capsys):
     repo = tmp_path / "repo"
-    out = repo / "recipe" / "ray.yaml"
-    assert _import(Path("examples/qwen3_lora_sft_ray.yaml"), out) == 2
+    out = repo / "recipe" / "mca.yaml"
+    src = tmp_path / "mca.yaml"
+    src.write_text(Path("examples/qwen3_lora_sft_ray.yaml").read_text().replace("ray_num_workers: 4",
+                                                                                  "tensor_model_parallel_size: 2"))
+    assert _import(src, out) == 2
     err = capsys.readouterr().err
-    assert "ray_num_workers: 4 refused: Ray Train" in err and "use_kt" not in err.split("refused")[0]
+    assert "tensor_model_parallel_size: 2 refused: Megatron" in err and "use_kt" not in err.split("refused")[0]
     assert not out.exists()
-    assert _import(Path("examples/qwen3_lora_sft_ray.yaml"), out, "--skip-unsupported") == 0
+    assert _import(src, out, "--skip-unsupported") == 0
     err = capsys.readouterr().err
     assert "use_kt: False dropped (it asks for nothing)" in err
-    assert "#   ray_num_workers: 4 NOT imported: Ray Train" in out.read_text()
+    assert "#   tensor_model_parallel_size: 2 NOT imported: Megatron" in out.read_text()
 
 
 def test_unknown_key_still_stops_the_import(lf, tmp_path, capsys):

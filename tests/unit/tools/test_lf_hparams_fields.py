@@ -57,3 +57,15 @@ def test_explain_shows_a_refusal_and_its_reason():
     assert err is None and "refused" in lines[0] and "KTransformers" in lines[1]
     lines, err = explain_one("no_such_lf_key")
     assert lines == [] and err.startswith("unknown parameter")
+
+
+def test_ray_keys_import_as_a_ray_launch():
+    from llmpipe.config.flags import flag_table
+    from llmpipe.tools.import_lf import convert
+
+    conv = convert({"ray_num_workers": 4, "ray_run_name": "sft", "placement_strategy": "SPREAD",
+                    "master_addr": "10.0.0.1", "ray_init_kwargs": {"address": "auto"}}, flag_table())
+    assert conv.values["launch.kind"] == "ray" and conv.values["launch.ray_num_workers"] == 4
+    assert conv.values["launch.ray_placement_strategy"] == "SPREAD" and "launch.master_addr" not in conv.values
+    assert conv.values["launch.ray_init_kwargs"] == {"address": "auto"}
+    assert any("USE_RAY" in n for n in conv.notes) and any("master_addr" in n for n in conv.notes)
