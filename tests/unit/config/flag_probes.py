@@ -88,6 +88,9 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "infer.vllm_config": _PREDICT + ("infer.backend=vllm",),
     "launch": ("launch.kind=ddp", "launch.nproc_per_node=2", "train.use_cpu=true"),
     "launch.kind": ("train.use_cpu=true",),
+    **{f"launch.ray_{k}": ("launch.kind=ray", "train.use_cpu=true") for k in (
+        "num_workers", "run_name", "storage_path", "resources_per_worker", "placement_strategy", "init_kwargs")},
+    "launch.ray_storage_filesystem": ("launch.kind=ray", "train.use_cpu=true", "launch.ray_storage_path=bucket/runs"),
     "launch.nproc_per_node": ("launch.kind=ddp", "train.use_cpu=true"),
     "launch.nnodes": ("launch.kind=ddp", "launch.nproc_per_node=2", "train.use_cpu=true", "launch.master_addr=10.0.0.1"),
     "launch.launcher": ("launch.kind=deepspeed", "launch.deepspeed=z2", "launch.nproc_per_node=2", "train.use_cpu=true"),
@@ -294,6 +297,13 @@ VALUES: dict[str, str] = {
     "launch.fsdp": "shard_grad_op",
     "launch.fsdp_config": "{transformer_layer_cls_to_wrap:[LlamaDecoderLayer]}",
     "launch.local_rank": "0",
+    "launch.ray_num_workers": "2",
+    "launch.ray_run_name": "flag-effect-run",
+    "launch.ray_storage_path": "/tmp/flag-effect-ray",
+    "launch.ray_storage_filesystem": "s3",
+    "launch.ray_resources_per_worker": "{CPU:1}",
+    "launch.ray_placement_strategy": "SPREAD",
+    "launch.ray_init_kwargs": "{num_cpus:2}",
     "run.name": "flag-effect",
     "vision.image_resolution": "800",
     "vision.video_resolution": "200",
@@ -587,6 +597,13 @@ def launch_command(case: Case) -> Any:
     if launcher_name(launch) == "deepspeed":
         return deepspeed_argv(launch, Path("spec.json"), python="python", port=1)
     return torchrun_argv(launch, Path("spec.json"), log_dir=Path("logs"), run_id="r", python="python")
+
+
+@probe("Ray Train settings")
+def ray_settings(case: Case) -> Any:
+    from llmpipe.launch.ray_train import plan
+
+    return _jsonable(plan(case.obj.launch, False, Path("work"), "0" * 64))
 
 
 @probe("export writer")
