@@ -110,3 +110,42 @@ def test_deepspeed_zero2_through_deepspeeds_own_launcher(launched, local_run):
 def test_deepspeed_zero3_offload(launched, local_run):
     _, lock = launched("deepspeed_z3_offload")
     _same_artifacts_as_local(lock, local_run)
+
+
+def test_ray_train_workers_same_weights_as_torchrun(tmp_path, run_cli, quick, dist_cache, lock_of):
+    """launch=ray: 2 Ray Train workers (gloo) run the torchrun ranks' code and train the very same adapter as the
+    2-rank DDP run; the Ray run lands under its name and storage, and the local Ray is gone afterwards."""
+    pytest.importorskip("ray", reason="Ray Train is an optional extra: pip install 'llmpipe[ray]'")
+    import shutil
+    import tempfile
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="lr", dir="/tmp"))   # Ray's socket paths must stay short
+    bad = run_cli(tmp_path, *quick, "launch=ray", "launch.ray_run_name=a/b", cache=dist_cache, check=False)
+    assert bad.returncode == 2 and "launch.ray_run_name" in bad.stdout + bad.stderr
+    proc = run_cli(tmp_path, *quick, "launch=ray", "launch.ray_run_name=llmpipe-ray-test",
+                   f"launch.ray_storage_path={ray_tmp}/runs", f"++launch.ray_init_kwargs={{_temp_dir: {ray_tmp}/ray}}",
+                   cache=dist_cache)
+    lock = lock_of(tmp_path / "outputs")
+    assert lock["status"] == "complete" and lock["stages"]["train"]["status"] == "ran"
+    assert "launching 2 ranks (ray, Ray Train DDP, PACK)" in proc.stdout, proc.stdout[-3000:]
+    assert (ray_tmp / "runs" / "llmpipe-ray-test").is_dir()
+    # ray.shutdown() ended the local cluster: no process still runs from its temporary folder
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).count(str(ray_tmp))]
+    assert left == [], [_cmdline(p)[:200] for p in left]
+    (tmp_path / "ddp").mkdir()
+    run_cli(tmp_path / "ddp", *quick, "launch=ddp", cache=dist_cache)   # cached after the DDP test above
+    ddp_lock = lock_of(tmp_path / "ddp" / "outputs")
+    mine, ref = _adapter_tensors(_train_output(lock)), _adapter_tensors(_train_output(ddp_lock))
+    assert mine.keys() == ref.keys() and all(float((mine[k] - ref[k]).abs().max()) <= 1e-6 for k in mine)
+    assert any(float(v.abs().max()) > 0 for k, v in mine.items() if "lora_B" in k)
+    ours, theirs = (json.loads((_train_output(x) / "metrics.json").read_text()) for x in (lock, ddp_lock))
+    assert ours["global_step"] == theirs["global_step"] == 3
+    assert abs(ours["eval_loss"] - theirs["eval_loss"]) <= 1e-6 and ours["eval_loss"] < ours["eval_loss_initial"]
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _cmdline(p: Path) -> str:
+    try:
+        return (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
