@@ -87,6 +87,32 @@ def test_two_training_steps_on_video_rows(video_run):
     assert moved, "the LoRA adapter did not move in 2 steps on video rows"
 
 
+def test_the_training_batches_carry_the_videos_to_the_model(video_run):
+    """The train stage's collator turns the stored frames into pixel_values_videos / video_grid_thw with type 2 on
+    the video tokens, and the model's output depends on them (zeroed pixels change the logits)."""
+    import json
+
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    from llmpipe.data.published import open_published
+    from llmpipe.models.vision import load_image_processor
+    from llmpipe.training.collators import MultimodalCollator
+
+    load, _ = video_run
+    tok = AutoTokenizer.from_pretrained(str(load / "tokenizer"))
+    rows = open_published(load)[0]
+    batch = MultimodalCollator(tok, load_image_processor(load / "tokenizer"))([dict(rows[0]), dict(rows[1])])
+    assert batch["video_grid_thw"].tolist() == [[3, 4, 4], [3, 4, 4]]    # 6 frames -> 3 pairs of 56x56 (4x4 patches)
+    assert batch["pixel_values_videos"].shape == (2 * 3 * 16, 3 * 2 * 14 * 14)
+    assert int((batch["mm_token_type_ids"] == 2).sum()) == 2 * 12
+    model = AutoModelForImageTextToText.from_pretrained(json.loads((load / "source.json").read_text())["model"]).eval()
+    batch.pop("labels")
+    with torch.no_grad():
+        seen = model(**batch).logits
+        blind = model(**{**batch, "pixel_values_videos": torch.zeros_like(batch["pixel_values_videos"])}).logits
+    assert not torch.allclose(seen, blind)
+
+
 @pytest.mark.parametrize("overrides, key, words", [
     (["model=tiny", "vision.video_fps=4.0"], "vision.video_fps", "text-only model (llama)"),
     (["model=tiny_vl", "vision.use_audio_in_video=true"], "vision.use_audio_in_video", "Qwen2.5-Omni"),
