@@ -315,11 +315,18 @@ def _cell(row: dict) -> str:
     bits = []
     if "train_loss" in train:
         bits.append(f"loss {train['train_loss']:.3f}")
+    if train.get("global_step") is not None and train.get("train_runtime") is not None:
+        bits.append(f"{train['global_step']} steps in {train['train_runtime']:.1f} s")
     if "train_tokens_per_second" in train:
         bits.append(f"{train['train_tokens_per_second']:.0f} tok/s")
     peaks = [v["cuda_peak_gib"] for v in stages.values() if "cuda_peak_gib" in v]
     if peaks:
         bits.append(f"peak {max(peaks):.2f} GiB")
+    env = row.get("env") or {}
+    if env.get("peak"):
+        bits.append(f"{env['peak']['dtype']} matmul peak {env['peak']['peak_flops'] / 1e12:.1f} TFLOP/s")
+    if env.get("wrong_versions"):
+        bits.append("WRONG VERSIONS: " + ", ".join(f"{k} {v}" for k, v in env["wrong_versions"].items()))
     if row.get("pytest"):
         p = row["pytest"]
         bits.append(f"{p['tests']} tests, {p['failures'] + p['errors']} failed, {p['skipped']} skipped")
