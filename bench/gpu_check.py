@@ -324,7 +324,7 @@ def _cell(row: dict) -> str:
         bits.append(f"peak {max(peaks):.2f} GiB")
     env = row.get("env") or {}
     if env.get("peak"):
-        bits.append(f"{env['peak']['dtype']} matmul peak {env['peak']['peak_flops'] / 1e12:.1f} TFLOP/s")
+        bits.append(f"{env['peak']['dtype']} matmul peak {env['peak']['peak_flops'] / 1e12:.3g} TFLOP/s")
     if env.get("wrong_versions"):
         bits.append("WRONG VERSIONS: " + ", ".join(f"{k} {v}" for k, v in env["wrong_versions"].items()))
     if row.get("pytest"):
