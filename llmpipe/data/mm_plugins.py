@@ -20,9 +20,11 @@ Counting is done with the family's own image processor (PIL backend) on each ima
   Gemma 3's own "Here is the original image ..." text; needs ``token_type_ids`` (1 on soft tokens: bidirectional
   attention inside an image);
 - ``intern_vl``: ``<img>`` + ``<IMG_CONTEXT>`` x (image_seq_length * tiles) + ``</img>``; the tiles are 1, or the
-  crops plus a thumbnail with vision.crop_to_patches.
+  crops plus a thumbnail with vision.crop_to_patches;
+- ``idefics3`` (llmpipe's name: LLaMA-Factory has none): per tile ``<fake_token_around_image><row_i_col_j>`` +
+  ``<image>`` x image_seq_len, then the global image; needs ``pixel_attention_mask`` (pixel_values are 5-D).
 
-Where transformers' composite processor can be built without torchvision (LLaVA, LLaVA-NeXT, Gemma 3) the
+Where transformers' composite processor can be built without torchvision (LLaVA, LLaVA-NeXT, Gemma 3, Idefics3) the
 expansion is that processor's own ``replace_image_token``; for the others (the Qwen-VL family and InternVL,
 whose processors require a torchvision video processor) it is the formula above, the same one transformers uses.
 """
@@ -44,6 +46,7 @@ class Plugin:
     composite: bool = False      # transformers' composite processor builds without torchvision
     outputs: tuple[str, ...] = ("pixel_values",)   # image-processor outputs the model's forward takes
     type_ids: str | None = None  # name of the 0/1 image-token mask the model needs, if any
+    measure: tuple[tuple[str, object], ...] = ()   # extra keywords when measuring one image
 
     def expand(self, mm: ImageTokens, out: dict, i: int = 0) -> str:
         """The text that replaces the i-th image's placeholder, given the image processor's output ``out``."""
@@ -69,6 +72,8 @@ PLUGINS = {p.name: p for p in (
     Plugin("llava_next", "<image>", composite=True, outputs=("pixel_values", "image_sizes")),
     Plugin("gemma3", "<image_soft_token>", composite=True, type_ids="token_type_ids"),
     Plugin("intern_vl", "<IMG_CONTEXT>"),
+    Plugin("idefics3", "<image>", composite=True, outputs=("pixel_values", "pixel_attention_mask"),
+           measure=(("return_row_col_info", True),)),
 )}
 
 
@@ -94,7 +99,7 @@ class ImageTokens:
 
     def measure(self, img) -> dict:
         """The image processor's output for one image (numpy)."""
-        return self.image_processor(images=[img], return_tensors="np")
+        return self.image_processor(images=[img], return_tensors="np", **dict(self.plugin.measure))
 
     def text_for(self, img) -> tuple[str, int]:
         """(the expanded placeholder, its image-feature tokens) of one pre-resized image."""

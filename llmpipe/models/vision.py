@@ -5,7 +5,7 @@ through ``AutoModelForImageTextToText`` (never ``AutoModelForCausalLM``, which w
 tower). ``FAMILIES`` (keyed by ``model_type``) names, per family, the module groups the vision.freeze_* switches act
 on and the multimodal plugin (llmpipe.data.mm_plugins) that expands its image placeholders. ``publish_processor``
 saves the processor next to the tokenizer: the image processor (PIL backend: the project's environment has no
-torchvision), transformers' composite processor where it builds without torchvision (LLaVA, LLaVA-NeXT, Gemma 3),
+torchvision), transformers' composite processor where it builds without torchvision (LLaVA, LLaVA-NeXT, Gemma 3, Idefics3),
 and ``llmpipe-mm.json`` (the plugin and the config facts its expansion needs).
 """
 from __future__ import annotations
@@ -54,6 +54,10 @@ FAMILIES = {
     "gemma3": Family("gemma3", vision=_TOWER, projector=_PROJ, language=_LM, plugin="gemma3", template="gemma3"),
     "internvl": Family("internvl", vision=_TOWER, projector=_PROJ, language=_LM, plugin="intern_vl",
                        template="intern_vl"),
+    # Idefics3 (SmolVLM's layout): LLaMA-Factory has no plugin or template for it; llmpipe's plugin is idefics3
+    "idefics3": Family("idefics3", vision=(_module("model", "vision_model"),),
+                       projector=(_module("model", "connector"),),
+                       language=(_module("model", "text_model"), "lm_head"), plugin="idefics3", template="chatml"),
 }
 
 
@@ -142,6 +146,12 @@ def _composite(config: Any, fam: Family, image_processor, tok):
 
         return Gemma3Processor(image_processor=image_processor, tokenizer=tok,
                                image_seq_length=config.mm_tokens_per_image)
+    if fam.plugin == "idefics3":
+        from transformers import Idefics3Processor
+
+        vc = config.vision_config
+        return Idefics3Processor(image_processor=image_processor, tokenizer=tok,
+                                 image_seq_len=int((vc.image_size // vc.patch_size) ** 2 / config.scale_factor ** 2))
     return None
 
 

@@ -1,6 +1,6 @@
 """The vision-language zoo: tiny random instances of the image-text families beyond ``builtin:tiny_vl``
 (``builtin:tiny-qwen2.5-vl``, ``builtin:tiny-qwen3-vl``, ``builtin:tiny-llava``, ``builtin:tiny-gemma3-vl``,
-``builtin:tiny-llava-next``, ``builtin:tiny-internvl``), built offline from transformers' own config classes.
+``builtin:tiny-llava-next``, ``builtin:tiny-internvl``, ``builtin:tiny-idefics3``), built offline from transformers' own config classes.
 
 Each one has the architecture zoo's tokenizer (``builtin:tiny-random``'s BPE, chatml chat template) plus the
 family's image tokens, a 2-block language model of width 64 and a 2-block vision tower of width 32, with random
@@ -42,6 +42,8 @@ SPECS: dict[str, tuple[str, tuple[str, ...], dict[str, str]]] = {
     "builtin:tiny-internvl": ("internvl", ("<img>", "</img>", "<IMG_CONTEXT>", "<video>"),
                               {"start_image_token": "<img>", "end_image_token": "</img>",
                                "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}),
+    "builtin:tiny-idefics3": ("idefics3", ("<fake_token_around_image>", "<image>", "<end_of_utterance>",
+                                           "<global-img>"), {}),
 }
 PINPOINTS = [[56, 56], [56, 112], [112, 56], [112, 112]]   # LLaVA-NeXT's any-resolution grid (tiles of 56 px)
 
@@ -122,6 +124,11 @@ def make_config(name: str, tok):
                                     image_token_id=_ids(tok, "<IMG_CONTEXT>")[0], downsample_ratio=0.5,
                                     image_seq_length=4, vision_feature_layer=-1,
                                     vision_feature_select_strategy="default")
+    if kind == "idefics3":   # the language model is model.text_model; 56-px tiles of 4x4 patches, shuffled 2x2 -> 4
+        return AutoConfig.for_model(kind, text_config=dict(text, model_type="llama"),
+                                    vision_config=dict(_TOWER, image_size=56, patch_size=14),
+                                    image_token_id=_ids(tok, "<image>")[0], scale_factor=2,
+                                    tie_word_embeddings=False)
     raise ValueError(f"no tiny builder for {kind}")
 
 
@@ -156,6 +163,11 @@ def image_processor(name: str):
 
         return GotOcr2ImageProcessorPil(size={"height": 56, "width": 56}, crop_to_patches=False, min_patches=1,
                                         max_patches=4)
+    if kind == "idefics3":   # images up to 112 px, split into 56-px tiles plus the whole image
+        from transformers import Idefics3ImageProcessorPil
+
+        return Idefics3ImageProcessorPil(size={"longest_edge": 112}, max_image_size={"longest_edge": 56},
+                                         do_image_splitting=True)
     raise ValueError(f"no image processor for {kind}")
 
 

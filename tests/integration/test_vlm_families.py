@@ -24,8 +24,8 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 TEMPLATE = {"qwen2_5_vl": "qwen2_vl", "qwen3_vl": "qwen3_vl_nothink", "llava": "llava", "gemma3": "gemma3",
-            "llava_next": "llava_next", "internvl": "intern_vl"}
-COMPOSITE = ("llava", "llava_next", "gemma3")   # their transformers processor builds without torchvision
+            "llava_next": "llava_next", "internvl": "intern_vl", "idefics3": "chatml"}   # LF has no idefics3 template
+COMPOSITE = ("llava", "llava_next", "gemma3", "idefics3")   # their transformers processor builds without torchvision
 EXPORTS: dict[str, Path] = {}
 store = test_methods.store   # a fixture: a store that shares the built-in models of the session
 
@@ -72,7 +72,8 @@ def test_family_tokenizes_trains_and_merges(name, store, tmp_path_factory):
     batch = collator_for(cfg, tok, rows)([dict(r) for r in rows])
     model = build(str(source), cfg, log=lambda m: None)
     trainable = {n.split(".lora_")[0] for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and not any(".vision_tower." in n or ".visual.blocks." in n for n in trainable)
+    assert trainable and not any(tower in n for n in trainable
+                                 for tower in (".vision_tower.", ".visual.blocks.", ".vision_model."))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     losses = []
     model.train()
@@ -104,7 +105,7 @@ for name, folder in json.loads(sys.argv[1]).items():
     kind = AutoConfig.from_pretrained(folder).model_type
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
     img = Image.new("RGB", (56, 56), (220, 30, 30))
-    if kind in ("llava", "llava_next", "gemma3"):   # transformers' composite processor, as saved by the export
+    if kind in ("llava", "llava_next", "gemma3", "idefics3"):   # transformers' composite processor, as saved
         proc = AutoProcessor.from_pretrained(folder)
         batch = proc(text=[proc.image_token + "What colour is the shape?"], images=[img], return_tensors="pt")
         how = type(proc).__name__

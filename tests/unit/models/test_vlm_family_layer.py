@@ -64,7 +64,8 @@ def test_each_family_publishes_its_plugin_and_expansion(tmp_path):
     img = Image.new("RGB", (56, 56), (0, 0, 200))
     want = {"builtin:tiny-qwen2.5-vl": ("qwen2_vl", 4), "builtin:tiny-qwen3-vl": ("qwen3_vl", 4),
             "builtin:tiny-llava": ("llava", 16), "builtin:tiny-llava-next": ("llava_next", 36),
-            "builtin:tiny-gemma3-vl": ("gemma3", 4), "builtin:tiny-internvl": ("intern_vl", 4)}
+            "builtin:tiny-gemma3-vl": ("gemma3", 4), "builtin:tiny-internvl": ("intern_vl", 4),
+            "builtin:tiny-idefics3": ("idefics3", 20)}   # 4 tiles of 56 px and the whole image, 4 tokens each
     for name, (plugin, count) in want.items():
         mm, _, dest = published(name, tmp_path)
         assert (mm.family, mm.count(img)) == (plugin, count), name
