@@ -6,6 +6,8 @@ chat template and ``data.default_system``. Commands: ``/clear`` forgets the conv
 Ctrl-D) quits; Ctrl-C stops an answer. Tools: ``/tools FILE`` gives the model the function definitions in a
 JSON file (``/tools off`` takes them away); an answer that calls them is shown as the calls, read in the
 run's tool format, and ``/result TEXT`` answers the calls with a tool result, after which the model goes on.
+Images (a vision-language model): ``/image PATH`` attaches the image file PATH to your next message (several
+``/image`` lines attach several, in order); the images stay in the conversation until ``/clear``.
 """
 from __future__ import annotations
 
@@ -15,23 +17,29 @@ from llmpipe.interactive import Program
 
 PROG = "llmpipe.chat"
 HELP = ("/clear forgets the conversation, /exit (or Ctrl-D) quits, Ctrl-C stops an answer, /tools FILE gives "
-        "the model tools (/tools off), /result TEXT answers its tool calls")
+        "the model tools (/tools off), /result TEXT answers its tool calls, /image PATH attaches an image to your "
+        "next message")
 
 
 def _say(text: str) -> None:
     print(f"{PROG}: {text}", flush=True)
 
 
-def answer(session, history: list[dict], params, out=None, tools: str | None = None) -> str | None:
+def answer(session, history: list[dict], params, out=None, tools: str | None = None, images=()) -> str | None:
     """Stream one answer to ``history`` (ending with the user's turn or a tool result); None when it could
     not be made. ``out``: where the answer goes (the current sys.stdout by default, looked up at call time);
-    ``tools``: function definitions (canonical JSON) the model is given."""
+    ``tools``: function definitions (canonical JSON) the model is given; ``images``: the conversation's images,
+    one per ``<image>`` in it, in order (a vision-language model)."""
     out = out if out is not None else sys.stdout
     from llmpipe.infer.engine import InferenceError
     from llmpipe.infer.generation import PromptTooLong
 
     try:
-        prompt = session.prompter.encode(history, None, tools) if tools else session.prompter.encode(history)
+        vision = getattr(session, "vision", None)
+        if vision is not None:
+            prompt = vision.encode(session.prompter, history, None, tools, list(images))
+        else:
+            prompt = session.prompter.encode(history, None, tools) if tools else session.prompter.encode(history)
         stream = session.backend.stream(prompt, params)
     except PromptTooLong as e:
         _say(f"{e}; /clear starts a new conversation")
@@ -90,11 +98,34 @@ def record(session, history: list[dict], reply: str, tools: str | None) -> None:
     history.append({"role": "function_call", "content": canonical_call(calls, text)})
 
 
+def attach(arg: str, state: dict) -> None:
+    """``/image PATH``: open the image and hold it for the next user message."""
+    from llmpipe.data.media import MediaError
+    from llmpipe.data.mm_media import open_image
+
+    if state.get("vision") is None:
+        _say(f"/image: {state.get('text_only') or 'the model is text-only'}")
+        return
+    if not arg:
+        _say("usage: /image PATH (an image file, attached to your next message)")
+        return
+    try:
+        state["pending"].append(open_image(arg.strip(), "."))
+    except MediaError as e:
+        _say(f"/image: {e}")
+        return
+    img = state["pending"][-1]
+    _say(f"image {img.size[0]}x{img.size[1]} attached to your next message ({len(state['pending'])} waiting)")
+
+
 def _command(text: str, history: list[dict], state: dict) -> str | None:
     """Handle a /command; the tool result to send on (``/result``), else None."""
     if text == "/clear":
         history.clear()
+        state["images"], state["pending"] = [], []
         _say("conversation cleared")
+    elif text.split()[0] == "/image":
+        attach(text[len("/image"):].strip(), state)
     elif text.split()[0] == "/tools":
         arg = text[len("/tools"):].strip()
         if arg in ("", "off"):
@@ -120,8 +151,13 @@ def _command(text: str, history: list[dict], state: dict) -> str | None:
 
 
 def repl(session, params, read=input) -> int:
+    from llmpipe.infer.mm_request import PLACEHOLDER, text_only
+
     history: list[dict] = []
-    state: dict = {"tools": None}
+    vision = getattr(session, "vision", None)
+    # images: those of the conversation, in order; pending: attached by /image to the next message
+    state: dict = {"tools": None, "vision": vision, "images": [], "pending": [],
+                   "text_only": text_only(session.ref) if vision is None and hasattr(session, "ref") else None}
     while True:
         try:
             line = read("User: ")
@@ -142,11 +178,16 @@ def repl(session, params, read=input) -> int:
             if result is None:
                 continue
             history.append({"role": "tool", "content": result})
+            added = []
         else:
-            history.append({"role": "user", "content": line})
-        reply = answer(session, history, params, tools=state["tools"])
+            added = state["pending"]
+            state["images"], state["pending"] = state["images"] + added, []
+            history.append({"role": "user", "content": PLACEHOLDER * len(added) + line})
+        reply = answer(session, history, params, tools=state["tools"], images=state["images"])
         if reply is None:
             history.pop()
+            if added:   # the message's images wait for the next one again
+                state["images"], state["pending"] = state["images"][:-len(added)], added
         else:
             record(session, history, reply, state["tools"])
 

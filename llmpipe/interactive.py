@@ -27,6 +27,7 @@ class ModelSession:
     prompter: Any
     recipe: str | None
     note: str                 # how the model was chosen, for people
+    vision: Any = None        # a vision-language model's image input (llmpipe.infer.mm_request.Vision), else None
 
 
 def _compose(argv: list[str]):
@@ -59,6 +60,7 @@ def open_pipeline(argv: list[str]):
 
 def open_session(argv: list[str], prog: str, extra_usage: str = "") -> ModelSession:
     from llmpipe.infer.backends import load_prompter, open_backend
+    from llmpipe.infer.mm_request import vision_for
     from llmpipe.models.quiet import quiet_libraries
 
     if any(a in ("-h", "--help") for a in argv):
@@ -71,7 +73,8 @@ def open_session(argv: list[str], prog: str, extra_usage: str = "") -> ModelSess
     with contextlib.redirect_stdout(sys.stderr):   # library banners while loading stay off the conversation
         prompter = load_prompter(ref.tokenizer, pipeline.obj)
         backend = open_backend(pipeline.obj, ref, prompter)
-    return ModelSession(pipeline.obj, ref, backend, prompter, recipe, note)
+    vision = vision_for(ref, pipeline.obj, prompter.tokenizer)
+    return ModelSession(pipeline.obj, ref, backend, prompter, recipe, note, vision)
 
 
 def _quiet_transformers() -> None:

@@ -6,8 +6,11 @@ Endpoints: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completi
 needs ``Authorization: Bearer <key>`` (compared in constant time; the key is never logged) or gets 401.
 Bad requests get a 4xx JSON error and the server keeps serving. ``tools`` in a request are written into the
 prompt in the run's tool format and an answer that calls them comes back as ``message.tool_calls``
-(llmpipe.infer.openai_api; streamed, such an answer is held back and sent at its end). At most ``serve.max_concurrency``
-generations run at once and ``serve.max_queue`` more requests wait for a slot; beyond that: 429.
+(llmpipe.infer.openai_api; streamed, such an answer is held back and sent at its end). A vision-language model
+takes ``image_url`` parts within the ``serve.max_images`` / ``max_image_bytes`` / ``max_image_pixels`` limits
+(data URLs; local files with ``serve.allow_local_images``; llmpipe.infer.mm_request), a text-only one refuses
+them. At most ``serve.max_concurrency`` generations run at once and ``serve.max_queue`` more requests wait for a
+slot; beyond that: 429.
 
 Starlette (routing, requests, responses) on uvicorn (h11) with an event loop: connections cost no thread.
 Generation is blocking (torch) code: it runs in worker threads, at most ``serve.max_concurrency`` at once.
@@ -45,6 +48,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from llmpipe.infer import openai_api as api
+from llmpipe.infer.mm_request import ImagePolicy, image_prompt
 from llmpipe.interactive import Program
 
 PROG = "llmpipe.serve"
@@ -105,6 +109,9 @@ class App:
         limit = self.params.max_length
         self.max_tokens = min(limit, session.backend.engine_limit) if session.backend.engine_limit else limit
         self.created = int(time.time())
+        self.images = ImagePolicy.from_config(s)          # image_url parts: llmpipe.infer.mm_request
+        self.vision = getattr(session, "vision", None)    # None: a text-only model, which takes no images
+        self.max_body = api.MAX_BODY + (self.images.body_bytes() if self.vision is not None else 0)
         self.log = log or (lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True))
 
     def authorized(self, header: str | None) -> bool:
@@ -217,15 +224,15 @@ async def _model(request: Request) -> Response:
     return _error(api.ApiError(404, f"the model {name!r} does not exist", "model", "model_not_found"))
 
 
-async def _body(request: Request) -> bytes:
+async def _body(request: Request, limit: int) -> bytes:
     if request.headers.get("transfer-encoding", "").lower() == "chunked":
         raise api.ApiError(411, "send the body with a Content-Length (chunked bodies are not supported)")
     try:
         n = int(request.headers.get("content-length", "0"))
     except ValueError:
         raise api.ApiError(400, "Content-Length is not a number") from None
-    if n > api.MAX_BODY:
-        raise api.ApiError(413, f"the request body is larger than {api.MAX_BODY} bytes")
+    if n > limit:
+        raise api.ApiError(413, f"the request body is larger than {limit} bytes")
     raw = bytearray()
     async for chunk in request.stream():   # h11 holds it to Content-Length; Connection cuts a slow one (408)
         raw += chunk
@@ -235,7 +242,7 @@ async def _body(request: Request) -> bytes:
 async def _chat(request: Request) -> Response:
     app: App = request.app.state.llmpipe
     try:
-        raw = await _body(request)
+        raw = await _body(request, app.max_body)
         parse = partial(api.parse_chat_request, raw, model_id=app.model_id, max_tokens_limit=app.max_tokens)
         req = await anyio.to_thread.run_sync(parse) if len(raw) > BIG_BODY else parse()
     except api.ApiError as e:
@@ -264,11 +271,14 @@ async def _complete(app: App, req: api.ChatRequest) -> Response:
     cid = api.new_id()
 
     def work():
-        prompt = s.prompter.encode(req.messages, req.system, req.tools)
+        prompt = image_prompt(app, req) if req.images or app.vision else \
+            s.prompter.encode(req.messages, req.system, req.tools)
         return s.backend.stream(prompt, params) if req.stream else s.backend.generate([prompt], params)[0]
 
     try:
         done = await anyio.to_thread.run_sync(work, limiter=app.threads)
+    except api.ApiError as e:   # an image refused (llmpipe.infer.mm_request)
+        return _error(e)
     except PromptTooLong as e:
         return _error(api.ApiError(400, str(e), "messages", "context_length_exceeded"))
     except (InferenceError, ValueError) as e:
@@ -499,6 +509,10 @@ def main(argv: list[str] | None = None) -> int:
             f"API key {'required (' + KEY_ENV + ')' if app.api_key else 'not required (set ' + KEY_ENV + ')'}")
     app.log(f"at most {lim.max_connections} connections; timeouts: idle {lim.idle:g} s, headers {lim.head:g} s, "
             f"body {lim.body:g} s")
+    if app.vision is not None:
+        im = app.images
+        app.log(f"images: at most {im.max_images} per request, {im.max_bytes} bytes and "
+                f"{im.max_pixels} pixels each; data URLs{', local files' if im.allow_local else ''}")
     app.log(f"serving {app.model_id!r} on http://{host}:{port}/v1")
     stopping: list[int] = []
 

@@ -1,6 +1,7 @@
 """The Hugging Face backend: ``model.generate`` with left-padded batches, and token streaming through a
 TextIteratorStreamer in a generation thread. Adapters are applied with PEFT (several are merged in order);
-``infer.dtype`` picks the weights' dtype, ``infer.use_kv_cache`` the KV cache."""
+``infer.dtype`` picks the weights' dtype, ``infer.use_kv_cache`` the KV cache. A vision-language model's
+prompts (llmpipe.infer.mm_request.ImagePrompt) bring their images: pixel values are computed per batch."""
 from __future__ import annotations
 
 import threading
@@ -9,6 +10,7 @@ from typing import Any
 
 from llmpipe.infer.engine import Completion, InferenceError, Prompter, StopScanner, Stream, cut_at_stop
 from llmpipe.infer.generation import GenParams, hf_generation_config
+from llmpipe.infer.mm_request import images_of, text_only, vision_for
 
 DTYPES = {"auto": "auto", "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
 
@@ -71,6 +73,16 @@ class HFBackend:
         self.ref, self.prompter, self.tok = ref, prompter, prompter.tokenizer
         self.model = load_model(ref, obj)
         self.engine_limit = None
+        self.vision = vision_for(ref, obj, self.tok)   # a vision-language model's pixel inputs, else None
+
+    def _images(self, prompts: list[list[int]], ids) -> dict:
+        """pixel_values, image_grid_thw and mm_token_type_ids of the prompts' images (llmpipe.infer.mm_request)."""
+        images = [img for p in prompts for img in images_of(p)]
+        if not images:
+            return {}
+        if self.vision is None:
+            raise InferenceError(text_only(self.ref))
+        return self.vision.inputs(images, ids, self.model.device)
 
     # ------------------------------------------------------------------------------------------- batch
     def generate(self, prompts: list[list[int]], params: GenParams, batch_size: int = 8) -> list[Completion]:
@@ -91,7 +103,7 @@ class HFBackend:
         config = hf_generation_config(params, width, eos_ids=self.prompter.eos_ids, pad_id=pad)
         with torch.no_grad():
             seqs = self.model.generate(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
-                                       generation_config=config, **self._extra(params))
+                                       generation_config=config, **self._extra(params), **self._images(prompts, ids))
         return [self._completion(seqs[j, width:].tolist(), len(p), params) for j, p in enumerate(prompts)]
 
     def _extra(self, params: GenParams) -> dict:
@@ -156,7 +168,7 @@ class HFBackend:
                     result["seqs"] = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                                          generation_config=config, streamer=streamer,
                                                          stopping_criteria=StoppingCriteriaList([_Cancel()]),
-                                                         **self._extra(params))
+                                                         **self._extra(params), **self._images([prompt], ids))
             except BaseException as e:
                 result["error"] = e
                 streamer.end()

@@ -4,7 +4,8 @@ here (llmpipe/serve.py does the HTTP).
 
 Accepted request fields: ``messages`` (required: an optional first ``system`` message, then ``user`` and
 ``assistant`` turns alternating, starting and ending with ``user``; content a string or a list of text
-parts; an assistant turn may carry ``tool_calls`` and a ``tool`` message, answering them, stands where a
+parts, and in user turns ``image_url`` parts for a vision-language model (each stands where it is, as an
+``<image>``; the server checks and opens them: llmpipe.infer.mm_request); an assistant turn may carry ``tool_calls`` and a ``tool`` message, answering them, stands where a
 user turn would), ``tools`` (OpenAI function definitions: the model sees them as the training data's tools
 were written, and calls in its answer come back as ``message.tool_calls``, finish_reason ``tool_calls``),
 ``tool_choice`` (``auto``, or ``none``: the answer is not read for calls), ``model`` (must be the served id when given), ``max_tokens`` / ``max_completion_tokens``,
@@ -21,6 +22,7 @@ from typing import Any
 
 MAX_BODY = 1 << 20          # bytes of one request body
 MAX_MESSAGES = 512
+IMAGE = "<image>"           # what an image_url part becomes in the text (llmpipe.data.mm_tokenize.PLACEHOLDER)
 KNOWN = {"messages", "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "stream",
          "stream_options", "n", "user", "presence_penalty", "frequency_penalty", "tools", "tool_choice"}
 
@@ -44,6 +46,7 @@ class ChatRequest:
     overrides: dict[str, Any] = field(default_factory=dict)   # GenParams.with_request(**overrides)
     tools: str | None = None                 # canonical JSON list of function definitions (llmpipe.data.tools)
     read_calls: bool = False                 # look for tool calls in the answer (tools given, tool_choice auto)
+    images: list[str] = field(default_factory=list)   # the image_url parts' URLs, in order over the conversation
 
 
 def _number(body: dict, key: str, lo: float, hi: float, *, lo_open: bool = False) -> float | None:
@@ -57,13 +60,37 @@ def _number(body: dict, key: str, lo: float, hi: float, *, lo_open: bool = False
     return float(value)
 
 
-def _content(m: dict, i: int) -> str:
+def _image_part(part: dict, i: int) -> str:
+    """The URL of an ``image_url`` content part (checked and opened later: llmpipe.infer.mm_request)."""
+    where = f"messages[{i}].content"
+    spec = part.get("image_url")
+    if isinstance(spec, str):
+        spec = {"url": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("url"), str) or not spec["url"] or \
+            set(spec) - {"url", "detail"}:
+        raise ApiError(400, f"{where}: an image_url part is {{type: image_url, image_url: {{url: ...}}}}", where)
+    if spec.get("detail", "auto") != "auto":
+        raise ApiError(400, f"{where}: image_url.detail={spec['detail']!r} is not supported (auto: the model's own "
+                            "resolution limits apply)", where)
+    return spec["url"]
+
+
+def _content(m: dict, i: int, images: list[str] | None = None) -> str:
+    """The text of message ``i``; ``images``: where a user turn's image_url URLs go (each becomes ``<image>``)."""
     content = m.get("content")
     if isinstance(content, list):
         parts = []
         for part in content:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                if images is None:
+                    raise ApiError(400, f"messages[{i}].content: image_url parts are accepted in user messages only",
+                                   f"messages[{i}].content")
+                images.append(_image_part(part, i))
+                parts.append(IMAGE)
+                continue
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise ApiError(400, f"messages[{i}].content: only text parts are supported", f"messages[{i}].content")
+                raise ApiError(400, f"messages[{i}].content: only text and image_url parts are supported",
+                               f"messages[{i}].content")
             parts.append(part["text"])
         content = "".join(parts)
     if not isinstance(content, str):
@@ -83,7 +110,7 @@ def _tool_calls(m: dict, i: int) -> dict:
         raise ApiError(400, f"messages[{i}].tool_calls: {e}", f"messages[{i}].tool_calls") from None
 
 
-def _messages(raw: Any) -> tuple[list[dict], str | None]:
+def _messages(raw: Any, images: list[str]) -> tuple[list[dict], str | None]:
     if not isinstance(raw, list) or not raw:
         raise ApiError(400, "messages must be a non-empty list of {role, content} objects", "messages")
     if len(raw) > MAX_MESSAGES:
@@ -109,7 +136,7 @@ def _messages(raw: Any) -> tuple[list[dict], str | None]:
         if role == "assistant" and m.get("tool_calls"):
             turns.append(_tool_calls(m, i))
         else:
-            turns.append({"role": role, "content": _content(m, i)})
+            turns.append({"role": role, "content": _content(m, i, images if role == "user" else None)})
     if not turns or turns[-1]["role"] not in ("user", "tool"):
         raise ApiError(400, "the last message must come from the user (or be a tool result)", "messages")
     return turns, system
@@ -155,7 +182,8 @@ def parse_chat_request(raw: bytes, *, model_id: str, max_tokens_limit: int) -> C
     if model is not None and model != model_id:
         raise ApiError(404, f"the model {model!r} does not exist; this server serves {model_id!r}", "model",
                        "model_not_found")
-    messages, system = _messages(body.get("messages"))
+    images: list[str] = []
+    messages, system = _messages(body.get("messages"), images)
     over: dict[str, Any] = {}
     for key in ("max_tokens", "max_completion_tokens"):
         value = body.get(key)
@@ -190,7 +218,7 @@ def parse_chat_request(raw: bytes, *, model_id: str, max_tokens_limit: int) -> C
         raise ApiError(400, "stream_options supports include_usage (true or false) only", "stream_options")
     tools, read_calls = _tools(body)
     return ChatRequest(messages, system, stream, opts.get("include_usage", False),
-                       {k: v for k, v in over.items() if v is not None}, tools, read_calls)
+                       {k: v for k, v in over.items() if v is not None}, tools, read_calls, images)
 
 
 def new_id() -> str:

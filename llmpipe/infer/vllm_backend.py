@@ -5,7 +5,8 @@ background asyncio loop, fed token ids rendered by llmpipe. Batch prediction sub
 
 Engine settings: ``max_model_len = infer.vllm_maxlen``, ``gpu_memory_utilization = infer.vllm_gpu_util``,
 ``enforce_eager = infer.vllm_enforce_eager``, ``dtype = infer.dtype``, ``tensor_parallel_size`` = the visible
-GPUs; ``infer.vllm_config`` (a JSON object) is merged last.
+GPUs; ``infer.vllm_config`` (a JSON object) is merged last. A vision-language model's prompts carry their
+images (llmpipe.infer.mm_request.ImagePrompt), passed as ``multi_modal_data``.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from llmpipe.infer.engine import Completion, InferenceError, Prompter, Stream
 from llmpipe.infer.generation import GenParams, vllm_kwargs
+from llmpipe.infer.mm_request import images_of
 
 _IDS = itertools.count()
 
@@ -79,11 +81,18 @@ class VllmBackend:
         return self._SamplingParams(**vllm_kwargs(params, len(prompt), eos_ids=self.prompter.eos_ids,
                                                   engine_limit=self.engine_limit))
 
+    def _prompt(self, prompt: list[int]):
+        """vLLM's prompt: the token ids, and a vision-language model's images (already counted into the ids by
+        llmpipe.infer.mm_request, which vLLM finds expanded and does not expand again) as multi_modal_data."""
+        images = images_of(prompt)
+        if images:
+            return self._TokensPrompt(prompt_token_ids=list(prompt), multi_modal_data={"image": images})
+        return self._TokensPrompt(prompt_token_ids=list(prompt))
+
     async def _run(self, prompt: list[int], sp, on_text=None) -> Completion:
         rid = f"llmpipe-{next(_IDS)}"
         sent, last = "", None
-        async for out in self.engine.generate(self._TokensPrompt(prompt_token_ids=prompt), sp, rid,
-                                              lora_request=self.lora):
+        async for out in self.engine.generate(self._prompt(prompt), sp, rid, lora_request=self.lora):
             last = out
             text = out.outputs[0].text
             if on_text is not None and len(text) > len(sent):

@@ -35,6 +35,22 @@ class ServeConfig:
         30.0, "Seconds to receive a request's whole body once its headers are in; beyond that: 408 and the "
         "connection is closed.", gt=0.0, volatile=True,
     )
+    max_images: int = param(
+        4, "Images (image_url parts) one chat request may carry; more: 400. A vision-language model only: a "
+        "text-only model refuses every image.", ge=0, volatile=True,
+    )
+    max_image_bytes: int = param(
+        5 << 20, "Bytes one image may have (decoded); larger: 400. The request-body limit grows by max_images such "
+        "images (as base64) for a vision-language model.", ge=1, volatile=True,
+    )
+    max_image_pixels: int = param(
+        4096 * 4096, "Pixels (width x height) one image may have, read from its header before decoding; more: 400.",
+        ge=1, volatile=True,
+    )
+    allow_local_images: bool = param(
+        False, "Read image_url parts that name a local file (a path or file://) on the server's machine. Off: only "
+        "base64 data URLs are accepted; remote http(s) URLs are always refused (400).", volatile=True,
+    )
     model_name: Optional[str] = param(
         None, "Model id reported by /v1/models and in responses (default: the recipe's name, else 'llmpipe').",
         volatile=True,

@@ -644,7 +644,7 @@ def tracker_folder(case: Case) -> Any:
 @probe("the server")
 def server(case: Case) -> Any:
     """serve.main with the session it would open (no model) and a server factory that records what it is given
-    instead of binding the port: the App (model id, gate, limits) and the host and port."""
+    instead of binding the port: the App (model id, gate, limits, image limits) and the host and port."""
     from types import SimpleNamespace
 
     import llmpipe.interactive as interactive
@@ -656,7 +656,8 @@ def server(case: Case) -> Any:
 
     def make_server(app, host, port):
         seen.update(host=host, port=port, model=app.model_id, slots=app.gate.slots, queue=app.gate.queue,
-                    limits=dataclasses.asdict(app.limits), threads=app.threads.total_tokens)
+                    limits=dataclasses.asdict(app.limits), threads=app.threads.total_tokens,
+                    images=dataclasses.asdict(app.images))
         raise OSError("not binding (flag-effect probe)")
 
     saved = interactive.open_session, serve.make_server
