@@ -3,12 +3,13 @@ model can learn, in the shape of MMLU (a dev split of five solved examples per s
 val and test splits, a subject -> category mapping), plus the bundled SFT set ``mc_demo_train`` that teaches the
 same facts in the zero-shot prompt the evaluation renders.
 
-* ``object_colours`` (category Other): "What is the colour of the zorblat?" -- every invented object has one
-  of four colours, offered as A. red  B. blue  C. green  D. yellow.
-* ``addition`` (category STEM): "What is two plus three?" -- sums two to five, offered as A. two ... D. five.
+* ``object_colours`` (category Other): "What is the colour of the stone?" -- each of eight objects has one
+  of four (made-up) colours, offered as A. red  B. blue  C. green  D. yellow.
+* ``addition`` (category STEM): "What is two plus three?" -- one or two plus one to four (sums two to five),
+  offered as A. two ... D. five.
 
-Each split draws its questions afresh (seeded), so test questions are not rows of the train set, but they ask
-the same facts: the train split is where a model learns them. Answers are balanced over the four letters, so a
+Each split draws its questions afresh (seeded) from the same small set of facts: the test split asks what the
+train split teaches (a closed-book quiz), and a model learns the facts from the train split. Answers are balanced over the four letters, so a
 model that has not learned the facts scores about 25 %.
 
     python -m llmpipe.data.mc_synthetic --out evaluation
@@ -29,14 +30,12 @@ from pathlib import Path
 NAME = "mc_demo"
 SEED = 4321
 LETTERS = ("A", "B", "C", "D")
-# invented objects of their own (llmpipe.data.synthetic's objects have other colours in the demo sets)
-OBJECTS = ("brindlet", "coppet", "dravik", "fennow", "glimmick", "harbet", "jostle", "kelvane", "lumbrix",
-           "morrel", "nubbin", "pellow", "quandle", "rivvet", "sallow", "tindle", "urchet", "vossel", "whimble",
-           "yallop")
+# eight objects, two of each colour: made-up facts (llmpipe.data.synthetic's demo sets give objects other colours)
+OBJECTS = ("apple", "river", "stone", "cloud", "bird", "lamp", "house", "tree")
 NUM = ("zero", "one", "two", "three", "four")
 COLOURS = ("red", "blue", "green", "yellow")
 SUMS = ("two", "three", "four", "five")
-COLOUR_Q = ("What is the colour of the {}?", "Which colour is the {}?", "The {} has which colour?")
+COLOUR_Q = "What is the colour of the {}?"
 # rows per split and subject (dev: the few-shot pool, as MMLU's five)
 SIZES = {"dev": 5, "val": 16, "test": 32, "train": 160}
 MAPPING = {"object_colours": {"name": "object colours", "category": "Other"},
@@ -51,7 +50,7 @@ def _rng(tag: str) -> random.Random:
 
 _FACTS = _rng("facts")
 COLOUR_OF = dict(zip(OBJECTS, [COLOURS[i % 4] for i in _FACTS.sample(range(len(OBJECTS)), len(OBJECTS))]))
-PAIRS = {s: [(a, b) for a in range(1, 5) for b in range(1, 5) if a + b == i + 2] for i, s in enumerate(SUMS)}
+PAIRS = {s: [(a, b) for a in (1, 2) for b in range(1, 5) if a + b == i + 2] for i, s in enumerate(SUMS)}
 
 
 def _row(question: str, options: tuple[str, ...], answer: str) -> dict:
@@ -60,7 +59,7 @@ def _row(question: str, options: tuple[str, ...], answer: str) -> dict:
 
 def _colour_row(rng: random.Random, colour: str) -> dict:
     obj = rng.choice([o for o in OBJECTS if COLOUR_OF[o] == colour])
-    return _row(rng.choice(COLOUR_Q).format(obj), COLOURS, colour)
+    return _row(COLOUR_Q.format(obj), COLOURS, colour)
 
 
 def _addition_row(rng: random.Random, total: str) -> dict:

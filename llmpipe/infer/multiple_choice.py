@@ -19,22 +19,44 @@ AVERAGE = "Average"
 
 
 @dataclass
+class McJob:
+    """What the mc_eval stage does, from the configuration (``eval.*``, ``train.seed``)."""
+    task: str
+    split: str
+    source: str                   # the task folder, or "bundled"
+    lang: str
+    n_shot: int
+    seed: int
+    batch_size: int
+    save_dir: str | None
+    subjects: list[Subject]
+
+    def conversations(self) -> list[list[list[dict]]]:
+        """The chat turns of every question, per subject: its few-shot examples, then the question."""
+        return [[conversation(s, q, shots(s, i, self.n_shot, self.seed), self.lang) for i, q in enumerate(s.questions)]
+                for s in self.subjects]
+
+
+def job_from_config(obj: Any) -> McJob:
+    from llmpipe.data.mc_tasks import load_task, locate
+
+    ev = obj.eval
+    _, split, folder = locate(ev.task, ev.task_dir)
+    return McJob(ev.task, split, str(folder) if folder else "bundled", ev.lang, int(ev.n_shot), int(obj.train.seed),
+                 int(ev.batch_size), ev.save_dir or None, load_task(ev.task, ev.task_dir))
+
+
+@dataclass
 class Rendered:
     subject: Subject
     prompts: list[list[int]]      # token ids per question, up to and including the assistant turn's opening
     offered: list[tuple[str, ...]]  # letters each question offers
 
 
-def render(subjects: list[Subject], prompter, n_shot: int, lang: str, seed: int) -> list[Rendered]:
-    """Every question of every subject as prompt token ids (``prompter``: llmpipe.infer.engine.Prompter)."""
-    out = []
-    for subject in subjects:
-        prompts, offered = [], []
-        for i, q in enumerate(subject.questions):
-            prompts.append(prompter.encode(conversation(subject, q, shots(subject, i, n_shot, seed), lang)))
-            offered.append(tuple(k for k, _ in q.choices))
-        out.append(Rendered(subject, prompts, offered))
-    return out
+def render(job: McJob, prompter) -> list[Rendered]:
+    """Every question of the job as prompt token ids (``prompter``: llmpipe.infer.engine.Prompter)."""
+    return [Rendered(subject, [prompter.encode(m) for m in turns], [tuple(k for k, _ in q.choices) for q in subject.questions])
+            for subject, turns in zip(job.subjects, job.conversations())]
 
 
 def letter_ids(tokenizer) -> dict[str, int]:

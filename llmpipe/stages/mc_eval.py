@@ -18,35 +18,33 @@ FILES = ("results.json", "results.log")
 
 
 def run(ctx: StageContext) -> dict:
-    from llmpipe.data.mc_tasks import load_task, parse_task
     from llmpipe.errors import UserError
+    from llmpipe.infer import multiple_choice as mc
     from llmpipe.infer.engine import load_prompter
     from llmpipe.infer.hf_backend import load_model
     from llmpipe.infer.model_ref import from_stage_inputs
-    from llmpipe.infer.multiple_choice import evaluate, render, score_log
 
-    obj, ev = ctx.obj, ctx.obj.eval
+    obj = ctx.obj
     load_dir = ctx.input("load")
     ref = from_stage_inputs(obj, load_dir, ctx.inputs.get("model"))
     prompter = load_prompter(ref.tokenizer, obj)
-    subjects = load_task(ev.task, ev.task_dir)
-    rendered = render(subjects, prompter, int(ev.n_shot), ev.lang, int(obj.train.seed))
+    job = mc.job_from_config(obj)
+    rendered = mc.render(job, prompter)
     total = sum(len(r.prompts) for r in rendered)
-    ctx.log(f"{ref.origin}: {ref.model}{' + ' + ', '.join(ref.adapters) if ref.adapters else ''}; {ev.task}: "
-            f"{len(subjects)} subjects, {total} questions, {ev.n_shot}-shot, {ev.lang}")
+    ctx.log(f"{ref.origin}: {ref.model}{' + ' + ', '.join(ref.adapters) if ref.adapters else ''}; {job.task} "
+            f"({job.source}): {len(job.subjects)} subjects, {total} questions, {job.n_shot}-shot, {job.lang}")
     model = load_model(ref, obj)
-    results = evaluate(rendered, model, prompter.tokenizer, int(ev.batch_size), log=ctx.log)
-    _, split = parse_task(ev.task)
-    results = {"task": ev.task, "split": split, "n_shot": int(ev.n_shot), "lang": ev.lang, "model": ref.describe(),
-               **results}
+    results = mc.evaluate(rendered, model, prompter.tokenizer, job.batch_size, log=ctx.log)
+    results = {"task": job.task, "split": job.split, "n_shot": job.n_shot, "lang": job.lang, "source": job.source,
+               "model": ref.describe(), **results}
     (ctx.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-    (ctx.out / "results.log").write_text(score_log(results), encoding="utf-8")
-    if ev.save_dir:
+    (ctx.out / "results.log").write_text(mc.score_log(results), encoding="utf-8")
+    if job.save_dir:
         from pathlib import Path
 
-        dest = Path(ev.save_dir).expanduser()
+        dest = Path(job.save_dir).expanduser()
         if dest.exists() and any(dest.iterdir()):
-            raise UserError(f"eval.save_dir={ev.save_dir} already exists and is not empty (pre-flight found it free:"
+            raise UserError(f"eval.save_dir={job.save_dir} already exists and is not empty (pre-flight found it free:"
                             f" something wrote there during the run); the results are in {ctx.out}")
         dest.mkdir(parents=True, exist_ok=True)
         for f in FILES:

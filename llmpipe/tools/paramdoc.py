@@ -81,6 +81,7 @@ DESTINATIONS: dict[str, str] = {
     "generate": "generation config",
     "infer.use_kv_cache": "generation config", "infer.use_cache": "generation config",
     "infer.backend": "stage plan",
+    "eval": "multiple-choice evaluation",
     "infer.vllm_maxlen": "vLLM engine arguments", "infer.vllm_gpu_util": "vLLM engine arguments",
     "infer.vllm_enforce_eager": "vLLM engine arguments", "infer.vllm_max_lora_rank": "vLLM engine arguments",
     "infer.vllm_config": "vLLM engine arguments", "infer.dtype": "vLLM engine arguments",

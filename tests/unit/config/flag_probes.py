@@ -25,6 +25,7 @@ _VLM = "model.name_or_path=builtin:tiny_vl"
 _QUANT_INFER = ("quantization.bit=4", "train.do_train=false", "train.do_predict=true", "train.predict_with_generate=true",
                 "data.val_size=0.1")
 CONTEXT: dict[str, tuple[str, ...]] = {
+    "eval": ("eval.task=mc_demo_test",),   # eval.* act on the mc_eval stage, which eval.task adds
     "vision": (_VLM,),   # vision.* means something on a vision-language model only (vision-flag-fits-model)
     "vision.freeze_language_model": (_VLM, "vision.freeze_multi_modal_projector=false"),   # something left to train
     "freeze": ("train.finetuning_type=freeze",),
@@ -153,6 +154,8 @@ CONTEXT: dict[str, tuple[str, ...]] = {
 
 # --- the legal non-default value each parameter is set to (derived from the schema where this table is silent) -
 VALUES: dict[str, str] = {
+    "eval.task": "mc_demo_validation", "eval.task_dir": "{files}/tasks",   # make_files writes tasks/mc_demo
+    "eval.save_dir": "{files}/mc_results", "eval.n_shot": "2",   # the dev pool has 5: more changes nothing
     # transformers' own training arguments: a value other than transformers' default
     "train.optim_args": "'beta1=0.9'", "train.average_tokens_across_devices": "false",
     "train.gradient_checkpointing": "false", "train.gradient_checkpointing_kwargs": "{use_reentrant:false}",
@@ -333,6 +336,9 @@ def make_files(folder: Path) -> Path:
     (folder / "tokens.yaml").write_text("'<s1>': a new token\n")
     shutil.copytree(ROOT / "data", folder / "data")
     (folder / "media").mkdir()
+    from llmpipe.data.mc_synthetic import write_lf_layout
+
+    write_lf_layout(folder / "tasks")   # the bundled mc_demo in LLaMA-Factory's layout (eval.task_dir)
     return folder
 
 
@@ -476,6 +482,17 @@ def data_options(case: Case) -> Any:
     from llmpipe.data.options import DataOptions
 
     return _jsonable(DataOptions.from_cfg(case.obj).to_dict())
+
+
+@probe("multiple-choice evaluation")
+def multiple_choice(case: Case) -> Any:
+    """The mc_eval stage's job (llmpipe.infer.multiple_choice.job_from_config): the task's source folder, the
+    chat turns of each subject's first question (few-shot examples, wording), the batch size, the results copy."""
+    from llmpipe.infer.multiple_choice import job_from_config
+
+    job = job_from_config(case.obj)
+    return _jsonable({"task": job.task, "source": job.source, "first": [c[0] for c in job.conversations()],
+                      "batch_size": job.batch_size, "save_dir": job.save_dir})
 
 
 @probe("generation config")
