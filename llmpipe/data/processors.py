@@ -136,7 +136,7 @@ def encode_supervised(examples: list[dict], tokenizer, *, cutoff_len=None, train
     if native:
         return encode_native(examples, tokenizer, cutoff_len=cutoff_len, train_on_prompt=train_on_prompt,
                              mask_history=mask_history, default_system=default_system, tool_format=tool_format,
-                             native=native)
+                             native=native, enable_thinking=enable_thinking, preserve_thinking=preserve_thinking)
     pieces, bad = [], {}
     for k, ex in enumerate(examples):
         try:
@@ -239,30 +239,53 @@ def process_pretrain(examples: list[dict], tokenizer, *, cutoff_len: int | None 
     return [{"input_ids": r, "attention_mask": [1] * len(r), "labels": list(r)} for r in rows]
 
 
-def _prompt_msgs(ex: dict, default_system: str | None, drop_last: bool, tool_format: str) -> list[dict]:
-    msgs = chat_messages(ex, default_system, tool_format)
+def _prompt_msgs(ex: dict, default_system: str | None, drop_last: bool, tool_format: str,
+                 template: str | None = None) -> list[dict]:
+    """Tools, calls and results rendered as for SFT: in ``tool_format``, through a named template's own
+    function/observation turns (``template``)."""
+    msgs = chat_messages(ex, default_system, tool_format, template)
     return msgs[:-1] if drop_last else msgs
 
 
-def process_pairwise(examples: list[dict], *, default_system: str | None = None, tool_format: str = "default",
-                     **_) -> list[dict]:
-    """TRL conversational preference rows: prompt messages, chosen / rejected assistant messages."""
-    return [{"prompt": _prompt_msgs(ex, default_system, False, tool_format),
-             "chosen": [{"role": "assistant", "content": ex["chosen"]}],
-             "rejected": [{"role": "assistant", "content": ex["rejected"]}]} for ex in examples]
+def _answer(ex: dict, key: str, tool_format: str, template: str | None) -> list[dict]:
+    """A chosen/rejected answer as one message; a tool call is written in ``tool_format`` as SFT writes it."""
+    if ex.get(f"{key}_role") == "function_call":
+        return chat_messages({"messages": [{"role": "function_call", "content": ex[key]}]}, None, tool_format,
+                             template)
+    return [{"role": "assistant", "content": ex[key]}]
 
 
-def process_kto(examples: list[dict], *, default_system: str | None = None, tool_format: str = "default",
-                **_) -> list[dict]:
-    """TRL conversational unpaired-preference rows: prompt, completion, label."""
+def _bad_rows(examples: list[dict], make) -> list[dict]:
+    """``make(ex)`` per example; a row its tool format cannot write (e.g. parallel calls in glm4) is left out
+    with the reason in the report (RowReport's ``tool_bad`` list)."""
     rows = []
     for ex in examples:
-        msgs = _prompt_msgs(ex, default_system, False, tool_format)
-        rows.append({"prompt": msgs[:-1], "completion": [msgs[-1]], "label": bool(ex["label"])})
+        try:
+            rows.append(make(ex))
+        except ToolDataError as e:
+            rows.append({"_bad": str(e)})
     return rows
 
 
+def process_pairwise(examples: list[dict], *, default_system: str | None = None, tool_format: str = "default",
+                     template: str | None = None, **_) -> list[dict]:
+    """TRL conversational preference rows: prompt messages, chosen / rejected assistant messages."""
+    return _bad_rows(examples, lambda ex: {
+        "prompt": _prompt_msgs(ex, default_system, False, tool_format, template),
+        "chosen": _answer(ex, "chosen", tool_format, template),
+        "rejected": _answer(ex, "rejected", tool_format, template)})
+
+
+def process_kto(examples: list[dict], *, default_system: str | None = None, tool_format: str = "default",
+                template: str | None = None, **_) -> list[dict]:
+    """TRL conversational unpaired-preference rows: prompt, completion, label."""
+    def make(ex):
+        msgs = _prompt_msgs(ex, default_system, False, tool_format, template)
+        return {"prompt": msgs[:-1], "completion": [msgs[-1]], "label": bool(ex["label"])}
+    return _bad_rows(examples, make)
+
+
 def process_prompt(examples: list[dict], *, default_system: str | None = None, tool_format: str = "default",
-                   **_) -> list[dict]:
+                   template: str | None = None, **_) -> list[dict]:
     """Prompt-only rows (generation, RL stages)."""
-    return [{"prompt": _prompt_msgs(ex, default_system, False, tool_format)} for ex in examples]
+    return _bad_rows(examples, lambda ex: {"prompt": _prompt_msgs(ex, default_system, False, tool_format, template)})
