@@ -5,6 +5,7 @@ Internal example::
     {"messages": [{"role": "user"|"assistant"|"function_call"|"tool", "content": str}, ...],
      "system": str | None, "tools": str | None,     # tools: canonical JSON (llmpipe.data.tools)
      "chosen": str, "rejected": str,      # kind == "pairwise" (messages end on a user turn)
+     "chosen_role": str, "rejected_role": str,   # pairwise: "assistant", or "function_call" (canonical call)
      "label": bool,                       # kind == "kto" (messages end on the assistant completion)
      "media": dict,                       # only when the dataset declares images/videos/audios columns
      "_row": int}                         # 0-based index of the source row (for reports)
@@ -105,21 +106,28 @@ def _finish(ex: dict, msgs: list[dict], kind: str, row: dict, spec) -> dict:
         if not spec.ranking:
             raise _Bad("dataset is not registered with ranking: true")
         for key in ("chosen", "rejected"):
-            ex[key] = _pref(_cell(row, cols.get(key, key), key), key, spec)
+            ex[key], ex[f"{key}_role"] = _pref(_cell(row, cols.get(key, key), key), key, spec)
     if kind == "kto":
         ex["label"] = _kto_tag(_cell(row, cols.get("kto_tag", "kto_tag"), "kto_tag"))
     ex["messages"] = msgs
     return ex
 
 
-def _pref(value, key: str, spec) -> str:
+def _pref(value, key: str, spec) -> tuple[str, str]:
+    """(text, role) of a chosen/rejected answer; a tool call (the function tag) becomes a canonical call."""
     if isinstance(value, dict):  # sharegpt/openai: a single message
         t = spec.tags or {}
         role = value.get(t.get("role_tag", "role"))
         if role not in (t.get("assistant_tag", "assistant"), t.get("function_tag", "function_call")):
             raise _Bad(f"{key} message has role {role!r}, expected the assistant tag")
-        value = value.get(t.get("content_tag", "content"))
-    return _text(value, f"{key} response")
+        text = _text(value.get(t.get("content_tag", "content")), f"{key} response")
+        if role == t.get("function_tag", "function_call"):
+            try:
+                return _unicode(canonical_call(text), f"{key} response"), "function_call"
+            except ToolDataError as e:
+                raise _Bad(f"{key} response: {e}") from None
+        return text, "assistant"
+    return _text(value, f"{key} response"), "assistant"
 
 
 def _maybe_json(value, what: str):
