@@ -86,7 +86,10 @@ def prepare_tokenizer(tokenizer, opts: DataOptions) -> dict:
             **({"template": opts.template, "enable_thinking": opts.enable_thinking,  # LF's spans (named templates)
                 "preserve_thinking": opts.preserve_thinking}
                if opts.template and opts.kind == "sft" else {}),
-            **({"native": "text" if opts.tool_format else "tools"}  # the tokenizer's own template renders
+            **({"template": opts.template}   # preference and prompt rows: tool turns through its slots, as SFT
+               if opts.template and opts.kind in ("pairwise", "kto", "prompt") else {}),
+            **({"native": "text" if opts.tool_format else "tools",  # the tokenizer's own template renders
+                "enable_thinking": opts.enable_thinking, "preserve_thinking": opts.preserve_thinking}
                if opts.template is None and opts.kind == "sft" else {})}
 
 
@@ -178,6 +181,10 @@ def process_dataset(examples: list[dict], tokenizer, opts: DataOptions, proc: di
             rows = process_rows(examples, tokenizer, proc["mm"], proc, rep, opts.media_root, opts.kind)
         else:
             rows = fn(examples, **proc)
+            for ex, row in zip(examples, rows):   # a tool call its tool format cannot write: a bad row
+                if "_bad" in row:
+                    rep.bad(ex["_row"], row["_bad"])
+            rows = [r for r in rows if "_bad" not in r]
         if opts.kind in ("pairwise", "kto") and opts.cutoff_len:
             rep.notes.update(pref_truncation(rows, tokenizer, opts.cutoff_len))
         ds = datasets.Dataset.from_list(rows)
