@@ -58,6 +58,9 @@ def process_rows(examples: list[dict], tokenizer, mm: ImageTokens, proc: dict, r
                                 "data.cutoff_len or lower vision.image_max_pixels)")
             continue
         (row,) = fn([{**ex, "messages": _expand(ex["messages"], texts)}], **proc)
+        if "_bad" in row:   # a tool call its tool format cannot write
+            rep.bad(ex["_row"], row["_bad"])
+            continue
         if cutoff and _length(tokenizer, row["prompt"], prompt=True) >= cutoff:
             rep.bad(ex["_row"], f"its prompt with {n_visual} visual tokens fills cutoff_len={cutoff}: no answer "
                                 "token would be trained (raise data.cutoff_len or lower vision.image_max_pixels)")
