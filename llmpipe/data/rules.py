@@ -190,7 +190,7 @@ def stage_format(cfg, env):
 
 
 @rule("data-enable-thinking", keys=["data.enable_thinking", "data.template", "train.stage"],
-      bad=[["data.enable_thinking=false"], ["data.template=chatml", "data.enable_thinking=null"],
+      bad=[["data.template=chatml", "data.enable_thinking=false"], ["data.template=chatml", "data.enable_thinking=null"],
            ["data.template=qwen3_nothink", "data.enable_thinking=false"]],
       good=[["data.enable_thinking=true"], ["data.template=qwen3", "data.enable_thinking=false"],
             ["data.template=qwen3", "data.enable_thinking=null"], ["data.template=deepseekr1", "data.enable_thinking=false"]])
@@ -204,17 +204,13 @@ def enable_thinking(cfg, env):
         return
     name = get(cfg, "data.template")
     spec = templates.TEMPLATES.get(name) if name else None
-    if name and spec is None:
-        return   # reported by data-template
-    if spec is not None and spec.reasoning:
+    if spec is None:
+        return   # an unknown name: data-template; null: data-native-template-options (the tokenizer's template)
+    if spec.reasoning:
         return
     reasoning = [n for n, t in templates.TEMPLATES.items() if t.reasoning]
-    if spec is None:
-        why = ("has no effect with data.template=null: the tokenizer's own chat template gets no thinking switch "
-               "from llmpipe")
-    else:
-        why = (f"has no effect with data.template={name}, which has no thought words (it renders answers, "
-               "<think> blocks included, as they are)")
+    why = (f"has no effect with data.template={name}, which has no thought words (it renders answers, "
+           "<think> blocks included, as they are)")
     sibling = name[:-len("_nothink")] if name and name.endswith("_nothink") else None
     yield problem("data-enable-thinking", "data.enable_thinking", value, why,
                   f"true (the default) here; false/null with a reasoning template: {fmt(reasoning[:10])} ...",
@@ -224,7 +220,8 @@ def enable_thinking(cfg, env):
 
 
 @rule("data-preserve-thinking", keys=["data.preserve_thinking", "data.template", "train.stage"],
-      bad=[["data.preserve_thinking=true"], ["data.template=qwen3_nothink", "data.preserve_thinking=true"]],
+      bad=[["data.template=chatml", "data.preserve_thinking=true"],
+           ["data.template=qwen3_nothink", "data.preserve_thinking=true"]],
       good=[["data.preserve_thinking=false"], ["data.template=qwen3", "data.preserve_thinking=true"]])
 def preserve_thinking(cfg, env):
     """data.preserve_thinking keeps the thought blocks of earlier answers, which reasoning templates otherwise
@@ -233,11 +230,11 @@ def preserve_thinking(cfg, env):
         return
     name = get(cfg, "data.template")
     spec = templates.TEMPLATES.get(name) if name else None
-    if (name and spec is None) or (spec is not None and spec.reasoning):
-        return
-    what = f"data.template={name} has no thought words" if spec else "data.template=null gets no thinking switch"
+    if spec is None or spec.reasoning:
+        return   # null: data-native-template-options (the tokenizer's own template)
     yield problem("data-preserve-thinking", "data.preserve_thinking", True,
-                  f"has no effect: {what}, so there are no thought blocks to keep or remove",
+                  f"has no effect: data.template={name} has no thought words, so there are no thought blocks to "
+                  "keep or remove",
                   "false here; true with a reasoning template (see `llmpipe-tools templates`)",
                   "data.preserve_thinking=false")
 
