@@ -64,6 +64,66 @@ def template_fits(cfg, env):
                       f"data.template={fits[0]}" if fits else "a template made for this model")
 
 
+def _own_template(cfg) -> str | None:
+    """The chat template text of the model's own tokenizer when it can be read here (built-in models, local
+    folders, the hub cache), else None."""
+    import json
+
+    ref = str(get(cfg, "model.name_or_path", "") or "")
+    if ref.startswith("builtin:"):
+        return templates.render_template(tiny.TEMPLATE_NAME, tiny.DEFAULT_SYSTEM) if _builtin_facts(ref) else None
+    folder = Path(ref).expanduser() if ref else None
+    if folder is not None and not folder.is_dir() and ref.count("/") == 1 and not ref.startswith((".", "/", "~")):
+        from llmpipe.config.rules.model import hub_cache_dirs
+
+        folder = tokfacts.hub_snapshot(ref, hub_cache_dirs(cfg), get(cfg, "model.model_revision"))
+    if folder is None or not folder.is_dir():
+        return None
+    try:
+        if (folder / "chat_template.jinja").is_file():
+            return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+        own = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template")
+    except (OSError, ValueError):
+        return None
+    if isinstance(own, list):   # named templates: the default one
+        own = next((t.get("template") for t in own if isinstance(t, dict) and t.get("name") == "default"), None)
+    return own if isinstance(own, str) else None
+
+
+@rule("data-native-template-options", keys=["data.enable_thinking", "data.preserve_thinking", "data.template",
+                                            "model.name_or_path", "train.stage"],
+      bad=[["data.enable_thinking=false"], ["data.enable_thinking=null"], ["data.preserve_thinking=true"]],
+      good=[["data.enable_thinking=true"], ["data.template=qwen3", "data.enable_thinking=false"],
+            ["data.enable_thinking=false", "train.stage=pt", "data.dataset=demo_pt"]])
+def native_template_options(cfg, env):
+    """With data.template=null the tokenizer's own chat template renders, and llmpipe passes data.enable_thinking
+    (when not null) and data.preserve_thinking to it as the template variables of those names; a value other
+    than the default for a template that does not read the variable could not act. Read from the tokenizer's
+    files when they are local; otherwise the load stage checks (llmpipe.data.native_template.template_options)."""
+    if get(cfg, "data.template") or stage(cfg) == "pt":
+        return
+    data = getattr(cfg, "data", None)
+    values = {"enable_thinking": getattr(data, "enable_thinking", True) if data is not None else True,
+              "preserve_thinking": bool(get(cfg, "data.preserve_thinking", False))}
+    from llmpipe.data.native_template import OPTIONS, template_variables
+
+    wrong = {k: v for k, v in values.items() if v != OPTIONS[k][1]}
+    if not wrong:
+        return
+    text = _own_template(cfg)
+    if text is None:
+        return
+    reads = template_variables(text)
+    for key, value in wrong.items():
+        if OPTIONS[key][0] not in reads:
+            yield problem("data-native-template-options", f"data.{key}", value,
+                          f"has no effect: data.template is null and the tokenizer's own chat template "
+                          f"({get(cfg, 'model.name_or_path')}) does not read {OPTIONS[key][0]!r}",
+                          f"{OPTIONS[key][1]} (the default) with this template; other values with a template that "
+                          "reads it (e.g. Qwen3's) or a named reasoning template (`llmpipe-tools templates`)",
+                          f"drop data.{key}, or set data.template to a named reasoning template")
+
+
 def _facts(cfg):
     from llmpipe.config.rules.model import hub_cache_dirs
     from llmpipe.models.facts import facts_of
