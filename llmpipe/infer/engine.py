@@ -39,20 +39,26 @@ class Prompter:
 
         from llmpipe.data.loader import prepare_tokenizer
         from llmpipe.data.options import DataOptions
-        from llmpipe.data.templates import stop_string
+        from llmpipe.data.templates import stop_strings
 
         opts = replace(DataOptions.from_cfg(obj), stage="sft")   # conversations, whatever the run trained
         self.proc = prepare_tokenizer(tokenizer, opts)
         self.tokenizer = tokenizer
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        # every stop word of the template ends generation (llama3: <|eot_id|> and <|eom_id|>), as token ids
+        # (a stop word that is several tokens in this tokenizer is not one of them)
         ids = [tokenizer.eos_token_id]
-        stop = stop_string(tokenizer, opts.template)
-        if stop:
+        for stop in stop_strings(tokenizer, opts.template):
             enc = tokenizer.encode(stop, add_special_tokens=False)
             if len(enc) == 1:
                 ids.append(enc[0])
         self.eos_ids = [i for i in dict.fromkeys(ids) if i is not None]
+        self.template_opts: dict = {}   # the tokenizer's own template: data.enable_thinking etc. where it reads them
+        if opts.template is None:
+            from llmpipe.data.native_template import template_options
+
+            self.template_opts = template_options(tokenizer, opts.enable_thinking, opts.preserve_thinking)
 
     @property
     def native_tools(self) -> bool:
@@ -76,8 +82,9 @@ class Prompter:
 
     def render(self, messages: list[dict], system: str | None = None, tools: str | None = None) -> str:
         msgs, native = self.chat(messages, system, tools)
-        text = self.tokenizer.apply_chat_template(msgs, tools=native, tokenize=False, add_generation_prompt=True)
-        if native and text == self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True):
+        kw = dict(tokenize=False, add_generation_prompt=True, **self.template_opts)
+        text = self.tokenizer.apply_chat_template(msgs, tools=native, **kw)
+        if native and text == self.tokenizer.apply_chat_template(msgs, **kw):
             raise ValueError("the model's own chat template does not write tool definitions (they would be "
                              "dropped); set data.tool_format (or data.template) to pass tools to this model")
         return text
