@@ -147,6 +147,27 @@ class TrainConfig:
         volatile=True, list_sep=",",
     )
     run_name: Optional[str] = param(None, "Run name shown by the experiment trackers.", seed="run_name", volatile=True)
+    # SwanLab (train.report_to=swanlab; llmpipe.training.swanlab_run)
+    swanlab_project: str = param("llmpipe", "SwanLab project of the run.", seed="swanlab_project", volatile=True)
+    swanlab_workspace: Optional[str] = param(None, "SwanLab workspace (organisation; unset = the user's own).",
+                                             seed="swanlab_workspace", volatile=True)
+    swanlab_run_name: Optional[str] = param(None, "SwanLab experiment name (unset = train.run_name, else SwanLab's).",
+                                            seed="swanlab_run_name", volatile=True)
+    swanlab_mode: str = param(
+        "local", "SwanLab mode: local (files in swanlab_logdir only), offline (files to `swanlab sync` later) or"
+        " cloud (uploads; needs swanlab_api_key).", seed="swanlab_mode", choices=("local", "offline", "cloud"),
+        volatile=True,
+    )
+    swanlab_api_key: Optional[str] = param(None, "SwanLab API key of swanlab_mode=cloud (secret).",
+                                           seed="swanlab_api_key", secret=True, volatile=True)
+    swanlab_logdir: Optional[str] = param(None, "Folder of SwanLab's run files (unset = swanlog/ in the train"
+                                          " stage's output).", seed="swanlab_logdir", volatile=True)
+    swanlab_lark_webhook_url: Optional[str] = param(
+        None, "Lark (Feishu) bot webhook SwanLab notifies when the run ends or fails.", seed="swanlab_lark_webhook_url",
+        volatile=True,
+    )
+    swanlab_lark_secret: Optional[str] = param(None, "Signing secret of the Lark webhook (secret).",
+                                               seed="swanlab_lark_secret", secret=True, volatile=True)
     plot_loss: bool = param(False, "Save a PNG of the training loss curve next to the outputs.", seed="plot_loss")
     include_effective_tokens_per_second: bool = param(
         False, "Report effective (non-padding) tokens per second.", seed="include_effective_tokens_per_second",
