@@ -14,6 +14,8 @@ SECRET_ENV = {
     "model.hf_hub_token": ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"),
     "model.ms_hub_token": ("MODELSCOPE_API_TOKEN", "MS_HUB_TOKEN"),
     "model.om_hub_token": ("MODELERS_API_TOKEN", "OM_HUB_TOKEN"),
+    "train.swanlab_api_key": ("SWANLAB_API_KEY",),
+    "train.swanlab_lark_secret": ("SWANLAB_LARK_SECRET",),
 }
 _KNOWN: set[str] = set()
 
@@ -36,7 +38,7 @@ def redact_text(text: str) -> str:
     (a recipe's, before composition finished)."""
     for s in sorted(known(), key=len, reverse=True):
         text = text.replace(s, REDACTED)
-    if "_hub_token" in text:
+    if "_hub_token" in text or "swanlab_" in text:
         text = _SECRET_KEY_VALUE.sub(lambda m: m.group("k") + m.group("sep") + REDACTED, text)
     return text
 
