@@ -53,6 +53,10 @@ def point_trackers(trainer, cfg: Any, default_dir: Path, job_dir: Path | None = 
             target = logging_dir(cfg, default_dir, job_dir)
             target.mkdir(parents=True, exist_ok=True)
             cb.logging_dir = str(target)
+        if name == "SwanLabCallback":   # train.swanlab_*: llmpipe opens the run the callback then logs into
+            from llmpipe.training.swanlab_run import open_run
+
+            open_run(trainer, cfg, default_dir.parent / "swanlog")
         if name.endswith("Callback") and name not in ("ProgressCallback", "DefaultFlowCallback", "PrinterCallback"):
             names.append(name[: -len("Callback")])
     return names
