@@ -92,6 +92,9 @@ def run_trainer(ctx: TrainJob, trainer, eval_ds) -> dict[str, Any]:
 
 
 def save_outputs(ctx: TrainJob, trainer, tokenizer, metrics: dict[str, Any]) -> None:
+    from llmpipe.training.swanlab_run import finish_run
+
+    finish_run()   # a SwanLab run's files in the output are complete before the stage is published
     model = trainer.model
     sub = "adapter" if ctx.obj.train.finetuning_type == "lora" else "model"
     from llmpipe.training.saving import is_spawned, save_gathered
