@@ -18,6 +18,7 @@ from llmpipe.config.rules import (  # noqa: F401  (each module registers its rul
     run,
     safety,
     sft_losses,
+    swanlab,
     trainer_fields,
     training,
 )
