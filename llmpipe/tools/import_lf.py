@@ -31,6 +31,7 @@ from llmpipe.tools.import_lf_keys import (
     asks_nothing,
     kto_batch,
     ray_launch,
+    swanlab_tracker,
     translate,
     unsupported,
 )
@@ -154,6 +155,7 @@ def convert(data: dict, table: Any, src: Path | None = None, skip_unsupported: b
     _deepspeed(out, src)
     kto_batch(values, notes)
     ray_launch(values, origin, notes)
+    swanlab_tracker(data, values, origin, notes)
     if values.get("launch.fsdp") and "launch.kind" not in values and _option_exists("launch", "fsdp"):
         out.overrides.append("override /launch: fsdp")
     return out
