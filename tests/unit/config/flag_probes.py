@@ -89,6 +89,9 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "infer.vllm_config": _PREDICT + ("infer.backend=vllm",),
     "launch": ("launch.kind=ddp", "launch.nproc_per_node=2", "train.use_cpu=true"),
     "launch.kind": ("train.use_cpu=true",),
+    **{f"train.swanlab_{k}": ("train.report_to=swanlab",) for k in (
+        "project", "workspace", "run_name", "mode", "api_key", "logdir", "lark_webhook_url")},
+    "train.swanlab_lark_secret": ("train.report_to=swanlab", "train.swanlab_lark_webhook_url=https://example.org/h"),
     **{f"launch.ray_{k}": ("launch.kind=ray", "train.use_cpu=true") for k in (
         "num_workers", "run_name", "storage_path", "resources_per_worker", "placement_strategy", "init_kwargs")},
     "launch.ray_storage_filesystem": ("launch.kind=ray", "train.use_cpu=true", "launch.ray_storage_path=bucket/runs"),
@@ -300,6 +303,10 @@ VALUES: dict[str, str] = {
     "launch.fsdp": "shard_grad_op",
     "launch.fsdp_config": "{transformer_layer_cls_to_wrap:[LlamaDecoderLayer]}",
     "launch.local_rank": "0",
+    "train.swanlab_lark_webhook_url": "https://example.org/hook",
+    "train.swanlab_project": "flag-effect", "train.swanlab_workspace": "flag-team",
+    "train.swanlab_run_name": "flag-run", "train.swanlab_api_key": "flag-key-123", "train.swanlab_lark_secret": "s3cret",
+    "train.swanlab_logdir": "/tmp/flag-effect-swanlog",
     "launch.ray_num_workers": "2",
     "launch.ray_run_name": "flag-effect-run",
     "launch.ray_storage_path": "/tmp/flag-effect-ray",
@@ -402,6 +409,7 @@ UNPROBED: dict[str, str] = {
 
 # Refused with the key named for a reason other than a missing GPU (each with the reason).
 REFUSED: dict[str, str] = {
+    "train.swanlab_api_key": "logs in only with train.swanlab_mode=cloud, which needs the network (refused offline)",
     "vision.use_audio_in_video": "needs Qwen2.5-Omni's thinker, whose processor needs torchvision; tiny_vl reads no "
                                  "audio (vision-flag-fits-model)",
     "vision.audio_sampling_rate": "tiny_vl (qwen2_vl) reads no audio (vision-flag-fits-model)",
@@ -614,6 +622,15 @@ def launch_command(case: Case) -> Any:
     if launcher_name(launch) == "deepspeed":
         return deepspeed_argv(launch, Path("spec.json"), python="python", port=1)
     return torchrun_argv(launch, Path("spec.json"), log_dir=Path("logs"), run_id="r", python="python")
+
+
+@probe("SwanLab run")
+def swanlab_run(case: Case) -> Any:
+    from llmpipe.training.swanlab_run import init_kwargs
+
+    t = case.obj.train
+    return {**init_kwargs(case.obj, Path("swanlog")), "lark": [t.swanlab_lark_webhook_url, bool(t.swanlab_lark_secret)],
+            "login": bool(t.swanlab_api_key)}
 
 
 @probe("Ray Train settings")
