@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q torch==2.13.0
 	# compat: the checkout itself goes on sys.path, so Hydra can discover hydra_plugins/ from it
 	DS_BUILD_OPS=0 $(PY) -m pip install -q -e '.[test,methods,export,distributed,trackers,ui,multimodal,ray]' --config-settings editable_mode=compat
+	# SwanLab (train.report_to=swanlab): every release pins protobuf<7, but gptqmodel (export extra) needs
+	# protobuf>=7.34. SwanLab 0.10.3 imports and logs with protobuf 7 (tests/unit/training/test_swanlab.py), so it
+	# goes in without its pins (pip check reports that one pin), and its own dependencies beside it.
+	$(PY) -m pip install -q -c constraints.txt click nvidia-ml-py orjson platformdirs psutil pwinput pydantic-settings \
+		'pydantic~=2.0' pyecharts 'pyroaring>=1.0.0,<1.0.4' pyyaml requests rich urllib3 watchdog 'wrapt>=1.17.0'
+	$(PY) -m pip install -q --no-deps swanlab==0.10.3
 	touch $(STAMP)
 
 demo: $(STAMP)
