@@ -25,6 +25,7 @@ TRANSLATED = {
                                      " options are refused)",
     "fsdp_transformer_layer_cls_to_wrap": "launch.fsdp_config {transformer_layer_cls_to_wrap: [...]}",
     "use_ray": "true -> launch.kind=ray (LLaMA-Factory's USE_RAY=1)",
+    "use_swanlab": "true -> swanlab added to train.report_to",
     # v1 (USE_V1=1) training keys
     "enable_activation_checkpointing": "the negation of model.disable_gradient_checkpointing",
     "batching_workers": "train.dataloader_num_workers",
@@ -64,9 +65,6 @@ _UNSUPPORTED: list[tuple[str, str]] = [
      " llmpipe uses the attention the model's config selects (model.flash_attn)")),
     ((r"fp8|fp8_.*"),
      ("fp8 training is not in llmpipe yet")),
-    ((r"use_swanlab|swanlab_.*"),
-     ("SwanLab tracking is not in llmpipe yet (train.report_to: tensorboard, wandb,"
-     " mlflow)")),
     ((r"enable_profiler|profiler_.*|profile_.*"),
      ("the trainer profiler is not in llmpipe yet")),
     ((r"gradient_checkpointing_kwargs"),
@@ -138,6 +136,8 @@ def translate(key: str, value: Any, notes: list[str]) -> list[tuple[str, Any]] |
             or (key == "mp_replicate_size" and value in (1, None)):
         notes.append(f"{key}: {value!r} dropped: {TRANSLATED[key]}")
         return []
+    if key == "use_swanlab" and isinstance(value, bool):
+        return []   # swanlab_tracker adds it to train.report_to once every key is read
     if key == "use_ray" and isinstance(value, bool):
         notes.append(f"use_ray: {value} -> launch.kind: ray" if value else "use_ray: false dropped")
         return [("launch.kind", "ray")] if value else []
@@ -183,3 +183,19 @@ def ray_launch(values: dict[str, Any], origin: dict[str, str], notes: list[str])
             notes.append(f"{origin.get(key, key)}: {values.pop(key)!r} dropped: Ray Train sets up the process group"
                          " and picks the rank-0 address itself")
             origin.pop(key, None)
+
+
+def swanlab_tracker(data: dict[str, Any], values: dict[str, Any], origin: dict[str, str], notes: list[str]) -> None:
+    """LLaMA-Factory's ``use_swanlab: true`` adds its SwanLab callback whatever report_to says: swanlab joins
+    train.report_to (replacing none)."""
+    if data.get("use_swanlab") is not True:
+        if "use_swanlab" in data:
+            notes.append(f"use_swanlab: {data['use_swanlab']!r} dropped")
+        return
+    current = [n for n in (values.get("train.report_to") or []) if n not in ("none", "swanlab")] \
+        if isinstance(values.get("train.report_to"), list) else \
+        [n for n in str(values.get("train.report_to") or "").split(",") if n.strip() not in ("", "none", "swanlab")]
+    values["train.report_to"] = current + ["swanlab"]
+    origin["train.report_to"] = "use_swanlab" + (" and report_to" if current else "")
+    notes.append(f"use_swanlab: true -> train.report_to: {','.join(current + ['swanlab'])} (SwanLab logs into"
+                 " swanlog/ in the train stage's output unless swanlab_mode=cloud)")

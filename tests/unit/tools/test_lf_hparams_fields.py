@@ -69,3 +69,15 @@ def test_ray_keys_import_as_a_ray_launch():
     assert conv.values["launch.ray_placement_strategy"] == "SPREAD" and "launch.master_addr" not in conv.values
     assert conv.values["launch.ray_init_kwargs"] == {"address": "auto"}
     assert any("USE_RAY" in n for n in conv.notes) and any("master_addr" in n for n in conv.notes)
+
+
+def test_swanlab_keys_import_and_the_key_stays_out():
+    from llmpipe.config.flags import flag_table
+    from llmpipe.tools.import_lf import convert
+
+    conv = convert({"use_swanlab": True, "report_to": "none", "swanlab_project": "p", "swanlab_mode": "cloud",
+                    "swanlab_api_key": "sk-very-secret"}, flag_table())
+    assert conv.values["train.report_to"] == ["swanlab"] and conv.values["train.swanlab_project"] == "p"
+    assert conv.values["train.swanlab_mode"] == "cloud" and "train.swanlab_api_key" not in conv.values
+    assert any("SWANLAB_API_KEY" in w for w in conv.warnings)
+    assert "sk-very-secret" not in repr(conv.values) + repr(conv.notes)
