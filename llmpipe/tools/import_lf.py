@@ -333,7 +333,8 @@ def _fail(msg: str) -> int:
 
 def _is_inference(values: dict[str, Any]) -> bool:
     """A config that only loads a model (LLaMA-Factory's `chat`, `api`, `webchat`): nothing to train or export."""
-    return not any(values.get(k) for k in ("train.do_train", "train.do_eval", "train.do_predict", "export.dir"))
+    return not any(values.get(k) for k in ("train.do_train", "train.do_eval", "train.do_predict", "export.dir",
+                                           "eval.task"))
 
 
 def _header(src: Path, out: Path | None, name: str, conv: Converted, model_name: str | None,
