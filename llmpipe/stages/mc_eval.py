@@ -3,7 +3,8 @@
 theirs. The questions come from llmpipe.data.mc_tasks, the scores from llmpipe.infer.multiple_choice.
 
 Publishes ``results.json`` (task, split, n_shot, lang; ``accuracy``: Average and per category, fractions in
-[0, 1]; ``subjects``: accuracy, correct, questions, name and category of each; ``predictions``: each answer)
+[0, 1]; ``subjects``: accuracy, correct, questions, name and category of each; ``predictions``: each answer;
+``first_prompts``: the first question of each subject as the model read it)
 and ``results.log`` (the same accuracies in percent), and copies both into ``eval.save_dir`` when it is set.
 """
 from __future__ import annotations
@@ -36,7 +37,9 @@ def run(ctx: StageContext) -> dict:
     model = load_model(ref, obj)
     results = mc.evaluate(rendered, model, prompter.tokenizer, job.batch_size, log=ctx.log)
     results = {"task": job.task, "split": job.split, "n_shot": job.n_shot, "lang": job.lang, "source": job.source,
-               "model": ref.describe(), **results}
+               "model": ref.describe(), **results,
+               # what the model read: the first question of each subject, rendered under the chat template
+               "first_prompts": {r.subject.key: prompter.tokenizer.decode(r.prompts[0]) for r in rendered if r.prompts}}
     (ctx.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     (ctx.out / "results.log").write_text(mc.score_log(results), encoding="utf-8")
     if job.save_dir:
