@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 TEMPLATE = {"qwen2_5_vl": "qwen2_vl", "qwen3_vl": "qwen3_vl_nothink", "llava": "llava", "gemma3": "gemma3",
             "llava_next": "llava_next", "internvl": "intern_vl", "idefics3": "chatml"}   # LF has no idefics3 template
 COMPOSITE = ("llava", "llava_next", "gemma3", "idefics3")   # their transformers processor builds without torchvision
-EXPORTS: dict[str, Path] = {}
+EXPORTS: dict[str, tuple[str, Path]] = {}   # what the reload test reloads: name -> (model_type, folder)
 store = test_methods.store   # a fixture: a store that shares the built-in models of the session
 
 
@@ -93,7 +93,7 @@ def test_family_tokenizes_trains_and_merges(name, store, tmp_path_factory):
     assert publish_processor(work / "tokenizer", out)   # as the merge stage does: the processor files, copied
     facts = json.loads((out / "llmpipe-mm.json").read_text())
     assert facts["model_type"] == kind and (out / "processor_config.json").is_file() == (kind in COMPOSITE)
-    EXPORTS[name] = out
+    EXPORTS[name] = (kind, out)
 
 
 RELOAD = r'''
@@ -131,25 +131,13 @@ print(json.dumps(out))
 '''
 
 
-def test_exports_reload_with_transformers_classes_and_generate_from_an_image():
-    """One fresh process for every family merged above (no llmpipe import)."""
-    if not EXPORTS:
-        pytest.skip("no family was merged in this session")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", RELOAD, json.dumps({k: str(v) for k, v in EXPORTS.items()})],
-                          capture_output=True, text=True, timeout=600, env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name in EXPORTS:
-        assert got[name]["new_tokens"] == 3, got[name]
-        assert got[name]["processor"].endswith("Processor") == (vlm_zoo.model_type(name) in COMPOSITE), got[name]
-
-
-def test_lf_vlm_recipe_runs_on_the_tiny_instance(store, tmp_path, capsys):
+def test_lf_vlm_recipe_runs_on_the_tiny_instance(store, tmp_path):
     """LLaMA-Factory's examples/train_lora/qwen3vl_lora_sft.yaml (HEAD ff6d4d1), imported, runs on
     builtin:tiny-qwen3-vl with its own template (qwen3_vl_nothink) and LoRA target all. Overridden: the model path,
     the data (LF's demo sets are not bundled: vlm_colours), the size of the job (8 rows, 2 steps, no workers), and
-    video_max_pixels back to its default (videos are read for qwen2_vl only, so pre-flight refuses the value)."""
+    video_max_pixels back to its default (videos are read for qwen2_vl only, so pre-flight refuses the value). An
+    export.dir adds merge and export (whose own fresh-process check reloads the model): the exported folder carries
+    the processor files, and the reload test below generates from it."""
     from llmpipe.tools.cli import main
 
     recipe = Path(__file__).parents[1] / "fixtures" / "lf" / "examples" / "qwen3vl_lora_sft.yaml"
@@ -160,7 +148,8 @@ def test_lf_vlm_recipe_runs_on_the_tiny_instance(store, tmp_path, capsys):
                            "data.dataset=vlm_colours", "data.max_samples=8", "train.max_steps=2",
                            "vision.video_max_pixels=65536", "train.dataloader_num_workers=0",
                            "data.preprocessing_num_workers=1", "train.gradient_accumulation_steps=1",
-                           "train.per_device_train_batch_size=4", "train.plot_loss=false"],
+                           "train.per_device_train_batch_size=4", "train.plot_loss=false",
+                           f"export.dir={tmp_path / 'export'}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, f"STDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-3000:]}"
     assert "data vlm_colours (train): 8/8 rows kept" in proc.stdout
@@ -170,3 +159,21 @@ def test_lf_vlm_recipe_runs_on_the_tiny_instance(store, tmp_path, capsys):
     assert facts["plugin"] == "qwen3_vl" and facts["model_type"] == "qwen3_vl"
     lock = next(tmp_path.glob("outputs/qwen3vl/*/llmpipe.lock.yaml")).read_text()
     assert "template: qwen3_vl_nothink" in lock
+    export = tmp_path / "export"
+    assert json.loads((export / "llmpipe-mm.json").read_text()) == facts
+    assert (export / "preprocessor_config.json").is_file()
+    EXPORTS["LF qwen3vl_lora_sft, exported"] = ("qwen3_vl", export)
+
+
+def test_exports_reload_with_transformers_classes_and_generate_from_an_image():
+    """One fresh process for every family merged above and the LF recipe's export (no llmpipe import)."""
+    if not EXPORTS:
+        pytest.skip("no family was merged in this session")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", RELOAD, json.dumps({k: str(v) for k, (_, v) in EXPORTS.items()})],
+                          capture_output=True, text=True, timeout=600, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, (kind, _) in EXPORTS.items():
+        assert got[name]["new_tokens"] == 3, got[name]
+        assert got[name]["processor"].endswith("Processor") == (kind in COMPOSITE), got[name]
