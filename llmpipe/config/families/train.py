@@ -208,6 +208,16 @@ class TrainConfig:
     )
     tf32: Optional[bool] = param(None, "TF32 matmuls on Ampere+ GPUs (unset = torch default).", seed="tf32", gpu_only=True)
     pure_bf16: bool = param(False, "Train purely in bf16 (weights in bf16, no AMP).", seed="pure_bf16")
+    # fp8 (llmpipe.training.fp8): accelerate's fp8 recipe on GPUs with compute capability 8.9 or newer
+    fp8: bool = param(False, "fp8 mixed precision through accelerate (pt/sft; CUDA GPU with compute capability >= 8.9).",
+                      seed="fp8", gpu_only=True)
+    fp8_backend: str = param("auto", "fp8 backend: auto (torchao, else Transformer Engine), torchao, te; msamp is"
+                             " refused (accelerate has no MS-AMP recipe).", seed="fp8_backend",
+                             choices=("auto", "torchao", "te", "msamp"), gpu_only=True)
+    fp8_enable_fsdp_float8_all_gather: bool = param(
+        False, "torchao fp8 under FSDP2: all-gather the weights in float8.", seed="fp8_enable_fsdp_float8_all_gather",
+        gpu_only=True,
+    )
     # profiling (LLaMA-Factory's profiler arguments; llmpipe.training.profiling)
     enable_torch_profiler: bool = param(
         False, "Record the training steps with torch.profiler (traces for TensorBoard's profiler plugin).",
