@@ -124,6 +124,7 @@ def train_causal(ctx: TrainJob) -> dict:
 
     from llmpipe.training.args import training_arguments
     from llmpipe.training.collators import collator_for, column_names, evaluate_each, packing_callbacks
+    from llmpipe.training.fp8 import fp8_trainer_class
     from llmpipe.training.lm_head import label_only_head
     from llmpipe.training.metrics import point_trackers
     from llmpipe.training.metrics import trainer_kwargs as metric_kwargs
@@ -143,6 +144,7 @@ def train_causal(ctx: TrainJob) -> dict:
                                columns=column_names(train_ds))
     args = training_arguments(ctx.obj, ctx.work / "checkpoints", has_eval=eval_ds is not None)
     base = loss_trainer_class(Trainer, ctx.obj, ctx.log)   # train.use_dft/asft/eaft_loss
+    base = fp8_trainer_class(base, ctx.obj, ctx.log)        # train.fp8: the accelerator's fp8 recipe
     trainer = trainer_class(base, ctx.obj, ctx.log)(  # GaLore/BAdam/Adam-mini/LoRA+ when configured
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
         processing_class=tokenizer, callbacks=[*trainer_callbacks(ctx.obj, ctx.log), *checks],
