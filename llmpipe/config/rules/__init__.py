@@ -7,6 +7,7 @@ from llmpipe.config.rules import (  # noqa: F401  (each module registers its rul
     distributed,
     export,
     finetuning,
+    fp8,
     inference,
     model,
     oft,
