@@ -70,6 +70,7 @@ DESTINATIONS: dict[str, str] = {
         "profiler_active_steps", "profiler_repeat", "profiler_record_shapes", "profiler_profile_memory",
         "profiler_with_stack", "profile_modules")},
     "train.logging_dir": "tracker log folder",
+    **{f"train.{k}": "fp8 recipe" for k in ("fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather")},
     **{f"train.swanlab_{k}": "SwanLab run" for k in (
         "project", "workspace", "run_name", "mode", "api_key", "logdir", "lark_webhook_url", "lark_secret")},
     "lora": "LoRA config",
