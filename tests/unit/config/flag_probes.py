@@ -89,6 +89,8 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "infer.vllm_config": _PREDICT + ("infer.backend=vllm",),
     "launch": ("launch.kind=ddp", "launch.nproc_per_node=2", "train.use_cpu=true"),
     "launch.kind": ("train.use_cpu=true",),
+    "train.fp8_backend": ("train.fp8=true",),
+    "train.fp8_enable_fsdp_float8_all_gather": ("train.fp8=true", "launch.kind=fsdp"),
     **{f"train.swanlab_{k}": ("train.report_to=swanlab",) for k in (
         "project", "workspace", "run_name", "mode", "api_key", "logdir", "lark_webhook_url")},
     "train.swanlab_lark_secret": ("train.report_to=swanlab", "train.swanlab_lark_webhook_url=https://example.org/h"),
@@ -622,6 +624,16 @@ def launch_command(case: Case) -> Any:
     if launcher_name(launch) == "deepspeed":
         return deepspeed_argv(launch, Path("spec.json"), python="python", port=1)
     return torchrun_argv(launch, Path("spec.json"), log_dir=Path("logs"), run_id="r", python="python")
+
+
+@probe("fp8 recipe")
+def fp8_recipe(case: Case) -> Any:
+    from llmpipe.config.rules.fp8 import resolve_backend
+    from llmpipe.training.fp8 import recipe_kwargs
+
+    t = case.obj.train
+    backend = resolve_backend(t.fp8_backend) if t.fp8 else None
+    return {"fp8": t.fp8, "asked": t.fp8_backend, "backend": backend, **(recipe_kwargs(t, backend) if backend else {})}
 
 
 @probe("SwanLab run")
