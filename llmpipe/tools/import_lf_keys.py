@@ -63,10 +63,9 @@ _UNSUPPORTED: list[tuple[str, str]] = [
     ((r"use_v1_kernels"),
      ("LLaMA-Factory's own v1 kernel set (Ascend NPU fused ops) has no llmpipe counterpart;"
      " llmpipe uses the attention the model's config selects (model.flash_attn)")),
-    ((r"fp8|fp8_.*"),
-     ("fp8 training is not in llmpipe yet")),
     ((r"enable_profiler|profiler_.*|profile_.*"),
-     ("the trainer profiler is not in llmpipe yet")),
+     ("not one of the profiler's options, which llmpipe has as train.enable_torch_profiler, train.profiler_* and"
+      " train.profile_modules (llmpipe-tools explain train)")),
     ((r"gradient_checkpointing_kwargs"),
      ("of torch's checkpoint options only use_reentrant has an llmpipe parameter (model.use_reentrant_gc)")),
     ((r"dp_size|mp_replicate_size|mp_shard_size"),
