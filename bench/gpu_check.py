@@ -122,7 +122,7 @@ def plan(work: Path, *, cpu: bool = False, model: str | None = None, python: str
             skip = "FSDP/DeepSpeed on NCCL need a GPU"
         elif name == "deepspeed" and not has("deepspeed"):
             skip = "deepspeed is not installed (bench/gpu_wheels.py carries it)"
-        timeout = {"rm_ppo": 120, "rm_ppo_liger": 120, "fsdp": 120, "deepspeed": 150}.get(name, 75)
+        timeout = {"rm_ppo": 180, "rm_ppo_liger": 180, "fsdp": 120, "deepspeed": 150}.get(name, 75)
         steps.append(Step(name, argv, timeout, _WHAT[name.removesuffix("_liger")] +
                           (", Liger on" if name.endswith("_liger") else ""), skip=skip, job_dir=str(job)))
     vlm = ["+recipe=vlm_demo", "train.max_steps=" + ("2" if cpu else "20"), "train.eval_strategy=no",
