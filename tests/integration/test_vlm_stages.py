@@ -93,6 +93,9 @@ def test_dpo_learns_to_prefer_the_colour_in_the_image(dpo):
     assert m["eval_reward_accuracy"] >= MIN_ACCURACY, m
     assert m["eval_reward_margin"] > 0
     assert "reference" in lock["stages"]
+    # before training (LoRA: the policy is its base) every reward is 0 only if the reference stage scored exactly
+    # the policy's inputs, images included
+    assert m["eval_reward_margin_initial"] == pytest.approx(0.0, abs=1e-4)
     assert proc.stdout.count("image rows: pixel values reach the policy and the reference forward") == 2, proc.stdout
 
 
