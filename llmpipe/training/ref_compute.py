@@ -74,7 +74,12 @@ def compute(job: TrainJob) -> dict:
                                                  "columns": sorted({c for v in scored.values() for c in v})},
                                                 indent=2))
     total = sum(rows.values())
+    ranks = trainer.accelerator.num_processes
+    shard = ""
+    if ranks > 1:
+        mine = sum(getattr(trainer, "local_rows", {}).values())
+        shard = f", sharded over {ranks} ranks: {mine} scored on rank {trainer.accelerator.process_index}"
     job.log(f"reference log-probs of {total} rows ({', '.join(f'{n} {r}' for n, r in rows.items())}) "
-            f"in {seconds:.1f} s (model load {loaded - start:.1f} s)")
+            f"in {seconds:.1f} s (model load {loaded - start:.1f} s{shard})")
     return {"metrics": {"reference_rows": total, "reference_seconds": round(seconds, 3),
                         "reference_load_seconds": round(loaded - start, 3)}}

@@ -69,9 +69,10 @@ def scoring_trainer(base: type) -> type:
             loader = self.accelerator.prepare(DataLoader(
                 dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False,
                 num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory))
-            first, second = [], []
+            first, second, local = [], [], 0
             for batch in loader:
                 a, b = self.compute_ref_log_probs(self.model, batch)
+                local += len(a)
                 if b is None:
                     a = self.accelerator.gather_for_metrics(a)
                 else:
@@ -83,8 +84,9 @@ def scoring_trainer(base: type) -> type:
             if second:
                 cols[names[1]] = torch.cat(second).tolist()
             if not hasattr(self, "scored"):
-                self.scored = {}
+                self.scored, self.local_rows = {}, {}
             self.scored[name] = cols
+            self.local_rows[name] = local   # this rank's share (before the gather; may hold the last batch's pads)
             return dataset
 
     Scoring.__name__ = Scoring.__qualname__ = f"Scoring{base.__name__}"
