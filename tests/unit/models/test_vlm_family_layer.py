@@ -61,15 +61,24 @@ def test_the_family_flag_reaches_the_processor(name, flag, key, tmp_path):
 def test_each_family_publishes_its_plugin_and_expansion(tmp_path):
     from PIL import Image
 
+    from llmpipe.models.vision import family
+    from llmpipe.models.vision_freeze import group_of
+
     img = Image.new("RGB", (56, 56), (0, 0, 200))
     want = {"builtin:tiny-qwen2.5-vl": ("qwen2_vl", 4), "builtin:tiny-qwen3-vl": ("qwen3_vl", 4),
             "builtin:tiny-llava": ("llava", 16), "builtin:tiny-llava-next": ("llava_next", 36),
             "builtin:tiny-gemma3-vl": ("gemma3", 4), "builtin:tiny-internvl": ("intern_vl", 4),
             "builtin:tiny-idefics3": ("idefics3", 20)}   # 4 tiles of 56 px and the whole image, 4 tokens each
     for name, (plugin, count) in want.items():
-        mm, _, dest = published(name, tmp_path)
+        mm, tok, dest = published(name, tmp_path)
         assert (mm.family, mm.count(img)) == (plugin, count), name
         assert json.loads((dest / "llmpipe-mm.json").read_text())["plugin"] == plugin
+        # the freeze switches' groups cover the model: every parameter is in exactly one, none is empty
+        model = vlm_zoo.build_model(name, tok)
+        fam = family(model.config)
+        groups = [group_of(n, fam) for n, _ in model.named_parameters()]
+        assert None not in groups, [n for (n, _), g in zip(model.named_parameters(), groups) if g is None]
+        assert set(groups) == {"vision", "projector", "language"}, name
 
 
 def problems_of(*overrides: str):
