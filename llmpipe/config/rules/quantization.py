@@ -15,11 +15,11 @@ PACKAGES = {"bnb": ("bitsandbytes", "pip install bitsandbytes"), "hqq": ("hqq", 
       good=[["quantization=bnb4"], ["train.finetuning_type=full"]],
       env={"available_packages": frozenset({"bitsandbytes"})})
 def needs_lora(cfg, env):
-    """Quantized weights cannot be trained directly: quantization goes with LoRA (QLoRA)."""
-    if quant_bit(cfg) is not None and ft_type(cfg) != "lora":
+    """Quantized weights cannot be trained directly: quantization goes with LoRA (QLoRA) or OFT (QOFT)."""
+    if quant_bit(cfg) is not None and ft_type(cfg) not in ("lora", "oft"):
         yield problem("quant-needs-lora", "quantization.bit", quant_bit(cfg),
-                      f"a quantized model can only be trained through LoRA adapters; train.finetuning_type={ft_type(cfg)}",
-                      "train.finetuning_type=lora with quantization", "train.finetuning_type=lora, or quantization=none")
+                      f"a quantized model can only be trained through LoRA or OFT adapters; train.finetuning_type={ft_type(cfg)}",
+                      "train.finetuning_type=lora or oft with quantization", "train.finetuning_type=lora, or quantization=none")
 
 
 @rule("quant-model-changes", keys=["quantization.bit", "model.resize_vocab", "lora.pissa_init",
