@@ -58,9 +58,27 @@ def adjusted_blocks(peft_model, cfg: Any) -> list[str]:
 
 
 def save(model, out_dir: Path, log: Callable[[str], Any] = print) -> None:
-    """The adapter into ``out_dir``'s sibling oft_adapter/, the merged model into ``out_dir``."""
+    """The adapter into ``out_dir``'s sibling oft_adapter/, the merged model into ``out_dir``. OFT on a quantized
+    base (QOFT) merges into the base loaded unquantized, as llmpipe merges QLoRA adapters: folding a rotation
+    into quantized weights would quantize them a second time."""
+    from llmpipe.models.quantization import is_quantized
+
     adapter_dir = Path(out_dir).parent / ADAPTER_DIR
     model.save_pretrained(str(adapter_dir))
-    merged = model.merge_and_unload()
+    base = model.get_base_model()
+    if is_quantized(base):
+        merged = merge_unquantized(str(base.config._name_or_path), adapter_dir)
+        log("OFT: merged into the base loaded unquantized (the adapter was trained on the quantized base)")
+    else:
+        merged = model.merge_and_unload()
     merged.save_pretrained(str(out_dir))
     log(f"OFT: adapter in {adapter_dir.name}/, merged model in {Path(out_dir).name}/")
+
+
+def merge_unquantized(source: str, adapter_dir: Path):
+    """The model at ``source`` (unquantized, its saved dtype) with the OFT adapter of ``adapter_dir`` folded in."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()

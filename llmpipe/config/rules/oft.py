@@ -49,3 +49,25 @@ def oft_single_process(cfg, env):
                       f"OFT training is single-process in llmpipe (launch.kind={launch_kind(cfg)}, "
                       f"{world_size(cfg)} process(es))", "OFT with launch=local",
                       "launch=local, or train.finetuning_type=lora for distributed adapter training")
+
+
+@rule("oft-quantized", keys=["train.finetuning_type", "quantization.method", "quantization.bit"],
+      bad=[["train.finetuning_type=oft", "quantization.method=eetq", "quantization.bit=8"],
+           ["train.finetuning_type=oft", "quantization.method=hqq", "quantization.bit=4"]],
+      good=[["train.finetuning_type=oft", "quantization=bnb4"], ["train.finetuning_type=oft", "quantization.method=hqq",
+                                                                  "quantization.bit=4", "oft.target='q_proj,v_proj'"]],
+      env={"gpu_count": 1, "available_packages": frozenset({"eetq", "bitsandbytes", "hqq"})})
+def oft_quantized(cfg, env):
+    """QOFT: PEFT puts OFT on bitsandbytes (4/8-bit) and HQQ layers (with HQQ the targets are named: oft.target=all
+    looks for torch.nn.Linear layers, which HQQ has replaced); EETQ layers are forward-only in PEFT's OFT, so
+    adapters on them could not be merged."""
+    if ft_type(cfg) == "oft" and get(cfg, "quantization.bit") is not None and get(cfg, "quantization.method") == "hqq" \
+            and list(get(cfg, "oft.target", ["all"]) or ["all"]) == ["all"]:
+        yield problem("oft-quantized", "oft.target", "all", "oft.target=all finds the model's torch.nn.Linear layers,"
+                      " and HQQ has replaced them with HQQLinear before the adapters are attached",
+                      "the layer names with an HQQ base", "oft.target='q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,"
+                      "down_proj'")
+    if ft_type(cfg) == "oft" and get(cfg, "quantization.bit") is not None and get(cfg, "quantization.method") == "eetq":
+        yield problem("oft-quantized", "quantization.method", "eetq", "PEFT treats EETQ layers as forward-only: OFT"
+                      " adapters on them cannot be merged into the model llmpipe's OFT saves",
+                      "bnb or hqq with train.finetuning_type=oft", "quantization.method=bnb")
