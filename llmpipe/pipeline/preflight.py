@@ -14,6 +14,7 @@ from llmpipe.data import mc_rules as _mc_rules  # noqa: F401  (eval.task, eval.s
 from llmpipe.models import rules as _model_rules  # noqa: F401  (registers the rules on the model's own facts)
 from llmpipe.models import context_rules as _context_rules  # noqa: F401  (data.cutoff_len against the model's positions)
 from llmpipe.models import vision_rules as _vision_rules  # noqa: F401  (vision.* flags, media data, VLM stages)
+from llmpipe.models import vision_export_rules as _vision_export_rules  # noqa: F401  (GPTQ export of a VLM)
 from llmpipe.problems import Problem
 
 __all__ = ["RULES", "Rule", "Validated", "validate"]
