@@ -2,11 +2,12 @@
 eval split: ``data.eval_dataset`` (concatenated), or the ``data.val_size`` split of ``data.dataset`` (mixed
 and split as the load stage does), read through the data pipeline (registry -> rows -> sampling -> sft
 conversion). Rows the supervised tokenizer rejects (nothing trainable within ``cutoff_len``) are dropped,
-as the load stage drops them, so that without packing row i here is row i of ``eval/``."""
+as the load stage drops them, so that without packing row i here is row i of ``eval/``. Rows with images keep
+their image references (paths under ``data.media_dir``, dicts, bytes or data URLs) for a vision-language model."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmpipe.data.errors import DataError
@@ -18,22 +19,43 @@ class Example:
     system: str | None
     tools: str | None
     reference: str              # the answer in the data
+    images: list = field(default_factory=list)   # the row's image references, one per <image> in the messages
 
 
-def _kept(name: str, tokenizer, opts, proc: dict, split: str) -> list[dict]:
+def _kept(name: str, tokenizer, opts, proc: dict, split: str, mm=None) -> list[dict]:
     """sft examples of dataset ``name`` that the load stage keeps, in its order."""
     from llmpipe.data.loader import convert_dataset, resolve_spec
     from llmpipe.data.processors import tokenize_batch
 
-    examples, _ = convert_dataset(resolve_spec(name, opts), opts, split)
+    examples, _ = convert_dataset(resolve_spec(name, opts), opts, split, mm)
     cols = ("messages", "system", "tools")
     batch = {k: [ex.get(k) for ex in examples] for k in cols} | {"_row": list(range(len(examples)))}
     bad = tokenize_batch(batch, tokenizer=tokenizer, kind="sft", **proc)["_bad"]
     return [ex for ex, b in zip(examples, bad) if not b]
 
 
-def heldout_examples(cfg: Any, tokenizer) -> list[Example]:
-    """The held-out split as :class:`Example` rows (puts the run's chat template on ``tokenizer``)."""
+def _images(ex: dict) -> list:
+    """The image references of an example, JSON-safe (bytes as base64 under ``{"b64": ...}``)."""
+    import base64
+
+    out = []
+    for r in (ex.get("media") or {}).get("images", []):
+        if isinstance(r, dict) and r.get("bytes"):
+            r = r["bytes"]
+        out.append({"b64": base64.b64encode(bytes(r)).decode()} if isinstance(r, (bytes, bytearray)) else r)
+    return out
+
+
+def _unjson(ref):
+    import base64
+
+    return base64.b64decode(ref["b64"]) if isinstance(ref, dict) and "b64" in ref else ref
+
+
+def heldout_examples(cfg: Any, tokenizer, mm=None) -> list[Example]:
+    """The held-out split as :class:`Example` rows (puts the run's chat template on ``tokenizer``); ``mm``: a
+    vision-language model's image tokenization (llmpipe.data.mm_plugins.ImageTokens), without which rows with
+    images are refused."""
     import datasets
 
     from llmpipe.data.loader import concat, mix, prepare_tokenizer, val_count
@@ -46,8 +68,9 @@ def heldout_examples(cfg: Any, tokenizer) -> list[Example]:
     split = "eval" if opts.eval_dataset else "train"
     parts = []
     for name in opts.eval_dataset or opts.dataset:
-        rows = [{"ex": json.dumps({k: ex.get(k) for k in ("messages", "system", "tools")}, ensure_ascii=False)}
-                for ex in _kept(name, tokenizer, opts, proc, split)]
+        rows = [{"ex": json.dumps({k: ex.get(k) for k in ("messages", "system", "tools")}
+                                  | {"images": _images(ex)}, ensure_ascii=False)}
+                for ex in _kept(name, tokenizer, opts, proc, split, mm)]
         if not rows:
             raise DataError(f"dataset {name!r} has no usable held-out rows")
         parts.append(datasets.Dataset.from_list(rows))
@@ -63,5 +86,6 @@ def heldout_examples(cfg: Any, tokenizer) -> list[Example]:
         msgs = ex["messages"]
         if not msgs or msgs[-1].get("role") != "assistant":
             continue
-        out.append(Example(msgs[:-1], ex["system"], ex["tools"], str(msgs[-1].get("content") or "")))
+        out.append(Example(msgs[:-1], ex["system"], ex["tools"], str(msgs[-1].get("content") or ""),
+                           [_unjson(r) for r in ex["images"]]))
     return out

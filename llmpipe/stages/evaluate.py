@@ -1,7 +1,8 @@
 """evaluate: the held-out loss of the final model of the run (or of the base model when nothing is trained)
 on the load stage's tokenized eval split (``train.do_eval``), computed by the transformers Trainer exactly as
 the train stage's ``eval_loss`` is; its perplexity; and with ``train.compute_accuracy`` the next-token
-accuracy over the answer tokens (labels that are not -100).
+accuracy over the answer tokens (labels that are not -100). Image rows (a vision-language model) are batched
+by the training collator, with their pixel values.
 
 Publishes ``eval_results.json`` with ``eval_loss``, ``eval_perplexity`` (exp of eval_loss),
 ``eval_accuracy`` (train.compute_accuracy; a fraction in [0, 1]) and ``eval_samples``.
@@ -43,6 +44,7 @@ def run(ctx: StageContext) -> dict:
     from llmpipe.infer.model_ref import from_stage_inputs
     from llmpipe.training.args import training_arguments
     from llmpipe.training.causal import load_saved_tokenizer
+    from llmpipe.training.collators import collator_for, column_names
 
     obj = ctx.obj
     load_dir = ctx.input("load")
@@ -54,8 +56,12 @@ def run(ctx: StageContext) -> dict:
     ctx.log(f"{ref.origin}: {ref.model}{' + ' + ', '.join(ref.adapters) if ref.adapters else ''}; "
             f"{len(eval_ds)} held-out rows")
     model = load_model(ref, obj)
-    label_pad = IGNORE if obj.data.ignore_pad_token_for_loss else tokenizer.pad_token_id
-    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=label_pad, padding=True)
+    images = "images" in column_names(eval_ds)   # a vision-language model's rows: pixel values per batch
+    if images:
+        collator = collator_for(obj, tokenizer, eval_ds)
+    else:
+        label_pad = IGNORE if obj.data.ignore_pad_token_for_loss else tokenizer.pad_token_id
+        collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=label_pad, padding=True)
     args = training_arguments(obj, ctx.work / "eval", has_eval=True, eval_strategy="no", bf16=False, fp16=False,
                               load_best_model_at_end=False, gradient_checkpointing=False, report_to="none")
     accuracy = bool(obj.train.compute_accuracy)

@@ -8,6 +8,10 @@ order of the load stage's eval split) and ``predict_results.json`` with the metr
 llmpipe/infer/metrics.py), ``predict_samples``, ``predict_length_stops`` (answers cut by the token limit) and
 ``predict_truncated_prompts`` (prompts longer than ``data.cutoff_len``, cut from the left).
 
+Held-out rows with images (a vision-language model) are prompted with their images, expanded as training
+expanded them (llmpipe.infer.mm_request); such a prompt longer than ``data.cutoff_len`` stops the stage
+instead of being cut.
+
 Answers are generated in chunks written to the stage's work folder, so a killed run resumes after the last
 finished chunk; sampling is seeded per chunk (``train.seed``), so a resumed run gives the same answers.
 """
@@ -33,6 +37,40 @@ def _done_rows(path, chunk: int) -> list[dict]:
     return rows[:len(rows) - len(rows) % chunk]
 
 
+def _encoder(obj, ref, prompter, vision, examples):
+    """Example -> prompt ids: with the example's images (opened under data.media_dir) for a vision-language
+    model (llmpipe.infer.mm_request), else the text alone."""
+    if not any(ex.images for ex in examples):
+        return lambda ex: prompter.encode(ex.messages, ex.system, ex.tools)
+    from llmpipe.data.errors import DataError
+    from llmpipe.data.media import MediaError
+    from llmpipe.data.mm_media import open_image
+    from llmpipe.data.options import DataOptions
+
+    root = DataOptions.from_cfg(obj).media_root
+
+    def encode(ex):
+        try:
+            images = [open_image(r, root) for r in ex.images]
+        except MediaError as e:
+            raise DataError(f"a held-out row's image cannot be used: {e}") from None
+        return vision.encode(prompter, ex.messages, ex.system, ex.tools, images)
+    return encode
+
+
+def _cut(ids, cutoff: int, row: int):
+    """The last ``cutoff`` tokens of a prompt; a prompt with images is never cut (it would cut into them)."""
+    from llmpipe.infer.mm_request import images_of
+
+    if not images_of(ids):
+        return ids[-cutoff:]
+    from llmpipe.data.errors import DataError
+
+    raise DataError(f"held-out row {row}: its prompt with images is {len(ids)} tokens, more than "
+                    f"data.cutoff_len={cutoff}, and cutting it would cut into its images; raise data.cutoff_len or "
+                    "lower vision.image_max_pixels")
+
+
 def run(ctx: StageContext) -> dict:
     import time
 
@@ -43,13 +81,15 @@ def run(ctx: StageContext) -> dict:
     from llmpipe.infer.generation import from_config
     from llmpipe.infer.heldout import heldout_examples
     from llmpipe.infer.metrics import score
+    from llmpipe.infer.mm_request import vision_for
     from llmpipe.infer.model_ref import from_stage_inputs
 
     obj = ctx.obj
     load_dir = ctx.input("load")
     ref = from_stage_inputs(obj, load_dir, ctx.inputs.get("model"))
     prompter = load_prompter(ref.tokenizer, obj)
-    examples = heldout_examples(obj, prompter.tokenizer)
+    vision = vision_for(ref, obj, prompter.tokenizer)   # a vision-language model's images, else None
+    examples = heldout_examples(obj, prompter.tokenizer, vision.tokens if vision is not None else None)
     report = json.loads((load_dir / "data_report.json").read_text())
     expected = None if "eval" in (report.get("packing") or {}) else (report.get("rows") or {}).get("eval")
     if expected is not None and expected != len(examples):
@@ -57,10 +97,11 @@ def run(ctx: StageContext) -> dict:
                         "the data changed under the run (run.force=[load] rebuilds it)")
     cutoff = int(obj.data.cutoff_len)
     prompts, truncated = [], 0
-    for ex in examples:
-        ids = prompter.encode(ex.messages, ex.system, ex.tools)
+    encode = _encoder(obj, ref, prompter, vision, examples)
+    for i, ex in enumerate(examples):
+        ids = encode(ex)
         if len(ids) > cutoff:
-            ids, truncated = ids[-cutoff:], truncated + 1
+            ids, truncated = _cut(ids, cutoff, i), truncated + 1
         prompts.append(ids)
     params = from_config(obj, for_eval=True)
     batch = int(obj.train.per_device_eval_batch_size)
