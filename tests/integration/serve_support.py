@@ -90,3 +90,18 @@ def wait_for(check, seconds: float = 10) -> bool:
             return True
         time.sleep(0.02)
     return check()
+
+
+def post_chat(url: str, body: dict, timeout: float = 120) -> tuple[int, dict]:
+    """(status, JSON body) of a chat-completions request to the server at ``url``; 4xx/5xx answers too."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url + "/v1/chat/completions", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())

@@ -5,31 +5,21 @@ colours apart: accuracy is at chance (25 %) before training and >= 90 % after, a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from vlm_support import accuracy, generate_from_images
+from vlm_support import accuracy, generate_from_images, trained_demo
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("vlm_demo")
-    store = tmp_path_factory.mktemp("store")
-    env = {**os.environ, "LLMPIPE_CACHE": str(store), "PYTHONUNBUFFERED": "1"}
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "llmpipe", "+recipe=vlm_demo"], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, f"STDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}"
-    print(f"\nvlm_demo: {time.time() - t0:.0f}s")
+    stdout, cwd, store = trained_demo(tmp_path_factory)   # shared with test_vlm_infer.py: one training per session
     (load,) = (store / "load").iterdir()
     (train,) = (store / "train").iterdir()
-    return proc, load, train, cwd
+    return SimpleNamespace(stdout=stdout), load, train, cwd
 
 
 def test_the_tiny_vlm_learns_to_read_the_image(run):

@@ -6,6 +6,34 @@ from pathlib import Path
 COLOURS = ("black", "blue", "green", "red")
 
 
+def trained_demo(tmp_path_factory):
+    """``python -m llmpipe +recipe=vlm_demo`` run once per test session, shared by the test files that use it
+    (under pytest-xdist too: the first worker runs it under a file lock, the others find it done). (stdout, the
+    folder it ran in (exports/vlm_demo is there), the store)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "vlm_demo_shared"
+    root.mkdir(parents=True, exist_ok=True)
+    cwd, store, log = root / "run", root / "store", root / "stdout.txt"
+    with FileLock(str(root / "lock")):
+        if not log.is_file():
+            cwd.mkdir(exist_ok=True)
+            env = {**os.environ, "LLMPIPE_CACHE": str(store), "PYTHONUNBUFFERED": "1"}
+            t0 = time.time()
+            proc = subprocess.run([sys.executable, "-m", "llmpipe", "+recipe=vlm_demo"], cwd=cwd, env=env,
+                                  check=False, capture_output=True, text=True, timeout=1800)
+            assert proc.returncode == 0, f"STDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}"
+            print(f"\nvlm_demo: {time.time() - t0:.0f}s")
+            log.write_text(proc.stdout)
+    return log.read_text(), cwd, store
+
+
 def white_png(png: bytes) -> bytes:
     """A blank (white) image of the same size as ``png``: the same visual tokens, no information."""
     from PIL import Image
