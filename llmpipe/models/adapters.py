@@ -44,6 +44,15 @@ def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
     lo = cfg.lora
     targets = linear_module_names(model) if lo.target == ["all"] else list(lo.target)
     whole: list[str] = []
+    params: list[str] | None = None
+    if lo.target == ["all"]:   # fused MoE experts through target_parameters (llmpipe.models.moe_lora)
+        from llmpipe.models.moe_lora import all_targets, parameter_lora_refusal
+
+        split = all_targets(model, targets)
+        targets, params = split["target_modules"], split["target_parameters"]
+        why = parameter_lora_refusal(model, len(params or ()), lo)
+        if why:
+            raise AdapterError(why)
     if getattr(getattr(model, "config", None), "vision_config", None) is not None:
         from llmpipe.models.vision_freeze import lora_targets   # a VLM: the vision.freeze_* switches decide
 
@@ -68,6 +77,7 @@ def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
         lora_alpha=lo.alpha if lo.alpha is not None else 2 * lo.rank,
         lora_dropout=lo.dropout,
         target_modules=targets,
+        target_parameters=params,
         modules_to_save=list(lo.additional_target) + whole or None,
         use_rslora=lo.use_rslora,
         use_dora=lo.use_dora,
@@ -102,6 +112,9 @@ def _load_kwargs(cfg: Any) -> dict[str, Any]:
 def load_adapter(model, ref: str, cfg: Any, *, trainable: bool):
     from peft import PeftModel
 
+    from llmpipe.models.moe_lora import keep_full_paths
+
+    keep_full_paths()   # target=all's full-path targets on MoE models load back as they were trained
     try:
         return PeftModel.from_pretrained(model, ref, is_trainable=trainable, **_load_kwargs(cfg))
     except (OSError, ValueError) as e:
