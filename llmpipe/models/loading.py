@@ -117,7 +117,9 @@ def load_causal_lm(source: str, cfg: Any, *, dtype=None, training: bool = False,
     from transformers import AutoConfig
 
     from llmpipe.models import adapters, patches, quantization, special_tokens
+    from llmpipe.models.moe_lora import keep_full_paths
 
+    keep_full_paths()   # before any adapter is made or loaded on this model (llmpipe.models.moe_lora)
     dtype = dtype if dtype is not None else torch_dtype(cfg)
     quantize = training if quantize is None else quantize
     config = _from_pretrained(AutoConfig, source, **hub_kwargs(cfg.model))
