@@ -100,6 +100,7 @@ def _adapter_tensors(folder: Path) -> dict[str, tuple[int, ...]]:
 def shape_problems(folder: Path, model) -> list[str]:
     """Weights of the adapter that do not fit the base model (module missing, dimension mismatch)."""
     params = dict(model.named_parameters())
+    fused3d = {n.rsplit(".", 1)[0] for n, p in params.items() if p.dim() == 3}
     out = []
     for key, shape in _adapter_tensors(folder).items():
         name = key[len("base_model.model."):] if key.startswith("base_model.model.") else key
@@ -108,6 +109,9 @@ def shape_problems(folder: Path, model) -> list[str]:
         if m:
             module, part = m.group(1), m.group(2)
             weight = params.get(f"{module}.weight")
+            fused = re.sub(r"(\.base_layer)+$", "", module)   # LoRA on fused 3-D expert weights (target_parameters)
+            if weight is None and fused in fused3d:
+                continue   # PEFT checks these shapes itself when it loads the adapter
             if weight is None:
                 out.append(f"{module} (targeted by the adapter) does not exist in the base model")
                 continue
