@@ -40,6 +40,7 @@ def run(ctx: StageContext) -> dict:
                "model": ref.describe(), **results,
                # what the model read: the first question of each subject, rendered under the chat template
                "first_prompts": {r.subject.key: prompter.tokenizer.decode(r.prompts[0]) for r in rendered if r.prompts}}
+    ctx.out.mkdir(parents=True, exist_ok=True)   # with eval.save_dir the stage is not cached: the runner makes no folder
     (ctx.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     (ctx.out / "results.log").write_text(mc.score_log(results), encoding="utf-8")
     if job.save_dir:
