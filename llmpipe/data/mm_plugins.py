@@ -140,17 +140,31 @@ def read_facts(folder: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _model_type(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def load(folder: str | Path, max_pixels: int | None = None, min_pixels: int | None = None
          ) -> ImageTokens | None:
     """The ImageTokens of the processor folder ``folder`` (llmpipe-mm.json + the image processor, and the
     composite processor where it builds), or None when the folder holds no image processor. A folder without
-    llmpipe-mm.json (an image processor saved before the family layer) is read as Qwen2-VL."""
+    llmpipe-mm.json (an image processor saved before the family layer) is read as Qwen2-VL; ValueError when its
+    config.json names another family."""
     folder = Path(folder)
     if not (folder / PROCESSOR_FILE).is_file():
         return None
     from transformers import AutoImageProcessor
 
-    facts = read_facts(folder) or {"plugin": "qwen2_vl"}
+    facts = read_facts(folder)
+    if facts is None:   # an image processor saved before the family layer: Qwen2-VL's, or refused
+        kind = _model_type(folder)
+        if kind not in (None, "qwen2_vl"):
+            raise ValueError(f"{folder} holds a {kind} model's image processor but no {FACTS_FILE}: llmpipe cannot "
+                             "tell how its images expand (llmpipe.models.vision.publish_processor writes it)")
+        facts = {"plugin": "qwen2_vl"}
     plugin = PLUGINS[facts["plugin"]]
     processor = None
     if plugin.composite:

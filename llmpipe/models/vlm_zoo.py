@@ -6,7 +6,8 @@ Each one has the architecture zoo's tokenizer (``builtin:tiny-random``'s BPE, ch
 family's image tokens, a 2-block language model of width 64 and a 2-block vision tower of width 32, with random
 weights drawn under a fixed seed. Its image processor is the family's PIL-backend class (no torchvision needed),
 sized so that one image is a handful of tokens, and it is saved as ``preprocessor_config.json`` next to the
-weights. The models know nothing; every code path that depends on the family (module names, placeholder
+weights (with ``llmpipe-mm.json``, and ``processor_config.json`` where AutoProcessor can rebuild the processor).
+The models know nothing; every code path that depends on the family (module names, placeholder
 expansion, the extra forward inputs, the processor) is transformers' real one.
 
 ``ensure(name, cache_root)`` builds a model once per content hash under llmpipe.models.build_once (file lock,
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from llmpipe.models import tiny
 
-VERSION = "1"
+VERSION = "2"
 MARKER_FILE = "llmpipe-builtin.json"
 TOKENIZER_OF = "builtin:tiny-random"
 SEED = 0
@@ -207,6 +208,9 @@ def build_into(name: str, out_dir: str | Path) -> Path:
     save_quietly(build_model(name, tok), out)
     tok.save_pretrained(out)
     image_processor(name).save_pretrained(out)
+    from llmpipe.models.vision import publish_processor
+
+    publish_processor(out, out, tokenizer=tok)   # llmpipe-mm.json (+ processor_config.json): the folder describes itself
     (out / MARKER_FILE).write_text(json.dumps({"name": name, "model_type": model_type(name)}, indent=2) + "\n")
     return out
 

@@ -56,6 +56,7 @@ def test_family_tokenizes_trains_and_merges(name, store, tmp_path_factory):
     work = tmp_path_factory.mktemp(kind)
     cfg = typed_cfg(f"model.name_or_path={name}", f"data.template={TEMPLATE[kind]}")
     source = vlm_zoo.ensure(name, store)
+    assert json.loads((source / "llmpipe-mm.json").read_text())["model_type"] == kind   # the folder describes itself
     assert publish_processor(source, work / "tokenizer", cfg.vision, AutoTokenizer.from_pretrained(str(source)))
     AutoTokenizer.from_pretrained(str(source)).save_pretrained(work / "tokenizer")
     tok = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
