@@ -211,8 +211,9 @@ def heldout_nodes(cfg: DictConfig, load: str, model: str | None) -> list[Node]:
                         + (", accuracy" if cfg.train.compute_accuracy else "")))
     if cfg.train.do_predict:
         out.append(Node("predict", PREDICT, cfg, dict(inputs), label=f"generate ({cfg.infer.backend})"))
-    if cfg.eval.task:   # with eval.save_dir it runs every time, so that the folder is written
-        kind = replace(MC_EVAL, cached=False) if cfg.eval.save_dir else MC_EVAL
+    if cfg.eval.task:   # with eval.save_dir it runs every time, so that the folder is written, into an entry of
+        # its own (another version): the cached kind's entry of the same fingerprint is published atomically
+        kind = replace(MC_EVAL, cached=False, version=MC_EVAL.version + "+save_dir") if cfg.eval.save_dir else MC_EVAL
         out.append(Node("mc_eval", kind, cfg, dict(inputs), label=f"{cfg.eval.task}, {cfg.eval.n_shot}-shot"))
     return out
 
