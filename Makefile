@@ -30,11 +30,12 @@ demo: $(STAMP)
 
 # Two workers (pytest-xdist): many tests wait on subprocesses and I/O. Measured on this 2-core machine:
 # 23 min 24 s for 3,457 tests (2026-12-06). `make test PYTEST_WORKERS=0` runs it in one process.
-# --dist loadfile: each test file runs on one worker, so a module's shared fixture (a trained store, a sweep) is
-# built once, not once per worker.
+# --dist loadgroup: a test file whose tests share a module fixture (a trained store, a sweep) runs on one worker, so
+# the fixture is built once (tests/conftest.py groups those files); every other test is handed out on its own, so
+# neither worker waits at the end on a long file of independent tests.
 PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # `make bench BENCH_ARGS="--quick"`: llmpipe vs LLaMA-Factory (docs/bench.md); LF gets its own venv in bench/.lfvenv
 $(VENV)/.llmpipe-bench: $(STAMP)

@@ -26,3 +26,16 @@ def shared_builtin_cache(tmp_path_factory):
         yield path
     finally:
         os.environ.pop("LLMPIPE_BUILTIN_CACHE", None)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``make test`` (xdist, ``--dist loadgroup``) a test file whose tests share a module- or class-scoped
+    fixture (a trained store, a started server) runs on one worker, so the fixture is built once; every other
+    test is handed out on its own, so the two workers finish together instead of one waiting on a long file."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info else ()
+        if any(d[-1].scope in ("module", "class", "package") for d in defs if d):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
