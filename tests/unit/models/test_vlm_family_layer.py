@@ -79,6 +79,11 @@ def test_each_family_publishes_its_plugin_and_expansion(tmp_path):
         groups = [group_of(n, fam) for n, _ in model.named_parameters()]
         assert None not in groups, [n for (n, _), g in zip(model.named_parameters(), groups) if g is None]
         assert set(groups) == {"vision", "projector", "language"}, name
+    # an image processor of another family saved without llmpipe-mm.json is not read as Qwen2-VL's
+    from llmpipe.data import mm_plugins
+
+    with pytest.raises(ValueError, match="llava model's image processor but no llmpipe-mm.json"):
+        mm_plugins.load(tmp_path / "tiny-llava")
 
 
 def problems_of(*overrides: str):
