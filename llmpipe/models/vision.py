@@ -49,8 +49,10 @@ FAMILIES = {
                                            _module("model", "visual", "deepstack_merger_list")),
                        projector=_MERGER, language=_LM, plugin="qwen3_vl", template="qwen3_vl"),
     "llava": Family("llava", vision=_TOWER, projector=_PROJ, language=_LM, plugin="llava", template="llava"),
-    "llava_next": Family("llava_next", vision=_TOWER, projector=(*_PROJ, _module("model", "image_newline")),
-                         language=_LM, plugin="llava_next", template="llava_next"),
+    # model.image_newline (a bare parameter, not a module) is in no group, as in LLaMA-Factory: full fine-tuning
+    # trains it, LoRA and freeze tuning leave it (PEFT's modules_to_save takes modules only)
+    "llava_next": Family("llava_next", vision=_TOWER, projector=_PROJ, language=_LM, plugin="llava_next",
+                         template="llava_next"),
     "gemma3": Family("gemma3", vision=_TOWER, projector=_PROJ, language=_LM, plugin="gemma3", template="gemma3"),
     "internvl": Family("internvl", vision=_TOWER, projector=_PROJ, language=_LM, plugin="intern_vl",
                        template="intern_vl"),

@@ -73,12 +73,14 @@ def test_each_family_publishes_its_plugin_and_expansion(tmp_path):
         mm, tok, dest = published(name, tmp_path)
         assert (mm.family, mm.count(img)) == (plugin, count), name
         assert json.loads((dest / "llmpipe-mm.json").read_text())["plugin"] == plugin
-        # the freeze switches' groups cover the model: every parameter is in exactly one, none is empty
+        # the freeze switches' groups cover the model: every parameter is in exactly one (but LLaVA-NeXT's bare
+        # image_newline, in none as in LLaMA-Factory), none is empty
         model = vlm_zoo.build_model(name, tok)
         fam = family(model.config)
         groups = [group_of(n, fam) for n, _ in model.named_parameters()]
-        assert None not in groups, [n for (n, _), g in zip(model.named_parameters(), groups) if g is None]
-        assert set(groups) == {"vision", "projector", "language"}, name
+        loose = [n for (n, _), g in zip(model.named_parameters(), groups) if g is None]
+        assert loose == (["model.image_newline"] if plugin == "llava_next" else []), loose
+        assert set(groups) - {None} == {"vision", "projector", "language"}, name
     # an image processor of another family saved without llmpipe-mm.json is not read as Qwen2-VL's
     from llmpipe.data import mm_plugins
 
