@@ -21,6 +21,8 @@ def test_two_steps_log_their_losses_to_swanlab_files(tmp_path, monkeypatch):
     from llmpipe.training.swanlab_run import finish_run
 
     monkeypatch.chdir(tmp_path)
+    for probe in ("HARDWARE", "RUNTIME", "REQUIREMENTS", "GIT", "MONITOR"):   # SwanLab's system probes: seconds
+        monkeypatch.setenv(f"SWANLAB_PROBE_{probe}", "false")
     key = "swan-secret-key-0123456789"
     monkeypatch.setenv("SWANLAB_API_KEY", key)
     cfg = cfg_of("train.report_to=swanlab", "train.swanlab_project=llmpipe-test", "train.swanlab_run_name=two-steps")
