@@ -71,8 +71,9 @@ DESTINATIONS: dict[str, str] = {
         "profiler_with_stack", "profile_modules")},
     "train.logging_dir": "tracker log folder",
     **{f"train.{k}": "fp8 recipe" for k in ("fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather")},
-    **{f"train.swanlab_{k}": "SwanLab run" for k in (
-        "project", "workspace", "run_name", "mode", "api_key", "logdir", "lark_webhook_url", "lark_secret")},
+    **{f"train.{k}": "SwanLab run" for k in (
+        "swanlab_project", "swanlab_workspace", "swanlab_run_name", "swanlab_mode", "swanlab_api_key", "swanlab_logdir",
+        "swanlab_lark_webhook_url", "swanlab_lark_secret")},
     "lora": "LoRA config",
     "oft": "OFT config",
     "freeze": "trainable parameters (freeze)",
@@ -92,9 +93,9 @@ DESTINATIONS: dict[str, str] = {
     "launch.kind": "launch arguments", "launch.ddp_timeout": "launch arguments",
     "launch.ddp_backend": "launch arguments", "launch.deepspeed": "launch arguments",
     "launch.fsdp": "launch arguments", "launch.fsdp_config": "launch arguments",
-    **{f"launch.ray_{k}": "Ray Train settings" for k in (
-        "num_workers", "run_name", "storage_path", "storage_filesystem", "resources_per_worker", "placement_strategy",
-        "init_kwargs")},
+    **{f"launch.{k}": "Ray Train settings" for k in (
+        "ray_num_workers", "ray_run_name", "ray_storage_path", "ray_storage_filesystem", "ray_resources_per_worker",
+        "ray_placement_strategy", "ray_init_kwargs")},
     "pipeline.before": "stage plan",
     "serve": "the server",
     "run": "the run",
