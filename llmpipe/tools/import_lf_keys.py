@@ -169,7 +169,7 @@ def kto_batch(values: dict[str, Any], notes: list[str]) -> None:
 def ray_launch(values: dict[str, Any], origin: dict[str, str], notes: list[str]) -> None:
     """A LLaMA-Factory YAML with Ray keys ran under Ray Train (USE_RAY=1 in its environment): launch.kind=ray,
     where Ray picks the rank-0 address itself (LLaMA-Factory's master_addr/master_port go)."""
-    ray_keys = sorted(k for k in values if k.startswith("launch.ray_"))
+    ray_keys = sorted(k for k in values if k.partition(".")[0] == "launch" and k.partition(".")[2].startswith("ray_"))
     if not ray_keys and values.get("launch.kind") != "ray":
         return
     if "launch.kind" not in values:
