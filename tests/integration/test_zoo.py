@@ -1,4 +1,4 @@
-"""The architecture zoo (llmpipe.models.zoo) through the real pipeline, one run per architecture: DPO with QLoRA
+"""The architecture zoo (llmpipe.models.zoo) through the real pipeline, one run per layout family: DPO with QLoRA
 (4-bit bitsandbytes on CPU) on every linear layer, its adapter merged into the unquantized base, the model exported
 (the export stage reloads it in a fresh process, compares its logits with the merged model's and generates), and
 a chat answer from the export. The per-architecture pieces (LoRA targets, freeze, LLaMA Pro, full fine-tuning, the
@@ -23,13 +23,15 @@ DPO = ["train.stage=dpo", "data.dataset=demo_pref", "data.max_samples=16", "data
 
 
 MOE = {n for n in zoo.names() if "router_aux_loss_coef" in zoo.config_values(n)[1]}
-# PEFT maps DeepSeek-V3's gate_proj/up_proj/down_proj targets to the fused routed experts (transformers-4
-# compatibility); the adapter it saves then does not merge: its expert weights name modules the base lacks
-DEEPSEEK_MERGE = pytest.mark.xfail(strict=True, reason="PEFT's adapter on DeepSeek-V3's fused experts does not merge")
+# one architecture per layout family goes through the whole pipeline (the suite's time budget); every architecture
+# gets the per-module checks, HQQ QLoRA included, in tests/unit/models/test_zoo_models.py. Left out here: qwen2,
+# mistral and olmo2 (Llama's layout, as llama3/qwen3), gemma2 (as gemma3), glm4 (fused MLP, as phi3), qwen3-moe
+# (fused routed experts with a router loss, as mixtral)
+PIPELINE = ["builtin:tiny-llama3", "builtin:tiny-qwen3", "builtin:tiny-gemma3", "builtin:tiny-phi3",
+            "builtin:tiny-mixtral", "builtin:tiny-gpt-oss", "builtin:tiny-deepseek-v3"]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=DEEPSEEK_MERGE) if n == "builtin:tiny-deepseek-v3" else n
-                                  for n in zoo.names()])
+@pytest.mark.parametrize("name", PIPELINE)
 def test_dpo_qlora_merge_export_chat(name, store, tmp_path):
     pytest.importorskip("bitsandbytes")
     from llmpipe.chat import answer

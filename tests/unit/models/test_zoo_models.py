@@ -1,7 +1,7 @@
 """The architecture zoo (llmpipe.models.zoo) at the model level, one parametrised test per architecture: the
 modules LoRA's target=all adapts, which parameters freeze trains, LLaMA Pro's identity blocks (found on the model,
-not from a table), full fine-tuning lowering the loss, QLoRA on CPU, and the MoE router loss. The pipeline runs
-(DPO, merge, export, fresh-process reload, chat) are in tests/integration/test_zoo.py."""
+not from a table), full fine-tuning lowering the loss, QLoRA with HQQ on CPU (one step), and the MoE router loss.
+The pipeline runs (DPO, merge, export, fresh-process reload, chat) are in tests/integration/test_zoo.py."""
 from __future__ import annotations
 
 import pytest
@@ -16,18 +16,23 @@ from llmpipe.models import zoo
 X = torch.randint(4, 2048, (2, 16), generator=torch.Generator().manual_seed(1))
 ATTN = {"q_proj", "k_proj", "v_proj", "o_proj"}
 MLP = {"gate_proj", "up_proj", "down_proj"}
-# what lora.target=all adapts: every nn.Linear but the output head. The routed experts of the MoE models are fused
-# 3-D weights in transformers 5 (experts.gate_up_proj / experts.down_proj), not linear layers, so LoRA does not
-# adapt them (nor do LLaMA-Factory's find_all_linear_modules); their routers are no nn.Linear either.
+# what lora.target=all adapts: every nn.Linear but the output head, as modules, and the routed experts' fused 3-D
+# weights (transformers 5: experts.gate_up_proj / experts.down_proj) through PEFT's target_parameters
+# (llmpipe.models.moe_lora). DeepSeek-V3's dense MLP and shared experts are targeted by full path: PEFT would
+# move the leaf names gate_proj/up_proj/down_proj of that model type to the fused experts.
 TARGETS = {
     "builtin:tiny-llama3": ATTN | MLP, "builtin:tiny-qwen2": ATTN | MLP, "builtin:tiny-qwen3": ATTN | MLP,
     "builtin:tiny-qwen3-moe": ATTN, "builtin:tiny-mistral": ATTN | MLP, "builtin:tiny-mixtral": ATTN,
     "builtin:tiny-gemma2": ATTN | MLP, "builtin:tiny-gemma3": ATTN | MLP,
     "builtin:tiny-phi3": {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"},
-    "builtin:tiny-deepseek-v3": {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"} | MLP,
+    "builtin:tiny-deepseek-v3": {"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"}
+    | {f"model.layers.0.mlp.{p}" for p in MLP} | {f"model.layers.1.mlp.shared_experts.{p}" for p in MLP},
     "builtin:tiny-glm4": ATTN | {"gate_up_proj", "down_proj"}, "builtin:tiny-olmo2": ATTN | MLP,
     "builtin:tiny-gpt-oss": ATTN,
 }
+FUSED = [f"model.layers.{i}.mlp.experts.{w}" for i in (0, 1) for w in ("down_proj", "gate_up_proj")]
+PARAMS = {n: FUSED for n in ("builtin:tiny-qwen3-moe", "builtin:tiny-mixtral", "builtin:tiny-gpt-oss")}
+PARAMS["builtin:tiny-deepseek-v3"] = FUSED[2:]   # block 0 is dense
 # the weights LLaMA Pro zeroes in a new block (derived by llama_pro.residual_writers; here written out to check it)
 WRITERS = {name: ["mlp.down_proj.weight", "self_attn.o_proj.weight"] for name in TARGETS}
 WRITERS.update({n: ["mlp.experts.down_proj", "self_attn.o_proj.weight"]
@@ -74,26 +79,28 @@ def test_lora_all_freeze_llama_pro_and_full(name):
     from peft import get_peft_model
 
     from llmpipe.models import llama_pro
-    from llmpipe.models.adapters import lora_config
+    from llmpipe.models.adapters import AdapterError, lora_config
     from llmpipe.models.freeze import apply_freeze
 
     # LoRA target=all: exactly the linear layers of the blocks, in every block
     model = zoo.build_model(name)
     assert type(model).__name__.endswith("ForCausalLM") and model.config.num_hidden_layers == 2
     lc = lora_config(cfg_of("lora.rank=4"), model)
-    assert set(lc.target_modules) == TARGETS[name]
+    assert set(lc.target_modules) == TARGETS[name] and sorted(lc.target_parameters or []) == PARAMS.get(name, [])
+    if name in PARAMS:   # PEFT's parameter LoRA has no dropout: refused, not trained without the experts
+        with pytest.raises(AdapterError, match="lora.dropout set"):
+            lora_config(cfg_of("lora.rank=4", "lora.dropout=0.1"), model)
     peft = get_peft_model(model, lc)
     adapted = {n.rsplit(".", 1)[0].removeprefix("base_model.model.") for n, _ in peft.named_modules()
                if n.endswith(".lora_A") and ".base_layer." not in n}
+    adapted = {n.removesuffix(".base_layer") for n in adapted}   # a second fused weight nests in the first's wrapper
     linear = {n for n, m in zoo.build_model(name).named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"}
-    if name == "builtin:tiny-deepseek-v3":
-        # PEFT (0.18+) rewrites the leaf names gate_proj/up_proj/down_proj of a DeepSeek-V3 LoRA config to the routed
-        # experts' fused weights (transformers-4 compatibility): the experts get LoRA, the dense block's MLP and the
-        # shared experts, which are nn.Linear with the same names, do not
-        mlp = {n for n in linear if ".mlp." in n}
-        assert adapted == (linear - mlp) | {"model.layers.1.mlp.experts"}, adapted
-    else:
-        assert adapted == linear
+    experts = {p.rsplit(".", 1)[0] for p in PARAMS.get(name, []) if ".experts." in p}
+    assert adapted == linear | experts, adapted ^ (linear | experts)
+    # the fused experts' LoRA trains: both fused weights' lora_B get a gradient (lora_A's is zero while B is zero)
+    peft(input_ids=X, labels=X).loss.backward()
+    grads = {n for n, p in peft.named_parameters() if "lora_" in n and p.grad is not None and p.grad.abs().sum() > 0}
+    assert all(sum(f".{e}." in g and "lora_B" in g for g in grads) == 2 for e in experts), grads
     assert {n.split(".layers.")[1].split(".")[0] for n in adapted} == {"0", "1"}
 
     # freeze: the last block, or the first
@@ -120,6 +127,32 @@ def test_lora_all_freeze_llama_pro_and_full(name):
     model = zoo.build_model(name)
     base_loss = loss(model)
     assert loss(train(model, 6, 1e-2)) < base_loss - 0.5
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_hqq_qlora_one_step(name):
+    """QLoRA with HQQ (4-bit, on the CPU) per architecture, the way the pipeline does it: the LoRA config is made on
+    the unquantized model (adapt stage) and put on the HQQ-quantized one (train stage). Every linear layer of the
+    blocks is an HQQ layer under LoRA, the fused experts keep their parameter LoRA, and one step lowers the loss."""
+    pytest.importorskip("hqq")
+    from peft import get_peft_model
+
+    from llmpipe.models.adapters import lora_config
+    from llmpipe.models.quantization import quantize_loaded
+
+    lc = lora_config(cfg_of("lora.rank=4"), zoo.build_model(name))
+    peft = get_peft_model(quantize_loaded(zoo.build_model(name), cfg_of("quantization=hqq4"), torch.float32), lc)
+    linear = {n for n, m in zoo.build_model(name).named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"}
+    bases = {n: type(peft.get_submodule(f"base_model.model.{n}").get_base_layer()).__name__ for n in linear}
+    assert set(bases.values()) == {"HQQLinear"}, bases
+    experts = {p.rsplit(".", 1)[0] for p in PARAMS.get(name, []) if ".experts." in p}
+    assert all(type(peft.get_submodule(f"base_model.model.{e}")).__name__ == "ParamWrapper" for e in experts)
+    opt = torch.optim.AdamW([p for p in peft.parameters() if p.requires_grad], lr=1e-2)
+    first = peft(input_ids=X, labels=X).loss
+    first.backward()
+    opt.step()
+    with torch.no_grad():
+        assert peft(input_ids=X, labels=X).loss.item() < first.item()
 
 
 @pytest.mark.parametrize("name", MOE)
