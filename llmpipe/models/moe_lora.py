@@ -21,6 +21,8 @@ as one tensor per layer, not as linear layers).
 """
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 EXPERT_PARAM_DIM = 3
@@ -38,6 +40,33 @@ def fused_expert_params(model: Any) -> list[str]:
             if p.dim() == EXPERT_PARAM_DIM and "expert" in name.rsplit(".", 1)[-1]:
                 out.append(f"{name}.{pname}")
     return sorted(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _fused_count(config_json: str) -> int:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    data = json.loads(config_json)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.for_model(data.pop("model_type"), **data))
+    except Exception:   # an architecture this transformers cannot build here: the adapt stage checks  # noqa: BLE001
+        return 0
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return len(fused_expert_params(model))
+
+
+def fused_expert_count(config: dict) -> int:
+    """How many fused expert weights a causal LM of this config.json has (a meta-device instance, no weights;
+    0 when it cannot be built here: remote code, an unknown type)."""
+    if config.get("auto_map") or not config.get("model_type") or config.get("vision_config"):
+        return 0
+    return _fused_count(json.dumps(config, sort_keys=True))
 
 
 def rewritten_by_peft(model: Any, leaf_names: list[str]) -> set[str]:
