@@ -178,6 +178,36 @@ def lora_target(cfg, env):
                           f"{key}={','.join(m for m in wanted if m not in missing) or 'all'}")
 
 
+@rule("model-lora-fused-experts", keys=["lora.target", "lora.dropout", "lora.use_dora", "lora.pissa_init",
+                                        "train.finetuning_type", "model.name_or_path"],
+      bad=[[T, "model.name_or_path=builtin:tiny-qwen3-moe", "lora.dropout=0.1"],
+           [T, "model.name_or_path=builtin:tiny-mixtral", "lora.use_dora=true"]],
+      good=[[T, "lora.dropout=0.1"], [T, "model.name_or_path=builtin:tiny-qwen3-moe"],
+            [T, "model.name_or_path=builtin:tiny-qwen3-moe", "lora.dropout=0.1", "lora.target=q_proj"]])
+def lora_fused_experts(cfg, env):
+    """lora.target=all puts LoRA on a mixture-of-experts model's fused 3-D expert weights through PEFT's parameter
+    LoRA (llmpipe.models.moe_lora), which has no dropout, no DoRA and no PiSSA initialisation; with one of them
+    set it could not act there, so it is refused. Read from config.json and a meta-device instance."""
+    if ft_type(cfg) != "lora" or not get(cfg, "train.do_train", False) or list(get(cfg, "lora.target", [])) != ["all"]:
+        return
+    on = [(k, get(cfg, k)) for k in ("lora.dropout", "lora.use_dora", "lora.pissa_init") if get(cfg, k)]
+    if not on:
+        return
+    facts = _facts(cfg)
+    if facts is None:
+        return
+    from llmpipe.models.moe_lora import fused_expert_count
+
+    n = fused_expert_count(facts.config)
+    for key, value in on:
+        if n:
+            yield problem("model-lora-fused-experts", key, value,
+                          f"lora.target=all on {facts.ref} puts LoRA on its {n} fused expert weights through PEFT's "
+                          "parameter LoRA, which has no dropout, DoRA or PiSSA initialisation",
+                          "the default (off) with lora.target=all on this model",
+                          f"drop {key}, or name the modules in lora.target (then the fused experts get no LoRA)")
+
+
 @rule("model-oft-target", keys=["oft.target", "train.finetuning_type", "model.name_or_path"],
       bad=[[T, "train.finetuning_type=oft", "oft.target=''"], [T, "train.finetuning_type=oft", "oft.target='q_proj,qkv_proj'"]],
       good=[[T, "train.finetuning_type=oft"], [T, "train.finetuning_type=oft", "oft.target='q_proj,v_proj'"],
