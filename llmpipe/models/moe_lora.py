@@ -42,6 +42,14 @@ def fused_expert_params(model: Any) -> list[str]:
     return sorted(out)
 
 
+def _declares_experts(config: dict) -> bool:
+    """Whether config.json declares routed experts (num_experts, num_local_experts, n_routed_experts, ...)."""
+    for cfg in (config, config.get("text_config") or {}):
+        if any("expert" in key and isinstance(value, int) and value > 1 for key, value in cfg.items()):
+            return True
+    return False
+
+
 @functools.lru_cache(maxsize=8)
 def _fused_count(config_json: str) -> int:
     import torch
@@ -65,6 +73,8 @@ def fused_expert_count(config: dict) -> int:
     """How many fused expert weights a causal LM of this config.json has (a meta-device instance, no weights;
     0 when it cannot be built here: remote code, an unknown type)."""
     if config.get("auto_map") or not config.get("model_type") or config.get("vision_config"):
+        return 0
+    if not _declares_experts(config):   # a dense model: no meta instance (keeps torch out of pre-flight)
         return 0
     return _fused_count(json.dumps(config, sort_keys=True))
 
