@@ -46,19 +46,27 @@ class Prompter:
         self.tokenizer = tokenizer
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        # every stop word of the template ends generation (llama3: <|eot_id|> and <|eom_id|>), as token ids
-        # (a stop word that is several tokens in this tokenizer is not one of them)
-        ids = [tokenizer.eos_token_id]
+        # every stop word of the template ends generation (llama3: <|eot_id|> and <|eom_id|>): as a token id when
+        # it is one token in this tokenizer, else as a stop string (cut from the text, finish_reason "stop")
+        ids, texts = [tokenizer.eos_token_id], []
         for stop in stop_strings(tokenizer, opts.template):
             enc = tokenizer.encode(stop, add_special_tokens=False)
             if len(enc) == 1:
                 ids.append(enc[0])
+            elif stop:
+                texts.append(stop)
         self.eos_ids = [i for i in dict.fromkeys(ids) if i is not None]
+        self.stop_texts: tuple[str, ...] = tuple(dict.fromkeys(texts))
         self.template_opts: dict = {}   # the tokenizer's own template: data.enable_thinking etc. where it reads them
         if opts.template is None:
             from llmpipe.data.native_template import template_options
 
             self.template_opts = template_options(tokenizer, opts.enable_thinking, opts.preserve_thinking)
+
+    def with_stops(self, params):
+        """``params`` with the template's stop words that are several tokens here added to its stop strings."""
+        extra = tuple(t for t in self.stop_texts if t not in params.stop)
+        return params.with_request(stop=params.stop + extra) if extra else params
 
     @property
     def native_tools(self) -> bool:

@@ -86,6 +86,7 @@ class HFBackend:
 
     # ------------------------------------------------------------------------------------------- batch
     def generate(self, prompts: list[list[int]], params: GenParams, batch_size: int = 8) -> list[Completion]:
+        params = self.prompter.with_stops(params)
         out: list[Completion] = []
         for i in range(0, len(prompts), max(1, batch_size)):
             out += self._batch(prompts[i:i + batch_size], params)
@@ -120,6 +121,7 @@ class HFBackend:
 
     # ----------------------------------------------------------------------------------------- stream
     def stream(self, prompt: list[int], params: GenParams) -> Stream:
+        params = self.prompter.with_stops(params)
         if params.num_beams > 1:   # transformers' streamers cannot follow beam search: one piece at the end
             stream = Stream()
             threading.Thread(target=self._whole, args=(stream, prompt, params), daemon=True).start()

@@ -78,6 +78,7 @@ class VllmBackend:
         if params.num_beams > 1:
             raise InferenceError("vLLM does no beam search through llmpipe; set generate.num_beams=1 "
                                  "(and data.eval_num_beams=null), or use infer.backend=huggingface")
+        params = self.prompter.with_stops(params)   # the template's stop words of several tokens, as stop strings
         return self._SamplingParams(**vllm_kwargs(params, len(prompt), eos_ids=self.prompter.eos_ids,
                                                   engine_limit=self.engine_limit))
 

@@ -1,6 +1,7 @@
 """Every stop word of the chat template ends generation, not only the first: chatml's stop words are <|im_end|>
 and <|im_start|>; a model that answers <|im_start|> (the second) stops there in the Hugging Face backend's batch
-and stream paths (what chat, serve and predict use), and vLLM receives both as stop token ids."""
+and stream paths (what chat, serve and predict use), and vLLM receives both as stop token ids. A stop word of several
+tokens ends generation as a stop string."""
 from __future__ import annotations
 
 import pytest
@@ -48,3 +49,21 @@ def test_generation_stops_at_the_templates_second_stop_word():
     a = tok.encode("a", add_special_tokens=False)[0]
     other = _backend(a, prompter).generate([prompt], params)[0]
     assert (other.finish_reason, other.completion_tokens) == ("length", 6)
+
+
+def test_a_stop_word_of_several_tokens_ends_generation_as_a_stop_string():
+    tok = tiny.build_tokenizer("builtin:tiny-random")
+    prompter = Prompter(tok, cfg_of("data.template=chatml"))
+    assert prompter.stop_texts == ()   # chatml's stop words are single tokens here (the test above)
+    # a stop word of several tokens (a template whose stop word is plain text): a model that answers "a" forever
+    # reaches it at its second token
+    prompter.stop_texts = ("aa",)
+    assert prompter.with_stops(GenParams(stop=("x",))).stop == ("x", "aa")
+    assert vllm_kwargs(prompter.with_stops(GenParams()), 4, eos_ids=prompter.eos_ids, engine_limit=None)["stop"] == ["aa"]
+    prompt = prompter.encode([{"role": "user", "content": "hello"}])
+    a = tok.encode("a", add_special_tokens=False)[0]
+    params = GenParams(max_new_tokens=8)
+    done = _backend(a, prompter).generate([prompt], params)[0]
+    assert done.finish_reason == "stop" and "aa" not in done.text and done.completion_tokens < 8
+    stream = _backend(a, prompter).stream(prompt, params)
+    assert "aa" not in "".join(stream) and stream.result.finish_reason == "stop"
