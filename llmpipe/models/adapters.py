@@ -17,13 +17,18 @@ class AdapterError(UserError):
     """An adapter cannot be loaded or created as configured (message says why and what to do)."""
 
 
+# quantized layers that replace nn.Linear without subclassing it (bitsandbytes' layers subclass it)
+QUANTIZED_LINEARS = ("HQQLinear", "EetqLinear")
+
+
 def linear_module_names(model: Any) -> list[str]:
     """Leaf names of every linear layer except the output head (what lora.target=all means)."""
     import torch
 
     names = set()
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in HEADS:
+        linear = isinstance(module, torch.nn.Linear) or type(module).__name__ in QUANTIZED_LINEARS
+        if linear and name.rsplit(".", 1)[-1] not in HEADS:
             names.add(name.rsplit(".", 1)[-1])
     return sorted(names)
 

@@ -155,6 +155,18 @@ def test_hqq_qlora_one_step(name):
         assert peft(input_ids=X, labels=X).loss.item() < first.item()
 
 
+def test_lora_target_all_on_an_hqq_quantized_model_finds_its_hqq_layers():
+    """lora.target=all made on a model already quantized by HQQ (whose layers replace nn.Linear without subclassing
+    it) names the same linear layers as on the unquantized model, instead of none (PEFT: no matching module)."""
+    pytest.importorskip("hqq")
+    from llmpipe.models.adapters import linear_module_names
+    from llmpipe.models.quantization import quantize_loaded
+
+    plain = linear_module_names(zoo.build_model("builtin:tiny-llama3"))
+    hqq = quantize_loaded(zoo.build_model("builtin:tiny-llama3"), cfg_of("quantization=hqq4"), torch.float32)
+    assert plain and linear_module_names(hqq) == plain
+
+
 @pytest.mark.parametrize("name", MOE)
 def test_moe_aux_loss_coefficient_acts(name, tmp_path):
     from llmpipe.models.loading import load_causal_lm
