@@ -57,5 +57,11 @@ def open_run(trainer: Any, cfg: Any, default_dir: Path) -> None:
 def finish_run() -> None:
     """Close the SwanLab run this process opened (nothing when SwanLab was not used)."""
     swanlab = sys.modules.get("swanlab")
-    if swanlab is not None and swanlab.get_run() is not None:
+    if swanlab is None:
+        return
+    try:   # imported (by transformers' integrations or an earlier run in this process) without an open run
+        run = swanlab.get_run()
+    except RuntimeError:   # SwanLab's "No active Run"
+        return
+    if run is not None:
         swanlab.finish()

@@ -249,7 +249,8 @@ def test_every_launch_option_composes_and_passes_preflight_on_a_gpu_machine(hydr
     validated, problems = validate(cfg, env=Environment(gpu_count=gpus, available_packages=frozenset({"deepspeed"})))
     assert not problems, [p.render() for p in problems]
     launch = validated.obj.launch
-    assert launch.kind == {"local": "local", "ddp": "ddp", "fsdp": "fsdp", "slurm": "ddp"}.get(option, "deepspeed")
+    kinds = {"local": "local", "ddp": "ddp", "fsdp": "fsdp", "slurm": "ddp", "ray": "ray"}
+    assert launch.kind == kinds.get(option, "deepspeed")
     if launch.kind == "deepspeed":
         assert deepspeed_path(launch.deepspeed).is_file()
 
