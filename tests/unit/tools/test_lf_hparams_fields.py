@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from llmpipe.tools import import_lf_v1
 from llmpipe.tools.explain import explain_one
 from llmpipe.tools.import_lf_keys import classify
 
 FIELDS = Path(__file__).resolve().parents[2] / "fixtures" / "lf" / "hparams_fields.txt"
-# the evaluation stage's flags (issue 16, the multiple-choice evaluation part): mapped by that work
-EVALUATION_PENDING = {"task", "task_dir", "n_shot", "lang", "save_dir", "batch_size"}
+# the evaluation stage's flags (issue 16, the multiple-choice evaluation: the eval.* family)
+EVALUATION = {"task", "task_dir", "n_shot", "lang", "save_dir", "batch_size"}
 
 
 def _fields(v1: bool) -> list[str]:
@@ -29,17 +27,15 @@ def test_fixture_names_its_commit_and_both_formats():
 
 
 def test_every_v0_field_is_mapped_translated_or_refused():
-    gaps = sorted({f for f in _fields(False) if classify(f) is None} - EVALUATION_PENDING)
+    gaps = sorted(f for f in _fields(False) if classify(f) is None)
     assert gaps == []
     for name in ("use_kt", "tensor_model_parallel_size", "use_hyper_parallel", "sglang_config"):
         what, why = classify(name)
         assert what == "refused" and why
 
 
-@pytest.mark.xfail(reason="the evaluation stage's task flags are mapped by the evaluation work of issue 16",
-                   strict=False)
 def test_evaluation_fields_are_mapped():
-    assert [f for f in EVALUATION_PENDING if classify(f) is None] == []
+    assert [f for f in EVALUATION if classify(f) is None] == []
 
 
 def test_every_v1_field_reaches_a_mapped_key():
