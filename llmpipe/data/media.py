@@ -62,3 +62,20 @@ def check_media(row: dict, spec, messages: list[dict], media_root: str | Path | 
         if paths:
             found[key] = paths
     return found
+
+
+def expand_placeholders(messages: list[dict], placeholder: str, expansions: list[str]) -> list[dict]:
+    """``messages`` with each ``placeholder`` replaced, in order over the conversation, by the next of ``expansions``
+    (the tokens one image, video or audio clip becomes)."""
+    out, k = [], 0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str) and placeholder in content:
+            parts = content.split(placeholder)
+            text = parts[0]
+            for p in parts[1:]:
+                text += expansions[k] + p
+                k += 1
+            m = {**m, "content": text}
+        out.append(m)
+    return out

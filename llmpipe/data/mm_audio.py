@@ -16,7 +16,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from llmpipe.data.media import MediaError
+from llmpipe.data.media import MediaError, expand_placeholders
 
 PLACEHOLDER = "<audio>"
 AUDIO_TOKENS = ("<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>")
@@ -108,15 +108,4 @@ class AudioTokens:
 
     def expand(self, messages: list[dict], counts: list[int]) -> list[dict]:
         """``messages`` with each ``<audio>`` replaced, in order, by its expansion."""
-        out, k = [], 0
-        for m in messages:
-            content = m.get("content")
-            if isinstance(content, str) and PLACEHOLDER in content:
-                parts = content.split(PLACEHOLDER)
-                text = parts[0]
-                for p in parts[1:]:
-                    text += self.expansion(counts[k]) + p
-                    k += 1
-                m = {**m, "content": text}
-            out.append(m)
-        return out
+        return expand_placeholders(messages, PLACEHOLDER, [self.expansion(n) for n in counts])

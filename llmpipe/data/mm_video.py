@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from llmpipe.data.media import MediaError
+from llmpipe.data.media import MediaError, expand_placeholders
 
 PLACEHOLDER = "<video>"
 
@@ -177,17 +177,7 @@ def expand_videos(example: dict, video: VideoTokens | None, root=None) -> tuple[
         frames, n = video.prepare(ref, root)
         videos.append(frames)
         counts.append(n)
-    out, k = [], 0
-    for m in example["messages"]:
-        content = m.get("content")
-        if isinstance(content, str) and PLACEHOLDER in content:
-            parts = content.split(PLACEHOLDER)
-            text = parts[0]
-            for p in parts[1:]:
-                text += video.expansion(counts[k]) + p
-                k += 1
-            m = {**m, "content": text}
-        out.append(m)
+    out = expand_placeholders(example["messages"], PLACEHOLDER, [video.expansion(n) for n in counts])
     return {**example, "messages": out}, videos, sum(counts)
 
 
