@@ -6,12 +6,23 @@ Layout: an audio encoder (``audio_tower``: Whisper-like, 2 layers, width 64, 128
 ``<|audio_bos|>``, ``<|AUDIO|>``, ``<|audio_eos|>``; randomly initialised with a fixed seed. Its processor is
 transformers' ``Qwen2AudioProcessor`` (a WhisperFeatureExtractor at 16 kHz plus the tokenizer), which builds
 without torchvision, so the folder reloads with ``AutoProcessor``.
+
+``builtin:tiny-qwen2-audio`` (``model=tiny_qwen2_audio``) is this model as a built-in: ``ensure`` builds it once per
+content hash (this file's spec and version, ``builtin:tiny``'s tokenizer hash, the transformers version) under
+llmpipe.models.build_once (file lock, temp folder, manifest, atomic rename), into the folder of the other built-in
+models, with ``llmpipe-mm.json`` (llmpipe.models.audio) next to the processor.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from llmpipe.data.mm_audio import AUDIO_TOKENS
+
+NAME = "builtin:tiny-qwen2-audio"
+VERSION = "1"
+MARKER_FILE = "llmpipe-builtin.json"   # llmpipe.models.loading loads the exact saved tokenizer
 
 SPEC = {"audio": {"num_mel_bins": 128, "encoder_layers": 2, "encoder_attention_heads": 4, "encoder_ffn_dim": 128,
                   "d_model": 64, "max_source_positions": 100},
@@ -59,8 +70,48 @@ def build(out_dir: str | Path, spec: dict = SPEC):
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id)
     proc = Qwen2AudioProcessor(feature_extractor=feature_extractor(spec), tokenizer=tok, chat_template=CHAT_TEMPLATE)
+    from llmpipe.models.build_once import save_quietly
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    save_quietly(model, out)
     proc.save_pretrained(out)
     return model, proc
+
+
+def is_builtin(name: str) -> bool:
+    return name == NAME
+
+
+def content_hash(name: str = NAME) -> str:
+    import transformers
+
+    from llmpipe.models import tiny
+
+    head = {"audio_builtin": VERSION, "name": name, "spec": SPEC, "template": CHAT_TEMPLATE, "tokens": AUDIO_TOKENS,
+            "tokenizer": tiny.content_hash("builtin:tiny"), "transformers": transformers.__version__}
+    return hashlib.sha256(json.dumps(head, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def folder_name(name: str = NAME) -> str:
+    return f"{name.replace(':', '-')}-{content_hash(name)}"
+
+
+def build_into(name: str, out_dir: str | Path) -> Path:
+    """Save the built-in (weights, tokenizer, processor, llmpipe-mm.json, marker) into ``out_dir``."""
+    from llmpipe.models.audio import publish
+
+    out = Path(out_dir)
+    _, proc = build(out)
+    publish(out, out, tokenizer=proc.tokenizer)   # llmpipe-mm.json: the folder describes itself
+    (out / MARKER_FILE).write_text(json.dumps({"name": name, "model_type": "qwen2_audio"}, indent=2) + "\n")
+    return out
+
+
+def ensure(name: str, cache_root: str | Path) -> Path:
+    """The folder of the built-in ``name`` under the built-in models' folder, built on first use (seconds)."""
+    from llmpipe.models import tiny
+    from llmpipe.models.build_once import build_once
+
+    manifest = {"name": name, "hash": content_hash(name), "audio_builtin": VERSION}
+    return build_once(tiny.models_dir(cache_root), folder_name(name), lambda tmp: build_into(name, tmp), manifest)

@@ -1,0 +1,71 @@
+"""Tokenizing audio rows for an audio-language model (Qwen2-Audio layout; supervised fine-tuning).
+
+Per row: every clip of the ``audios`` column is decoded (llmpipe.data.mm_audio: a path under ``data.media_dir``,
+a ``{"path"}`` / ``{"bytes"}`` dict, raw bytes or a base64 ``data:`` URL; a missing or corrupt file makes the row
+bad, with the file and the reason), resampled to ``vision.audio_sampling_rate`` and cut to the feature extractor's
+window; each ``<audio>`` placeholder, in order over the conversation, becomes ``<|audio_bos|>`` + ``<|AUDIO|>`` x n
++ ``<|audio_eos|>`` (n from the clip's real mel frames), and the conversation is then tokenized like any supervised
+row (llmpipe.data.processors.encode_supervised), so ``cutoff_len`` counts the audio tokens. A row whose audio
+tokens alone exceed cutoff_len, or whose truncation would cut into a clip, is a bad row with that reason. Audio
+tokens never carry a label. The clips are kept in the row (column ``audios``) as float32 samples; the audio
+collator (llmpipe.training.mm_audio_collator) turns them into ``input_features`` batch by batch.
+"""
+from __future__ import annotations
+
+from llmpipe.data.media import MediaError
+from llmpipe.data.processors import IGNORE_INDEX, encode_supervised
+
+OPTIONS = ("cutoff_len", "train_on_prompt", "mask_history", "default_system", "tool_format")
+
+
+def _prepared(ex: dict, mm, root) -> tuple[list[bytes], list[int]]:
+    clips, counts = [], []
+    for ref in (ex.get("media") or {}).get("audios", []):
+        clip, n = mm.prepare(ref, root)
+        clips.append(clip)
+        counts.append(n)
+    return clips, counts
+
+
+def tokenize_examples(examples: list[dict], tokenizer, mm, proc: dict, rep, root):
+    """``datasets.Dataset`` (input_ids, labels, attention_mask, audios) of sft examples; bad rows go to ``rep``."""
+    import datasets
+
+    audio_id = tokenizer.convert_tokens_to_ids(mm.audio_token)
+    cutoff = proc.get("cutoff_len")
+    ready, meta = [], []
+    for ex in examples:
+        try:
+            clips, counts = _prepared(ex, mm, root)
+        except MediaError as e:
+            rep.bad(ex["_row"], str(e))
+            continue
+        if cutoff and sum(counts) > cutoff:
+            rep.bad(ex["_row"], f"its {sum(counts)} audio tokens alone exceed cutoff_len={cutoff} (raise "
+                                "data.cutoff_len or use shorter clips)")
+            continue
+        ready.append({**ex, "messages": mm.expand(ex["messages"], counts)})
+        meta.append((ex["_row"], clips, sum(counts)))
+    opts = {k: proc[k] for k in OPTIONS if k in proc}
+    rows = []
+    for (row, clips, n_audio), enc in zip(meta, encode_supervised(ready, tokenizer, **opts) if ready else []):
+        if isinstance(enc, str):
+            rep.bad(row, enc)
+            continue
+        ids, labels, notes = enc
+        kept = sum(1 for t in ids if t == audio_id)
+        if kept != n_audio:
+            rep.bad(row, f"cutoff_len={cutoff} would cut into its audio tokens ({kept} of {n_audio} kept); raise "
+                         "data.cutoff_len")
+            continue
+        labels = [IGNORE_INDEX if t == audio_id else lab for t, lab in zip(ids, labels)]
+        if all(lab == IGNORE_INDEX for lab in labels):
+            rep.bad(row, f"no trainable token left within cutoff_len={cutoff}")
+            continue
+        rep.notes.update(notes)
+        rows.append({"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids), "audios": clips})
+    features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
+                                  "labels": datasets.Sequence(datasets.Value("int64")),
+                                  "attention_mask": datasets.Sequence(datasets.Value("int8")),
+                                  "audios": datasets.Sequence(datasets.Value("binary"))})
+    return datasets.Dataset.from_list(rows, features=features)
