@@ -108,6 +108,8 @@ def refuse_media(examples: list[dict], rep: RowReport, mm=None, kind: str = "sft
     text-only model (``mm`` None), videos/audios, and images outside supervised fine-tuning."""
     if mm is not None and kind in ("sft", "pairwise", "kto"):   # images: sft, dpo, kto (rm: refused below)
         readable = {"images", "videos"} if kind == "sft" and getattr(mm, "video", None) is not None else {"images"}
+        if getattr(mm, "column", None) == "audios":   # an audio-language model: audio rows, sft only
+            readable = {"audios"} if kind == "sft" else set()
         other = sum(1 for ex in examples if set(ex.get("media") or {}) - readable)
         if other:
             raise DataError(f"dataset {rep.dataset!r}: {other} rows carry videos or audios this run cannot read "
@@ -167,7 +169,11 @@ def process_dataset(examples: list[dict], tokenizer, opts: DataOptions, proc: di
 
     from llmpipe.data import processors as P
 
-    if proc.get("mm") is not None and opts.kind == "sft":   # a vision-language model: images tokenized too
+    if proc.get("mm") is not None and opts.kind == "sft" and getattr(proc["mm"], "column", None) == "audios":
+        from llmpipe.data import mm_audio_rows   # an audio-language model: clips tokenized too
+
+        ds = mm_audio_rows.tokenize_examples(examples, tokenizer, proc["mm"], proc, rep, opts.media_root)
+    elif proc.get("mm") is not None and opts.kind == "sft":   # a vision-language model: images tokenized too
         from llmpipe.data import mm_video   # images through mm_tokenize, videos too where the model reads them
 
         ds = mm_video.tokenize_examples(examples, tokenizer, proc["mm"], proc, rep, opts.media_root)
@@ -279,7 +285,7 @@ def val_count(val: float, n: int) -> int:
 
 def shape(ds, opts: DataOptions, split: str, report: DataReport):
     """Pack (or truncate) tokenized pt/sft rows and add attention_mask; other kinds pass through."""
-    if opts.kind not in ("pt", "sft") or "images" in ds.column_names:   # image rows: never packed (mm_tokenize)
+    if opts.kind not in ("pt", "sft") or {"images", "audios"} & set(ds.column_names):   # media rows: never packed
         return ds
     import pyarrow.compute as pc
 

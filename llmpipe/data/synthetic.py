@@ -293,8 +293,9 @@ def dataset_info() -> dict:
     from llmpipe.data.mm_synthetic import INFO
     from llmpipe.data.mm_synthetic_video import INFO as VIDEO_INFO
     from llmpipe.data.mc_synthetic import INFO as MC_INFO   # mc_demo_train (llmpipe.data.mc_synthetic writes it)
+    from llmpipe.data.mm_synthetic_audio import INFO as AUDIO_INFO   # audio_tones (mm_synthetic_audio writes it)
 
-    return {**info, **INFO, **VIDEO_INFO, **MC_INFO}
+    return {**info, **INFO, **VIDEO_INFO, **MC_INFO, **AUDIO_INFO}
 
 
 def corpus() -> dict[str, str]:
@@ -343,6 +344,9 @@ def write_all(out: str | Path) -> list[Path]:
     from llmpipe.data import mm_synthetic_video
 
     written += mm_synthetic_video.write_all(out)
+    from llmpipe.data import mm_synthetic_audio
+
+    written += mm_synthetic_audio.write_all(out)
     from llmpipe.data import mc_synthetic
 
     written += mc_synthetic.write_train(out)

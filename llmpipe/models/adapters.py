@@ -58,8 +58,11 @@ def lora_config(cfg: Any, model: Any, task_type: str = "CAUSAL_LM"):
         why = parameter_lora_refusal(model, len(params or ()), lo)
         if why:
             raise AdapterError(why)
-    if getattr(getattr(model, "config", None), "vision_config", None) is not None:
-        from llmpipe.models.vision_freeze import lora_targets   # a VLM: the vision.freeze_* switches decide
+    from llmpipe.models.vision import is_vlm_config
+
+    config = getattr(model, "config", None)
+    if config is not None and is_vlm_config(config):   # a VLM (or Qwen2-Audio): the vision.freeze_* switches decide
+        from llmpipe.models.vision_freeze import lora_targets
 
         targets, whole = lora_targets(model, cfg, list(lo.target), HEADS)
     _check_names(model, targets, "lora.target")

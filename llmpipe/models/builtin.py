@@ -59,6 +59,10 @@ def ensure_builtin(name: str, cache_root: str | Path) -> Path:
 
     if vlm_zoo.is_vlm_zoo(name):   # builtin:tiny-llava ...: tiny random vision-language models; seconds
         return vlm_zoo.ensure(name, cache_root)
+    from llmpipe.models import audio_builtin
+
+    if audio_builtin.is_builtin(name):   # builtin:tiny-qwen2-audio: a tiny random Qwen2-Audio; seconds
+        return audio_builtin.ensure(name, cache_root)
     remove_leftovers(name, cache_root)
     if (tiny.models_dir(cache_root) / tiny.folder_name(name) / tiny.COMPLETE).is_file():
         return tiny.ensure_builtin(name, cache_root)

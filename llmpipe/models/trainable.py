@@ -67,7 +67,9 @@ def build(source: str, cfg: Any, *, adapter_dir: Path | None = None, log: Callab
         shift_attn.enable(model)
         log("S²-Attn: shifted group attention while training (group = 1/4 of the sequence)")
     model = _apply_method(model, cfg, adapter_dir, log)
-    if getattr(model.config, "vision_config", None) is not None:
+    from llmpipe.models.vision import is_vlm_config
+
+    if is_vlm_config(model.config):   # a VLM, or an audio-language model (its audio tower is the "vision tower")
         from llmpipe.models import vision_freeze
 
         vision_freeze.apply(model, cfg, log)   # the vision.freeze_* switches (full / freeze tuning)

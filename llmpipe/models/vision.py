@@ -59,6 +59,10 @@ FAMILIES = {
     # Idefics3 (SmolVLM's layout): LLaMA-Factory has no plugin or template for it; llmpipe's plugin is idefics3
     "idefics3": Family("idefics3", vision=(_module("model", "vision_model"),),
                        projector=(_module("model", "connector"),),
+    # Qwen2-Audio (llmpipe.models.audio): the audio tower is the "vision tower" of the freeze switches, as in
+    # LLaMA-Factory (vision.freeze_vision_tower freezes model.audio_tower)
+    "qwen2_audio": Family("qwen2_audio", vision=(_module("model", "audio_tower"),), projector=_PROJ, language=_LM,
+                          plugin="qwen2_audio", template="qwen2_audio"),
                        language=(_module("model", "text_model"), "lm_head"), plugin="idefics3", template="chatml"),
 }
 
@@ -68,8 +72,9 @@ def _field(config: Any, key: str):
 
 
 def is_vlm_config(config: Any) -> bool:
-    """Whether a model config (object or config.json dict) describes a vision-language model."""
-    return _field(config, "vision_config") is not None
+    """Whether a model config (object or config.json dict) describes a vision-language model, or an audio-language
+    one (``audio_config``: llmpipe.models.audio), which trains through the same multimodal routing."""
+    return _field(config, "vision_config") is not None or _field(config, "audio_config") is not None
 
 
 def model_type(config: Any) -> str:
@@ -93,6 +98,10 @@ def model_class(config: Any):
         return AutoModelForImageTextToText
     from transformers import AutoModelForCausalLM
 
+    if _field(config, "audio_config") is not None:   # Qwen2-Audio: no image-text-to-text mapping
+        from transformers import AutoModelForMultimodalLM
+
+        return AutoModelForMultimodalLM
     return AutoModelForCausalLM
 
 
@@ -185,6 +194,11 @@ def publish_processor(source: str | Path, dest: str | Path, vision: Any = None, 
     tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(str(source))
     image_processor = load_image_processor(source)
     if vision is not None and fam.plugin == "gemma3":
+    from llmpipe.models.audio import publish
+
+    audio = publish(source, dest, vision, tokenizer)   # an audio-language model: its feature extractor
+    if audio is not None:
+        return audio
         image_processor.do_pan_and_scan = bool(vision.image_do_pan_and_scan)
     if vision is not None and fam.plugin == "intern_vl":
         image_processor.crop_to_patches = bool(vision.crop_to_patches)

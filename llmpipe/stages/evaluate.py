@@ -56,7 +56,7 @@ def run(ctx: StageContext) -> dict:
     ctx.log(f"{ref.origin}: {ref.model}{' + ' + ', '.join(ref.adapters) if ref.adapters else ''}; "
             f"{len(eval_ds)} held-out rows")
     model = load_model(ref, obj)
-    images = "images" in column_names(eval_ds)   # a vision-language model's rows: pixel values per batch
+    images = bool({"images", "audios"} & set(column_names(eval_ds)))   # media rows: pixel values / audio features
     if images:
         collator = collator_for(obj, tokenizer, eval_ds)
     else:

@@ -40,8 +40,10 @@ def _image_tokens(ctx: StageContext, source: str):
 
     v = ctx.obj.vision
     mm = mm_plugins.load(ctx.out / "tokenizer", max_pixels=v.image_max_pixels, min_pixels=v.image_min_pixels)
-    if mm is None:
-        return None
+    if mm is None:   # an audio-language model (llmpipe.data.mm_audio), or a text-only one (None)
+        from llmpipe.data import mm_audio
+
+        return mm_audio.load(ctx.out / "tokenizer")
     from llmpipe.data.mm_video import attach
 
     attach(mm, source, v)   # videos (vision.video_*), for the families that read them
@@ -98,7 +100,11 @@ def run(ctx: StageContext) -> dict:
     from llmpipe.models.vision import publish_processor
 
     if publish_processor(source, ctx.out / "tokenizer", ctx.obj.vision, tokenizer):   # a VLM: its processor too
-        ctx.log("image processor published next to the tokenizer (vision-language model)")
+        from llmpipe.models import audio
+
+        ctx.log("audio feature extractor published next to the tokenizer (audio-language model)"
+                if audio.published(ctx.out / "tokenizer") else
+                "image processor published next to the tokenizer (vision-language model)")
         if opts.packing:
             ctx.log("packing is off for image rows (each row keeps its own M-RoPE positions)")
     if not ctx.obj.data.dataset and not ctx.obj.data.eval_dataset and not ctx.obj.train.do_train:

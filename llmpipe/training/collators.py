@@ -101,6 +101,11 @@ def collator_for(cfg, tokenizer, dataset):
     """The collator for tokenized causal-LM rows: image rows get MultimodalCollator, neat-packed rows (they carry
     position_ids) NeatPackingCollator, everything else transformers' DataCollatorForSeq2Seq (dynamic padding)."""
     label_pad = IGNORE_INDEX if cfg.data.ignore_pad_token_for_loss else tokenizer.pad_token_id
+    if "audios" in column_names(dataset):   # an audio-language model's rows (llmpipe.data.mm_audio_rows)
+        from llmpipe.data import mm_audio
+        from llmpipe.training.mm_audio_collator import AudioCollator
+
+        return AudioCollator(tokenizer, mm_audio.load(tokenizer.name_or_path), label_pad)
     if "images" in column_names(dataset):   # a vision-language model's rows: its processor sits next to the tokenizer
         from llmpipe.data import mm_plugins
 
