@@ -6,15 +6,21 @@ training (llmpipe.models.vision_rules asks here). No torch.
 - ``vision.use_audio_in_video`` would feed a video's audio track to Qwen2.5-Omni's thinker. Its processor
   cannot be built in this environment (it holds a Qwen2-VL video processor, which needs torchvision), and no
   family llmpipe trains reads audio inside a video, so the flag is refused for every model, naming the family.
-- ``vision.audio_sampling_rate`` needs a family that reads audio (none of the vision-language families llmpipe
-  trains does).
+- ``vision.audio_sampling_rate`` needs a family that reads audio (Qwen2-Audio, ``model=tiny_qwen2_audio``), and a
+  rate at which its feature extractor keeps the encoder's window of mel frames; ``image_*_pixels`` mean nothing
+  for an audio-language model. Audio rows train with sft only (AUDIO_REFUSED says why not the others).
 """
 from __future__ import annotations
 
 VIDEO_KEYS = ("video_max_pixels", "video_min_pixels", "video_fps", "video_maxlen")
 AUDIO_KEYS = ("audio_sampling_rate",)
-MEDIA_KEYS = (*VIDEO_KEYS, *AUDIO_KEYS, "use_audio_in_video")
-AUDIO_FAMILIES: tuple[str, ...] = ()
+IMAGE_KEYS = ("image_max_pixels", "image_min_pixels")   # an audio-language model reads no images
+MEDIA_KEYS = (*VIDEO_KEYS, *AUDIO_KEYS, "use_audio_in_video", *IMAGE_KEYS)
+AUDIO_FAMILIES: tuple[str, ...] = ("qwen2_audio",)   # llmpipe.models.audio, llmpipe.data.mm_audio
+AUDIO_STAGES = ("sft",)
+AUDIO_REFUSED = ("llmpipe's preference path (llmpipe.training.mm_preference) passes image pixels to TRL's trainers, "
+                 "not audio features, and pt and rm have no audio path: the audio would be dropped or the run would "
+                 "stop mid-way")
 AUDIO_IN_VIDEO = ("Qwen2.5-Omni's thinker reads a video's audio track, and its processor cannot be built here (its "
                   "Qwen2-VL video processor needs torchvision, which this environment cannot install)")
 
@@ -38,11 +44,44 @@ def why_not(key: str, family: str | None) -> str | None:
     if key == "use_audio_in_video":
         return f"{AUDIO_IN_VIDEO}; this model is {name}, which reads no audio inside videos"
     return None
+    if key in IMAGE_KEYS and family in AUDIO_FAMILIES:
+        return f"this model ({name}) is an audio-language model and reads no images"
+    return None
+
+
+def audio_rate_problem(ref: str, rate: int) -> str | None:
+    """Why audio at ``rate`` Hz cannot feed model ``ref``'s feature extractor (its window must keep its mel frames:
+    llmpipe.data.mm_audio.rate_settings), or None (also when the extractor is not known here). No torch."""
+    import json
+    from pathlib import Path
+
+    from llmpipe.data.mm_audio import rate_settings
+    from llmpipe.models import audio_builtin
+
+    if ref == audio_builtin.NAME:
+        fe = {"sampling_rate": audio_builtin.SPEC["sampling_rate"], "hop_length": 160, "n_fft": 400,
+              "chunk_length": audio_builtin.SPEC["window_s"]}
+    else:
+        fe = None
+        for name in ("processor_config.json", "preprocessor_config.json"):
+            try:
+                data = json.loads((Path(ref).expanduser() / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            fe = data.get("feature_extractor", data) if isinstance(data, dict) else None
+            if fe and "hop_length" in fe:
+                break
+        if not fe or not all(k in fe for k in ("sampling_rate", "hop_length", "n_fft", "chunk_length")):
+            return None
+    if rate_settings(fe, int(rate)) is None:
+        return (f"the feature extractor's {fe['chunk_length']} s window would not keep its "
+                f"{int(fe['chunk_length']) * int(fe['sampling_rate']) // int(fe['hop_length'])} mel frames "
+                f"(a hop of {int(fe['hop_length'])} samples at {fe['sampling_rate']} Hz) at {rate} Hz")
 
 
 def readable_columns(family: str | None, stage: str) -> set[str]:
     """The media columns a model of ``family`` reads at ``stage`` (images are vision_rules' to judge)."""
-    out = {"images"}
+    out = set() if family in AUDIO_FAMILIES else {"images"}
     if stage == "sft" and family in video_families():
         out.add("videos")
     if stage == "sft" and family in AUDIO_FAMILIES:

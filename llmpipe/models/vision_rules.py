@@ -11,11 +11,13 @@ from pathlib import Path
 from llmpipe.config.families.vision import VisionConfig
 from llmpipe.config.rulebook import rule
 from llmpipe.config.rules._common import fmt, get, problem, stage
+from llmpipe.models.media_rules import AUDIO_FAMILIES, AUDIO_REFUSED, AUDIO_STAGES
 from llmpipe.models.vision import FAMILIES
 from llmpipe.models.vlm_zoo import SPECS as _VLM_ZOO
 
 TEXT_BUILTINS = ("builtin:tiny", "builtin:tiny-random", "builtin:bench")   # Llama layout
-VLM_BUILTINS = {"builtin:tiny_vl": "qwen2_vl", **{name: spec[0] for name, spec in _VLM_ZOO.items()}}
+VLM_BUILTINS = {"builtin:tiny_vl": "qwen2_vl", **{name: spec[0] for name, spec in _VLM_ZOO.items()},
+                "builtin:tiny-qwen2-audio": "qwen2_audio"}   # an audio-language model, routed like the VLMs
 TRAINED_FAMILIES = tuple(FAMILIES)   # the families llmpipe.models.vision and llmpipe.data.mm_plugins have a layer for
 VLM_STAGES = ("sft", "pt", "dpo", "kto")
 # why the others are refused on a vision-language model (docs/multimodal.md, "Stages")
@@ -52,7 +54,8 @@ def model_family(cfg) -> tuple[str | None, bool | None]:
         return None, None
     if not isinstance(config, dict):
         return None, None
-    return str(config.get("model_type") or "?"), config.get("vision_config") is not None
+    return str(config.get("model_type") or "?"), (config.get("vision_config") is not None
+                                                   or config.get("audio_config") is not None)   # audio: Qwen2-Audio
 
 
 def _changed(cfg) -> list[tuple[str, object]]:
@@ -75,17 +78,21 @@ def _name(key: str) -> str:
            ["model.name_or_path=builtin:tiny_vl", "vision.image_do_pan_and_scan=true"],
            ["model.name_or_path=builtin:tiny-llava", "vision.crop_to_patches=true"],
            ["model.name_or_path=builtin:tiny_vl", "vision.use_audio_in_video=true"],
-           ["model.name_or_path=builtin:tiny_vl", "vision.audio_sampling_rate=8000"]],
+           ["model.name_or_path=builtin:tiny_vl", "vision.audio_sampling_rate=8000"],
+           ["model.name_or_path=builtin:tiny-qwen2-audio", "vision.image_max_pixels=4096"],
+           ["model.name_or_path=builtin:tiny-qwen2-audio", "vision.audio_sampling_rate=7"]],
       good=[["vision.image_max_pixels=589824"], ["model.name_or_path=builtin:tiny_vl", "vision.image_max_pixels=4096"],
             ["model.name_or_path=builtin:tiny_vl", "vision.video_fps=1.0", "vision.video_max_pixels=3136"],
             ["model.name_or_path=builtin:tiny_vl", "vision.freeze_vision_tower=false"],
             ["model.name_or_path=builtin:tiny-gemma3-vl", "vision.image_do_pan_and_scan=true"],
-            ["model.name_or_path=builtin:tiny-internvl", "vision.crop_to_patches=true"]])
+            ["model.name_or_path=builtin:tiny-internvl", "vision.crop_to_patches=true"],
+            ["model.name_or_path=builtin:tiny-qwen2-audio", "vision.audio_sampling_rate=8000",
+             "vision.freeze_multi_modal_projector=false"]])
 def flag_fits_model(cfg, env):
     """A vision.* value must be able to act on the loaded model: none on a text-only model; pan-and-scan (Gemma 3)
     and crop_to_patches (InternVL) only in their families; video and audio settings only where the family reads
     videos / audio (llmpipe.models.media_rules; never accepted and ignored)."""
-    from llmpipe.models.media_rules import MEDIA_KEYS, why_not
+    from llmpipe.models.media_rules import MEDIA_KEYS, audio_rate_problem, why_not
 
     family, vlm = model_family(cfg)
     ref = get(cfg, "model.name_or_path")
@@ -103,6 +110,10 @@ def flag_fits_model(cfg, env):
             yield problem("vision-flag-fits-model", f"vision.{key}", value,
                           f"{_name(key)} could not act on {ref}: {why_not(key, family)} (docs/multimodal.md)",
                           f"the default ({getattr(_DEFAULTS, key)})", f"drop vision.{key}")
+        elif key == "audio_sampling_rate" and audio_rate_problem(str(ref), value):
+            yield problem("vision-flag-fits-model", f"vision.{key}", value,
+                          f"cannot feed {ref}: {audio_rate_problem(str(ref), value)} (docs/multimodal.md, Audio)",
+                          "a rate such as 8000, 16000, 22050, 44100 or 48000", f"vision.{key}=16000")
 
 
 @rule("vision-freeze-all", keys=["vision.freeze_vision_tower", "vision.freeze_multi_modal_projector",
@@ -132,7 +143,8 @@ def _unsupported(cfg, family, what: str) -> str:
       bad=[["model.name_or_path=builtin:tiny_vl", "train.stage=ppo", "ppo.reward_model=builtin:tiny",
             "ppo.reward_model_type=full", "train.do_train=true"],
            ["model.name_or_path=builtin:tiny_vl", "train.stage=rm", "train.do_train=true"],
-           ["model.name_or_path=builtin:tiny_vl", "train.stage=dpo", "pref.loss=orpo", "train.do_train=true"]],
+           ["model.name_or_path=builtin:tiny_vl", "train.stage=dpo", "pref.loss=orpo", "train.do_train=true"],
+           ["model.name_or_path=builtin:tiny-qwen2-audio", "train.stage=kto", "train.do_train=true"]],
       good=[["model.name_or_path=builtin:tiny_vl", "train.stage=sft"],
             ["model.name_or_path=builtin:tiny_vl", "train.stage=dpo", "pref.loss=ipo"]])
 def vlm_stage(cfg, env):
@@ -145,6 +157,11 @@ def vlm_stage(cfg, env):
                       _unsupported(cfg, family, "does not train here"), fmt(TRAINED_FAMILIES), "model=tiny_vl")
         return
     if vlm is not True or not get(cfg, "train.do_train", False):
+        return
+    if family in AUDIO_FAMILIES and stage(cfg) not in AUDIO_STAGES:   # llmpipe.models.media_rules
+        yield problem("vision-stage", "train.stage", stage(cfg),
+                      f"is not available for the audio-language model {get(cfg, 'model.name_or_path')} ({family}): "
+                      f"{AUDIO_REFUSED} (docs/multimodal.md, Audio)", fmt(AUDIO_STAGES), "train.stage=sft")
         return
     if stage(cfg) == "dpo" and get(cfg, "pref.loss") in VLM_REF_FREE:
         yield problem("vision-stage", "pref.loss", get(cfg, "pref.loss"),
@@ -193,6 +210,13 @@ def data_media(cfg, env):
                               f"has {'/'.join(cols)} columns, and {get(cfg, 'model.name_or_path')} is a text-only "
                               f"model ({family}): the media would be ignored",
                               "a vision-language model (model=tiny_vl) or a text dataset", "model=tiny_vl")
+            elif family in AUDIO_FAMILIES and (set(cols) - readable_columns(family, stage(cfg))
+                                               or get(cfg, "train.do_predict", False)):
+                yield problem("vision-data-media", key, name,
+                              f"has {'/'.join(cols)} columns; {get(cfg, 'model.name_or_path')} ({family}) reads "
+                              "audios only, with train.stage=sft, and not in train.do_predict (llmpipe's "
+                              "inference takes no audio: the prompts would lose their clips; docs/multimodal.md)",
+                              "an audio dataset with train.stage=sft, without train.do_predict", "drop it")
             elif set(cols) - readable_columns(family, stage(cfg)):
                 yield problem("vision-data-media", key, name,
                               f"has {'/'.join(c for c in cols if c not in readable_columns(family, stage(cfg)))} "
