@@ -23,6 +23,9 @@ Counting is done with the family's own image processor (PIL backend) on each ima
   crops plus a thumbnail with vision.crop_to_patches;
 - ``idefics3`` (llmpipe's name: LLaMA-Factory has none): per tile ``<fake_token_around_image><row_i_col_j>`` +
   ``<image>`` x image_seq_len, then the global image; needs ``pixel_attention_mask`` (pixel_values are 5-D).
+- ``smolvlm`` (llmpipe's name: LLaMA-Factory has none): Idefics3's layout; the text of transformers' SmolVLMProcessor
+  (its ``get_image_prompt_string``, with the rows and columns of tiles SmolVLM's image processor reports), built
+  here because that processor needs a torchvision video processor.
 
 Where transformers' composite processor can be built without torchvision (LLaVA, LLaVA-NeXT, Gemma 3, Idefics3) the
 expansion is that processor's own ``replace_image_token``; for the others (the Qwen-VL family and InternVL,
@@ -58,6 +61,14 @@ class Plugin:
             merge = int(getattr(mm.image_processor, "merge_size", 2) or 1)
             n = int(grid[0] * grid[1] * grid[2]) // (merge * merge)
             return facts["vision_start"] + self.image_token * n + facts["vision_end"]
+        if self.name == "smolvlm":   # SmolVLMProcessor.replace_image_token, without its video processor
+            from transformers.models.smolvlm import processing_smolvlm
+
+            rows = [r for per_sample in out["rows"] for r in per_sample]
+            cols = [c for per_sample in out["cols"] for c in per_sample]
+            return processing_smolvlm.get_image_prompt_string(
+                int(rows[i]), int(cols[i]), int(facts["image_seq_len"]), fake_token_around_image=facts["fake_image_token"],
+                image_token=self.image_token, global_image_token=facts["global_image_token"])
         if self.name == "intern_vl":
             tiles = int(out["num_patches"][i]) if "num_patches" in out else 1
             return facts["start_image_token"] + self.image_token * (facts["image_seq_length"] * tiles) + \
@@ -73,6 +84,8 @@ PLUGINS = {p.name: p for p in (
     Plugin("gemma3", "<image_soft_token>", composite=True, type_ids="token_type_ids"),
     Plugin("intern_vl", "<IMG_CONTEXT>"),
     Plugin("idefics3", "<image>", composite=True, outputs=("pixel_values", "pixel_attention_mask"),
+           measure=(("return_row_col_info", True),)),
+    Plugin("smolvlm", "<image>", outputs=("pixel_values", "pixel_attention_mask"),
            measure=(("return_row_col_info", True),)),
 )}
 

@@ -64,6 +64,9 @@ FAMILIES = {
     "qwen2_audio": Family("qwen2_audio", vision=(_module("model", "audio_tower"),), projector=_PROJ, language=_LM,
                           plugin="qwen2_audio", template="qwen2_audio"),
                        language=(_module("model", "text_model"), "lm_head"), plugin="idefics3", template="chatml"),
+    # SmolVLM (Idefics3's layout): LF has no plugin or template; llmpipe's plugin smolvlm, the model's own chat template
+    "smolvlm": Family("smolvlm", vision=(_module("model", "vision_model"),), projector=(_module("model", "connector"),),
+                      language=(_module("model", "text_model"), "lm_head"), plugin="smolvlm", template=""),
 }
 
 
@@ -134,6 +137,11 @@ def _facts(config: Any, fam: Family, tok) -> dict:
     if fam.plugin in ("qwen2_vl", "qwen3_vl"):
         facts.update(vision_start=_token(tok, config.vision_start_token_id),
                      vision_end=_token(tok, config.vision_end_token_id))
+    elif fam.plugin == "smolvlm":   # what SmolVLMProcessor reads from its tokenizer (with its defaults) and config
+        vc = config.vision_config
+        facts.update(image_seq_len=int((vc.image_size // vc.patch_size) ** 2 / config.scale_factor ** 2),
+                     fake_image_token=getattr(tok, "fake_image_token", None) or "<fake_token_around_image>",
+                     global_image_token=getattr(tok, "global_image_token", None) or "<global-img>")
     elif fam.plugin == "intern_vl":
         facts.update(start_image_token=getattr(tok, "start_image_token", None) or "<img>",
                      end_image_token=getattr(tok, "end_image_token", None) or "</img>",

@@ -7,6 +7,9 @@ family's image tokens, a 2-block language model of width 64 and a 2-block vision
 weights drawn under a fixed seed. Its image processor is the family's PIL-backend class (no torchvision needed),
 sized so that one image is a handful of tokens, and it is saved as ``preprocessor_config.json`` next to the
 weights (with ``llmpipe-mm.json``, and ``processor_config.json`` where AutoProcessor can rebuild the processor).
+``builtin:tiny-smolvlm`` (SmolVLM) carries SmolVLM's own chat template (transformers' SmolVLM chat template:
+``User:`` / ``Assistant:`` turns ending in ``<end_of_utterance>``, its EOS) and the ``<row_i_col_j>`` tile tokens,
+since LLaMA-Factory has no SmolVLM template or plugin.
 The models know nothing; every code path that depends on the family (module names, placeholder
 expansion, the extra forward inputs, the processor) is transformers' real one.
 
@@ -45,7 +48,11 @@ SPECS: dict[str, tuple[str, tuple[str, ...], dict[str, str]]] = {
                                "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}),
     "builtin:tiny-idefics3": ("idefics3", ("<fake_token_around_image>", "<image>", "<end_of_utterance>",
                                            "<global-img>"), {}),
+    "builtin:tiny-smolvlm": ("smolvlm", ("<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>",
+                                         *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7))), {}),
 }
+# the family's own chat format where LLaMA-Factory has no template for it: name -> (chat template, EOS token)
+OWN_CHAT = {"builtin:tiny-smolvlm": ("smolvlm", "<end_of_utterance>")}
 PINPOINTS = [[56, 56], [56, 112], [112, 56], [112, 112]]   # LLaVA-NeXT's any-resolution grid (tiles of 56 px)
 
 
@@ -68,12 +75,23 @@ def tokenizer(name: str):
 
     _, added, named = SPECS[name]
     base = tiny.build_tokenizer(TOKENIZER_OF)
+    own = OWN_CHAT.get(name)
     tok = PreTrainedTokenizerFast(tokenizer_object=base.backend_tokenizer, bos_token=base.bos_token,
-                                  eos_token=base.eos_token, pad_token=base.pad_token, unk_token=None,
+                                  eos_token=own[1] if own else base.eos_token, pad_token=base.pad_token, unk_token=None,
                                   model_max_length=base.model_max_length, padding_side="right", **named)
-    tok.chat_template = base.chat_template
+    tok.chat_template = _own_template(own[0]) if own else base.chat_template
     tok.add_special_tokens({"additional_special_tokens": list(added)})
     return tok
+
+
+def _own_template(kind: str) -> str:
+    """A family's own chat template, as transformers ships it (SmolVLM: the one its processor uses, which also
+    renders plain-text message contents)."""
+    if kind == "smolvlm":
+        from transformers.models.smolvlm.processing_smolvlm import DEFAULT_CHAT_TEMPLATE
+
+        return DEFAULT_CHAT_TEMPLATE
+    raise ValueError(f"no own chat template for {kind}")
 
 
 def _ids(tok, *tokens: str) -> list[int]:
@@ -125,7 +143,7 @@ def make_config(name: str, tok):
                                     image_token_id=_ids(tok, "<IMG_CONTEXT>")[0], downsample_ratio=0.5,
                                     image_seq_length=4, vision_feature_layer=-1,
                                     vision_feature_select_strategy="default")
-    if kind == "idefics3":   # the language model is model.text_model; 56-px tiles of 4x4 patches, shuffled 2x2 -> 4
+    if kind in ("idefics3", "smolvlm"):   # language model: model.text_model; 56-px tiles of 4x4 patches, shuffled 2x2 -> 4
         return AutoConfig.for_model(kind, text_config=dict(text, model_type="llama"),
                                     vision_config=dict(_TOWER, image_size=56, patch_size=14),
                                     image_token_id=_ids(tok, "<image>")[0], scale_factor=2,
@@ -169,6 +187,11 @@ def image_processor(name: str):
 
         return Idefics3ImageProcessorPil(size={"longest_edge": 112}, max_image_size={"longest_edge": 56},
                                          do_image_splitting=True)
+    if kind == "smolvlm":   # as Idefics3: 56-px tiles (image splitting on, as SmolVLM's checkpoints) plus the whole image
+        from transformers import SmolVLMImageProcessorPil
+
+        return SmolVLMImageProcessorPil(size={"longest_edge": 112}, max_image_size={"longest_edge": 56},
+                                        do_image_splitting=True)
     raise ValueError(f"no image processor for {kind}")
 
 

@@ -24,7 +24,8 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 TEMPLATE = {"qwen2_5_vl": "qwen2_vl", "qwen3_vl": "qwen3_vl_nothink", "llava": "llava", "gemma3": "gemma3",
-            "llava_next": "llava_next", "internvl": "intern_vl", "idefics3": "chatml"}   # LF has no idefics3 template
+            "llava_next": "llava_next", "internvl": "intern_vl", "idefics3": "chatml",   # LF has no idefics3 template
+            "smolvlm": None}   # nor a SmolVLM one: data.template=null, the model's own (User:/Assistant:, <end_of_utterance>)
 COMPOSITE = ("llava", "llava_next", "gemma3", "idefics3")   # their transformers processor builds without torchvision
 EXPORTS: dict[str, tuple[str, Path]] = {}   # what the reload test reloads: name -> (model_type, folder)
 store = test_methods.store   # a fixture: a store that shares the built-in models of the session
@@ -54,7 +55,7 @@ def test_family_tokenizes_trains_and_merges(name, store, tmp_path_factory):
 
     kind = vlm_zoo.model_type(name)
     work = tmp_path_factory.mktemp(kind)
-    cfg = typed_cfg(f"model.name_or_path={name}", f"data.template={TEMPLATE[kind]}")
+    cfg = typed_cfg(f"model.name_or_path={name}", f"data.template={TEMPLATE[kind] or 'null'}")
     source = vlm_zoo.ensure(name, store)
     assert json.loads((source / "llmpipe-mm.json").read_text())["model_type"] == kind   # the folder describes itself
     assert publish_processor(source, work / "tokenizer", cfg.vision, AutoTokenizer.from_pretrained(str(source)))
@@ -116,13 +117,24 @@ for name, folder in json.loads(sys.argv[1]).items():
         if kind == "internvl":
             n = model.config.image_seq_length * int(px.get("num_patches", [1])[0])
             text = "<img>" + "<IMG_CONTEXT>" * n + "</img>"
+        elif kind == "smolvlm":   # SmolVLMProcessor's expansion (the processor itself needs torchvision)
+            from transformers.models.smolvlm.processing_smolvlm import get_image_prompt_string
+            rc = ip(images=[img], return_row_col_info=True)
+            vc = model.config.vision_config
+            text = get_image_prompt_string(rc["rows"][0][0], rc["cols"][0][0],
+                                           (vc.image_size // vc.patch_size) ** 2 // model.config.scale_factor ** 2,
+                                           "<fake_token_around_image>", "<image>", "<global-img>")
+            text = tok.apply_chat_template([{"role": "user", "content": text + "What colour is the shape?"}],
+                                           tokenize=False, add_generation_prompt=True)
         else:
             text = "<|vision_start|>" + "<|image_pad|>" * (int(px["image_grid_thw"].prod()) // ip.merge_size ** 2) \
                 + "<|vision_end|>"
-        ids = tok(text + "What colour is the shape?", return_tensors="pt", add_special_tokens=False)["input_ids"]
+        if kind != "smolvlm":
+            text += "What colour is the shape?"
+        ids = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **{k: v for k, v in px.items()
                                                                              if k != "num_patches"}}
-        if kind != "internvl":
+        if kind not in ("internvl", "smolvlm"):
             batch["mm_token_type_ids"] = (ids == model.config.image_token_id).long()
         how = type(ip).__name__ + " + " + type(tok).__name__
     with torch.no_grad():
