@@ -113,7 +113,7 @@ def refuse_media(examples: list[dict], rep: RowReport, mm=None, kind: str = "sft
         other = sum(1 for ex in examples if set(ex.get("media") or {}) - readable)
         if other:
             raise DataError(f"dataset {rep.dataset!r}: {other} rows carry videos or audios this run cannot read "
-                            "(videos: Qwen2-VL-layout models with sft; docs/multimodal.md)")
+                            "(videos: the Qwen-VL family and LLaVA-NeXT-Video, with sft; docs/multimodal.md)")
         return
     with_media = sum(1 for ex in examples if ex.get("media"))
     if with_media:

@@ -18,12 +18,15 @@ class MediaError(ValueError):
     """A row whose media do not match its placeholders (reported as a bad row)."""
 
 
-def _entries(value, col: str) -> list[str]:
+def _entries(value, col: str, col_kind: str = "") -> list:
     if value in (None, "", []):
         return []
     items = value if isinstance(value, list) else [value]
     out = []
     for v in items:
+        if isinstance(v, list) and col_kind == "videos":   # a video given as its frames: a list of images
+            out.append(_entries(v, col, "images") or [])
+            continue
         if isinstance(v, dict) and v.get("bytes"):   # {"bytes": ...} (datasets.Image): checked when opened
             out.append(v)
             continue
@@ -47,12 +50,12 @@ def check_media(row: dict, spec, messages: list[dict], media_root: str | Path | 
         col = spec.columns.get(key)
         if not col:
             continue
-        paths = _entries(row.get(col), col)
+        paths = _entries(row.get(col), col, key)
         n = text.count(placeholder)
         if n != len(paths):
             raise MediaError(f"{n} {placeholder} placeholder{'s' * (n != 1)} but {len(paths)} "
                              f"{SINGULAR[key]}{'s' * (len(paths) != 1)} in column {col!r}")
-        for p in paths:
+        for p in (f for entry in paths for f in (entry if isinstance(entry, list) else [entry])):
             if not isinstance(p, str) or "://" in p or p.startswith("data:"):
                 continue   # bytes, data URLs: decoded (and reported when broken) with the image
             full = Path(p).expanduser()

@@ -81,6 +81,7 @@ PLUGINS = {p.name: p for p in (
     Plugin("qwen3_vl", "<|image_pad|>", outputs=("pixel_values", "image_grid_thw"), type_ids="mm_token_type_ids"),
     Plugin("llava", "<image>", composite=True),
     Plugin("llava_next", "<image>", composite=True, outputs=("pixel_values", "image_sizes")),
+    Plugin("llava_next_video", "<image>", outputs=("pixel_values", "image_sizes")),   # images: LlavaNextProcessor's
     Plugin("gemma3", "<image_soft_token>", composite=True, type_ids="token_type_ids"),
     Plugin("intern_vl", "<IMG_CONTEXT>"),
     Plugin("idefics3", "<image>", composite=True, outputs=("pixel_values", "pixel_attention_mask"),
@@ -187,5 +188,9 @@ def load(folder: str | Path, max_pixels: int | None = None, min_pixels: int | No
         image_processor = processor.image_processor
     else:
         image_processor = AutoImageProcessor.from_pretrained(str(folder))
+    if plugin.name == "llava_next_video":   # its processor needs torchvision; images expand as LLaVA-NeXT's do
+        from llmpipe.data.mm_video_layouts import llava_next_images
+
+        processor = llava_next_images(folder, image_processor, facts)
     return ImageTokens(image_processor, image_token=plugin.image_token, max_pixels=max_pixels, min_pixels=min_pixels,
                        family=plugin.name, processor=processor, facts=facts)

@@ -1,8 +1,9 @@
 """Which video and audio settings can act on which model family, for the pre-flight rules of vision-language
 training (llmpipe.models.vision_rules asks here). No torch.
 
-- Videos are read for the Qwen2-VL layout (model_type ``qwen2_vl``, ``model=tiny_vl``): llmpipe.data.mm_video
-  decodes, samples and sizes them (vision.video_fps, video_maxlen, video_max_pixels, video_min_pixels).
+- Videos are read for the families of llmpipe.data.mm_video_layouts (qwen2_vl, qwen2_5_vl, qwen3_vl,
+  llava_next_video): llmpipe.data.mm_video decodes, samples and sizes them (vision.video_fps, video_maxlen,
+  video_max_pixels, video_min_pixels).
 - ``vision.use_audio_in_video`` would feed a video's audio track to Qwen2.5-Omni's thinker. Its processor
   cannot be built in this environment (it holds a Qwen2-VL video processor, which needs torchvision), and no
   family llmpipe trains reads audio inside a video, so the flag is refused for every model, naming the family.
@@ -26,17 +27,17 @@ AUDIO_IN_VIDEO = ("Qwen2.5-Omni's thinker reads a video's audio track, and its p
 
 
 def video_families() -> tuple[str, ...]:
-    from llmpipe.data.mm_video import VIDEO_FAMILIES
+    from llmpipe.data.mm_video_layouts import LAYOUTS
 
-    return VIDEO_FAMILIES
+    return LAYOUTS
 
 
 def why_not(key: str, family: str | None) -> str | None:
     """Why ``vision.<key>`` cannot act on a model of ``family`` (None: it acts)."""
     name = family or "family not known here"
     if key in VIDEO_KEYS and family not in video_families():
-        return (f"videos are read for the Qwen2-VL layout only ({', '.join(video_families())}, e.g. model=tiny_vl); "
-                f"this model is {name}")
+        return (f"this model ({name}) reads no videos; videos are read for {', '.join(video_families())} "
+                "(e.g. model=tiny_vl)")
     if key in AUDIO_KEYS and family not in AUDIO_FAMILIES:
         return (f"this model ({name}) reads no audio"
                 + (f"; audio is read for {', '.join(AUDIO_FAMILIES)}" if AUDIO_FAMILIES else

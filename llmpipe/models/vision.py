@@ -53,6 +53,9 @@ FAMILIES = {
     # trains it, LoRA and freeze tuning leave it (PEFT's modules_to_save takes modules only)
     "llava_next": Family("llava_next", vision=_TOWER, projector=_PROJ, language=_LM, plugin="llava_next",
                          template="llava_next"),
+    # LLaVA-NeXT-Video: LLaVA-NeXT's layout (model.vision_resampler, the frames' pooling, has no parameters)
+    "llava_next_video": Family("llava_next_video", vision=_TOWER, projector=_PROJ, language=_LM,
+                               plugin="llava_next_video", template="llava_next_video"),
     "gemma3": Family("gemma3", vision=_TOWER, projector=_PROJ, language=_LM, plugin="gemma3", template="gemma3"),
     "internvl": Family("internvl", vision=_TOWER, projector=_PROJ, language=_LM, plugin="intern_vl",
                        template="intern_vl"),
@@ -137,6 +140,13 @@ def _facts(config: Any, fam: Family, tok) -> dict:
     if fam.plugin in ("qwen2_vl", "qwen3_vl"):
         facts.update(vision_start=_token(tok, config.vision_start_token_id),
                      vision_end=_token(tok, config.vision_end_token_id))
+    elif fam.plugin == "llava_next_video":   # LlavaNextVideoProcessor's facts: images as LLaVA-NeXT, frames pooled
+        vc = config.vision_config
+        facts.update(patch_size=int(vc.patch_size), strategy=config.vision_feature_select_strategy,
+                     additional_tokens=1 if vc.model_type == "clip_vision_model" else 0,
+                     image_token=_token(tok, config.image_token_index),
+                     video_token=_token(tok, config.video_token_index),
+                     spatial_pool_stride=int(config.spatial_pool_stride))
     elif fam.plugin == "smolvlm":   # what SmolVLMProcessor reads from its tokenizer (with its defaults) and config
         vc = config.vision_config
         facts.update(image_seq_len=int((vc.image_size // vc.patch_size) ** 2 / config.scale_factor ** 2),

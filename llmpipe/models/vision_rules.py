@@ -186,7 +186,7 @@ def data_media(cfg, env):
     """A dataset registered with images/videos/audios columns needs a model that reads them: a text-only model is
     refused (it would train on the placeholder text), and so are videos and audios and images outside sft."""
     from llmpipe.data.registry import find_dataset
-    from llmpipe.models.media_rules import readable_columns
+    from llmpipe.models.media_rules import readable_columns, video_families
 
     family, vlm = model_family(cfg)
     if vlm is None:
@@ -221,8 +221,8 @@ def data_media(cfg, env):
                 yield problem("vision-data-media", key, name,
                               f"has {'/'.join(c for c in cols if c not in readable_columns(family, stage(cfg)))} "
                               f"columns that {family} does not read with train.stage={stage(cfg)} (videos: "
-                              "qwen2_vl with sft; docs/multimodal.md)", "a dataset whose media the model reads",
-                              "drop it")
+                              f"{', '.join(video_families())} with sft; docs/multimodal.md)",
+                              "a dataset whose media the model reads", "drop it")
             elif stage(cfg) not in ("sft", "dpo", "kto"):
                 yield problem("vision-data-media", key, name,
                               f"has images, and train.stage={stage(cfg)} does not read them (sft, dpo and kto do)",

@@ -1,6 +1,7 @@
 """The vision-language zoo: tiny random instances of the image-text families beyond ``builtin:tiny_vl``
 (``builtin:tiny-qwen2.5-vl``, ``builtin:tiny-qwen3-vl``, ``builtin:tiny-llava``, ``builtin:tiny-gemma3-vl``,
-``builtin:tiny-llava-next``, ``builtin:tiny-internvl``, ``builtin:tiny-idefics3``), built offline from transformers' own config classes.
+``builtin:tiny-llava-next``, ``builtin:tiny-llava-next-video``, ``builtin:tiny-internvl``,
+``builtin:tiny-idefics3``), built offline from transformers' own config classes.
 
 Each one has the architecture zoo's tokenizer (``builtin:tiny-random``'s BPE, chatml chat template) plus the
 family's image tokens, a 2-block language model of width 64 and a 2-block vision tower of width 32, with random
@@ -43,6 +44,8 @@ SPECS: dict[str, tuple[str, tuple[str, ...], dict[str, str]]] = {
                                {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
                                 "image_token": "<image_soft_token>"}),
     "builtin:tiny-llava-next": ("llava_next", ("<image>",), {"image_token": "<image>"}),
+    "builtin:tiny-llava-next-video": ("llava_next_video", ("<image>", "<video>"),
+                                      {"image_token": "<image>", "video_token": "<video>"}),
     "builtin:tiny-internvl": ("internvl", ("<img>", "</img>", "<IMG_CONTEXT>", "<video>"),
                               {"start_image_token": "<img>", "end_image_token": "</img>",
                                "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}),
@@ -121,8 +124,10 @@ def make_config(name: str, tok):
                       "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
                       "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
         return AutoConfig.for_model(kind, text_config=text, vision_config=vision, tie_word_embeddings=False, **ids)
-    if kind in ("llava", "llava_next"):
-        extra = {"image_grid_pinpoints": PINPOINTS} if kind == "llava_next" else {}
+    if kind in ("llava", "llava_next", "llava_next_video"):
+        extra = {"image_grid_pinpoints": PINPOINTS} if kind != "llava" else {}
+        if kind == "llava_next_video":   # a frame of 56 px is 4x4 patches, pooled by 2 -> 4 tokens
+            extra.update(video_token_index=_ids(tok, "<video>")[0], spatial_pool_stride=2)
         return AutoConfig.for_model(kind, text_config=dict(text, model_type="llama"),
                                     vision_config=dict(_TOWER, model_type="clip_vision_model", image_size=56,
                                                        patch_size=14, projection_dim=32),
@@ -167,7 +172,7 @@ def image_processor(name: str):
         from transformers import CLIPImageProcessorPil
 
         return CLIPImageProcessorPil(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
-    if kind == "llava_next":
+    if kind in ("llava_next", "llava_next_video"):   # LLaVA-NeXT-Video's frames go through it too (mm_video_layouts)
         from transformers import LlavaNextImageProcessorPil
 
         return LlavaNextImageProcessorPil(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56},

@@ -74,19 +74,19 @@ class MultimodalCollator:
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token or self.mm.image_token)
         self.video_token_id = tokenizer.convert_tokens_to_ids(video_token)
         self.text = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=label_pad_token_id, padding=True)
+        self.tokenizer = tokenizer
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         from llmpipe.data.mm_media import from_png
 
         images = [from_png(b) for f in features for b in (f.get("images") or [])]
-        videos = [[from_png(b) for b in v] for f in features for v in (f.get("videos") or [])]
-        batch = self.text([{k: v for k, v in f.items() if k not in ("images", "videos")} for f in features])
+        batch = self.text([{k: v for k, v in f.items() if k not in ("images", "videos", "video_sampled_fps")}
+                           for f in features])
         batch.update(self.mm.batch_inputs(images, batch["input_ids"], self.image_token_id))
-        if videos:   # frames sampled by llmpipe.data.mm_video; video tokens have type 2
-            from llmpipe.data.mm_video import video_pixels
+        if any(f.get("videos") for f in features):   # frames sampled by llmpipe.data.mm_video: the family's inputs
+            from llmpipe.data.mm_video import batch_inputs
 
-            batch["mm_token_type_ids"] += 2 * (batch["input_ids"] == self.video_token_id).long()
-            batch.update(video_pixels(self.image_processor, videos))
+            batch_inputs(self.mm, self.tokenizer, features, batch)
         return batch
 
 

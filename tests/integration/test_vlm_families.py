@@ -27,6 +27,8 @@ TEMPLATE = {"qwen2_5_vl": "qwen2_vl", "qwen3_vl": "qwen3_vl_nothink", "llava": "
             "llava_next": "llava_next", "internvl": "intern_vl", "idefics3": "chatml",   # LF has no idefics3 template
             "smolvlm": None}   # nor a SmolVLM one: data.template=null, the model's own (User:/Assistant:, <end_of_utterance>)
 COMPOSITE = ("llava", "llava_next", "gemma3", "idefics3")   # their transformers processor builds without torchvision
+# families whose whole test (images and videos, merge, reload, generation) is tests/integration/test_video_families.py
+VIDEO_FAMILY_TESTS = ("builtin:tiny-llava-next-video",)
 EXPORTS: dict[str, tuple[str, Path]] = {}   # what the reload test reloads: name -> (model_type, folder)
 store = test_methods.store   # a fixture: a store that shares the built-in models of the session
 
@@ -41,7 +43,7 @@ def typed_cfg(*overrides: str):
     return typed(validated.cfg)
 
 
-@pytest.mark.parametrize("name", vlm_zoo.names())
+@pytest.mark.parametrize("name", [n for n in vlm_zoo.names() if n not in VIDEO_FAMILY_TESTS])
 def test_family_tokenizes_trains_and_merges(name, store, tmp_path_factory):
     from transformers import AutoTokenizer
 
