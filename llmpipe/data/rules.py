@@ -116,6 +116,29 @@ def dataset_registered(cfg, env):
                           f"{key}={close[0]}" if close else "add an entry for it to <data.dataset_dir>/dataset_info.json")
 
 
+@rule("data-streaming-media", keys=["data.streaming", "data.dataset", "data.eval_dataset"],
+      bad=[["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours", "data.streaming=true",
+            "train.max_steps=10"]],
+      good=[["data.dataset=demo_sft", "data.streaming=true", "train.max_steps=10"],
+            ["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours"]])
+def streaming_media(cfg, env):
+    """A streamed dataset is tokenized as text only (llmpipe.data.streaming): one with images, videos or audios
+    columns cannot stream."""
+    from llmpipe.data.streaming import NO_MEDIA, media_columns
+
+    if not get(cfg, "data.streaming"):
+        return
+    ddir = get(cfg, "data.dataset_dir", "data")
+    for key, name in _datasets(cfg):
+        try:
+            cols = media_columns(registry.find_dataset(name, ddir))
+        except Exception:  # noqa: BLE001, S112  (reported by data-dataset-registered)
+            continue
+        if cols:
+            yield problem("data-streaming-media", key, name, f"is registered with media ({', '.join(cols)}), and {NO_MEDIA}",
+                          "data.streaming=false for a dataset with media", "data.streaming=false")
+
+
 @rule("data-dataset-names", keys=["data.dataset", "data.eval_dataset"],
       bad=[["data.dataset='demo_sft,demo_sft'"], ["data.eval_dataset='demo_sft_eval, demo_sft_eval'"]],
       good=[["data.dataset='demo_sft,demo_sft_zh'"], ["data.dataset=demo_sft"]])

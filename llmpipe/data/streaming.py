@@ -12,6 +12,9 @@ them is an error before training starts) and materialises the evaluation data: `
 Bad rows met while streaming are logged as they come (the first five per dataset with row number and
 reason, then a count every 1000); a dataset that yields no usable row at all is a DataError naming it.
 Shuffling uses a buffer of ``data.buffer_size`` examples; ``train.max_steps`` bounds the run.
+
+Streaming is text only: a dataset with images, videos or audios columns is refused (:data:`NO_MEDIA` says why;
+pre-flight's rule data-streaming-media says it before anything runs).
 """
 from __future__ import annotations
 
@@ -27,6 +30,23 @@ from llmpipe.data.report import MAX_EXAMPLES, RowReport
 
 log = logging.getLogger("llmpipe.data")
 PREVIEW = 200
+MEDIA_COLUMNS = ("images", "videos", "audios")
+NO_MEDIA = ("data.streaming tokenizes text only: a streamed row carries input_ids and labels and nothing else, so "
+            "its <image>/<video>/<audio> placeholders would not become the model's media tokens and no pixel values "
+            "or audio features would reach the model; set data.streaming=false (the load stage then tokenizes the "
+            "media rows with the model's processor)")
+
+
+def media_columns(spec: DatasetSpec) -> list[str]:
+    """The media columns (images, videos, audios) a dataset is registered with."""
+    return [c for c in MEDIA_COLUMNS if spec is not None and spec.columns.get(c)]
+
+
+def refuse_media(spec: DatasetSpec) -> None:
+    """A DataError when ``spec`` has media columns: a stream cannot carry them (:data:`NO_MEDIA`)."""
+    cols = media_columns(spec)
+    if cols:
+        raise DataError(f"dataset {spec.name!r} is registered with media ({', '.join(cols)}), and {NO_MEDIA}")
 
 
 def _features(*extra: str):
@@ -40,10 +60,10 @@ def tokenized_rows(spec: DatasetSpec, opts: DataOptions, tokenizer, proc: dict, 
                    report: RowReport | None = None):
     """Tokenized rows of one dataset, read lazily; bad rows counted in ``report`` and logged."""
     from llmpipe.data.formats import _Bad, convert_row
-    from llmpipe.data.loader import refuse_media
     from llmpipe.data.processors import tokenize_batch
     from llmpipe.data.sources import iter_rows
 
+    refuse_media(spec)
     rep = report if report is not None else RowReport(spec.name, split="stream")
 
     def bad(i, reason):
@@ -67,7 +87,6 @@ def tokenized_rows(spec: DatasetSpec, opts: DataOptions, tokenizer, proc: dict, 
                 examples.append(convert_row(row, spec, opts.kind, i, opts.media_root))
             except _Bad as e:
                 bad(i, str(e))
-        refuse_media(examples, rep)
         if not examples:
             continue
         cols = ("messages", "system", "tools", "_row")
@@ -84,9 +103,9 @@ def tokenized_rows(spec: DatasetSpec, opts: DataOptions, tokenizer, proc: dict, 
 
 
 def _gen(spec: dict, opts: dict, tokenizer_dir: str, proc: dict):
-    from llmpipe.data.loader import prepare_tokenizer
-
     from transformers import AutoTokenizer
+
+    from llmpipe.data.loader import prepare_tokenizer
 
     options = DataOptions.from_dict(opts)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -120,10 +139,19 @@ def prepare_stream(opts: DataOptions, tokenizer, tokenizer_dir: Path):
     in ``tokenizer_dir`` (the stream re-opens it there)."""
     import datasets
 
-    from llmpipe.data.loader import DataReport, concat, load_parts, prepare_tokenizer, resolve_spec, shape
+    from llmpipe.data.loader import (
+        DataReport,
+        concat,
+        load_parts,
+        prepare_tokenizer,
+        resolve_spec,
+        shape,
+    )
 
     if opts.kind not in ("pt", "sft"):
         raise DataError(f"data.streaming supports train.stage pt and sft (this run is {opts.stage})")
+    for name in (*opts.dataset, *(opts.eval_dataset or ())):   # before any row is read
+        refuse_media(resolve_spec(name, opts))
     proc = prepare_tokenizer(tokenizer, opts)
     report, specs = DataReport(), []
     for name in opts.dataset:
