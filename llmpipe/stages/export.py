@@ -22,7 +22,7 @@ from llmpipe.stages.base import StageContext
 __all__ = ["ExportError", "MARKER", "check_destination", "run"]
 _SKIP = {"README.md", MARKER, "COMPLETE", "_COMPLETE", "stage.json", "reference.safetensors"}
 _TOKENIZER = ("tokenizer", "vocab", "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template",
-              "spiece.model", "preprocessor_config.json")
+              "spiece.model", "preprocessor_config.json", "processor_config.json", "llmpipe-mm.json")
 
 
 def _json(path: Path) -> dict[str, Any] | None:
