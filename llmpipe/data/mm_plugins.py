@@ -191,6 +191,6 @@ def load(folder: str | Path, max_pixels: int | None = None, min_pixels: int | No
     if plugin.name == "llava_next_video":   # its processor needs torchvision; images expand as LLaVA-NeXT's do
         from llmpipe.data.mm_video_layouts import llava_next_images
 
-        processor = llava_next_images(folder, image_processor, facts)
+        processor = llava_next_images(image_processor, facts)
     return ImageTokens(image_processor, image_token=plugin.image_token, max_pixels=max_pixels, min_pixels=min_pixels,
                        family=plugin.name, processor=processor, facts=facts)

@@ -158,16 +158,25 @@ class LlavaNextVideo:
         return {"pixel_values_videos": torch.from_numpy(np.concatenate(videos))[None]}
 
 
-def llava_next_images(folder, image_processor: Any, facts: dict):
-    """transformers' LlavaNextProcessor for a LLaVA-NeXT-Video model's images (the tokenizer saved in ``folder``):
-    LlavaNextVideoProcessor cannot be built here (its video processor needs torchvision), and its
-    ``replace_image_token`` is LLaVA-NeXT's any-resolution count, the same code."""
-    from transformers import AutoTokenizer, LlavaNextProcessor
+def llava_next_images(image_processor: Any, facts: dict):
+    """A LLaVA-NeXT-Video model's image expansion: ``replace_image_token`` of transformers' LlavaNextVideoProcessor
+    (LLaVA-NeXT's any-resolution count), run on an object that holds the attributes it reads. The processor itself
+    cannot be built here: its video processor needs torchvision."""
+    from transformers.models.llava_next_video.processing_llava_next_video import (
+        LlavaNextVideoProcessor as P,
+    )
 
-    return LlavaNextProcessor(image_processor=image_processor, tokenizer=AutoTokenizer.from_pretrained(str(folder)),
-                              patch_size=int(facts["patch_size"]), vision_feature_select_strategy=facts["strategy"],
-                              num_additional_image_tokens=int(facts["additional_tokens"]),
-                              image_token=facts["image_token"])
+    class Images:
+        replace_image_token = P.replace_image_token
+        _get_number_of_features = P._get_number_of_features
+        _get_unpadded_features = P._get_unpadded_features
+
+        def __init__(self):
+            self.image_processor, self.image_token = image_processor, facts["image_token"]
+            self.patch_size, self.vision_feature_select_strategy = int(facts["patch_size"]), facts["strategy"]
+            self.num_additional_image_tokens = int(facts["additional_tokens"])
+
+    return Images()
 
 
 LAYOUTS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_next_video")   # model_type values whose videos are read

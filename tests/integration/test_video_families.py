@@ -162,7 +162,7 @@ def test_qwen3_vl_videos_get_the_processors_timestamps(published):
         proc = SimpleNamespace(video_processor=SimpleNamespace(merge_size=2, temporal_patch_size=2),
                                vision_start_token="<|vision_start|>", vision_end_token="<|vision_end|>",
                                video_token="<|video_pad|>")
-        proc._calculate_timestamps = lambda *a: Qwen3VLProcessor._calculate_timestamps(proc, *a)
+        proc._calculate_timestamps = lambda *a, p=proc: Qwen3VLProcessor._calculate_timestamps(p, *a)
         theirs = Qwen3VLProcessor.replace_video_token(proc, {"video_grid_thw": grid, "video_metadata": [meta]}, 0)
         assert theirs in text and [f"<{s}" for s in theirs.split("<")[1:] if "seconds" in s] == want
     batch = collate(name, published, rows)
@@ -186,7 +186,9 @@ print(json.dumps({"class": type(model).__name__, "new_tokens": gen.shape[1] - ba
 
 
 def test_llava_next_video_trains_on_videos_and_images_merges_reloads_and_generates(published, tmp_path):
-    from transformers.models.llava_next_video.processing_llava_next_video import LlavaNextVideoProcessor
+    from transformers.models.llava_next_video.processing_llava_next_video import (
+        LlavaNextVideoProcessor,
+    )
 
     from llmpipe.data.loader import build_datasets
     from llmpipe.data.options import DataOptions
@@ -252,7 +254,7 @@ def layouts(published):
 
     out = {"qwen2_vl": (ImageTokens(image_processor(SPECS["builtin:tiny_vl"]), facts={"model_type": "qwen2_vl"}),
                         None)}
-    for name, (source, _, _, mm) in published.items():
+    for source, _, _, mm in published.values():
         out[mm.facts["model_type"]] = (mm, source)
     return out
 
@@ -264,7 +266,7 @@ def test_frame_lists_and_the_video_flags_act_on_every_video_family(published, fr
     listed = [*frames[:4], *({"path": f} for f in frames[4:])]   # paths and {"path": ...} dicts
     seen = {}
     for kind, (mm, _) in layouts(published).items():
-        def video(**kw):
+        def video(mm=mm, kind=kind, **kw):
             flags = {"fps": 2.0, "maxlen": 128, "max_pixels": 65536, "min_pixels": 256, **kw}
             return VideoTokens(mm.image_processor, kind=kind, facts=mm.facts, **flags)
 
@@ -294,11 +296,10 @@ def test_frame_lists_and_the_video_flags_act_on_every_video_family(published, fr
         seen[kind] = counts
     assert set(seen) == {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_next_video"}
     # mixed frame sizes are a bad row with a reason, not a crash
-    from llmpipe.data.media import MediaError
-
-    from llmpipe.data.mm_video import read_frames
-
     from PIL import Image
+
+    from llmpipe.data.media import MediaError
+    from llmpipe.data.mm_video import read_frames
 
     Image.new("RGB", (40, 40)).save(frame_folder / "odd.png")
     with pytest.raises(MediaError, match="differ in size"):
@@ -317,5 +318,6 @@ def test_video_flags_are_refused_naming_a_family_that_reads_no_videos():
     out = problems("model.name_or_path=builtin:tiny-gemma3-vl", "data.dataset=vlm_motion")
     assert any("data.dataset" in p and "gemma3 does not read" in p for p in out), out
     for name in FAMILIES:
-        assert problems(f"model.name_or_path={name}", "data.dataset=vlm_motion", "vision.video_fps=4.0",
-                        "vision.video_maxlen=6", "vision.video_max_pixels=3136", "vision.video_min_pixels=1024") == []
+        assert problems(f"model.name_or_path={name}", "data.dataset=vlm_motion", "data.cutoff_len=512",
+                        "vision.video_fps=4.0", "vision.video_maxlen=6", "vision.video_max_pixels=3136",
+                        "vision.video_min_pixels=1024") == []
