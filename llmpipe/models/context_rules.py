@@ -2,8 +2,10 @@
 for (``max_position_embeddings`` in its config.json) is refused unless ``model.rope_scaling`` stretches them.
 Read from config.json without loading the model (llmpipe.models.facts). Registered by llmpipe.pipeline.preflight.
 
-Built-in models are left out: their spec, not a config.json, describes them, and the default data.cutoff_len
-(2048) is longer than the built-in tiny models' 1024 positions while their bundled data stays far below it."""
+Built-in models are left out (builtin:tiny and its kin, and the vision-language built-ins: tiny_vl, whose language
+model is builtin:tiny, and the vision-language zoo): their spec, not a config.json, describes them, and the default
+data.cutoff_len (2048) is longer than the built-in tiny models' 1024 positions while their bundled data stays far
+below it."""
 from __future__ import annotations
 
 from llmpipe.config.rulebook import rule
@@ -45,11 +47,12 @@ def _builtin_folder(ref: str) -> bool:
 def cutoff_context(cfg, env):
     """data.cutoff_len fits the model's positions (config.json's max_position_embeddings), or model.rope_scaling
     stretches them; a longer row would run on positions the model never saw (or index past a learned table)."""
-    from llmpipe.models import tiny
+    from llmpipe.models import tiny, vision_builtin, vlm_zoo
     from llmpipe.models.rules import _facts
 
     ref = str(get(cfg, "model.name_or_path", "") or "")
-    if not ref or tiny.is_builtin(ref) or get(cfg, "model.rope_scaling") or _builtin_folder(ref):
+    builtin = tiny.is_builtin(ref) or vision_builtin.is_builtin(ref) or vlm_zoo.is_vlm_zoo(ref)
+    if not ref or builtin or get(cfg, "model.rope_scaling") or _builtin_folder(ref):
         return
     facts = _facts(cfg)
     n = context_length(facts.config) if facts is not None else None

@@ -1,7 +1,9 @@
 """What pre-flight can know about a model without loading a weight: its config.json (depth, hidden size) and,
 when a rule needs module names, an instance on the meta device (no memory, no weights, no download).
 
-Sources: a built-in model's spec, a local folder's config.json, or the hub cache's snapshot of a hub id.
+Sources: a built-in model's spec (the text built-ins, the architecture zoo, and the vision-language built-ins
+``builtin:tiny_vl`` and the vision-language zoo, whose config is made without building them), a local folder's
+config.json, or the hub cache's snapshot of a hub id.
 A model whose config asks for remote code is not instantiated here (that runs the folder's Python)."""
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmpipe.models import tiny, zoo
+from llmpipe.models import tiny, vision_builtin, vlm_zoo, zoo
 
 _DEPTH_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 
@@ -44,7 +46,7 @@ class ModelFacts:
                     return source[key]
         return None
 
-    def modules(self) -> "ModuleNames | None":
+    def modules(self) -> ModuleNames | None:
         """Every module name and the linear layers' leaf names, from a meta-device instance (None when the
         architecture cannot be instantiated here: remote code, an unknown model_type)."""
         if self.folder is not None:
@@ -77,10 +79,11 @@ def facts_of(ref: str, cache_dirs: list[Path] | None = None, revision: str | Non
         built = tiny.models_dir(cache_root) / tiny.folder_name(ref) if cache_root else None
         return ModelFacts(ref, {"model_type": "llama", "architectures": ["LlamaForCausalLM"], **spec},
                           built if built is not None and (built / tiny.COMPLETE).is_file() else None)
-    if zoo.is_zoo(ref):
-        built = tiny.models_dir(cache_root) / zoo.folder_name(ref) if cache_root else None
-        return ModelFacts(ref, zoo.config_dict(ref),
-                          built if built is not None and (built / tiny.COMPLETE).is_file() else None)
+    for kind in (zoo, vision_builtin, vlm_zoo):   # config.json made without building; the folder once built
+        if ref in kind.SPECS:
+            built = tiny.models_dir(cache_root) / kind.folder_name(ref) if cache_root else None
+            return ModelFacts(ref, kind.config_dict(ref),
+                              built if built is not None and (built / tiny.COMPLETE).is_file() else None)
     folder = Path(ref).expanduser()
     if not folder.is_dir() and cache_dirs and ref.count("/") == 1:
         from llmpipe.data.tokfacts import hub_snapshot

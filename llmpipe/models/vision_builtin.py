@@ -54,7 +54,9 @@ def folder_name(name: str) -> str:
 
 def image_processor(spec: dict):
     """The Qwen2-VL image processor (PIL backend) with the built-in's pixel bounds."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
 
     v, im = spec["vision"], spec["image"]
     return Qwen2VLImageProcessorPil(size={"shortest_edge": im["min_pixels"], "longest_edge": im["max_pixels"]},
@@ -83,10 +85,50 @@ def _copy_language_model(vl, lm) -> None:
                 proj.bias.zero_()
 
 
+def make_config(name: str, c, ids: dict[str, int], vocab_size: int):
+    """The Qwen2VLConfig of ``name`` on the language model of config ``c`` (builtin:tiny's LlamaConfig), with the
+    vision tokens' ids ``ids`` and a vocabulary of ``vocab_size``."""
+    from transformers import Qwen2VLConfig
+
+    spec = SPECS[name]
+    text = dict(vocab_size=vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+                num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+                num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
+                rms_norm_eps=c.rms_norm_eps, hidden_act=c.hidden_act,
+                rope_parameters={"rope_type": "default", "rope_theta": c.rope_parameters["rope_theta"],
+                                 "mrope_section": list(spec["mrope_section"])},
+                bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id)
+    return Qwen2VLConfig(text_config=text, vision_config=dict(spec["vision"], hidden_size=c.hidden_size, in_channels=3),
+                         image_token_id=ids[IMAGE_PAD], video_token_id=ids[VIDEO_PAD],
+                         vision_start_token_id=ids[VISION_START], vision_end_token_id=ids[VISION_END],
+                         tie_word_embeddings=bool(c.tie_word_embeddings), dtype="float32")
+
+
+def config_dict(name: str) -> dict:
+    """config.json's content for ``name`` without building it or builtin:tiny (what pre-flight reads,
+    llmpipe.models.facts): builtin:tiny's LlamaConfig from its spec, its tokenizer's special tokens first (ids 0..3)
+    and the vision tokens appended after its vocabulary."""
+    from transformers import LlamaConfig
+
+    from llmpipe.models import tiny
+
+    spec = {k: v for k, v in tiny.SPECS[BASE].items() if k not in ("seed", "pretrain")}
+    special = {t: i for i, t in enumerate(tiny.SPECIAL_TOKENS)}
+    lm = LlamaConfig(**spec, bos_token_id=special[tiny.BOS], eos_token_id=special[tiny.EOS],
+                     pad_token_id=special[tiny.PAD])
+    ids = {t: spec["vocab_size"] + i for i, t in enumerate(VISION_TOKENS)}
+    config = make_config(name, lm, ids, spec["vocab_size"] + len(VISION_TOKENS))
+    return {**config.to_dict(), "architectures": ["Qwen2VLForConditionalGeneration"]}
+
+
 def build_into(name: str, out_dir: str | Path, cache_root: str | Path) -> Path:
     import torch
-    from transformers import (GenerationConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2VLConfig,
-                              Qwen2VLForConditionalGeneration)
+    from transformers import (
+        GenerationConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+        Qwen2VLForConditionalGeneration,
+    )
 
     from llmpipe.models import tiny
 
@@ -101,18 +143,7 @@ def build_into(name: str, out_dir: str | Path, cache_root: str | Path) -> Path:
     ids = {t: tok.convert_tokens_to_ids(t) for t in VISION_TOKENS}
     lm = LlamaForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     c = lm.config
-    v = spec["vision"]
-    text = dict(vocab_size=len(tok), hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-                num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-                num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
-                rms_norm_eps=c.rms_norm_eps, hidden_act=c.hidden_act,
-                rope_parameters={"rope_type": "default", "rope_theta": lm.config.rope_parameters["rope_theta"],
-                                 "mrope_section": list(spec["mrope_section"])},
-                bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id)
-    cfg = Qwen2VLConfig(text_config=text, vision_config=dict(v, hidden_size=c.hidden_size, in_channels=3),
-                        image_token_id=ids[IMAGE_PAD], video_token_id=ids[VIDEO_PAD],
-                        vision_start_token_id=ids[VISION_START], vision_end_token_id=ids[VISION_END],
-                        tie_word_embeddings=bool(c.tie_word_embeddings), dtype="float32")
+    cfg = make_config(name, c, ids, len(tok))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec["seed"])
         model = Qwen2VLForConditionalGeneration(cfg)

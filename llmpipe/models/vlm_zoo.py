@@ -87,6 +87,35 @@ def tokenizer(name: str):
     return tok
 
 
+class _Ids:
+    """The zoo tokenizer's size and ids, known without training it: builtin:tiny-random's vocabulary (its special
+    tokens first), then each new token (the family's EOS, then its image tokens) appended in order. What
+    :func:`config_dict` needs; tests/integration/test_vlm_families.py checks it against the built folders."""
+
+    def __init__(self, name: str):
+        size = tiny.SPECS[TOKENIZER_OF]["vocab_size"]
+        self.ids = {t: i for i, t in enumerate(tiny.SPECIAL_TOKENS)}
+        own = OWN_CHAT.get(name)
+        for t in ([own[1]] if own else []) + list(SPECS[name][1]):
+            self.ids.setdefault(t, size + len(self.ids) - len(tiny.SPECIAL_TOKENS))
+        self.size = size + len(self.ids) - len(tiny.SPECIAL_TOKENS)
+        self.bos_token_id, self.pad_token_id = self.ids[tiny.BOS], self.ids[tiny.PAD]
+        self.eos_token_id = self.ids[own[1] if own else tiny.EOS]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return self.ids[token]
+
+
+def config_dict(name: str) -> dict:
+    """config.json's content for ``name`` without building it (what pre-flight reads: llmpipe.models.facts)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES as CLASSES
+
+    return {**make_config(name, _Ids(name)).to_dict(), "architectures": [CLASSES[model_type(name)]]}
+
+
 def _own_template(kind: str) -> str:
     """A family's own chat template, as transformers ships it (SmolVLM: the one its processor uses, which also
     renders plain-text message contents)."""

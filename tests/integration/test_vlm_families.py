@@ -43,6 +43,17 @@ def typed_cfg(*overrides: str):
     return typed(validated.cfg)
 
 
+def config_mismatch(saved: dict, made: dict, path: str = "") -> list[str]:
+    """The keys of a saved config.json whose value the made config does not have (dtype aside)."""
+    out = []
+    for k, v in saved.items():
+        if isinstance(v, dict) and isinstance(made.get(k), dict):
+            out += config_mismatch(v, made[k], f"{path}{k}.")
+        elif k not in ("dtype", "transformers_version", "_name_or_path") and made.get(k) != v:
+            out.append(f"{path}{k}")
+    return out
+
+
 @pytest.mark.parametrize("name", [n for n in vlm_zoo.names() if n not in VIDEO_FAMILY_TESTS])
 def test_family_tokenizes_trains_and_merges(name, store, tmp_path_factory):
     from transformers import AutoTokenizer
@@ -50,6 +61,7 @@ def test_family_tokenizes_trains_and_merges(name, store, tmp_path_factory):
     from llmpipe.data import mm_plugins
     from llmpipe.data.loader import build_datasets
     from llmpipe.data.options import DataOptions
+    from llmpipe.models.facts import facts_of
     from llmpipe.models.trainable import build
     from llmpipe.models.vision import publish_processor
     from llmpipe.resources import folder
@@ -59,6 +71,8 @@ def test_family_tokenizes_trains_and_merges(name, store, tmp_path_factory):
     work = tmp_path_factory.mktemp(kind)
     cfg = typed_cfg(f"model.name_or_path={name}", f"data.template={TEMPLATE[kind] or 'null'}")
     source = vlm_zoo.ensure(name, store)
+    facts = facts_of(name, cache_root=str(store))   # pre-flight's: the config made without building, then this folder
+    assert facts.folder == source and not config_mismatch(json.loads((source / "config.json").read_text()), facts.config)
     assert json.loads((source / "llmpipe-mm.json").read_text())["model_type"] == kind   # the folder describes itself
     assert publish_processor(source, work / "tokenizer", cfg.vision, AutoTokenizer.from_pretrained(str(source)))
     AutoTokenizer.from_pretrained(str(source)).save_pretrained(work / "tokenizer")
