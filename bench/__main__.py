@@ -5,6 +5,7 @@
     python -m bench --only sft,dpo --runs 5
     python -m bench --skip-lf             # reuse LLaMA-Factory's records from the last results.json
     python -m bench --device cuda         # on a GPU: Qwen2.5-0.5B-shaped random model in bf16
+    python -m bench --only vlm            # the multimodal measure (bench/vlm.py; results in bench/results/vlm/)
 
 Results: bench/results/{results.json,RESULTS.md,chart.png} (bench/results/gpu/ for --device cuda, .../quick/ for
 --quick).
@@ -66,7 +67,8 @@ def parse(argv):
     ap.add_argument("--sweep-runs", type=int, default=None,
                     help="rounds that include the sweep (default: all; its 8 DPO runs take longest)")
     ap.add_argument("--quick", action="store_true", help="one round, no profile: a smoke test of the harness")
-    ap.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}")
+    ap.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}, "
+                    "or vlm (the multimodal measure, bench/vlm.py: never part of the default set)")
     ap.add_argument("--skip-lf", action="store_true", help="reuse LLaMA-Factory's records from --lf-results")
     ap.add_argument("--no-lf", action="store_true", help="llmpipe alone, no LLaMA-Factory records (the GPU check: "
                     "its wheels cannot travel to the GPU machine)")
@@ -74,6 +76,7 @@ def parse(argv):
                     help="results.json to take reused records from (default: the results folder's)")
     ap.add_argument("--reuse", default="", help="groups whose records are taken from --lf-results instead of "
                     "being measured again (e.g. sweep); they must not be in --only")
+    ap.add_argument("--threads", type=int, default=None, help="vlm only: OMP_NUM_THREADS for both tools")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--work", type=Path, default=HERE / "work", help="scratch folder (default bench/work)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default bench/results[/gpu])")
@@ -83,9 +86,9 @@ def parse(argv):
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of a missed target")
     a = ap.parse_args(argv)
     a.only = tuple(g.strip() for g in a.only.split(",") if g.strip())
-    bad = [g for g in a.only if g not in GROUPS]
+    bad = [g for g in a.only if g not in GROUPS + ("vlm",)]
     if bad:
-        ap.error(f"--only: unknown {', '.join(bad)}; choose from {', '.join(GROUPS)}")
+        ap.error(f"--only: unknown {', '.join(bad)}; choose from {', '.join(GROUPS)}, vlm")
     a.reuse = tuple(g.strip() for g in a.reuse.split(",") if g.strip())
     if set(a.reuse) - set(GROUPS) or set(a.reuse) & set(a.only):
         ap.error(f"--reuse: groups of {', '.join(GROUPS)} that are not in --only")
@@ -177,6 +180,13 @@ def main(argv=None) -> int:
     a = parse(argv)
     if a.render:
         return render(a.out)
+    if "vlm" in a.only:   # its own assets, venv (bench/.lfvlmvenv) and results folder
+        from bench import vlm
+
+        vlm.main(["--runs", str(a.runs)] + (["--threads", str(a.threads)] if a.threads else []))
+        a.only = tuple(g for g in a.only if g != "vlm")
+        if not a.only:
+            return 0
     started = datetime.datetime.now().isoformat(timespec="seconds")
     if a.device == "cuda" and not _has_cuda():
         raise SystemExit("bench: --device cuda needs a CUDA GPU visible to llmpipe's torch (none found)")
