@@ -11,7 +11,13 @@ pytest.importorskip("scipy")
 
 def test_resampling_keeps_the_pitch_and_the_rate_sets_the_samples(tmp_path):
     from llmpipe.data.media import MediaError
-    from llmpipe.data.mm_audio import AudioTokens, at_rate, decode, rate_settings, token_count
+    from llmpipe.data.mm_audio import (
+        AudioTokens,
+        at_rate,
+        decode,
+        rate_settings,
+        token_count,
+    )
     from llmpipe.data.mm_synthetic_audio import tone
     from llmpipe.models.audio_builtin import feature_extractor
 
