@@ -22,7 +22,11 @@ class VisionConfig:
         128, "Maximum frames sampled from one video.", seed="video_maxlen", ge=1, seed_default=64,
     )
     use_audio_in_video: bool = param(False, "Also use the audio track of video inputs.", seed="use_audio_in_video")
-    audio_sampling_rate: int = param(16000, "Sampling rate of audio inputs (Hz).", seed="audio_sampling_rate", ge=1)
+    audio_sampling_rate: int = param(
+        16000, "Rate (Hz) audio clips are resampled to, for an audio-language model (Qwen2-Audio); its feature "
+        "extractor is remade for that rate with the same mel frames per second. Refused on models that read no "
+        "audio.", seed="audio_sampling_rate", ge=1,
+    )
     freeze_vision_tower: bool = param(
         True, "Freeze the vision encoder in multimodal training.", seed="freeze_vision_tower",
     )
