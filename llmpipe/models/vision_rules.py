@@ -223,6 +223,13 @@ def data_media(cfg, env):
                               f"columns that {family} does not read with train.stage={stage(cfg)} (videos: "
                               f"{', '.join(video_families())} with sft; docs/multimodal.md)",
                               "a dataset whose media the model reads", "drop it")
+            elif "videos" in cols and get(cfg, "train.do_predict", False) and (
+                    key == "data.eval_dataset" or not get(cfg, "data.eval_dataset", [])):
+                yield problem("vision-data-media", key, name,
+                              "has videos, and train.do_predict would prompt with its held-out rows: llmpipe's "
+                              "inference takes images only, so the prompts would keep a bare <video> "
+                              "(docs/multimodal.md)", "held-out rows without videos (data.eval_dataset), or "
+                              "train.do_predict=false", "train.do_predict=false")
             elif stage(cfg) not in ("sft", "dpo", "kto"):
                 yield problem("vision-data-media", key, name,
                               f"has images, and train.stage={stage(cfg)} does not read them (sft, dpo and kto do)",

@@ -34,33 +34,32 @@ def vision(**kw):
     return SimpleNamespace(**{**base, **kw})
 
 
-def typed_cfg(*overrides: str):
+@pytest.fixture(scope="module")
+def train_cfg():
+    """The vlm_demo recipe's training settings (LoRA r4 on the language model, the projector trained whole): what
+    the train stage builds every family's model with."""
     from llmpipe.config.compose import compose
     from llmpipe.config.typed import typed
     from llmpipe.pipeline.preflight import validate
 
-    validated, problems = validate(compose(["+recipe=vlm_demo", "lora.rank=4", *overrides]))
+    validated, problems = validate(compose(["+recipe=vlm_demo", "lora.rank=4"]))
     assert not problems, [p.render() for p in problems]
     return typed(validated.cfg)
 
 
 @pytest.fixture(scope="module")
-def published(store, tmp_path_factory):
-    """name -> (model folder, tokenizer folder as the load stage publishes it, tokenizer, ImageTokens)."""
+def published(store):
+    """name -> (model folder, its processor folder, tokenizer, ImageTokens). The zoo folder carries the processor as
+    the load stage publishes it (publish_processor: the image processor and llmpipe-mm.json)."""
     from transformers import AutoTokenizer
 
     from llmpipe.data import mm_plugins
     from llmpipe.models import vlm_zoo
-    from llmpipe.models.vision import publish_processor
 
     out = {}
     for name in FAMILIES:
         source = vlm_zoo.ensure(name, store)
-        dest = tmp_path_factory.mktemp(vlm_zoo.model_type(name)) / "tokenizer"
-        tok = AutoTokenizer.from_pretrained(str(source))
-        assert publish_processor(source, dest, vision(), tok)
-        tok.save_pretrained(dest)
-        out[name] = (source, dest, AutoTokenizer.from_pretrained(str(dest)), mm_plugins.load(dest))
+        out[name] = (source, source, AutoTokenizer.from_pretrained(str(source)), mm_plugins.load(source))
     return out
 
 
@@ -85,14 +84,13 @@ def collate(name, published, rows):
     return MultimodalCollator(tok, mm)([dict(r) for r in rows])
 
 
-def two_steps(name, published, batch):
+def two_steps(name, published, cfg, batch):
     """The model as the train stage builds it (LoRA on the language model, the projector whole), 2 AdamW steps on
     ``batch``: (losses before, after 1 step, after 2, the model)."""
     from llmpipe.models.trainable import build
 
     source = published[name][0]
-    model = build(str(source), typed_cfg(f"model.name_or_path={name}", f"data.template={FAMILIES[name]}",
-                                         "data.dataset=vlm_motion"), log=lambda m: None)
+    model = build(str(source), cfg, log=lambda m: None)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     losses = []
     model.train()
@@ -108,7 +106,7 @@ def two_steps(name, published, batch):
     return model
 
 
-def test_qwen2_5_vl_videos_carry_second_per_grid_ts_to_the_model(published):
+def test_qwen2_5_vl_videos_carry_second_per_grid_ts_to_the_model(published, train_cfg):
     from transformers.video_utils import VideoMetadata
 
     from llmpipe.data.mm_video import sample_indices
@@ -127,7 +125,7 @@ def test_qwen2_5_vl_videos_carry_second_per_grid_ts_to_the_model(published):
     assert collate(name, published, fast)["second_per_grid_ts"].tolist() == [0.5, 0.5]
     assert batch["video_grid_thw"].tolist() == [[2, 4, 4]] * 2
     assert int((batch["mm_token_type_ids"] == 2).sum()) == 16 and "pixel_values" not in batch
-    model = two_steps(name, published, batch)
+    model = two_steps(name, published, train_cfg, batch)
     # the timing input reaches the model: other second_per_grid_ts -> other temporal positions, other logits
     core = model.base_model.model.model
     args = {k: batch[k] for k in ("input_ids", "mm_token_type_ids", "video_grid_thw", "attention_mask")}
@@ -144,7 +142,7 @@ def test_qwen2_5_vl_videos_carry_second_per_grid_ts_to_the_model(published):
     assert not torch.allclose(a, b)
 
 
-def test_qwen3_vl_videos_get_the_processors_timestamps(published):
+def test_qwen3_vl_videos_get_the_processors_timestamps(published, train_cfg):
     from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
     from transformers.video_utils import VideoMetadata
 
@@ -167,7 +165,7 @@ def test_qwen3_vl_videos_get_the_processors_timestamps(published):
         assert theirs in text and [f"<{s}" for s in theirs.split("<")[1:] if "seconds" in s] == want
     batch = collate(name, published, rows)
     assert batch["video_grid_thw"].tolist() == [[4, 4, 4]] * 2 and int((batch["mm_token_type_ids"] == 2).sum()) == 32
-    two_steps(name, published, batch)
+    two_steps(name, published, train_cfg, batch)
 
 
 RELOAD = r'''
@@ -185,7 +183,7 @@ print(json.dumps({"class": type(model).__name__, "new_tokens": gen.shape[1] - ba
 '''
 
 
-def test_llava_next_video_trains_on_videos_and_images_merges_reloads_and_generates(published, tmp_path):
+def test_llava_next_video_trains_on_videos_and_images_merges_reloads_and_generates(published, train_cfg, tmp_path):
     from transformers.models.llava_next_video.processing_llava_next_video import (
         LlavaNextVideoProcessor,
     )
@@ -213,7 +211,7 @@ def test_llava_next_video_trains_on_videos_and_images_merges_reloads_and_generat
     assert sum(t == tok.convert_tokens_to_ids("<image>") for t in images[0]["input_ids"]) == 36
     image_batch = collate(name, published, images)
     assert set(image_batch) >= {"pixel_values", "image_sizes"}
-    model = two_steps(name, published, batch)
+    model = two_steps(name, published, train_cfg, batch)
     model(**image_batch).loss.backward()   # and the image rows train the same model (its image path)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
     merged = model.merge_and_unload().eval()
@@ -295,6 +293,25 @@ def test_frame_lists_and_the_video_flags_act_on_every_video_family(published, fr
             assert counts["small"] < counts["fps2"] and counts["listed"] < counts["grown"], (kind, counts)
         seen[kind] = counts
     assert set(seen) == {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_next_video"}
+    # through the loader: a frame list is one entry of the videos column (a missing frame is a bad row)
+    from llmpipe.data.loader import build_datasets
+    from llmpipe.data.mm_video import attach
+    from llmpipe.data.options import DataOptions
+
+    chat = [{"role": "user", "content": "<video>Which way?"}, {"role": "assistant", "content": "right"}]
+    (frame_folder / "rows.json").write_text(json.dumps([{"messages": chat, "videos": [listed]},
+                                                        {"messages": chat, "videos": [["f0.png", "gone.png"]]}]))
+    (frame_folder / "dataset_info.json").write_text(json.dumps({"frames": {
+        "file_name": "rows.json", "formatting": "sharegpt", "columns": {"messages": "messages", "videos": "videos"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}))
+    source, _, tok, mm = published["builtin:tiny-qwen2.5-vl"]
+    attach(mm, source, vision(video_fps=4.0))
+    bundle = build_datasets(DataOptions(stage="sft", dataset=("frames",), dataset_dir=str(frame_folder),
+                                        template="qwen2_vl", cutoff_len=256), tok, mm)
+    rep = bundle.report.datasets[0]
+    assert (rep.total, rep.kept) == (2, 1) and "gone.png" in rep.examples[0]["reason"]
+    row = bundle.train[0]
+    assert (len(row["videos"][0]), row["video_sampled_fps"]) == (8, [4.0])   # all 8 frames, at video_fps
     # mixed frame sizes are a bad row with a reason, not a crash
     from PIL import Image
 
@@ -313,10 +330,12 @@ def test_video_flags_are_refused_naming_a_family_that_reads_no_videos():
     def problems(*overrides):
         return [p.render() for p in validate(compose(["train.stage=sft", "data.template=chatml", *overrides]))[1]]
 
-    out = problems("model.name_or_path=builtin:tiny-llava-next", "vision.video_fps=4.0", "data.dataset=vlm_colours")
+    out = problems("model.name_or_path=builtin:tiny-llava-next", "vision.video_fps=4.0", "data.dataset=vlm_motion")
     assert any("vision.video_fps" in p and "(llava_next) reads no videos" in p for p in out), out
-    out = problems("model.name_or_path=builtin:tiny-gemma3-vl", "data.dataset=vlm_motion")
-    assert any("data.dataset" in p and "gemma3 does not read" in p for p in out), out
+    assert any("data.dataset" in p and "llava_next does not read" in p for p in out), out
+    out = problems("model.name_or_path=builtin:tiny-qwen3-vl", "data.dataset=vlm_motion", "data.cutoff_len=512",
+                   "train.do_predict=true")   # inference takes no videos: predict would lose them
+    assert any("data.dataset" in p and "bare <video>" in p for p in out), out
     for name in FAMILIES:
         assert problems(f"model.name_or_path={name}", "data.dataset=vlm_motion", "data.cutoff_len=512",
                         "vision.video_fps=4.0", "vision.video_maxlen=6", "vision.video_max_pixels=3136",
