@@ -1,6 +1,8 @@
 """run.sample: after a run, show what training changed on the held-out split: exact-match accuracy of greedy
 answers before (the base model) and after (the final model), and three held-out examples with the expected
-and the model's answer. Generation and scoring are the predict stage's (``infer.backends``, ``infer.metrics``)."""
+and the model's answer. Generation and scoring are the predict stage's (``infer.backends``, ``infer.metrics``).
+A vision-language model is prompted with each held-out row's images, as predict prompts it
+(llmpipe.infer.mm_request)."""
 from __future__ import annotations
 
 SAMPLES = 3
@@ -25,11 +27,12 @@ def accuracy_report(plan, result, obj, max_new_tokens: int = 32) -> dict | None:
     """Greedy exact match (after strip, as ``predict_exact_match``) of the base and the final model on the held-out
     split: ``{"before", "after", "n", "examples": [(prompt, expected, answer), ...]}``; None without a held-out
     split or a trained model."""
-    from llmpipe.data.errors import DataError
     from llmpipe.infer.backends import load_prompter
     from llmpipe.infer.heldout import heldout_examples
     from llmpipe.infer.metrics import score
+    from llmpipe.infer.mm_request import vision_for
     from llmpipe.infer.model_ref import final_model, from_stage_inputs
+    from llmpipe.stages.predict import _cut, _encoder
 
     loads = [result.outputs[n.id] for n in plan.nodes if n.kind.name == "load"]
     final = final_model(plan, result.outputs)
@@ -38,14 +41,16 @@ def accuracy_report(plan, result, obj, max_new_tokens: int = 32) -> dict | None:
     load_dir = loads[-1]
     base = from_stage_inputs(obj, load_dir, None)
     prompter = load_prompter(base.tokenizer, obj)
-    try:
-        examples = heldout_examples(obj, prompter.tokenizer)[:MAX_EXAMPLES]
-    except DataError:   # no held-out split configured
+    vision = vision_for(base, obj, prompter.tokenizer)   # a vision-language model's images, else None
+    if not (obj.data.eval_dataset or obj.data.val_size):   # no held-out split configured
         return None
+    examples = heldout_examples(obj, prompter.tokenizer, vision.tokens if vision is not None else None)
+    examples = examples[:MAX_EXAMPLES]
     if not examples:
         return None
     cutoff = int(obj.data.cutoff_len)
-    prompts = [prompter.encode(ex.messages, ex.system, ex.tools)[-cutoff:] for ex in examples]
+    encode = _encoder(obj, base, prompter, vision, examples)   # with each row's images, as predict
+    prompts = [ids if len(ids) <= cutoff else _cut(ids, cutoff, i) for i, ids in enumerate(map(encode, examples))]
     refs = [ex.reference.strip() for ex in examples]
     before = _answers(obj, base, prompter, prompts, max_new_tokens)
     after = _answers(obj, final, prompter, prompts, max_new_tokens)
@@ -56,7 +61,13 @@ def accuracy_report(plan, result, obj, max_new_tokens: int = 32) -> dict | None:
 
 
 def show_sample(plan, result, obj, max_new_tokens: int = 32) -> dict | None:
-    report = accuracy_report(plan, result, obj, max_new_tokens)
+    from llmpipe.data.errors import DataError
+
+    try:
+        report = accuracy_report(plan, result, obj, max_new_tokens)
+    except DataError as e:   # held-out rows that cannot be prompted: say why, the run itself is done
+        print(f"  sample:    not shown: {e}")
+        return None
     if report is None:
         print("  sample:    (no held-out split, or no trained model, to sample from)")
         return None
