@@ -10,7 +10,6 @@ a family that reads no videos."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import subprocess
@@ -19,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import test_methods
+from vlm_support import two_steps
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("av")
@@ -84,25 +84,13 @@ def collate(name, published, rows):
     return MultimodalCollator(tok, mm)([dict(r) for r in rows])
 
 
-def two_steps(name, published, cfg, batch):
-    """The model as the train stage builds it (LoRA on the language model, the projector whole), 2 AdamW steps on
-    ``batch``: (losses before, after 1 step, after 2, the model)."""
+def trained(name, published, cfg, batch):
+    """The model as the train stage builds it (LoRA on the language model, the projector whole) after 2 AdamW steps
+    on ``batch`` that lower its loss."""
     from llmpipe.models.trainable import build
 
-    source = published[name][0]
-    model = build(str(source), cfg, log=lambda m: None)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    losses = []
-    model.train()
-    for _ in range(2):
-        loss = model(**batch).loss
-        losses.append(float(loss))
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    with torch.no_grad():
-        losses.append(float(model(**batch).loss))
-    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], losses
+    model = build(str(published[name][0]), cfg, log=lambda m: None)
+    two_steps(model, batch)
     return model
 
 
@@ -125,7 +113,7 @@ def test_qwen2_5_vl_videos_carry_second_per_grid_ts_to_the_model(published, trai
     assert collate(name, published, fast)["second_per_grid_ts"].tolist() == [0.5, 0.5]
     assert batch["video_grid_thw"].tolist() == [[2, 4, 4]] * 2
     assert int((batch["mm_token_type_ids"] == 2).sum()) == 16 and "pixel_values" not in batch
-    model = two_steps(name, published, train_cfg, batch)
+    model = trained(name, published, train_cfg, batch)
     # the timing input reaches the model: other second_per_grid_ts -> other temporal positions, other logits
     core = model.base_model.model.model
     args = {k: batch[k] for k in ("input_ids", "mm_token_type_ids", "video_grid_thw", "attention_mask")}
@@ -165,7 +153,7 @@ def test_qwen3_vl_videos_get_the_processors_timestamps(published, train_cfg):
         assert theirs in text and [f"<{s}" for s in theirs.split("<")[1:] if "seconds" in s] == want
     batch = collate(name, published, rows)
     assert batch["video_grid_thw"].tolist() == [[4, 4, 4]] * 2 and int((batch["mm_token_type_ids"] == 2).sum()) == 32
-    two_steps(name, published, train_cfg, batch)
+    trained(name, published, train_cfg, batch)
 
 
 RELOAD = r'''
@@ -211,7 +199,7 @@ def test_llava_next_video_trains_on_videos_and_images_merges_reloads_and_generat
     assert sum(t == tok.convert_tokens_to_ids("<image>") for t in images[0]["input_ids"]) == 36
     image_batch = collate(name, published, images)
     assert set(image_batch) >= {"pixel_values", "image_sizes"}
-    model = two_steps(name, published, train_cfg, batch)
+    model = trained(name, published, train_cfg, batch)
     model(**image_batch).loss.backward()   # and the image rows train the same model (its image path)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
     merged = model.merge_and_unload().eval()

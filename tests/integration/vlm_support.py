@@ -113,3 +113,25 @@ def generate_from_images(folder: Path, pngs: list[bytes], question: str = "<imag
                                  max_new_tokens=4, do_sample=False)
         out.append(tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
     return out
+
+
+def two_steps(model, batch, lr: float = 1e-2) -> list[float]:
+    """2 AdamW steps of ``model`` (its trainable parameters) on ``batch``: the losses before each step and after the
+    second; asserts they are finite and that the loss fell."""
+    import math
+
+    import torch
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    model.train()
+    for _ in range(2):
+        loss = model(**batch).loss
+        losses.append(float(loss))
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    with torch.no_grad():
+        losses.append(float(model(**batch).loss))
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], losses
+    return losses
