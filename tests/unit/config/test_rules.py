@@ -20,32 +20,11 @@ from llmpipe.config.flags import flag_table
 from llmpipe.config.root import FAMILIES
 from llmpipe.pipeline.preflight import RULES, validate
 
-BASE = ["data.dataset=demo_sft"]  # + model=tiny, added by the hydra_compose fixture
+BASE = ["data.dataset=demo_sft"]  # + model=tiny, added by the compose fixtures (tests/unit/conftest.py)
 CACHED = "llmpipe-test/cached"
 
 CASES = [pytest.param(r.id, "bad", i, ex, id=f"{r.id}-bad{i}") for r in RULES.values() for i, ex in enumerate(r.bad)]
 CASES += [pytest.param(r.id, "good", i, ex, id=f"{r.id}-good{i}") for r in RULES.values() for i, ex in enumerate(r.good)]
-
-
-@pytest.fixture(scope="module")
-def hydra_compose():
-    """One Hydra context for the module; composes the primary config with ``model=tiny`` first."""
-    from hydra import compose, initialize_config_dir, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    from llmpipe.config.resolvers import register_resolvers
-    from llmpipe.config.root import register_schema
-    from llmpipe.resources import conf_path
-
-    register_resolvers()
-    register_schema()
-    GlobalHydra.instance().clear()
-    where = conf_path()  # the checkout's conf/ folder, or the installed llmpipe.conf package
-    ctx = (initialize_config_module("llmpipe.conf", version_base="1.3") if where.startswith("pkg://")
-           else initialize_config_dir(where, version_base="1.3"))
-    with ctx:
-        yield lambda *overrides: compose("config", overrides=["model=tiny", *overrides])
-    GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +44,8 @@ def controlled_env(hub_cache, monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-def _problems(hydra_compose, overrides, env):
-    cfg = hydra_compose(*BASE, *overrides)
+def _problems(compose, overrides, env):
+    cfg = compose(*BASE, *overrides)
     _, problems = validate(cfg, env=env)
     return problems
 
@@ -76,9 +55,9 @@ def _show(problems):
 
 
 @pytest.mark.parametrize("rule_id,kind,index,overrides", CASES)
-def test_rule_examples(hydra_compose, rule_id, kind, index, overrides):
+def test_rule_examples(fast_compose, rule_id, kind, index, overrides):
     r = RULES[rule_id]
-    problems = _problems(hydra_compose, overrides, Environment(**r.env))
+    problems = _problems(fast_compose, overrides, Environment(**r.env))
     mine = [p for p in problems if p.rule == rule_id]
     if kind == "bad":
         assert mine, f"{rule_id}: {overrides} should be rejected; got:\n{_show(problems)}"
