@@ -61,7 +61,8 @@ def ensure_builtin(name: str, cache_root: str | Path) -> Path:
         return vlm_zoo.ensure(name, cache_root)
     from llmpipe.models import audio_builtin
 
-    if audio_builtin.is_builtin(name):   # builtin:tiny-qwen2-audio: a tiny random Qwen2-Audio; seconds
+    if audio_builtin.is_builtin(name):   # builtin:tiny-qwen2-audio: an audio tower on builtin:tiny (built first)
+        ensure_builtin(audio_builtin.BASE, cache_root)
         return audio_builtin.ensure(name, cache_root)
     remove_leftovers(name, cache_root)
     if (tiny.models_dir(cache_root) / tiny.folder_name(name) / tiny.COMPLETE).is_file():
