@@ -202,6 +202,8 @@ def causal_collator(cfg, model, dataset, collator, log: Callable[[str], Any] = p
     if isinstance(collator, NeatPackingCollator) or not set(column_names(dataset)) <= TEXT_COLUMNS:
         if "images" in column_names(dataset) and getattr(cfg.train, "padding_free", None) is not False:
             log("padded batches: image rows are not run padding-free (each row keeps its own M-RoPE positions)")
+        elif "audios" in column_names(dataset) and getattr(cfg.train, "padding_free", None) is not False:
+            log("padded batches: audio rows are not run padding-free (each row's clips meet its own audio tokens)")
         return collator
     if not decide(cfg, model, log):
         return collator
