@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,8 +55,15 @@ def data_url(data: bytes) -> str:
 
 def test_predict_and_evaluate_read_the_images(demo):
     _, _, store = demo
-    llmpipe(demo, "train.do_predict=true", "train.predict_with_generate=true", "train.do_eval=true",
-            "generate.max_new_tokens=4")
+    proc = llmpipe(demo, "train.do_predict=true", "train.predict_with_generate=true", "train.do_eval=true",
+                   "generate.max_new_tokens=4", "run.sample=true")
+    # run.sample prompts the base and the trained model with the held-out images too (as predict does)
+    found = re.search(r"held-out accuracy: (\d+)% before -> (\d+)% after training \(exact match of greedy answers, "
+                      r"(\d+) examples\)", proc.stdout)
+    assert found, proc.stdout[-3000:]
+    before, after, n = map(int, found.groups())
+    print(f"run.sample: held-out exact match {before}% before -> {after}% after ({n} examples)")
+    assert n == 64 and after >= 75 and after > before
     (pred,) = (store / "predict").iterdir()
     rows = [json.loads(line) for line in (pred / "generated_predictions.jsonl").read_text().splitlines()]
     truth = [r["messages"][1]["content"] for r in eval_rows()]
