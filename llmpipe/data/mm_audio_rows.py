@@ -13,9 +13,7 @@ collator (llmpipe.training.mm_audio_collator) turns them into ``input_features``
 from __future__ import annotations
 
 from llmpipe.data.media import MediaError
-from llmpipe.data.processors import IGNORE_INDEX, encode_supervised
-
-OPTIONS = ("cutoff_len", "train_on_prompt", "mask_history", "default_system", "tool_format")
+from llmpipe.data.mm_tokenize import encode_rows, rows_dataset
 
 
 def _prepared(ex: dict, mm, root) -> tuple[list[bytes], list[int]]:
@@ -29,8 +27,6 @@ def _prepared(ex: dict, mm, root) -> tuple[list[bytes], list[int]]:
 
 def tokenize_examples(examples: list[dict], tokenizer, mm, proc: dict, rep, root):
     """``datasets.Dataset`` (input_ids, labels, attention_mask, audios) of sft examples; bad rows go to ``rep``."""
-    import datasets
-
     audio_id = tokenizer.convert_tokens_to_ids(mm.audio_token)
     cutoff = proc.get("cutoff_len")
     ready, meta = [], []
@@ -46,26 +42,4 @@ def tokenize_examples(examples: list[dict], tokenizer, mm, proc: dict, rep, root
             continue
         ready.append({**ex, "messages": mm.expand(ex["messages"], counts)})
         meta.append((ex["_row"], clips, sum(counts)))
-    opts = {k: proc[k] for k in OPTIONS if k in proc}
-    rows = []
-    for (row, clips, n_audio), enc in zip(meta, encode_supervised(ready, tokenizer, **opts) if ready else []):
-        if isinstance(enc, str):
-            rep.bad(row, enc)
-            continue
-        ids, labels, notes = enc
-        kept = sum(1 for t in ids if t == audio_id)
-        if kept != n_audio:
-            rep.bad(row, f"cutoff_len={cutoff} would cut into its audio tokens ({kept} of {n_audio} kept); raise "
-                         "data.cutoff_len")
-            continue
-        labels = [IGNORE_INDEX if t == audio_id else lab for t, lab in zip(ids, labels)]
-        if all(lab == IGNORE_INDEX for lab in labels):
-            rep.bad(row, f"no trainable token left within cutoff_len={cutoff}")
-            continue
-        rep.notes.update(notes)
-        rows.append({"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids), "audios": clips})
-    features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
-                                  "labels": datasets.Sequence(datasets.Value("int64")),
-                                  "attention_mask": datasets.Sequence(datasets.Value("int8")),
-                                  "audios": datasets.Sequence(datasets.Value("binary"))})
-    return datasets.Dataset.from_list(rows, features=features)
+    return rows_dataset(encode_rows(ready, meta, tokenizer, proc, rep, audio_id, "audios", "audio"), "audios")

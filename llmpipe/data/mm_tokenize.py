@@ -37,11 +37,8 @@ def _expand(messages: list[dict], texts: list[str]) -> list[dict]:
 
 def tokenize_examples(examples: list[dict], tokenizer, mm: ImageTokens, proc: dict, rep, root):
     """``datasets.Dataset`` (input_ids, labels, attention_mask, images) of sft examples; bad rows go to ``rep``."""
-    import datasets
-
     image_id = tokenizer.convert_tokens_to_ids(mm.image_token)
     cutoff = proc.get("cutoff_len")
-    rows = []
     ready, meta = [], []
     for ex in examples:
         refs = (ex.get("media") or {}).get("images", [])
@@ -61,27 +58,46 @@ def tokenize_examples(examples: list[dict], tokenizer, mm: ImageTokens, proc: di
             continue
         ready.append({**ex, "messages": _expand(ex["messages"], texts)})
         meta.append((ex["_row"], pngs, sum(counts)))
+    rows = encode_rows(ready, meta, tokenizer, proc, rep, image_id, "images", "image",
+                       " or lower vision.image_max_pixels")
+    return rows_dataset(rows, "images")
+
+
+def encode_rows(ready: list[dict], meta: list[tuple], tokenizer, proc: dict, rep, token_id: int, column: str,
+                what: str, hint: str = "") -> list[dict]:
+    """The expanded examples ``ready`` tokenized like any supervised row (``meta``: per example its row, its media
+    and its media tokens): a bad row when truncation would cut into its ``what`` tokens (``hint``: what else to
+    change) or leaves nothing to train; the media tokens (``token_id``) get no label; the media go to ``column``.
+    Shared by image rows and audio rows (llmpipe.data.mm_audio_rows)."""
+    cutoff = proc.get("cutoff_len")
     opts = {k: proc[k] for k in ("cutoff_len", "train_on_prompt", "mask_history", "default_system", "tool_format")
             if k in proc}
-    for (row, pngs, n_visual), enc in zip(meta, encode_supervised(ready, tokenizer, **opts) if ready else []):
+    rows = []
+    for (row, media, n_media), enc in zip(meta, encode_supervised(ready, tokenizer, **opts) if ready else []):
         if isinstance(enc, str):
             rep.bad(row, enc)
             continue
         ids, labels, notes = enc
-        kept = sum(1 for t in ids if t == image_id)
-        if kept != n_visual:
-            rep.bad(row, f"cutoff_len={cutoff} would cut into its image tokens ({kept} of {n_visual} kept); raise "
-                         "data.cutoff_len or lower vision.image_max_pixels")
+        kept = sum(1 for t in ids if t == token_id)
+        if kept != n_media:
+            rep.bad(row, f"cutoff_len={cutoff} would cut into its {what} tokens ({kept} of {n_media} kept); raise "
+                         f"data.cutoff_len{hint}")
             continue
-        labels = [IGNORE_INDEX if t == image_id else lab for t, lab in zip(ids, labels)]
+        labels = [IGNORE_INDEX if t == token_id else lab for t, lab in zip(ids, labels)]
         if all(lab == IGNORE_INDEX for lab in labels):
             rep.bad(row, f"no trainable token left within cutoff_len={cutoff}")
             continue
         rep.notes.update(notes)
-        rows.append({"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids), "images": pngs})
+        rows.append({"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids), column: media})
+    return rows
+
+
+def rows_dataset(rows: list[dict], column: str):
+    """``datasets.Dataset`` of tokenized media rows (the media as a list of bytes in ``column``)."""
+    import datasets
+
     features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
                                   "labels": datasets.Sequence(datasets.Value("int64")),
                                   "attention_mask": datasets.Sequence(datasets.Value("int8")),
-                                  "images": datasets.Sequence(datasets.Value("binary"))})
+                                  column: datasets.Sequence(datasets.Value("binary"))})
     return datasets.Dataset.from_list(rows, features=features)
-

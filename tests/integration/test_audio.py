@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_vlm_video_audio import run, validate
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("soundfile")
@@ -24,30 +25,7 @@ BASE = ["model=tiny_qwen2_audio", "data.template=chatml", "train.stage=sft", "tr
         "train.finetuning_type=lora", "lora.rank=4", "train.max_steps=2", "train.per_device_train_batch_size=4",
         "train.logging_steps=1", "train.save_strategy=no", "model.disable_gradient_checkpointing=true",
         "run.sample=false"]
-
-
-def validate(*overrides: str):
-    from llmpipe.config.compose import compose
-    from llmpipe.pipeline.preflight import validate as check
-
-    return check(compose(list(overrides)))
-
-
-def run(root: Path, *overrides: str):
-    from omegaconf import OmegaConf
-
-    from llmpipe.pipeline.dag import build_plan
-    from llmpipe.pipeline.fingerprint import compute_fingerprints
-    from llmpipe.pipeline.lockfile import LockFile
-    from llmpipe.pipeline.runner import Runner
-    from llmpipe.pipeline.store import Store
-
-    validated, problems = validate(*overrides)
-    assert not problems, [p.render() for p in problems]
-    plan = build_plan(validated.cfg)
-    compute_fingerprints(plan, root)
-    lock = LockFile(None, OmegaConf.to_container(validated.cfg, resolve=True), [])
-    return Runner(plan, Store(root), lock).execute()
+# run / validate: the in-process pipeline (compose, pre-flight, plan, run) of test_vlm_video_audio
 
 
 def write_data(root: Path) -> Path:
