@@ -111,9 +111,10 @@ class _Ids:
 
 def config_dict(name: str) -> dict:
     """config.json's content for ``name`` without building it (what pre-flight reads: llmpipe.models.facts)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES as CLASSES
+    from transformers.models.auto import modeling_auto
 
-    return {**make_config(name, _Ids(name)).to_dict(), "architectures": [CLASSES[model_type(name)]]}
+    classes = modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    return {**make_config(name, _Ids(name)).to_dict(), "architectures": [classes[model_type(name)]]}
 
 
 def _own_template(kind: str) -> str:
