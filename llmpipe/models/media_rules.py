@@ -9,7 +9,8 @@ training (llmpipe.models.vision_rules asks here). No torch.
   family llmpipe trains reads audio inside a video, so the flag is refused for every model, naming the family.
 - ``vision.audio_sampling_rate`` needs a family that reads audio (Qwen2-Audio, ``model=tiny_qwen2_audio``), and a
   rate at which its feature extractor keeps the encoder's window of mel frames; ``image_*_pixels`` mean nothing
-  for an audio-language model. Audio rows train with sft only (AUDIO_REFUSED says why not the others).
+  for an audio-language model. Audio rows train with sft, text rows with pt (AUDIO_REFUSED says why not the
+  other stages).
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ AUDIO_KEYS = ("audio_sampling_rate",)
 IMAGE_KEYS = ("image_max_pixels", "image_min_pixels")   # an audio-language model reads no images
 MEDIA_KEYS = (*VIDEO_KEYS, *AUDIO_KEYS, "use_audio_in_video", *IMAGE_KEYS)
 AUDIO_FAMILIES: tuple[str, ...] = ("qwen2_audio",)   # llmpipe.models.audio, llmpipe.data.mm_audio
-AUDIO_STAGES = ("sft",)
+AUDIO_STAGES = ("sft", "pt")
 AUDIO_REFUSED = ("llmpipe's preference path (llmpipe.training.mm_preference) passes image pixels to TRL's trainers, "
-                 "not audio features, and pt and rm have no audio path: the audio would be dropped or the run would "
-                 "stop mid-way")
+                 "not audio features, and rm and ppo have no media path: the audio would be dropped or the run would "
+                 "stop mid-way (pt trains on text rows)")
 AUDIO_IN_VIDEO = ("Qwen2.5-Omni's thinker reads a video's audio track, and its processor cannot be built here (its "
                   "Qwen2-VL video processor needs torchvision, which this environment cannot install)")
 
@@ -44,7 +45,6 @@ def why_not(key: str, family: str | None) -> str | None:
                    "; no family llmpipe trains reads audio yet"))
     if key == "use_audio_in_video":
         return f"{AUDIO_IN_VIDEO}; this model is {name}, which reads no audio inside videos"
-    return None
     if key in IMAGE_KEYS and family in AUDIO_FAMILIES:
         return f"this model ({name}) is an audio-language model and reads no images"
     return None
@@ -78,6 +78,7 @@ def audio_rate_problem(ref: str, rate: int) -> str | None:
         return (f"the feature extractor's {fe['chunk_length']} s window would not keep its "
                 f"{int(fe['chunk_length']) * int(fe['sampling_rate']) // int(fe['hop_length'])} mel frames "
                 f"(a hop of {int(fe['hop_length'])} samples at {fe['sampling_rate']} Hz) at {rate} Hz")
+    return None
 
 
 def readable_columns(family: str | None, stage: str) -> set[str]:

@@ -59,13 +59,13 @@ FAMILIES = {
     "gemma3": Family("gemma3", vision=_TOWER, projector=_PROJ, language=_LM, plugin="gemma3", template="gemma3"),
     "internvl": Family("internvl", vision=_TOWER, projector=_PROJ, language=_LM, plugin="intern_vl",
                        template="intern_vl"),
-    # Idefics3 (SmolVLM's layout): LLaMA-Factory has no plugin or template for it; llmpipe's plugin is idefics3
-    "idefics3": Family("idefics3", vision=(_module("model", "vision_model"),),
-                       projector=(_module("model", "connector"),),
     # Qwen2-Audio (llmpipe.models.audio): the audio tower is the "vision tower" of the freeze switches, as in
     # LLaMA-Factory (vision.freeze_vision_tower freezes model.audio_tower)
     "qwen2_audio": Family("qwen2_audio", vision=(_module("model", "audio_tower"),), projector=_PROJ, language=_LM,
                           plugin="qwen2_audio", template="qwen2_audio"),
+    # Idefics3 (SmolVLM's layout): LLaMA-Factory has no plugin or template for it; llmpipe's plugin is idefics3
+    "idefics3": Family("idefics3", vision=(_module("model", "vision_model"),),
+                       projector=(_module("model", "connector"),),
                        language=(_module("model", "text_model"), "lm_head"), plugin="idefics3", template="chatml"),
     # SmolVLM (Idefics3's layout): LF has no plugin or template; llmpipe's plugin smolvlm, the model's own chat template
     "smolvlm": Family("smolvlm", vision=(_module("model", "vision_model"),), projector=(_module("model", "connector"),),
@@ -98,16 +98,16 @@ def family(config: Any) -> Family:
 
 def model_class(config: Any):
     """The transformers Auto class a model of ``config`` loads with."""
+    if _field(config, "audio_config") is not None:   # Qwen2-Audio: no image-text-to-text mapping
+        from transformers import AutoModelForMultimodalLM
+
+        return AutoModelForMultimodalLM
     if is_vlm_config(config):
         from transformers import AutoModelForImageTextToText
 
         return AutoModelForImageTextToText
     from transformers import AutoModelForCausalLM
 
-    if _field(config, "audio_config") is not None:   # Qwen2-Audio: no image-text-to-text mapping
-        from transformers import AutoModelForMultimodalLM
-
-        return AutoModelForMultimodalLM
     return AutoModelForCausalLM
 
 
@@ -194,6 +194,11 @@ def publish_processor(source: str | Path, dest: str | Path, vision: Any = None, 
     (merge, export): the same files, copied."""
     import shutil
 
+    from llmpipe.models.audio import publish
+
+    audio = publish(source, dest, vision, tokenizer)   # an audio-language model: its feature extractor
+    if audio is not None:
+        return audio
     source, dest = Path(source), Path(dest)
     if not has_processor(source):
         return False
@@ -212,11 +217,6 @@ def publish_processor(source: str | Path, dest: str | Path, vision: Any = None, 
     tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(str(source))
     image_processor = load_image_processor(source)
     if vision is not None and fam.plugin == "gemma3":
-    from llmpipe.models.audio import publish
-
-    audio = publish(source, dest, vision, tokenizer)   # an audio-language model: its feature extractor
-    if audio is not None:
-        return audio
         image_processor.do_pan_and_scan = bool(vision.image_do_pan_and_scan)
     if vision is not None and fam.plugin == "intern_vl":
         image_processor.crop_to_patches = bool(vision.crop_to_patches)

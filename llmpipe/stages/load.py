@@ -106,7 +106,9 @@ def run(ctx: StageContext) -> dict:
                 if audio.published(ctx.out / "tokenizer") else
                 "image processor published next to the tokenizer (vision-language model)")
         if opts.packing:
-            ctx.log("packing is off for image rows (each row keeps its own M-RoPE positions)")
+            audio_rows = audio.published(ctx.out / "tokenizer")
+            ctx.log("packing is off for audio rows (each row keeps its own clips)" if audio_rows else
+                    "packing is off for image rows (each row keeps its own M-RoPE positions)")
     if not ctx.obj.data.dataset and not ctx.obj.data.eval_dataset and not ctx.obj.train.do_train:
         # nothing to tokenize (e.g. exporting given adapters): the model and its tokenizer are enough
         tokenizer.save_pretrained(str(ctx.out / "tokenizer"))

@@ -171,6 +171,8 @@ def test_export_reloads_with_autoprocessor_and_generates_from_a_tone(audio_run):
     (["model=tiny_qwen2_audio", "vision.image_max_pixels=4096"], "vision.image_max_pixels", "reads no images"),
     (["model=tiny_qwen2_audio", "data.dataset=audio_tones", "train.stage=kto", "train.do_train=true"],
      "train.stage", "passes image pixels to TRL's trainers, not audio features"),
+    (["model=tiny_qwen2_audio", "data.dataset=audio_tones", "train.stage=pt", "train.do_train=true"],
+     "data.dataset", "reads audios only, with train.stage=sft"),
     (["model=tiny_qwen2_audio", "data.dataset=audio_tones", "data.eval_dataset=audio_tones_eval",
       "train.do_predict=true", "train.predict_with_generate=true"], "data.dataset", "takes no audio"),
 ])
