@@ -179,8 +179,11 @@ def vlm_stage(cfg, env):
 @rule("vision-data-media", keys=["data.dataset", "data.eval_dataset", "model.name_or_path"],
       bad=[["data.dataset=vlm_colours"], ["data.dataset=vlm_motion"],
            ["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours",
-                                          "train.stage=pt"]],
+                                          "train.stage=pt"],
+           ["model.name_or_path=builtin:tiny_vl", "data.dataset=audio_tones"],
+           ["model.name_or_path=builtin:tiny-qwen2-audio", "data.dataset=vlm_colours"]],
       good=[["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours"], ["data.dataset=demo_sft"],
+            ["model.name_or_path=builtin:tiny-qwen2-audio", "data.dataset=audio_tones"],
             ["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_motion"]])
 def data_media(cfg, env):
     """A dataset registered with images/videos/audios columns needs a model that reads them: a text-only model is
