@@ -183,7 +183,8 @@ def main(argv=None) -> int:
     if "vlm" in a.only:   # its own assets, venv (bench/.lfvlmvenv) and results folder
         from bench import vlm
 
-        vlm.main(["--runs", str(a.runs)] + (["--threads", str(a.threads)] if a.threads else []))
+        vlm.main(["--runs", str(a.runs)] + (["--threads", str(a.threads)] if a.threads else [])
+                 + (["--out", str(a.out / "vlm")] if a.quick else []))   # --quick: bench/results/quick/vlm
         a.only = tuple(g for g in a.only if g != "vlm")
         if not a.only:
             return 0

@@ -56,6 +56,7 @@ def test_loss_difference_and_per_round_ratio():
     assert [round(p["ratio"], 6) for p in s["per_round"]] == [1.5, 1.0]
     assert s["per_round"][0]["wall_ratio"] == 1.5
     assert s["ratio_per_round_median"] == 1.25 and s["met"] is True
+    assert s["ratio_best"] == 1.2   # fastest llmpipe round (10 s) against fastest LF round (12 s)
     assert abs(s["loss_max_rel"] - 0.25) < 1e-12
     failed = vlm.summarize([dict(records[0], rc=1), records[1]], stats)
     assert failed["per_round"] == [] and failed["met"] is None
