@@ -25,6 +25,7 @@ import argparse
 import base64
 import datetime
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -52,7 +53,8 @@ def build_assets(out: Path) -> dict:
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    src = ensure_builtin("builtin:tiny_vl", out.parent / "store")   # kept: builtin:tiny takes minutes to build
+    # llmpipe's store (LLMPIPE_CACHE, or one beside the assets, kept): a first build of builtin:tiny takes minutes
+    src = ensure_builtin("builtin:tiny_vl", os.environ.get("LLMPIPE_CACHE") or out.parent / "store")
     shutil.copytree(src, tmp / "model", ignore=shutil.ignore_patterns("_COMPLETE"))
     data = tmp / "data"
     (data / "images").mkdir(parents=True)
