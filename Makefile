@@ -33,9 +33,11 @@ demo: $(STAMP)
 # --dist loadgroup: a test file whose tests share a module fixture (a trained store, a sweep) runs on one worker, so
 # the fixture is built once (tests/conftest.py groups those files); every other test is handed out on its own, so
 # neither worker waits at the end on a long file of independent tests.
+# One torch thread per process (unless OMP_NUM_THREADS is set): two workers on two cores, each running tiny models,
+# only lose time to each other's thread pools (a 2-thread pool spins while the other worker holds the core).
 PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # `make bench BENCH_ARGS="--quick"`: llmpipe vs LLaMA-Factory (docs/bench.md); LF gets its own venv in bench/.lfvenv
 $(VENV)/.llmpipe-bench: $(STAMP)

@@ -102,14 +102,14 @@ def test_force_reruns_the_named_stage(first_run, shared_cache):
 
 def test_kill_and_resume(tmp_path):
     cache = tmp_path / "cache"
-    args = [*QUICK, "train.max_steps=60", "export.dir=null", "lora.rank=4"]
+    args = [*QUICK, "train.max_steps=30", "train.save_steps=5", "export.dir=null", "lora.rank=4"]
     env = {**os.environ, "LLMPIPE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "llmpipe", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 600
     ckpt = None
     while time.time() < deadline and proc.poll() is None:
-        found = list((cache / "train").glob("*.work/checkpoints/checkpoint-20")) if (cache / "train").exists() else []
+        found = list((cache / "train").glob("*.work/checkpoints/checkpoint-10")) if (cache / "train").exists() else []
         if found:
             ckpt = found[0]
             break
@@ -128,7 +128,8 @@ def test_kill_and_resume(tmp_path):
 
 def test_sweep_reuses_shared_stages(tmp_path):
     cache = tmp_path / "cache"
-    args = ["-m", *QUICK, "train.max_steps=10", "export.dir=null", "lora.rank=2,4", "train.learning_rate=0.003,0.001"]
+    args = ["-m", *QUICK, "train.max_steps=3", "data.max_samples=48", "export.dir=null", "lora.rank=2,4",
+            "train.learning_rate=0.003,0.001"]
     cli(tmp_path, *args, cache=cache)
     locks = lock_files(tmp_path / "multirun")
     assert len(locks) == 4

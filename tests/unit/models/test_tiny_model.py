@@ -147,9 +147,10 @@ def test_bench_model(tmp_path, own_cache):
 
 def test_the_config_names_every_built_in_model():
     """Pre-flight knows the built-in names without importing models (config sits below models); they must be
-    exactly the models tiny.py, vision_builtin.py, zoo.py and vlm_zoo.py can build. (tiny.py is hashed into the built-in model's identity, so the check
-    lives here rather than in that file.)"""
+    exactly the models tiny.py, vision_builtin.py, zoo.py, vlm_zoo.py and audio_builtin.py can build. (tiny.py is
+    hashed into the built-in model's identity, so the check lives here rather than in that file.)"""
     from llmpipe.config.families.model import BUILTIN_MODELS
-    from llmpipe.models import tiny, vision_builtin, vlm_zoo, zoo
+    from llmpipe.models import audio_builtin, tiny, vision_builtin, vlm_zoo, zoo
 
-    assert set(BUILTIN_MODELS) == set(tiny.SPECS) | set(vision_builtin.SPECS) | set(zoo.SPECS) | set(vlm_zoo.SPECS)
+    built = set(tiny.SPECS) | set(vision_builtin.SPECS) | set(zoo.SPECS) | set(vlm_zoo.SPECS) | {audio_builtin.NAME}
+    assert set(BUILTIN_MODELS) == built
