@@ -28,14 +28,29 @@ def shared_builtin_cache(tmp_path_factory):
         os.environ.pop("LLMPIPE_BUILTIN_CACHE", None)
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist turns the group marks into node ids (its hook has no order)
 def pytest_collection_modifyitems(config, items):
     """Under ``make test`` (xdist, ``--dist loadgroup``) a test file whose tests share a module- or class-scoped
     fixture (a trained store, a started server) runs on one worker, so the fixture is built once; every other
     test is handed out on its own, so the two workers finish together instead of one waiting on a long file."""
     for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        info = getattr(item, "_fixtureinfo", None)
-        defs = info.name2fixturedefs.values() if info else ()
-        if any(d[-1].scope in ("module", "class", "package") for d in defs if d):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+        if not item.get_closest_marker("xdist_group"):
+            info = getattr(item, "_fixtureinfo", None)
+            defs = info.name2fixturedefs.values() if info else ()
+            if any(d[-1].scope in ("module", "class", "package") for d in defs if d):
+                item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+        if getattr(config.option, "loadgroup", False):   # on an xdist worker under --dist loadgroup
+            _group_node_id(item)
+
+
+def _group_node_id(item) -> None:
+    """xdist's scheduler groups tests by a ``@group`` suffix of the node id, which xdist 3.8 writes to
+    ``item._nodeid``; pytest 9 reads node ids from ``item._id``, so without this every group was split across
+    the workers and each worker built the shared fixtures again (measured: test_engine's, test_export's and
+    test_mc_eval's module fixtures built twice)."""
+    from _pytest.nodeid import coerce_node_id
+
+    names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                    for m in item.iter_markers("xdist_group")})
+    if names and item.nodeid.rfind("@") <= item.nodeid.rfind("]"):
+        item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
