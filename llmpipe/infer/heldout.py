@@ -89,3 +89,34 @@ def heldout_examples(cfg: Any, tokenizer, mm=None) -> list[Example]:
         out.append(Example(msgs[:-1], ex["system"], ex["tools"], str(msgs[-1].get("content") or ""),
                            [_unjson(r) for r in ex["images"]]))
     return out
+
+
+def prompt_encoder(obj, prompter, vision, examples):
+    """Example -> prompt ids: with the example's images (opened under data.media_dir) for a vision-language
+    model (llmpipe.infer.mm_request), else the text alone."""
+    if not any(ex.images for ex in examples):
+        return lambda ex: prompter.encode(ex.messages, ex.system, ex.tools)
+    from llmpipe.data.media import MediaError
+    from llmpipe.data.mm_media import open_image
+    from llmpipe.data.options import DataOptions
+
+    root = DataOptions.from_cfg(obj).media_root
+
+    def encode(ex):
+        try:
+            images = [open_image(r, root) for r in ex.images]
+        except MediaError as e:
+            raise DataError(f"a held-out row's image cannot be used: {e}") from None
+        return vision.encode(prompter, ex.messages, ex.system, ex.tools, images)
+    return encode
+
+
+def cut_prompt(ids, cutoff: int, row: int):
+    """The last ``cutoff`` tokens of a prompt; a prompt with images is never cut (it would cut into them)."""
+    from llmpipe.infer.mm_request import images_of
+
+    if not images_of(ids):
+        return ids[-cutoff:]
+    raise DataError(f"held-out row {row}: its prompt with images is {len(ids)} tokens, more than "
+                    f"data.cutoff_len={cutoff}, and cutting it would cut into its images; raise data.cutoff_len or "
+                    "lower vision.image_max_pixels")

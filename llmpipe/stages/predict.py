@@ -37,40 +37,6 @@ def _done_rows(path, chunk: int) -> list[dict]:
     return rows[:len(rows) - len(rows) % chunk]
 
 
-def _encoder(obj, ref, prompter, vision, examples):
-    """Example -> prompt ids: with the example's images (opened under data.media_dir) for a vision-language
-    model (llmpipe.infer.mm_request), else the text alone."""
-    if not any(ex.images for ex in examples):
-        return lambda ex: prompter.encode(ex.messages, ex.system, ex.tools)
-    from llmpipe.data.errors import DataError
-    from llmpipe.data.media import MediaError
-    from llmpipe.data.mm_media import open_image
-    from llmpipe.data.options import DataOptions
-
-    root = DataOptions.from_cfg(obj).media_root
-
-    def encode(ex):
-        try:
-            images = [open_image(r, root) for r in ex.images]
-        except MediaError as e:
-            raise DataError(f"a held-out row's image cannot be used: {e}") from None
-        return vision.encode(prompter, ex.messages, ex.system, ex.tools, images)
-    return encode
-
-
-def _cut(ids, cutoff: int, row: int):
-    """The last ``cutoff`` tokens of a prompt; a prompt with images is never cut (it would cut into them)."""
-    from llmpipe.infer.mm_request import images_of
-
-    if not images_of(ids):
-        return ids[-cutoff:]
-    from llmpipe.data.errors import DataError
-
-    raise DataError(f"held-out row {row}: its prompt with images is {len(ids)} tokens, more than "
-                    f"data.cutoff_len={cutoff}, and cutting it would cut into its images; raise data.cutoff_len or "
-                    "lower vision.image_max_pixels")
-
-
 def run(ctx: StageContext) -> dict:
     import time
 
@@ -79,7 +45,7 @@ def run(ctx: StageContext) -> dict:
     from llmpipe.data.errors import DataError
     from llmpipe.infer.backends import load_prompter, open_backend
     from llmpipe.infer.generation import from_config
-    from llmpipe.infer.heldout import heldout_examples
+    from llmpipe.infer.heldout import cut_prompt, heldout_examples, prompt_encoder
     from llmpipe.infer.metrics import score
     from llmpipe.infer.mm_request import vision_for
     from llmpipe.infer.model_ref import from_stage_inputs
@@ -97,11 +63,11 @@ def run(ctx: StageContext) -> dict:
                         "the data changed under the run (run.force=[load] rebuilds it)")
     cutoff = int(obj.data.cutoff_len)
     prompts, truncated = [], 0
-    encode = _encoder(obj, ref, prompter, vision, examples)
+    encode = prompt_encoder(obj, prompter, vision, examples)
     for i, ex in enumerate(examples):
         ids = encode(ex)
         if len(ids) > cutoff:
-            ids, truncated = _cut(ids, cutoff, i), truncated + 1
+            ids, truncated = cut_prompt(ids, cutoff, i), truncated + 1
         prompts.append(ids)
     params = from_config(obj, for_eval=True)
     batch = int(obj.train.per_device_eval_batch_size)

@@ -28,11 +28,10 @@ def accuracy_report(plan, result, obj, max_new_tokens: int = 32) -> dict | None:
     split: ``{"before", "after", "n", "examples": [(prompt, expected, answer), ...]}``; None without a held-out
     split or a trained model."""
     from llmpipe.infer.backends import load_prompter
-    from llmpipe.infer.heldout import heldout_examples
+    from llmpipe.infer.heldout import cut_prompt, heldout_examples, prompt_encoder
     from llmpipe.infer.metrics import score
     from llmpipe.infer.mm_request import vision_for
     from llmpipe.infer.model_ref import final_model, from_stage_inputs
-    from llmpipe.stages.predict import _cut, _encoder
 
     loads = [result.outputs[n.id] for n in plan.nodes if n.kind.name == "load"]
     final = final_model(plan, result.outputs)
@@ -49,8 +48,8 @@ def accuracy_report(plan, result, obj, max_new_tokens: int = 32) -> dict | None:
     if not examples:
         return None
     cutoff = int(obj.data.cutoff_len)
-    encode = _encoder(obj, base, prompter, vision, examples)   # with each row's images, as predict
-    prompts = [ids if len(ids) <= cutoff else _cut(ids, cutoff, i) for i, ids in enumerate(map(encode, examples))]
+    encode = prompt_encoder(obj, prompter, vision, examples)   # with each row's images, as predict
+    prompts = [ids if len(ids) <= cutoff else cut_prompt(ids, cutoff, i) for i, ids in enumerate(map(encode, examples))]
     refs = [ex.reference.strip() for ex in examples]
     before = _answers(obj, base, prompter, prompts, max_new_tokens)
     after = _answers(obj, final, prompter, prompts, max_new_tokens)
