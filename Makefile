@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(PY) -m llmpipe +recipe=demo
 
 # Two workers (pytest-xdist): many tests wait on subprocesses and I/O. Measured on this 2-core machine:
-# 23 min 24 s for 3,457 tests (2026-12-06). `make test PYTEST_WORKERS=0` runs it in one process.
+# 22 min 47 s for 3,770 tests (2026-12-07, 43.7 CPU-minutes). `make test PYTEST_WORKERS=0` runs it in one process.
 # --dist loadgroup: a test file whose tests share a module fixture (a trained store, a sweep) runs on one worker, so
 # the fixture is built once (tests/conftest.py groups those files); every other test is handed out on its own, so
 # neither worker waits at the end on a long file of independent tests.
