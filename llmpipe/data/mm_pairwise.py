@@ -16,8 +16,8 @@ both answers of a pair, and KTO's mismatched KL completions, are scored against 
 """
 from __future__ import annotations
 
-from llmpipe.data.media import MediaError
-from llmpipe.data.mm_tokenize import PLACEHOLDER, ImageTokens, _expand
+from llmpipe.data.media import MediaError, expand_placeholders
+from llmpipe.data.mm_tokenize import PLACEHOLDER, ImageTokens
 
 
 def _images(ex: dict, mm: ImageTokens, root) -> tuple[list[bytes], list[int], list[str]]:
@@ -57,7 +57,7 @@ def process_rows(examples: list[dict], tokenizer, mm: ImageTokens, proc: dict, r
             rep.bad(ex["_row"], f"its {n_visual} visual tokens alone exceed cutoff_len={cutoff} (raise "
                                 "data.cutoff_len or lower vision.image_max_pixels)")
             continue
-        (row,) = fn([{**ex, "messages": _expand(ex["messages"], texts)}], **proc)
+        (row,) = fn([{**ex, "messages": expand_placeholders(ex["messages"], PLACEHOLDER, texts)}], **proc)
         if "_bad" in row:   # a tool call its tool format cannot write
             rep.bad(ex["_row"], row["_bad"])
             continue

@@ -12,27 +12,12 @@ multimodal collator (llmpipe.training.collators) turns them into pixel values ba
 """
 from __future__ import annotations
 
-from llmpipe.data.media import MediaError
+from llmpipe.data.media import MediaError, expand_placeholders
 from llmpipe.data.mm_plugins import ImageTokens
 from llmpipe.data.processors import IGNORE_INDEX, encode_supervised
 
 __all__ = ["PLACEHOLDER", "ImageTokens", "tokenize_examples"]
 PLACEHOLDER = "<image>"
-
-
-def _expand(messages: list[dict], texts: list[str]) -> list[dict]:
-    out, k = [], 0
-    for m in messages:
-        content = m["content"]
-        if PLACEHOLDER in content:
-            parts = content.split(PLACEHOLDER)
-            text = parts[0]
-            for p in parts[1:]:
-                text += texts[k] + p
-                k += 1
-            m = {**m, "content": text}
-        out.append(m)
-    return out
 
 
 def tokenize_examples(examples: list[dict], tokenizer, mm: ImageTokens, proc: dict, rep, root):
@@ -56,7 +41,7 @@ def tokenize_examples(examples: list[dict], tokenizer, mm: ImageTokens, proc: di
             rep.bad(ex["_row"], f"its {sum(counts)} visual tokens alone exceed cutoff_len={cutoff} (raise "
                                 "data.cutoff_len or lower vision.image_max_pixels)")
             continue
-        ready.append({**ex, "messages": _expand(ex["messages"], texts)})
+        ready.append({**ex, "messages": expand_placeholders(ex["messages"], PLACEHOLDER, texts)})
         meta.append((ex["_row"], pngs, sum(counts)))
     rows = encode_rows(ready, meta, tokenizer, proc, rep, image_id, "images", "image",
                        " or lower vision.image_max_pixels")
