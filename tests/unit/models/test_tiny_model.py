@@ -89,11 +89,21 @@ def test_chat_template_round_trip(tok):
     assert tok.decode(ids) == text
 
 
-def test_deterministic_across_cache_roots(tiny_dir, tmp_path, own_cache):
-    other = tiny.ensure_builtin("builtin:tiny", tmp_path / "cache_b")
-    assert other != tiny_dir and other.name == tiny_dir.name and other.parent == tmp_path / "cache_b" / "models"
+def test_deterministic_across_cache_roots(tmp_path, own_cache, monkeypatch):
+    """Two builds in two cache roots are byte-identical: tokenizer training, pre-training data, seeded init and
+    the pre-training loop (seed, order, one thread), on builtin:tiny's spec with 4 pre-training steps instead of
+    150 (the loop is the same code at every step; a full build costs about a minute of CPU)."""
+    short = dict(tiny.SPECS["builtin:tiny"], pretrain=dict(tiny.PRETRAIN, steps=4))
+    monkeypatch.setitem(tiny.SPECS, "builtin:tiny", short)
+    a = tiny.ensure_builtin("builtin:tiny", tmp_path / "cache_a")
+    b = tiny.ensure_builtin("builtin:tiny", tmp_path / "cache_b")
+    assert a != b and a.name == b.name and b.parent == tmp_path / "cache_b" / "models"
     for f in ("model.safetensors", "tokenizer.json", "config.json", "generation_config.json"):
-        assert (other / f).read_bytes() == (tiny_dir / f).read_bytes(), f
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    # the 4 steps really trained: the same seeded init without pre-training (builtin:tiny-random) has other weights
+    init = tiny.ensure_builtin("builtin:tiny-random", tmp_path / "cache_a")
+    assert (init / "tokenizer.json").read_bytes() == (a / "tokenizer.json").read_bytes()
+    assert (init / "model.safetensors").read_bytes() != (a / "model.safetensors").read_bytes()
 
 
 def test_second_call_is_a_cache_hit(tiny_dir, monkeypatch, tmp_path):
