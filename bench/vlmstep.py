@@ -2,13 +2,16 @@
 Face stack's own speed (llmpipe's .venv: torch 2.13.0+cpu, transformers 5.25; bench/.lfvlmvenv: torch 2.14.1
 CUDA build, transformers 5.6) apart from what each tool does around it.
 
-    <venv>/bin/python -m bench.vlmstep bench/work/vlm/assets [--steps 20] [--no-gc] [--no-collate]
+    <venv>/bin/python -m bench.vlmstep bench/work/vlm/assets [--steps 20] [--no-gc] [--no-collate] [--label-only]
 
 The batch is the measure's first 8 rows (qwen2_vl template, 4 visual tokens each, 43 tokens): each step
 decodes the 8 PNGs and runs the image processor (as a collator does; --no-collate does it once) and then
 forward, backward, clipping and a fused AdamW step with LoRA r 8 / alpha 16 on the language model's 7
 projections (vision tower and merger frozen), fp32, reentrant gradient checkpointing unless --no-gc.
-Prints JSON: median wall and CPU seconds per step after 3 warm-up steps, and the versions.
+--label-only gives the model llmpipe's label-only LM head (llmpipe.training.lm_head: the vocabulary projection of
+the labelled positions only, as llmpipe's train stage runs image rows); it needs llmpipe importable (the repository
+root as the working directory). Prints JSON: median wall and CPU seconds per step after 3 warm-up steps, the last
+loss, and the versions.
 """
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--no-gc", action="store_true")
     ap.add_argument("--no-collate", action="store_true")
+    ap.add_argument("--label-only", action="store_true")
     a = ap.parse_args()
 
     import peft
@@ -75,6 +79,10 @@ def main() -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
         model.enable_input_require_grads()
     model.config.use_cache = False
+    if a.label_only:
+        from llmpipe.training.lm_head import add_label_only_head
+
+        add_label_only_head(model)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
@@ -84,10 +92,11 @@ def main() -> None:
     def inputs():   # the collator's work (decode + image processor) inside the step unless --no-collate
         px, g = pixels(images, proc) if not a.no_collate else (pv, grid)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels, "pixel_values": px,
-                "image_grid_thw": g, "mm_token_type_ids": types}
+                "image_grid_thw": g, "mm_token_type_ids": types, **({"label_only_head": True} if a.label_only else {})}
     step_s, step_cpu_s, loss = timed_steps(model, opt, inputs, a.steps)
     print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-                      "gc": not a.no_gc, "collate": not a.no_collate, "threads": torch.get_num_threads(),
+                      "gc": not a.no_gc, "collate": not a.no_collate,
+                      "label_only": a.label_only, "threads": torch.get_num_threads(),
                       "step_s": step_s, "step_cpu_s": step_cpu_s, "loss": loss}))
 
 if __name__ == "__main__":

@@ -10,9 +10,15 @@ the loss the model's own forward defines: cross-entropy summed over the label to
 ``num_items_in_batch`` (the Trainer's count) or their number. ``LabelOnlyBatches`` adds the flag to each
 training and evaluation batch; generation never sees it.
 
-Only for plain heads and text rows: models whose logits are scaled or soft-capped (Gemma 2, Cohere, Granite,
-...) or whose loss adds an MoE router term keep their own forward, as do multimodal rows, runs that need the
-logits (``train.compute_accuracy``) and runs that bring their own head kernels (Liger, Unsloth).
+Only for plain heads: models whose logits are scaled or soft-capped (Gemma 2, Cohere, Granite, ...) or whose loss
+adds an MoE router term keep their own forward, as do runs that need the logits (``train.compute_accuracy``) and
+runs that bring their own head kernels (Liger, Unsloth). Image rows use it too when the model's backbone
+(``model.base_model``: the vision tower, the projector and the language model of every image family llmpipe has,
+which the ``*ForConditionalGeneration`` forward runs before its LM head) names ``pixel_values`` in its forward: the
+family's extras (M-RoPE grids and token types, Gemma 3's token types, image sizes, pixel masks) go to the backbone
+as they would from the full forward (the losses of the eight image families' tiny models agree to 1e-6, bench/
+findings_vlm.md). Video and audio rows keep the model's own forward (not verified for videos; audio models run
+their encoder outside the backbone).
 
 DPO-family stages keep TRL's fused LM head (it also yields the per-token entropy and accuracy TRL logs);
 ``score_label_positions_only`` makes it skip the unlabelled positions on the CPU as well.
@@ -23,10 +29,12 @@ forward, an fp32 projection in the label-only head, and TRL's ``cast_lm_head_to_
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any
 
-
+# media columns of tokenized rows -> the forward input the model's backbone must name to take them
+MEDIA_INPUTS = {"images": "pixel_values"}
 # config attributes that change the logits or the loss beyond lm_head + cross-entropy
 _NOT_PLAIN = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling",
               "output_router_logits")
@@ -54,8 +62,9 @@ def _base(model):
 def blocked_by(cfg, model, columns=None) -> str | None:
     from llmpipe.training.collators import TEXT_COLUMNS
 
-    if columns is not None and not set(columns) <= TEXT_COLUMNS:
-        return "the rows carry more than text (" + ", ".join(sorted(set(columns) - TEXT_COLUMNS)) + ")"
+    media = set(columns or ()) - TEXT_COLUMNS
+    if media - set(MEDIA_INPUTS):
+        return "the rows carry more than text (" + ", ".join(sorted(media)) + ")"
     if getattr(cfg.train, "compute_accuracy", False):
         return "train.compute_accuracy needs the logits"
     if getattr(cfg.train, "label_smoothing_factor", None):
@@ -74,7 +83,22 @@ def blocked_by(cfg, model, columns=None) -> str | None:
         return f"the model's head is not a plain projection ({', '.join(special)})"
     if base.get_output_embeddings() is None or getattr(base, "base_model", base) is base:
         return "the model has no separate LM head"
+    takes = _backbone_inputs(base)
+    missing = sorted({MEDIA_INPUTS[c] for c in media if MEDIA_INPUTS[c] not in takes})
+    if missing:
+        return (f"the rows carry more than text ({', '.join(sorted(media))}) and the model's backbone does not take "
+                f"{', '.join(missing)}")
     return None
+
+
+def _backbone_inputs(base) -> frozenset:
+    """The parameter names of the forward that the label-only head runs (``base.base_model``)."""
+    import inspect
+
+    try:
+        return frozenset(inspect.signature(base.base_model.forward).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
 
 
 def add_label_only_head(model) -> None:
@@ -121,6 +145,10 @@ def label_only_head(cfg, model, collator, log: Callable[[str], Any] = print, col
         log(f"LM head over every position: {reason}")
         return collator
     add_label_only_head(_base(model))
+    media = sorted(c[:-1] for c in MEDIA_INPUTS if c in set(columns or ()))
+    if media:
+        log(f"label-only LM head: the vocabulary projection runs on the labelled positions only, {' and '.join(media)} "
+            "rows too (the model's backbone runs the vision tower and the language model, as its own forward does)")
     return LabelOnlyBatches(collator)
 
 

@@ -1,0 +1,93 @@
+"""The faster paths of multimodal SFT on image rows, each exact: the built-in tiny VLM (builtin:tiny_vl, Qwen2-VL
+layout), built as the train stage builds it (LoRA on the language model, tower and merger frozen, reentrant gradient
+checkpointing: the matched settings of bench/vlm.py), on the bundled image rows under the qwen2_vl template, trained
+for a few AdamW steps by the plain path and by the fast one from the same initial weights: the per-step losses agree
+to 1e-6, the loss falls, and the train log says which path runs.
+
+The label-only LM head (llmpipe.training.lm_head) for every image family: tests/integration/test_vlm_families.py's
+models are not built here (cost); its per-family exactness was measured once and is in bench/findings_vlm.md."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import test_methods
+
+torch = pytest.importorskip("torch")
+store = test_methods.store   # a fixture: a store that shares the built-in models of the session
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def tiny_vl(tmp_path_factory, store):
+    """(cfg, model, rows, collator) of builtin:tiny_vl on 8 image rows, as the train stage sets them up."""
+    from transformers import AutoTokenizer
+
+    from llmpipe.config.compose import compose
+    from llmpipe.config.typed import typed
+    from llmpipe.data import mm_plugins
+    from llmpipe.data.loader import build_datasets
+    from llmpipe.data.options import DataOptions
+    from llmpipe.models.builtin import ensure_builtin
+    from llmpipe.models.trainable import build
+    from llmpipe.models.vision import publish_processor
+    from llmpipe.pipeline.preflight import validate
+    from llmpipe.resources import folder
+    from llmpipe.training.collators import collator_for
+
+    validated, problems = validate(compose([
+        "+recipe=vlm_demo", "data.template=qwen2_vl", "lora.rank=8", "lora.alpha=16", "lora.dropout=0.0",
+        "vision.freeze_multi_modal_projector=true", "model.disable_gradient_checkpointing=false",
+        "model.use_reentrant_gc=true"]))
+    assert not problems, [p.render() for p in problems]
+    cfg = typed(validated.cfg)
+    source = ensure_builtin("builtin:tiny_vl", store)
+    work = tmp_path_factory.mktemp("tiny_vl")
+    tok = AutoTokenizer.from_pretrained(str(source))
+    assert publish_processor(source, work / "tokenizer", cfg.vision, tok)
+    tok.save_pretrained(work / "tokenizer")
+    tok = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
+    opts = DataOptions(stage="sft", dataset=("vlm_colours",), dataset_dir=str(folder("data")), template="qwen2_vl",
+                       cutoff_len=128, max_samples=8)
+    rows = build_datasets(opts, tok, mm_plugins.load(work / "tokenizer")).train
+    torch.manual_seed(0)
+    model = build(str(source), cfg, log=lambda m: None)
+    return cfg, model, rows, collator_for(cfg, tok, rows)
+
+
+def _losses(model, batch) -> list[float]:
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    out = []
+    for _ in range(STEPS):
+        loss = model(**batch).loss
+        out.append(float(loss))
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return out
+
+
+def test_label_only_head_runs_image_rows_with_the_same_losses(tiny_vl):
+    from llmpipe.training.collators import column_names
+    from llmpipe.training.lm_head import LabelOnlyBatches, label_only_head
+
+    cfg, model, rows, collator = tiny_vl
+    plain_model, fast_model = copy.deepcopy(model), copy.deepcopy(model)
+    lines: list[str] = []
+    fast = label_only_head(cfg, fast_model, collator, lines.append, columns=column_names(rows))
+    assert isinstance(fast, LabelOnlyBatches)
+    assert lines == [("label-only LM head: the vocabulary projection runs on the labelled positions only, image rows "
+                      "too (the model's backbone runs the vision tower and the language model, as its own forward "
+                      "does)")]
+    features = [dict(r) for r in rows]
+    plain_batch, fast_batch = collator(features), fast(features)
+    assert fast_batch["label_only_head"] is True and "pixel_values" in fast_batch
+    plain, got = _losses(plain_model, plain_batch), _losses(fast_model, fast_batch)
+    assert got[-1] < got[0], got                                   # it learns
+    assert max(abs(a - b) for a, b in zip(plain, got)) < 1e-6, (plain, got)
+    # the audio rows' models run their encoder outside the backbone: their head stays as it is, and says so
+    assert label_only_head(cfg, copy.deepcopy(model), collator, lines.append,
+                           columns=["input_ids", "labels", "audios"]) is collator
+    assert lines[-1] == "LM head over every position: the rows carry more than text (audios)"
