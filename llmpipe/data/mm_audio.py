@@ -54,7 +54,7 @@ def _decode_av(data: bytes, ref):
             if not container.streams.audio:
                 raise MediaError(f"audio {describe(ref)} has no audio stream")
             stream = container.streams.audio[0]
-            chunks = [f.to_ndarray().astype("float32") for f in container.decode(stream)]
+            chunks = [_scaled(f.to_ndarray()) for f in container.decode(stream)]
             rate = stream.rate
     except MediaError:
         raise
@@ -64,6 +64,16 @@ def _decode_av(data: bytes, ref):
         raise MediaError(f"audio {describe(ref)} has no samples")
     planar = [c if c.ndim == 2 and c.shape[0] <= 8 else c.reshape(1, -1) for c in chunks]
     return np.concatenate(planar, axis=1).mean(axis=0), rate
+
+
+def _scaled(samples):
+    """A decoded frame's samples as float32 in [-1, 1] (integer PCM, e.g. s16 in a video's track, is scaled)."""
+    if samples.dtype.kind == "u":
+        bits = samples.dtype.itemsize * 8
+        return (samples.astype("float32") - 2 ** (bits - 1)) / 2 ** (bits - 1)
+    if samples.dtype.kind == "i":
+        return samples.astype("float32") / 2 ** (samples.dtype.itemsize * 8 - 1)
+    return samples.astype("float32")
 
 
 def resample(samples, rate: int, target: int):

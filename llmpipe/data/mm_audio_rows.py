@@ -26,7 +26,12 @@ def _prepared(ex: dict, mm, root) -> tuple[list[bytes], list[int]]:
 
 
 def tokenize_examples(examples: list[dict], tokenizer, mm, proc: dict, rep, root):
-    """``datasets.Dataset`` (input_ids, labels, attention_mask, audios) of sft examples; bad rows go to ``rep``."""
+    """``datasets.Dataset`` (input_ids, labels, attention_mask, audios) of sft examples; bad rows go to ``rep``.
+    Qwen2.5-Omni's thinker (images and videos too): llmpipe.data.mm_omni."""
+    from llmpipe.data import mm_omni
+
+    if isinstance(mm, mm_omni.OmniTokens):
+        return mm_omni.tokenize_examples(examples, tokenizer, mm, proc, rep, root)
     audio_id = tokenizer.convert_tokens_to_ids(mm.audio_token)
     cutoff = proc.get("cutoff_len")
     ready, meta = [], []

@@ -11,6 +11,8 @@ Counting is done with the family's own image processor (PIL backend) on each ima
 
 - ``qwen2_vl`` / ``qwen3_vl``: ``<|vision_start|>`` + ``<|image_pad|>`` x (grid_t*grid_h*grid_w / merge_size**2) +
   ``<|vision_end|>``; the model needs ``image_grid_thw`` and ``mm_token_type_ids`` (1 on image tokens, for M-RoPE);
+- ``qwen2_omni`` (Qwen2.5-Omni's thinker): the same count, as ``<|vision_bos|>`` + ``<|IMAGE|>`` x n +
+  ``<|vision_eos|>``; needs ``image_grid_thw`` only (its audio and videos: llmpipe.data.mm_omni);
 - ``llava``: ``<image>`` x ((H/patch)*(W/patch) + additional tokens (1 for a CLIP tower's CLS) - 1 with the
   ``default`` feature strategy);
 - ``llava_next``: ``<image>`` x the any-resolution count of transformers' LlavaNextProcessor; needs
@@ -56,7 +58,7 @@ class Plugin:
         if mm.processor is not None:
             return mm.processor.replace_image_token(out, i)
         facts = mm.facts
-        if self.name in ("qwen2_vl", "qwen3_vl"):
+        if self.name in ("qwen2_vl", "qwen3_vl", "qwen2_omni"):   # qwen2_omni: <|vision_bos|>/<|vision_eos|>
             grid = out["image_grid_thw"][i]
             merge = int(getattr(mm.image_processor, "merge_size", 2) or 1)
             n = int(grid[0] * grid[1] * grid[2]) // (merge * merge)
@@ -79,6 +81,7 @@ class Plugin:
 PLUGINS = {p.name: p for p in (
     Plugin("qwen2_vl", "<|image_pad|>", outputs=("pixel_values", "image_grid_thw"), type_ids="mm_token_type_ids"),
     Plugin("qwen3_vl", "<|image_pad|>", outputs=("pixel_values", "image_grid_thw"), type_ids="mm_token_type_ids"),
+    Plugin("qwen2_omni", "<|IMAGE|>", outputs=("pixel_values", "image_grid_thw")),   # llmpipe.data.mm_omni
     Plugin("llava", "<image>", composite=True),
     Plugin("llava_next", "<image>", composite=True, outputs=("pixel_values", "image_sizes")),
     Plugin("llava_next_video", "<image>", outputs=("pixel_values", "image_sizes")),   # images: LlavaNextProcessor's

@@ -51,8 +51,10 @@ def frames(rng: random.Random, direction: str, size: int = SIZE, n: int = FRAMES
     return out
 
 
-def encode(images: list, fps: int = FPS) -> bytes:
-    """An MPEG-4 clip of ``images`` (PyAV; one thread and a fixed quantiser, so the bytes are reproducible)."""
+def encode(images: list, fps: int = FPS, tone_hz: float | None = None, rate: int = 16000) -> bytes:
+    """An MPEG-4 clip of ``images`` (PyAV; one thread and a fixed quantiser, so the bytes are reproducible); with
+    ``tone_hz``, plus an audio track: a sine tone of that pitch as long as the clip (16-bit PCM at ``rate`` Hz, the
+    video's audio for vision.use_audio_in_video)."""
     import av
 
     buf = io.BytesIO()
@@ -63,12 +65,27 @@ def encode(images: list, fps: int = FPS) -> bytes:
         stream.thread_count = 1
         stream.options = {"qscale": "2"}
         out.metadata["encoder"] = ""
+        sound = out.add_stream("pcm_s16le", rate=rate, layout="mono") if tone_hz else None
         for img in images:
             for packet in stream.encode(av.VideoFrame.from_image(img)):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+        if sound is not None:
+            _mux_tone(out, sound, tone_hz, len(images) / fps, rate)
     return buf.getvalue()
+
+
+def _mux_tone(out, stream, tone_hz: float, seconds: float, rate: int) -> None:
+    import av
+    import numpy as np
+
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.5 * np.sin(2 * np.pi * tone_hz * t) * 32767).astype("<i2")[None]
+    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+    frame.sample_rate = rate
+    for packet in [*stream.encode(frame), *stream.encode()]:
+        out.mux(packet)
 
 
 def data_url(data: bytes) -> str:

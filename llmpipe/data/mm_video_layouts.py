@@ -17,6 +17,10 @@ composite processor (``replace_video_token``) would write:
   frame resized (shortest edge), center-cropped, rescaled and normalised as ``LlavaNextVideoVideoProcessor`` does,
   with the image processor's own settings and PIL operations; input ``pixel_values_videos`` (videos, frames, C, H,
   W). Frames are not paired (no temporal patch).
+- ``qwen2_5_omni_thinker`` (Qwen2.5-Omni's thinker, llmpipe.data.mm_omni): Qwen2.5-VL's pixels and count as
+  ``<|vision_bos|>`` + ``<|VIDEO|>`` x n + ``<|vision_eos|>``; input ``video_second_per_grid`` (temporal patch /
+  sampled fps). With its audio track (vision.use_audio_in_video) the frames' and the track's tokens interleave in
+  chunks of ``seconds_per_chunk`` (:meth:`OmniVideo.with_audio`).
 """
 from __future__ import annotations
 
@@ -158,6 +162,50 @@ class LlavaNextVideo:
         return {"pixel_values_videos": torch.from_numpy(np.concatenate(videos))[None]}
 
 
+class OmniVideo(QwenVideo):
+    """The thinker's videos: Qwen2.5-VL's pixels and count, its own tokens, ``video_second_per_grid``."""
+    type_ids = None   # the thinker takes no mm_token_type_ids
+
+    def __init__(self, image_processor: Any, facts: dict):
+        super().__init__("qwen2_5_vl", image_processor, facts)
+        self.video_token = facts.get("video_token", "<|VIDEO|>")
+        self.facts = facts
+
+    def with_audio(self, clip, audio_tokens: int) -> tuple[str, int]:
+        """(the text of a video whose audio track is ``audio_tokens`` tokens, its video tokens), interleaved chunk
+        by chunk as transformers' Qwen2_5OmniProcessor.replace_video_with_audio_token writes it."""
+        from transformers.models.qwen2_5_omni.processing_qwen2_5_omni import (
+            Qwen2_5OmniProcessor as P,
+        )
+
+        gh, gw = self._grid(clip.frames[0])
+        grid_t = len(clip.frames) // self.temporal
+        f = self.facts
+
+        class Layout:   # what replace_video_with_audio_token reads from the processor
+            replace_video_with_audio_token = P.replace_video_with_audio_token
+            get_chunked_index = P.get_chunked_index
+            audio_bos_token, audio_eos_token = f["audio_bos"], f["audio_eos"]
+            video_token, audio_token = f["video_token"], f["audio_token"]
+            video_processor = self.image_processor
+
+        import numpy as np
+
+        text = Layout().replace_video_with_audio_token(
+            {"video_grid_thw": np.array([[grid_t, gh, gw]]),
+             "video_second_per_grid": [self.temporal / clip.sampled_fps]},
+            0, {"num_audio_tokens": [audio_tokens]}, 0,
+            position_id_per_seconds=f["position_id_per_seconds"], seconds_per_chunk=f["seconds_per_chunk"])
+        return self.start + text + self.end, grid_t * gh * gw // (self.merge * self.merge)
+
+    def inputs(self, clips: list[tuple[list, float]]) -> dict:
+        import torch
+
+        out = video_pixels(self.image_processor, [frames for frames, _ in clips])
+        out["video_second_per_grid"] = torch.tensor([self.temporal / fps for _, fps in clips], dtype=torch.float32)
+        return out
+
+
 def llava_next_images(image_processor: Any, facts: dict):
     """A LLaVA-NeXT-Video model's image expansion: ``replace_image_token`` of transformers' LlavaNextVideoProcessor
     (LLaVA-NeXT's any-resolution count), run on an object that holds the attributes it reads. The processor itself
@@ -179,7 +227,8 @@ def llava_next_images(image_processor: Any, facts: dict):
     return Images()
 
 
-LAYOUTS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_next_video")   # model_type values whose videos are read
+LAYOUTS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_next_video",   # model_type values whose videos are read
+           "qwen2_5_omni_thinker")   # Qwen2.5-Omni's thinker: llmpipe.data.mm_omni
 
 
 def layout_for(kind: str | None, image_processor: Any, facts: dict):
@@ -188,4 +237,6 @@ def layout_for(kind: str | None, image_processor: Any, facts: dict):
         return QwenVideo(kind, image_processor, facts)
     if kind == "llava_next_video":
         return LlavaNextVideo(image_processor, facts)
+    if kind == "qwen2_5_omni_thinker":
+        return OmniVideo(image_processor, facts)
     return None

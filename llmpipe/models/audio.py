@@ -59,6 +59,8 @@ def publish(source: str | Path, dest: str | Path, vision: Any = None, tokenizer:
     config = _json(source / "config.json")
     if facts is None and not (config is not None and is_audio_config(config)):
         return None
+    if facts is None and config.get("vision_config") is not None:   # Qwen2.5-Omni: a VLM with audio (vision.py)
+        return None
     dest.mkdir(parents=True, exist_ok=True)
     if facts is not None and (vision is None or config is None):   # merge, export: the published files, copied
         for name in FILES:

@@ -63,6 +63,11 @@ FAMILIES = {
     # LLaMA-Factory (vision.freeze_vision_tower freezes model.audio_tower)
     "qwen2_audio": Family("qwen2_audio", vision=(_module("model", "audio_tower"),), projector=_PROJ, language=_LM,
                           plugin="qwen2_audio", template="qwen2_audio"),
+    # Qwen2.5-Omni's thinker: two towers; its projectors are the vision merger and the audio tower's output layer
+    # (LLaMA-Factory's keys); the audio tower is part of the "vision tower" of the freeze switches, as for Qwen2-Audio
+    "qwen2_5_omni_thinker": Family("qwen2_5_omni_thinker", vision=(*_QWEN_VISION, _module("model", "audio_tower")),
+                                   projector=(*_MERGER, _module("model", "audio_tower", "proj")), language=_LM,
+                                   plugin="qwen2_omni", template="qwen2_omni"),
     # Idefics3 (SmolVLM's layout): LLaMA-Factory has no plugin or template for it; llmpipe's plugin is idefics3
     "idefics3": Family("idefics3", vision=(_module("model", "vision_model"),),
                        projector=(_module("model", "connector"),),
@@ -98,7 +103,7 @@ def family(config: Any) -> Family:
 
 def model_class(config: Any):
     """The transformers Auto class a model of ``config`` loads with."""
-    if _field(config, "audio_config") is not None:   # Qwen2-Audio: no image-text-to-text mapping
+    if _field(config, "audio_config") is not None and _field(config, "vision_config") is None:   # Qwen2-Audio
         from transformers import AutoModelForMultimodalLM
 
         return AutoModelForMultimodalLM
@@ -130,7 +135,7 @@ def _token(tok, ident) -> str:
     return tok.convert_ids_to_tokens(int(ident))
 
 
-def _facts(config: Any, fam: Family, tok) -> dict:
+def _facts(config: Any, fam: Family, tok, source: Path | None = None, vision: Any = None) -> dict:
     """What the family's placeholder expansion needs from the model config (llmpipe-mm.json)."""
     facts: dict[str, Any] = {"plugin": fam.plugin, "model_type": fam.name}
     ident = getattr(config, "image_token_id", None)
@@ -140,6 +145,10 @@ def _facts(config: Any, fam: Family, tok) -> dict:
     if fam.plugin in ("qwen2_vl", "qwen3_vl"):
         facts.update(vision_start=_token(tok, config.vision_start_token_id),
                      vision_end=_token(tok, config.vision_end_token_id))
+    elif fam.plugin == "qwen2_omni":   # its tokens, and the feature extractor (llmpipe.data.mm_omni)
+        from llmpipe.data.mm_omni import omni_facts
+
+        facts.update(omni_facts(config, tok, source, vision))
     elif fam.plugin == "llava_next_video":   # LlavaNextVideoProcessor's facts: images as LLaVA-NeXT, frames pooled
         vc = config.vision_config
         facts.update(patch_size=int(vc.patch_size), strategy=config.vision_feature_select_strategy,
@@ -224,5 +233,5 @@ def publish_processor(source: str | Path, dest: str | Path, vision: Any = None, 
     if composite is not None:
         composite.save_pretrained(str(dest))
     image_processor.save_pretrained(str(dest))   # preprocessor_config.json: what AutoImageProcessor reads
-    (dest / PROCESSOR_FILES[-1]).write_text(json.dumps(_facts(config, fam, tok), indent=2) + "\n")
+    (dest / PROCESSOR_FILES[-1]).write_text(json.dumps(_facts(config, fam, tok, source, vision), indent=2) + "\n")
     return True

@@ -87,7 +87,9 @@ def _name(key: str) -> str:
             ["model.name_or_path=builtin:tiny-gemma3-vl", "vision.image_do_pan_and_scan=true"],
             ["model.name_or_path=builtin:tiny-internvl", "vision.crop_to_patches=true"],
             ["model.name_or_path=builtin:tiny-qwen2-audio", "vision.audio_sampling_rate=8000",
-             "vision.freeze_multi_modal_projector=false"]])
+             "vision.freeze_multi_modal_projector=false"],
+            ["model.name_or_path=builtin:tiny-qwen2-5-omni", "vision.use_audio_in_video=true",
+             "vision.image_max_pixels=4096", "vision.audio_sampling_rate=8000"]])
 def flag_fits_model(cfg, env):
     """A vision.* value must be able to act on the loaded model: none on a text-only model; pan-and-scan (Gemma 3)
     and crop_to_patches (InternVL) only in their families; video and audio settings only where the family reads
@@ -214,10 +216,11 @@ def data_media(cfg, env):
                               f"model ({family}): the media would be ignored",
                               "a vision-language model (model=tiny_vl) or a text dataset", "model=tiny_vl")
             elif family in AUDIO_FAMILIES and (set(cols) - readable_columns(family, stage(cfg))
-                                               or get(cfg, "train.do_predict", False)):
+                                               or get(cfg, "train.do_predict", False) and "audios" in cols):
                 yield problem("vision-data-media", key, name,
                               f"has {'/'.join(cols)} columns; {get(cfg, 'model.name_or_path')} ({family}) reads "
-                              "audios only, with train.stage=sft, and not in train.do_predict (llmpipe's "
+                              f"{'/'.join(sorted(readable_columns(family, 'sft')))} with train.stage=sft only, and "
+                              "no audios in train.do_predict (llmpipe's "
                               "inference takes no audio: the prompts would lose their clips; docs/multimodal.md)",
                               "an audio dataset with train.stage=sft, without train.do_predict", "drop it")
             elif set(cols) - readable_columns(family, stage(cfg)):

@@ -1,7 +1,10 @@
 """The vision-language zoo: tiny random instances of the image-text families beyond ``builtin:tiny_vl``
 (``builtin:tiny-qwen2.5-vl``, ``builtin:tiny-qwen3-vl``, ``builtin:tiny-llava``, ``builtin:tiny-gemma3-vl``,
 ``builtin:tiny-llava-next``, ``builtin:tiny-llava-next-video``, ``builtin:tiny-internvl``,
-``builtin:tiny-idefics3``), built offline from transformers' own config classes.
+``builtin:tiny-idefics3``, ``builtin:tiny-qwen2-5-omni``), built offline from transformers' own config classes.
+``builtin:tiny-qwen2-5-omni`` is Qwen2.5-Omni's thinker (``Qwen2_5OmniThinkerForConditionalGeneration``: a vision
+tower, an audio tower and the language model); its WhisperFeatureExtractor's settings travel in ``llmpipe-mm.json``
+(llmpipe.models.vision, llmpipe.data.mm_omni), since ``preprocessor_config.json`` holds the image processor.
 
 Each one has the architecture zoo's tokenizer (``builtin:tiny-random``'s BPE, chatml chat template) plus the
 family's image tokens, a 2-block language model of width 64 and a 2-block vision tower of width 32, with random
@@ -33,6 +36,12 @@ _TEXT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "n
          "intermediate_size": 96, "max_position_embeddings": 1024}
 _TOWER = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 _QWEN_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+# Qwen2.5-Omni's thinker: its processor reads every one of these from the tokenizer (named attributes)
+_OMNI_NAMED = {"image_token": "<|IMAGE|>", "video_token": "<|VIDEO|>", "audio_token": "<|AUDIO|>",
+               "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>",
+               "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"}
+OMNI_AUDIO = {"num_mel_bins": 128, "encoder_layers": 2, "encoder_attention_heads": 4, "encoder_ffn_dim": 64,
+              "d_model": 32, "max_source_positions": 200, "n_window": 50, "output_dim": 64}
 
 # name -> (model_type, the family's image tokens added to the tokenizer, named tokenizer attributes)
 SPECS: dict[str, tuple[str, tuple[str, ...], dict[str, str]]] = {
@@ -51,6 +60,7 @@ SPECS: dict[str, tuple[str, tuple[str, ...], dict[str, str]]] = {
                                "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}),
     "builtin:tiny-idefics3": ("idefics3", ("<fake_token_around_image>", "<image>", "<end_of_utterance>",
                                            "<global-img>"), {}),
+    "builtin:tiny-qwen2-5-omni": ("qwen2_5_omni_thinker", tuple(_OMNI_NAMED.values()), _OMNI_NAMED),
     "builtin:tiny-smolvlm": ("smolvlm", ("<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>",
                                          *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7))), {}),
 }
@@ -154,6 +164,18 @@ def make_config(name: str, tok):
                       "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
                       "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
         return AutoConfig.for_model(kind, text_config=text, vision_config=vision, tie_word_embeddings=False, **ids)
+    if kind == "qwen2_5_omni_thinker":   # vision_start_token_id: no declared field, but get_rope_index reads it
+        named = SPECS[name][2]
+        image, video, audio, vbos, _, abos, aeos = _ids(tok, *named.values())
+        text.update(model_type="qwen2_5_omni_text",
+                    rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})
+        vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 4, "out_hidden_size": 64,
+                  "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
+                  "fullatt_block_indexes": [1]}
+        return AutoConfig.for_model(kind, text_config=text, vision_config=vision, audio_config=OMNI_AUDIO,
+                                    image_token_index=image, video_token_index=video, audio_token_index=audio,
+                                    audio_start_token_id=abos, audio_end_token_id=aeos, vision_start_token_id=vbos,
+                                    tie_word_embeddings=False)
     if kind in ("llava", "llava_next", "llava_next_video"):
         extra = {"image_grid_pinpoints": PINPOINTS} if kind != "llava" else {}
         if kind == "llava_next_video":   # a frame of 56 px is 4x4 patches, pooled by 2 -> 4 tokens
@@ -189,7 +211,7 @@ def make_config(name: str, tok):
 def image_processor(name: str):
     """The family's image processor (PIL backend), sized for 56-px inputs."""
     kind = model_type(name)
-    if kind == "qwen2_5_vl":
+    if kind in ("qwen2_5_vl", "qwen2_5_omni_thinker"):
         from transformers import Qwen2VLImageProcessorPil
 
         return Qwen2VLImageProcessorPil(size={"shortest_edge": 56 * 56, "longest_edge": 112 * 112})
@@ -235,6 +257,12 @@ def content_hash(name: str) -> str:
 
     head = {"vlm_zoo": VERSION, "name": name, "spec": SPECS[name], "seed": SEED, "text": _TEXT, "tower": _TOWER,
             "transformers": transformers.__version__, "tokenizer": tiny.content_hash(TOKENIZER_OF)}
+    if model_type(name) == "qwen2_5_omni_thinker":
+        from llmpipe.data.mm_omni import (
+            FEATURES,  # its feature extractor (llmpipe-mm.json)
+        )
+
+        head.update(audio=OMNI_AUDIO, features=FEATURES)
     return hashlib.sha256(json.dumps(head, sort_keys=True).encode()).hexdigest()[:16]
 
 
