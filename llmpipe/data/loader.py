@@ -109,11 +109,12 @@ def refuse_media(examples: list[dict], rep: RowReport, mm=None, kind: str = "sft
     if mm is not None and kind in ("sft", "pairwise", "kto"):   # images: sft, dpo, kto (rm: refused below)
         readable = {"images", "videos"} if kind == "sft" and getattr(mm, "video", None) is not None else {"images"}
         if getattr(mm, "column", None) == "audios":   # an audio-language model: audio rows, sft only
-            readable = {"audios"} if kind == "sft" else set()
+            readable = set(getattr(mm, "readable", {"audios"})) if kind == "sft" else set()   # Omni: all three
         other = sum(1 for ex in examples if set(ex.get("media") or {}) - readable)
         if other:
             raise DataError(f"dataset {rep.dataset!r}: {other} rows carry videos or audios this run cannot read "
-                            "(videos: the Qwen-VL family and LLaVA-NeXT-Video, with sft; docs/multimodal.md)")
+                            "(videos: the Qwen-VL family, LLaVA-NeXT-Video and Qwen2.5-Omni, with sft; "
+                            "docs/multimodal.md)")
         return
     with_media = sum(1 for ex in examples if ex.get("media"))
     if with_media:
