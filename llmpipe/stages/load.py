@@ -47,7 +47,9 @@ def _image_tokens(ctx: StageContext, source: str):
     from llmpipe.data.mm_video import attach
 
     attach(mm, source, v)   # videos (vision.video_*), for the families that read them
-    return mm
+    from llmpipe.data.mm_omni import load
+
+    return load(ctx.out / "tokenizer", mm, v) or mm   # Qwen2.5-Omni's thinker: its audio too
 
 
 def _tokenized(ctx: StageContext, opts, tokenizer, mm=None) -> tuple[dict, dict]:
