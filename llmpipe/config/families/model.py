@@ -14,7 +14,8 @@ ZOO_MODELS = tuple(f"builtin:tiny-{a}" for a in ("llama3", "qwen2", "qwen3", "qw
                                                  "gemma3", "phi3", "deepseek-v3", "glm4", "olmo2", "gpt-oss"))
 # The vision-language zoo (llmpipe.models.vlm_zoo): tiny random image-text models of the families beyond tiny_vl.
 VLM_ZOO_MODELS = tuple(f"builtin:tiny-{a}" for a in ("qwen2.5-vl", "qwen3-vl", "llava", "gemma3-vl", "llava-next",
-                                                     "internvl", "idefics3", "smolvlm", "llava-next-video"))
+                                                     "internvl", "idefics3", "smolvlm", "llava-next-video",
+                                                     "qwen2-5-omni"))
 # A tiny random Qwen2-Audio (llmpipe.models.audio_builtin): audio-language training.
 AUDIO_MODELS = ("builtin:tiny-qwen2-audio",)
 BUILTIN_MODELS = (*BUILTIN_MODELS, *ZOO_MODELS, *VLM_ZOO_MODELS, *AUDIO_MODELS)
