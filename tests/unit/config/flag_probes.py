@@ -412,8 +412,8 @@ UNPROBED: dict[str, str] = {
 # Refused with the key named for a reason other than a missing GPU (each with the reason).
 REFUSED: dict[str, str] = {
     "train.swanlab_api_key": "logs in only with train.swanlab_mode=cloud, which needs the network (refused offline)",
-    "vision.use_audio_in_video": "needs Qwen2.5-Omni's thinker, whose processor needs torchvision; tiny_vl reads no "
-                                 "audio (vision-flag-fits-model)",
+    "vision.use_audio_in_video": "Qwen2.5-Omni's thinker only (tests/integration/test_omni.py measures its effect); "
+                                 "tiny_vl reads no audio (vision-flag-fits-model)",
     "vision.audio_sampling_rate": "tiny_vl (qwen2_vl) reads no audio (vision-flag-fits-model)",
     "vision.image_do_pan_and_scan": "Gemma 3 only; tiny_vl is qwen2_vl (vision-flag-fits-model)",
     "vision.crop_to_patches": "InternVL only; tiny_vl is qwen2_vl (vision-flag-fits-model)",
