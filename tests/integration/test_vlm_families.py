@@ -28,7 +28,8 @@ TEMPLATE = {"qwen2_5_vl": "qwen2_vl", "qwen3_vl": "qwen3_vl_nothink", "llava": "
             "smolvlm": None}   # nor a SmolVLM one: data.template=null, the model's own (User:/Assistant:, <end_of_utterance>)
 COMPOSITE = ("llava", "llava_next", "gemma3", "idefics3")   # their transformers processor builds without torchvision
 # families whose whole test (images and videos, merge, reload, generation) is tests/integration/test_video_families.py
-VIDEO_FAMILY_TESTS = ("builtin:tiny-llava-next-video",)
+# (Qwen2.5-Omni's thinker, with its audio: tests/integration/test_omni.py)
+VIDEO_FAMILY_TESTS = ("builtin:tiny-llava-next-video", "builtin:tiny-qwen2-5-omni")
 EXPORTS: dict[str, tuple[str, Path]] = {}   # what the reload test reloads: name -> (model_type, folder)
 store = test_methods.store   # a fixture: a store that shares the built-in models of the session
 
