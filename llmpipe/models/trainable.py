@@ -73,6 +73,10 @@ def build(source: str, cfg: Any, *, adapter_dir: Path | None = None, log: Callab
         from llmpipe.models import vision_freeze
 
         vision_freeze.apply(model, cfg, log)   # the vision.freeze_* switches (full / freeze tuning)
+        from llmpipe.models.frozen_towers import run_frozen_towers_without_grad
+
+        for name in run_frozen_towers_without_grad(model):   # no autograd graph, recompute or backward through them
+            log(f"frozen encoder {name} runs without autograd (none of its parameters trains)")
     if not cfg.train.pure_bf16 and not quantization.is_quantized(model):
         _upcast_trainable(model)
     patches.training_patches(model, cfg, log)
