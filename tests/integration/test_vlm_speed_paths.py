@@ -21,7 +21,7 @@ STEPS = 3
 
 @pytest.fixture(scope="module")
 def tiny_vl(tmp_path_factory, store):
-    """(cfg, model, rows, collator) of builtin:tiny_vl on 8 image rows, as the train stage sets them up."""
+    """(cfg, model, rows, collator, build log) of builtin:tiny_vl on 8 image rows, as the train stage sets them up."""
     from transformers import AutoTokenizer
 
     from llmpipe.config.compose import compose
@@ -52,8 +52,18 @@ def tiny_vl(tmp_path_factory, store):
                        cutoff_len=128, max_samples=8)
     rows = build_datasets(opts, tok, mm_plugins.load(work / "tokenizer")).train
     torch.manual_seed(0)
-    model = build(str(source), cfg, log=lambda m: None)
-    return cfg, model, rows, collator_for(cfg, tok, rows)
+    log: list[str] = []
+    model = build(str(source), cfg, log=log.append)
+    return cfg, model, rows, collator_for(cfg, tok, rows), log
+
+
+def _with_grad_towers(model):
+    """``model`` with its encoders' forward as transformers has it (autograd through a frozen tower)."""
+    from llmpipe.models.frozen_towers import encoders
+
+    for _, module in encoders(model):
+        module.forward = module.llmpipe_forward_with_grad
+    return model
 
 
 def _losses(model, batch) -> list[float]:
@@ -73,8 +83,8 @@ def test_label_only_head_runs_image_rows_with_the_same_losses(tiny_vl):
     from llmpipe.training.collators import column_names
     from llmpipe.training.lm_head import LabelOnlyBatches, label_only_head
 
-    cfg, model, rows, collator = tiny_vl
-    plain_model, fast_model = copy.deepcopy(model), copy.deepcopy(model)
+    cfg, model, rows, collator, _ = tiny_vl
+    plain_model, fast_model = _with_grad_towers(copy.deepcopy(model)), _with_grad_towers(copy.deepcopy(model))
     lines: list[str] = []
     fast = label_only_head(cfg, fast_model, collator, lines.append, columns=column_names(rows))
     assert isinstance(fast, LabelOnlyBatches)
@@ -91,3 +101,22 @@ def test_label_only_head_runs_image_rows_with_the_same_losses(tiny_vl):
     assert label_only_head(cfg, copy.deepcopy(model), collator, lines.append,
                            columns=["input_ids", "labels", "audios"]) is collator
     assert lines[-1] == "LM head over every position: the rows carry more than text (audios)"
+
+
+def test_a_frozen_tower_runs_without_autograd_with_the_same_losses(tiny_vl):
+    """Tower and merger frozen (the matched settings): the train stage's model runs its vision tower without autograd
+    (no graph, no checkpoint recompute, no backward through it) and trains to the same losses, bit for bit."""
+    _, model, rows, collator, log = tiny_vl
+    assert "frozen encoder model.visual runs without autograd (none of its parameters trains)" in log, log
+    batch = collator([dict(r) for r in rows])
+    seen: dict[str, bool] = {}
+    runs = {}
+    for name, m in (("with grad", _with_grad_towers(copy.deepcopy(model))), ("without", copy.deepcopy(model))):
+        def record(module, args, out, name=name):
+            seen.setdefault(name, out.pooler_output.requires_grad)
+
+        hook = m.get_base_model().model.visual.register_forward_hook(record)
+        runs[name] = _losses(m, batch)
+        hook.remove()
+    assert seen == {"with grad": True, "without": False}           # on: the tower's output carries no graph
+    assert runs["without"] == runs["with grad"] and runs["without"][-1] < runs["without"][0], runs
