@@ -152,16 +152,19 @@ def build_plan(cfg: DictConfig) -> Plan:
 
 def reference_node(cfg: DictConfig, suffix: str, load: Node) -> Node | None:
     """The reference stage of a dpo/kto step when the plan rule picks it (llmpipe.config.rules.reference_plan)."""
-    from llmpipe.config.rules.reference_plan import decide, has_reference
+    from llmpipe.config.rules.reference_plan import VISIT_KEYS, decide, has_reference, visit_steps
 
     if not has_reference(cfg):
         return None
     staged, reason = decide(cfg)
     if not staged:
         return None
-    kind = REFERENCE
+    extra: tuple[str, ...] = ()
     if cfg.train.stage == "kto":   # KTO's KL completions rotate within each per-device batch
-        kind = replace(REFERENCE, reads=REFERENCE.reads + ("train.per_device_train_batch_size",))
+        extra += ("train.per_device_train_batch_size",)
+    if visit_steps(cfg) is not None:   # it scores only the rows the run's steps read
+        extra += tuple(k for k in VISIT_KEYS if k not in extra)
+    kind = replace(REFERENCE, reads=REFERENCE.reads + extra) if extra else REFERENCE
     return Node(f"reference{suffix}", kind, cfg, {"load": load.id}, label=f"reference log-probs: {reason}")
 
 

@@ -28,6 +28,19 @@ def reference_model(job: TrainJob, tokenizer):
     return ref
 
 
+def fast_scoring(cfg, model, images: bool, log) -> None:
+    """The train stage's levers for its inline reference forward, on the stage's model: TRL's fused head scores
+    the completion positions only, and text rows run padding-free where the model isolates the examples of a
+    row (llmpipe.training.padding_free). The log-probs are those of the inline reference (tests/integration/
+    test_reference_stage.py compares them); only the wasted work on prompt and pad positions goes."""
+    from llmpipe.training.lm_head import score_label_positions_only
+    from llmpipe.training.padding_free import decide, unpad_model_calls
+
+    score_label_positions_only()
+    if not images and decide(cfg, model, log):
+        unpad_model_calls(model)
+
+
 def trainer_setup(cfg) -> tuple[type, type, dict[str, Any]]:
     """(trainer class, TRL config class, config keywords) of the train stage, with precomputed references."""
     if cfg.train.stage == "kto":
@@ -41,7 +54,8 @@ def trainer_setup(cfg) -> tuple[type, type, dict[str, Any]]:
 
 
 def compute(job: TrainJob) -> dict:
-    """Score every train and eval row with the reference model; publish ``logps/<split>/`` and reference.json."""
+    """Score the train and eval rows with the reference model (of the train split, only the rows the run reads
+    when it is shorter than an epoch: reference_plan.visit_steps); publish ``logps/<split>/`` and reference.json."""
     from llmpipe.data.published import open_published
     from llmpipe.training.causal import load_saved_tokenizer
     from llmpipe.training.pref_common import trl_config
@@ -58,19 +72,25 @@ def compute(job: TrainJob) -> dict:
     from llmpipe.training.mm_preference import adapt
 
     cls, train_ds, eval_ds, images = adapt(cls, args, tokenizer, job.load_dir, train_ds, eval_ds, job.log)
+    fast_scoring(cfg, model, bool(images), job.log)
     loaded = time.perf_counter()
+    from llmpipe.config.rules.reference_plan import visit_steps
+
+    steps = visit_steps(cfg)
     with no_model_hash():
-        trainer = scoring_trainer(cls)(model=model, ref_model=None, args=args, train_dataset=train_ds,
-                                       eval_dataset=eval_ds, processing_class=tokenizer, **images)
+        trainer = scoring_trainer(cls, steps)(model=model, ref_model=None, args=args, train_dataset=train_ds,
+                                              eval_dataset=eval_ds, processing_class=tokenizer, **images)
     scored = getattr(trainer, "scored", {})
-    rows = {name: len(next(iter(cols.values()))) for name, cols in scored.items()}
+    rows = dict(getattr(trainer, "visited", {}))
+    of = {name: len(next(iter(cols.values()))) for name, cols in scored.items()}
     seconds = time.perf_counter() - loaded
     if trainer.accelerator.is_main_process:
         from datasets import Dataset
 
         for name, cols in scored.items():
             Dataset.from_dict(cols).save_to_disk(str(job.out / "logps" / name))
-        (job.out / INDEX).write_text(json.dumps({"stage": cfg.train.stage, "rows": rows,
+        (job.out / INDEX).write_text(json.dumps({"stage": cfg.train.stage, "rows": rows, "of": of,
+                                                 "train_steps": steps if rows.get("train") != of.get("train") else None,
                                                  "columns": sorted({c for v in scored.values() for c in v})},
                                                 indent=2))
     total = sum(rows.values())
@@ -79,7 +99,9 @@ def compute(job: TrainJob) -> dict:
     if ranks > 1:
         mine = sum(getattr(trainer, "local_rows", {}).values())
         shard = f", sharded over {ranks} ranks: {mine} scored on rank {trainer.accelerator.process_index}"
-    job.log(f"reference log-probs of {total} rows ({', '.join(f'{n} {r}' for n, r in rows.items())}) "
+    part = "" if rows.get("train") == of.get("train") else \
+        f"; the {rows['train']} of {of['train']} train rows that the first {steps} steps read"
+    job.log(f"reference log-probs of {total} rows ({', '.join(f'{n} {r}' for n, r in rows.items())}{part}) "
             f"in {seconds:.1f} s (model load {loaded - start:.1f} s{shard})")
     return {"metrics": {"reference_rows": total, "reference_seconds": round(seconds, 3),
                         "reference_load_seconds": round(loaded - start, 3)}}

@@ -22,6 +22,7 @@ and the reference model is not loaded at all.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 from llmpipe.errors import UserError
@@ -49,16 +50,34 @@ def no_model_hash():
         dpo.hash_module, kto.hash_module = saved
 
 
-def scoring_trainer(base: type) -> type:
-    """``base`` whose precompute hook scores a dataset and keeps the columns (no cache file, dataset unchanged)."""
+def visited_rows(trainer, steps: int) -> list[int] | None:
+    """The train rows (sorted indices) that ``trainer``'s first ``steps`` optimizer steps read, on all ranks
+    together, or None when they read every row. The order is the trainer's own: its train dataloader (sampler,
+    seed, batch size, gradient accumulation, shuffling, sharding across ranks) as ``Trainer.train`` builds it;
+    only the batch sampler is walked, no row is loaded."""
+    loader = trainer.get_train_dataloader()
+    sampler = loader.batch_sampler
+    batches = getattr(sampler, "batch_sampler", sampler)   # accelerate's per-rank shard wraps the global batches
+    world = trainer.accelerator.num_processes if batches is not sampler else 1
+    need = steps * trainer.args.gradient_accumulation_steps * world
+    rows: set[int] = set()
+    for i, batch in enumerate(batches):
+        if i == need:
+            return sorted(rows)
+        rows.update(int(r) for r in batch)
+    return None   # one epoch or more: every row
+
+
+def scoring_trainer(base: type, steps: int | None = None) -> type:
+    """``base`` whose precompute hook scores a dataset and keeps the columns (no cache file, dataset unchanged).
+    ``steps``: score only the train rows the first ``steps`` optimizer steps read (:func:`visited_rows`); the
+    columns of the other rows are NaN, which the reading trainer refuses to train on."""
 
     class Scoring(base):
         scored: dict[str, dict[str, list[float]]]
 
         def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
-            import torch
             from datasets import IterableDataset
-            from torch.utils.data import DataLoader
 
             if isinstance(dataset, IterableDataset):
                 raise ReferenceStageError("the reference stage needs map-style data (not data.streaming); "
@@ -66,6 +85,22 @@ def scoring_trainer(base: type) -> type:
             if getattr(self, "_is_vision_dataset", False):
                 raise ReferenceStageError("multimodal rows: the reference stage scores text rows only; "
                                           "pref.precompute_reference=false computes the reference inline")
+            rows = visited_rows(self, steps) if steps and name == "train" else None
+            part = dataset if rows is None else dataset.select(rows)
+            cols, local = self._score(part, batch_size)
+            if rows is not None:   # NaN where no step reads the row
+                cols = {k: _spread(v, rows, len(dataset)) for k, v in cols.items()}
+            if not hasattr(self, "scored"):
+                self.scored, self.local_rows, self.visited = {}, {}, {}
+            self.scored[name] = cols
+            self.local_rows[name] = local   # this rank's share (before the gather; may hold the last batch's pads)
+            self.visited[name] = len(part)
+            return dataset
+
+        def _score(self, dataset, batch_size: int) -> tuple[dict[str, list[float]], int]:
+            import torch
+            from torch.utils.data import DataLoader
+
             loader = self.accelerator.prepare(DataLoader(
                 dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False,
                 num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory))
@@ -83,20 +118,28 @@ def scoring_trainer(base: type) -> type:
             cols = {names[0]: torch.cat(first).tolist()}
             if second:
                 cols[names[1]] = torch.cat(second).tolist()
-            if not hasattr(self, "scored"):
-                self.scored, self.local_rows = {}, {}
-            self.scored[name] = cols
-            self.local_rows[name] = local   # this rank's share (before the gather; may hold the last batch's pads)
-            return dataset
+            return cols, local
 
     Scoring.__name__ = Scoring.__qualname__ = f"Scoring{base.__name__}"
     return Scoring
 
 
+def _spread(values: list[float], rows: list[int], n: int) -> list[float]:
+    out = [math.nan] * n
+    for row, value in zip(rows, values):
+        out[row] = value
+    return out
+
+
 def reading_trainer(base: type, ref_dir: Path) -> type:
-    """``base`` whose precompute hook joins the reference stage's published columns of each split."""
+    """``base`` whose precompute hook joins the reference stage's published columns of each split, and which
+    refuses a batch holding a row the stage did not score (NaN: it scored the rows of fewer or other steps)."""
 
     class Reading(base):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            _check_scored(inputs, ref_dir)
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
         def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
             from datasets import concatenate_datasets, load_from_disk
 
@@ -115,3 +158,13 @@ def reading_trainer(base: type, ref_dir: Path) -> type:
 
     Reading.__name__ = Reading.__qualname__ = base.__name__
     return Reading
+
+
+def _check_scored(inputs, ref_dir: Path) -> None:
+    for key in (*COLUMNS["dpo"], *COLUMNS["kto"]):
+        value = inputs.get(key) if hasattr(inputs, "get") else None
+        if value is not None and bool(value.isnan().any()):
+            raise ReferenceStageError(
+                f"this batch holds rows the reference stage ({Path(ref_dir).name[:10]}) did not score: it scored the "
+                "rows that the first train.max_steps steps read with this seed, batch size and launch, and this run "
+                "reads others; pref.precompute_reference=false computes the reference inline")

@@ -112,3 +112,23 @@ def test_kto_equals_the_inline_reference(store):
     assert_same(history(inline), history(staged))
     a, b = inline.metrics["train"], staged.metrics["train"]
     assert abs(a["eval_reward_accuracy"] - b["eval_reward_accuracy"]) <= TOL
+
+
+@pytest.mark.parametrize("recipe", [DPO, KTO], ids=["dpo", "kto"])
+def test_a_run_shorter_than_an_epoch_scores_only_the_rows_it_reads(store, recipe):
+    """2 steps of 4 rows read 8 of the 12 rows: the stage scores those (the others are NaN, which training would
+    refuse), and the losses and rewards still equal the inline reference's."""
+    import math
+
+    from datasets import load_from_disk
+
+    short = [*recipe, "train.max_steps=2"]
+    _, inline = pipeline(store, *short, "pref.precompute_reference=false")
+    plan, staged = pipeline(store, *short, "pref.precompute_reference=true")
+    assert "train.max_steps" in plan.node("reference").reads
+    index = json.loads((staged.outputs["reference"] / "reference.json").read_text())
+    assert index["rows"]["train"] == 8 and index["of"]["train"] == 12 and index["train_steps"] == 2, index
+    cols = load_from_disk(str(staged.outputs["reference"] / "logps" / "train"))
+    first = cols[cols.column_names[0]]
+    assert sum(math.isnan(v) for v in first) == 4
+    assert_same(history(inline), history(staged))

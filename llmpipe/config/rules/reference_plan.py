@@ -114,6 +114,25 @@ def decide(cfg: Any) -> tuple[bool, str]:
     return False, f"{rows} rows visited < data.max_samples={limit}: shorter than one epoch"
 
 
+# what decides which rows the first train.max_steps steps read (the trainer's sampler, its seed and batches, the
+# ranks it is sharded over): the reference stage's fingerprint covers them when it scores only those rows
+VISIT_KEYS = ("train.max_steps", "train.seed", "train.data_seed", "train.disable_shuffling",
+              "train.per_device_train_batch_size", "train.gradient_accumulation_steps", "launch.kind",
+              "launch.nproc_per_node", "launch.nnodes", "launch.ray_num_workers")
+
+
+def visit_steps(cfg: Any) -> int | None:
+    """``train.max_steps`` when the reference stage scores only the train rows those steps read, None when it
+    scores every row (no step limit, or one that covers ``data.max_samples`` rows or more)."""
+    steps = int(_get(cfg, "train.max_steps", -1))
+    if steps <= 0:
+        return None
+    limit = _get(cfg, "data.max_samples")
+    if limit is not None and steps * _global_batch(cfg) >= int(limit):
+        return None
+    return steps
+
+
 def refusal(cfg: Any) -> str | None:
     """Why ``pref.precompute_reference`` (set to true or false) cannot take effect here (None: it can)."""
     wanted = _get(cfg, "pref.precompute_reference")

@@ -62,12 +62,33 @@ def test_at_least_an_epoch_of_rows_gets_the_stage(tmp_path):
 def test_the_fingerprint_covers_what_the_log_probs_depend_on(tmp_path):
     base = _ref(tmp_path)
     for same in (("pref.beta=0.5",), ("pref.loss=ipo",), ("pref.loss=kto_pair",), ("lora.rank=4",),
-                 ("train.learning_rate=1e-3",), ("pref.ftx=0.5",), ("train.max_steps=7",),
+                 ("train.learning_rate=1e-3",), ("pref.ftx=0.5",),
                  ("train.per_device_train_batch_size=2",), ("train.num_train_epochs=5",)):
         assert _ref(tmp_path, *same) == base, same
     for other in (("data.cutoff_len=64",), ("data.template=chatml",), ("pref.ld_alpha=0.5",),
-                  ("pref.ref_model=builtin:tiny-random",), ("data.max_samples=8",), ("train.bf16=true",)):
+                  ("pref.ref_model=builtin:tiny-random",), ("data.max_samples=8",), ("train.bf16=true",),
+                  ("train.max_steps=7",)):
         assert _ref(tmp_path, *other) != base, other
+
+
+def test_a_run_shorter_than_an_epoch_scores_the_rows_its_steps_read(tmp_path):
+    """With train.max_steps the stage scores only the rows those steps read, so what decides them (the steps,
+    the sampler's seed, the batches, the ranks) is in its fingerprint; beta, the loss, rank and lr are not."""
+    from llmpipe.config.rules.reference_plan import VISIT_KEYS
+
+    short = ("train.max_steps=7", "train.per_device_train_batch_size=4")
+    plan = _plan(tmp_path, *DPO, "pref.precompute_reference=true", *short)
+    assert set(VISIT_KEYS) <= set(plan.node("reference").reads)
+    base = _ref(tmp_path, *short)
+    for same in (("pref.beta=0.5",), ("pref.loss=ipo",), ("lora.rank=4",), ("train.learning_rate=1e-3",)):
+        assert _ref(tmp_path, *short, *same) == base, same
+    for other in (("train.max_steps=8",), ("train.seed=3",), ("train.data_seed=5",), ("train.disable_shuffling=true",),
+                  ("train.per_device_train_batch_size=2",), ("train.gradient_accumulation_steps=2",)):
+        assert _ref(tmp_path, *short, *other) != base, other
+    # steps that cover data.max_samples rows read every row: the fingerprint does not depend on them
+    whole = _plan(tmp_path, *DPO, "pref.precompute_reference=true", "train.max_steps=4", "data.max_samples=16",
+                  "train.per_device_train_batch_size=4")
+    assert "train.seed" not in whole.node("reference").reads
 
 
 def test_kto_reads_the_batch_size_its_kl_completions_rotate_in(tmp_path):
