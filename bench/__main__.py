@@ -44,7 +44,7 @@ DEFINITIONS = """\
   one after another, with separate stores.
 - **DPO with the reference stage** (`dpo_ref`, llmpipe only): the DPO command with
   `pref.precompute_reference=true`: tokens/s of its train stage (no reference forward) against LF's DPO run;
-  its wall includes the reference stage (all 256 pairs scored once). `dpo_ref_new_beta`: the same command
+  its wall includes the reference stage (the 80 of 256 pairs that its 20 steps read, scored once). `dpo_ref_new_beta`: the same command
   with `pref.beta=0.5` on the same store (load, adapt and the reference log-probs come from the store).
 - **selective checkpointing** (`sft_gc_attention`, `sft_gc_mlp`, llmpipe only): the matched SFT command with
   `model.gradient_checkpointing=attention` / `mlp` (non-reentrant): tokens/s and peak RSS against llmpipe's

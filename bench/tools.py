@@ -34,7 +34,7 @@ OWN = [o for o in MATCHED if not o.startswith(("model.disable_gradient", "train.
 DPO = [o for o in MATCHED if not o.startswith(("data.dataset=", "train.stage=", "train.max_steps="))] + [
     "data.dataset=bench_pref_chat", "train.stage=dpo", "pref.loss=sigmoid", "pref.beta=0.1", "train.max_steps=20"]
 # the same DPO command with the reference log-probs in their own stage (issue 22): the train stage runs no
-# reference forward; the stage scores all 256 pairs once (20 steps x 4 visit 80 of them, so the plan rule alone
+# reference forward; the stage scores the 80 of the 256 pairs that the 20 steps x 4 read (the plan rule alone
 # would keep this one-off run inline); a re-run with another beta finds the stage cached
 DPO_STAGED = DPO + ["pref.precompute_reference=true"]
 SWEEP = {"lora.rank": ("8", "16"), "pref.beta": ("0.1", "0.5")}
