@@ -54,6 +54,12 @@ DRIVER = textwrap.dedent("""
     from llmpipe.stages import kinds
     import llmpipe.pipeline.session  # noqa: F401  (what a run imports before its first stage,
     import torch  # noqa: F401  torch included: imported before any stage, it is most of the start-up)
+    # and transformers' top level, which a run imports before its first stage too (quiet_libraries: ~2 s a
+    # child), after the same environment defaults (transformers and the hub read them at import)
+    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS",
+                "TRANSFORMERS_NO_ADVISORY_WARNINGS", "TRL_EXPERIMENTAL_SILENCE"):
+        os.environ.setdefault(var, "1")
+    import transformers.utils.logging  # noqa: F401
 
     def child(module, name, job):
         cls = getattr(importlib.import_module(module), name)
@@ -99,7 +105,7 @@ def runs(tmp_path_factory):
     """name -> (exit code, stdout, stderr) of the real CLI raising that class from its first stage."""
     root = tmp_path_factory.mktemp("user-errors")
     out = subprocess.run([sys.executable, "-c", DRIVER, str(root), *(f"{m}:{n}" for m, n, _ in ERRORS)],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=900, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
