@@ -219,8 +219,8 @@ def data_media(cfg, env):
                                                or get(cfg, "train.do_predict", False) and "audios" in cols):
                 yield problem("vision-data-media", key, name,
                               f"has {'/'.join(cols)} columns; {get(cfg, 'model.name_or_path')} ({family}) reads "
-                              f"{'/'.join(sorted(readable_columns(family, 'sft')))} with train.stage=sft only, and "
-                              "no audios in train.do_predict (llmpipe's "
+                              f"{'/'.join(sorted(readable_columns(family, 'sft')))} only, with train.stage=sft, and "
+                              "not in train.do_predict (llmpipe's "
                               "inference takes no audio: the prompts would lose their clips; docs/multimodal.md)",
                               "an audio dataset with train.stage=sft, without train.do_predict", "drop it")
             elif set(cols) - readable_columns(family, stage(cfg)):
