@@ -5,8 +5,8 @@ and saved with the published processor as the merge stage does; the merged folde
 and generates once from an image, a clip and a video with its audio. (The merge and export stages are left out of
 the run: the export's fresh-process check alone costs 15 s; both were measured to pass on these rows.) The
 flag's effect is measured on the same rows tokenized with it off: fewer audio tokens, no interleaving, another
-loss. The audio tower returns exactly as many features as the rows have ``<|AUDIO|>`` tokens. The flag is refused on
-Qwen2-VL before anything runs."""
+loss. The audio tower returns exactly as many features as the rows have ``<|AUDIO|>`` tokens. (The flag's refusal on
+Qwen2-VL through the CLI: tests/cli/test_omni_cli.py.)"""
 from __future__ import annotations
 
 import base64
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import test_methods
-from test_vlm_video_audio import run, validate
+from test_vlm_video_audio import run
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("av")
@@ -193,11 +193,3 @@ def test_use_audio_in_video_feeds_the_track(omni_run):
     assert [a - b for a, b in zip(audio_tokens[True], audio_tokens[False])] == [100] * 4
     assert losses[True] != losses[False]
     assert float((answers[True] - answers[False]).abs().max()) > 1e-3   # float noise is ~1e-6 at these magnitudes
-
-
-def test_use_audio_in_video_is_refused_on_qwen2_vl():
-    validated, problems = validate("model=tiny_vl", "train.stage=sft", "data.template=chatml",
-                                   "vision.use_audio_in_video=true")
-    assert validated is None
-    found = [p for p in problems if p.key == "vision.use_audio_in_video"]
-    assert found and "qwen2_vl" in found[0].message and "Qwen2.5-Omni" in found[0].message
