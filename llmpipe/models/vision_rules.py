@@ -146,7 +146,8 @@ def _unsupported(cfg, family, what: str) -> str:
             "ppo.reward_model_type=full", "train.do_train=true"],
            ["model.name_or_path=builtin:tiny_vl", "train.stage=rm", "train.do_train=true"],
            ["model.name_or_path=builtin:tiny_vl", "train.stage=dpo", "pref.loss=orpo", "train.do_train=true"],
-           ["model.name_or_path=builtin:tiny-qwen2-audio", "train.stage=kto", "train.do_train=true"]],
+           ["model.name_or_path=builtin:tiny-qwen2-audio", "train.stage=kto", "train.do_train=true"],
+           ["model.name_or_path=builtin:tiny-qwen2-5-omni", "train.stage=dpo", "train.do_train=true"]],
       good=[["model.name_or_path=builtin:tiny_vl", "train.stage=sft"],
             ["model.name_or_path=builtin:tiny_vl", "train.stage=dpo", "pref.loss=ipo"]])
 def vlm_stage(cfg, env):
@@ -186,7 +187,8 @@ def vlm_stage(cfg, env):
            ["model.name_or_path=builtin:tiny-qwen2-audio", "data.dataset=vlm_colours"]],
       good=[["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_colours"], ["data.dataset=demo_sft"],
             ["model.name_or_path=builtin:tiny-qwen2-audio", "data.dataset=audio_tones"],
-            ["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_motion"]])
+            ["model.name_or_path=builtin:tiny_vl", "data.dataset=vlm_motion"],
+            ["model.name_or_path=builtin:tiny-qwen2-5-omni", "data.dataset=omni_motion"]])
 def data_media(cfg, env):
     """A dataset registered with images/videos/audios columns needs a model that reads them: a text-only model is
     refused (it would train on the placeholder text), and so are videos and audios and images outside sft."""
