@@ -13,42 +13,16 @@ import pytest
 MESSAGE = "a message that says everything"
 
 
-# Found in a child process: importing every module of llmpipe here would change this test process (modules
-# that bind sys.stdout at import, library set-up) for the tests that run after this file.
-FIND = """
-import importlib, pkgutil, llmpipe
-from llmpipe.errors import UserError
-for info in pkgutil.walk_packages(llmpipe.__path__, "llmpipe."):
-    if not info.name.endswith("__main__"):
-        try:
-            importlib.import_module(info.name)
-        except ImportError:   # an optional back-end (vLLM, ...) this machine lacks
-            pass
-found, todo = set(), [UserError]
-while todo:
-    for sub in todo.pop().__subclasses__():
-        if sub not in found and sub.__module__.startswith("llmpipe."):
-            found.add(sub)
-            todo.append(sub)
-for c in sorted(found, key=lambda c: (c.__module__, c.__qualname__)):
-    print(c.__module__, c.__qualname__, c.exit_code)
-"""
-
-
-def _user_errors() -> list[tuple[str, str, int]]:
-    """(module, class name, exit code) of every subclass of UserError in llmpipe."""
-    out = subprocess.run([sys.executable, "-c", FIND], capture_output=True, text=True, timeout=300, check=True)
-    return [(m, n, int(code)) for m, n, code in (line.split() for line in out.stdout.splitlines())]
-
-
-ERRORS = _user_errors()
-
-# Raise each class from the first stage of a real run of the real entry point (python -m llmpipe): one process
-# imports the CLI once, then forks one child per class; each child runs ``cli()`` from a pristine state with its
-# own stdout/stderr files and exits with the CLI's own code. (A fresh interpreter per class cost ~5 s each.)
+# One driver process imports the CLI once (what a run imports before its first stage), then forks:
+# - one child that imports every module of llmpipe and lists the subclasses of UserError (importing them all in
+#   the driver itself would change the state the other children start from: modules that bind sys.stdout at
+#   import, back-ends a run hides when it does not use them), found at test time rather than at collection, where
+#   each xdist worker paid ~14 CPU s for it;
+# - then one child per class: each runs ``cli()`` from a pristine state, the class raised by its first stage, with
+#   its own stdout/stderr files, and exits with the CLI's own code. (A fresh interpreter per class cost ~5 s each.)
 DRIVER = textwrap.dedent("""
     import importlib, json, os, sys
-    root, names = sys.argv[1], sys.argv[2:]
+    root = sys.argv[1]
     from llmpipe.__main__ import cli
     from llmpipe.problems import ConfigError, Problem
     from llmpipe.stages import kinds
@@ -60,6 +34,26 @@ DRIVER = textwrap.dedent("""
                 "TRANSFORMERS_NO_ADVISORY_WARNINGS", "TRL_EXPERIMENTAL_SILENCE"):
         os.environ.setdefault(var, "1")
     import transformers.utils.logging  # noqa: F401
+
+    def find(path):
+        import pkgutil, llmpipe
+        from llmpipe.errors import UserError
+        for info in pkgutil.walk_packages(llmpipe.__path__, "llmpipe."):
+            if not info.name.endswith("__main__"):
+                try:
+                    importlib.import_module(info.name)
+                except ImportError:   # an optional back-end (vLLM, ...) this machine lacks
+                    pass
+        found, todo = set(), [UserError]
+        while todo:
+            for sub in todo.pop().__subclasses__():
+                if sub not in found and sub.__module__.startswith("llmpipe."):
+                    found.add(sub)
+                    todo.append(sub)
+        rows = [[c.__module__, c.__qualname__, c.exit_code]
+                for c in sorted(found, key=lambda c: (c.__module__, c.__qualname__))]
+        with open(path, "w") as f:
+            json.dump(rows, f)
 
     def child(module, name, job):
         cls = getattr(importlib.import_module(module), name)
@@ -74,12 +68,7 @@ DRIVER = textwrap.dedent("""
                     f"run.cache_root={{job}}/store", f"hydra.run.dir={{job}}/job"]
         cli()
 
-    results = {{}}
-    for spec in names:
-        module, name = spec.split(":")
-        job = os.path.join(root, name)
-        os.makedirs(job)
-        out, err = os.path.join(job, "stdout"), os.path.join(job, "stderr")
+    def forked(target, out, err):
         sys.stdout.flush(); sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
@@ -87,7 +76,7 @@ DRIVER = textwrap.dedent("""
             os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT), 2)
             code = 0
             try:
-                child(module, name, job)
+                target()
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             except BaseException:
@@ -95,34 +84,54 @@ DRIVER = textwrap.dedent("""
             sys.stdout.flush(); sys.stderr.flush()
             os._exit(code)
         _, status = os.waitpid(pid, 0)
-        results[name] = [os.waitstatus_to_exitcode(status), open(out).read(), open(err).read()]
-    print(json.dumps(results))
+        return os.waitstatus_to_exitcode(status)
+
+    listed = os.path.join(root, "errors.json")
+    code = forked(lambda: find(listed), os.path.join(root, "find.out"), os.path.join(root, "find.err"))
+    if code != 0:
+        sys.exit("finding the user errors failed:\\n" + open(os.path.join(root, "find.err")).read()[-3000:])
+    errors = json.load(open(listed))
+    results = {{}}
+    for module, name, _ in errors:
+        job = os.path.join(root, name)
+        os.makedirs(job)
+        out, err = os.path.join(job, "stdout"), os.path.join(job, "stderr")
+        code = forked(lambda: child(module, name, job), out, err)
+        results[name] = [code, open(out).read(), open(err).read()]
+    print(json.dumps({{"errors": errors, "results": results}}))
 """).format(message=MESSAGE)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """name -> (exit code, stdout, stderr) of the real CLI raising that class from its first stage."""
+    """{"errors": [[module, class name, exit code], ...] of every subclass of UserError in llmpipe,
+    "results": {class name: [exit code, stdout, stderr]} of the real CLI raising that class from its first stage}."""
     root = tmp_path_factory.mktemp("user-errors")
-    out = subprocess.run([sys.executable, "-c", DRIVER, str(root), *(f"{m}:{n}" for m, n, _ in ERRORS)],
-                         capture_output=True, text=True, timeout=900, check=False)
+    out = subprocess.run([sys.executable, "-c", DRIVER, str(root)], capture_output=True, text=True, timeout=900,
+                         check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_the_errors_that_used_to_end_as_tracebacks_are_user_errors():
-    names = {name for _, name, _ in ERRORS}
+def test_the_errors_that_used_to_end_as_tracebacks_are_user_errors(runs):
+    names = {name for _, name, _ in runs["errors"]}
     assert {"StageNotAvailable", "PaddingFreeError", "PackingIsolationError", "DataError", "ExportError",
             "LaunchError", "ConfigError"} <= names
 
 
-@pytest.mark.parametrize("module, name, exit_code", ERRORS, ids=[name for _, name, _ in ERRORS])
-def test_a_user_error_prints_its_message_and_no_traceback(runs, module, name, exit_code):
-    code, stdout, stderr = runs[name]
-    assert code == exit_code, stderr[-3000:]
-    assert MESSAGE in stderr
-    assert "Traceback" not in stderr + stdout, stderr[-3000:]
-    assert "stage load failed" in stderr
+def test_every_user_error_prints_its_message_and_no_traceback(runs):
+    """Each discovered class (one failure line per class that misbehaves)."""
+    wrong = []
+    for module, name, exit_code in runs["errors"]:
+        code, stdout, stderr = runs["results"][name]
+        if code != exit_code:
+            wrong.append(f"{module}.{name}: exit {code}, not {exit_code}: {stderr[-1500:]}")
+        elif MESSAGE not in stderr or "stage load failed" not in stderr:
+            wrong.append(f"{module}.{name}: stderr lacks the message or the failed stage: {stderr[-1500:]}")
+        elif "Traceback" in stderr + stdout:
+            wrong.append(f"{module}.{name}: a traceback: {stderr[-1500:]}")
+    assert len(runs["errors"]) == len(runs["results"]) > 0
+    assert not wrong, "\n".join(wrong)
 
 
 def test_chat_and_serve_print_user_errors_cleanly(capsys):
