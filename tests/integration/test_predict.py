@@ -3,7 +3,8 @@ task, merged and exported, then predict on the bundled held-out split (demo_sft_
 the sweep objective is a predict metric; predictions reproduce in-process; a second run is cached and only
 predict re-runs when a generate setting changes; Chinese held-out data; token accuracy of a base model.
 
-``trained_store`` (also used by test_chat.py and test_serve.py) trains once per test session into one store.
+``trained_store`` (also used by test_chat.py and test_serve.py) trains once per test session into one store
+(shared by the xdist workers).
 """
 from __future__ import annotations
 
@@ -43,13 +44,18 @@ def cli(root: Path, *args: str, module: str = "llmpipe", check: bool = True, cwd
 
 
 def trained_store(tmp_path_factory) -> Path:
-    """A folder with a store holding the quick run (trained, merged, exported, predicted, evaluated)."""
-    root = tmp_path_factory.getbasetemp() / "llmpipe-infer"
+    """A folder with a store holding the quick run (trained, merged, exported, predicted, evaluated). Under
+    pytest-xdist the workers share it: the first trains it under a file lock, the others find it done."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "llmpipe-infer"
     root.mkdir(exist_ok=True)
-    if not (root / "trained.lock.yaml").exists():
-        cli(root, *quick(root), "run.objective=predict_exact_match")
-        locks = sorted((root / "outputs").rglob("llmpipe.lock.yaml"), key=lambda p: p.stat().st_mtime)
-        (root / "trained.lock.yaml").write_text(locks[-1].read_text())
+    with FileLock(f"{root}.lock"):
+        if not (root / "trained.lock.yaml").exists():
+            cli(root, *quick(root), "run.objective=predict_exact_match")
+            locks = sorted((root / "outputs").rglob("llmpipe.lock.yaml"), key=lambda p: p.stat().st_mtime)
+            (root / "trained.lock.yaml").write_text(locks[-1].read_text())
     return root
 
 
