@@ -54,3 +54,34 @@ def _group_node_id(item) -> None:
                     for m in item.iter_markers("xdist_group")})
     if names and item.nodeid.rfind("@") <= item.nodeid.rfind("]"):
         item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Under xdist (``make test``), the controller starts building ``builtin:tiny`` into the workers' shared folder
+    (see ``shared_builtin_cache``) in the background at once: the build (~80 CPU s, one thread) overlaps the
+    workers' start-up and collection instead of one worker building it while the other waits on its lock. The
+    build is the one ``ensure_builtin`` does (same lock, same folder); nothing else changes."""
+    import subprocess
+    import sys
+
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    if os.environ.get("LLMPIPE_BUILTIN_CACHE") or config.option.collectonly:
+        return
+    path = config._tmp_path_factory.getbasetemp() / "builtin_models"
+    path.mkdir(exist_ok=True)
+    code = "import sys; from llmpipe.models.builtin import ensure_builtin; ensure_builtin('builtin:tiny', sys.argv[1])"
+    config._llmpipe_prebuild = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], env={**os.environ, "LLMPIPE_BUILTIN_CACHE": str(path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def pytest_unconfigure(config):
+    """A background build still running when the session ends (a short run) is stopped."""
+    import signal
+
+    proc = getattr(config, "_llmpipe_prebuild", None)
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
