@@ -58,8 +58,9 @@ class MultimodalCollator:
     """Image rows (llmpipe.data.mm_tokenize: input_ids with the expanded image tokens, labels, PNG ``images``)
     -> a batch of the model's family (llmpipe.data.mm_plugins): padded ids and labels, ``pixel_values`` of the
     batch's images in token order (the model's own image processor, PIL backend) and the family's extras (Qwen-VL:
-    ``image_grid_thw`` and ``mm_token_type_ids`` (1 on image tokens), from which the model computes its M-RoPE
-    positions per row; Gemma 3: ``token_type_ids``; LLaVA-NeXT: ``image_sizes``). ``mm`` is an ImageTokens or, as
+    ``image_grid_thw``, ``mm_token_type_ids`` (1 on image tokens) and, for batches of images, the M-RoPE
+    ``position_ids`` the model would compute from them (llmpipe.training.mrope); Gemma 3: ``token_type_ids``;
+    LLaVA-NeXT: ``image_sizes``). ``mm`` is an ImageTokens or, as
     before the family layer, a Qwen2-VL image processor. Video rows (``videos``: lists of PNG frames,
     llmpipe.data.mm_video) add ``pixel_values_videos`` / ``video_grid_thw``, and type 2 on video tokens."""
 
@@ -75,6 +76,11 @@ class MultimodalCollator:
         self.video_token_id = tokenizer.convert_tokens_to_ids(video_token)
         self.text = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=label_pad_token_id, padding=True)
         self.tokenizer = tokenizer
+        from llmpipe.training.mrope import FAMILIES
+
+        self.merge = int(getattr(self.image_processor, "merge_size", 0) or 0)
+        # M-RoPE position ids of image batches computed here (llmpipe.training.mrope)
+        self.mrope_positions = self.mm.family in FAMILIES and self.merge > 0
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         from llmpipe.data.mm_media import from_png
@@ -87,6 +93,11 @@ class MultimodalCollator:
             from llmpipe.data.mm_video import batch_inputs
 
             batch_inputs(self.mm, self.tokenizer, features, batch)
+        elif self.mrope_positions and "image_grid_thw" in batch:   # Qwen-VL: once here, not in every forward
+            from llmpipe.training.mrope import image_positions
+
+            batch["position_ids"] = image_positions(batch["input_ids"], batch["mm_token_type_ids"],
+                                                    batch["image_grid_thw"], self.merge, batch.get("attention_mask"))
         return batch
 
 

@@ -27,10 +27,16 @@ batch, not over the whole row); FlashAttention has varlen kernels of its own. ``
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from llmpipe.errors import UserError
-from llmpipe.training.collators import IGNORE_INDEX, TEXT_COLUMNS, NeatPackingCollator, isolation_gap
+from llmpipe.training.collators import (
+    IGNORE_INDEX,
+    TEXT_COLUMNS,
+    NeatPackingCollator,
+    isolation_gap,
+)
 
 # model options that replace the attention padding-free rows rely on; the isolation check covers the rest
 _NO_PADDING_FREE_MODEL_OPTS = (("shift_attn", "S²-Attn (model.shift_attn) groups tokens by position"),
@@ -146,7 +152,6 @@ def _unpad(kwargs: dict[str, Any]):
 
 def _repad(value, where, shape):
     """A [1, T - 1] per-token output of the packed row back to the padded batch's [N, L - 1] places."""
-    import torch
 
     rows, cols = where
     n = value.shape[1]                          # T - 1: entry j scores the packed token j + 1
@@ -204,6 +209,8 @@ def causal_collator(cfg, model, dataset, collator, log: Callable[[str], Any] = p
             log("padded batches: image rows are not run padding-free (each row keeps its own M-RoPE positions)")
         elif "audios" in column_names(dataset) and getattr(cfg.train, "padding_free", None) is not False:
             log("padded batches: audio rows are not run padding-free (each row's clips meet its own audio tokens)")
+        if getattr(collator, "mrope_positions", False):   # llmpipe.training.mrope
+            log("M-RoPE position ids of image batches: computed by the collator, once per batch, not in every forward")
         return collator
     if not decide(cfg, model, log):
         return collator

@@ -120,3 +120,44 @@ def test_a_frozen_tower_runs_without_autograd_with_the_same_losses(tiny_vl):
         hook.remove()
     assert seen == {"with grad": True, "without": False}           # on: the tower's output carries no graph
     assert runs["without"] == runs["with grad"] and runs["without"][-1] < runs["without"][0], runs
+
+
+def test_the_collator_computes_the_m_rope_positions_the_model_would(tiny_vl):
+    """Qwen-VL image batches carry the M-RoPE position ids, equal to the model's own ``get_rope_index`` for rows of
+    different lengths (right and left padding) and for a row with two images; training on them gives the losses
+    of the model's own computation, bit for bit; the train log says so."""
+    from types import SimpleNamespace
+
+    from llmpipe.training.padding_free import causal_collator
+
+    cfg, model, rows, collator, _ = tiny_vl
+    inner = model.get_base_model().model
+    features = [dict(r) for r in rows]
+    for i, f in enumerate(features[:4]):   # rows of different lengths: the answer's last tokens cut
+        f["input_ids"], f["labels"] = f["input_ids"][:len(f["input_ids"]) - i], f["labels"][:len(f["labels"]) - i]
+        f["attention_mask"] = f["attention_mask"][:len(f["input_ids"])]
+    two = features[5]   # two images in one row, text between them
+    features[5] = {"input_ids": list(two["input_ids"]) + list(features[6]["input_ids"]),
+                   "labels": list(two["labels"]) + list(features[6]["labels"]),
+                   "attention_mask": [1] * (len(two["input_ids"]) + len(features[6]["input_ids"])),
+                   "images": list(two["images"]) + list(features[6]["images"])}
+    side = collator.text.tokenizer.padding_side
+    try:
+        for collator.text.tokenizer.padding_side in ("right", "left"):
+            batch = collator(features)
+            assert batch["attention_mask"].sum(1).unique().numel() > 2   # padded rows
+            want, _ = inner.get_rope_index(batch["input_ids"], mm_token_type_ids=batch["mm_token_type_ids"],
+                                           image_grid_thw=batch["image_grid_thw"],
+                                           attention_mask=batch["attention_mask"])
+            assert torch.equal(batch["position_ids"], want)
+    finally:
+        collator.text.tokenizer.padding_side = side
+    batch = collator([dict(r) for r in rows])
+    own = {k: v for k, v in batch.items() if k != "position_ids"}
+    assert _losses(copy.deepcopy(model), batch) == _losses(copy.deepcopy(model), own)
+    lines: list[str] = []
+    train = SimpleNamespace(padding_free=None)
+    assert causal_collator(SimpleNamespace(train=train, model=cfg.model), model, rows, collator, lines.append) \
+        is collator
+    assert lines[-1] == ("M-RoPE position ids of image batches: computed by the collator, once per batch, not in "
+                         "every forward")
