@@ -40,6 +40,15 @@ def local_run(tmp_path_factory, dist_cache, run_cli, quick, lock_of):
     return lock_of(cwd / "outputs")
 
 
+@pytest.fixture(scope="module")
+def ddp_run(local_run, tmp_path_factory, dist_cache, run_cli, quick, lock_of):
+    """One 2-rank DDP (torchrun) run, checked by the DDP test and compared with the Ray workers' run; after the
+    local run, whose load and adapt stages it reuses."""
+    cwd = tmp_path_factory.mktemp("ddp")
+    proc = run_cli(cwd, *quick, "launch=ddp", cache=dist_cache)
+    return proc, _checked(lock_of(cwd / "outputs"), proc)
+
+
 @pytest.fixture
 def launched(tmp_path, dist_cache, run_cli, quick, lock_of):
     def _run(launch, *extra):
@@ -68,8 +77,8 @@ def _same_artifacts_as_local(lock, local_run):
     assert [h["step"] for h in history if "loss" in h] == [1, 2, 3]
 
 
-def test_ddp_two_ranks_same_artifacts_as_local(launched, local_run):
-    _, lock = launched("ddp")
+def test_ddp_two_ranks_same_artifacts_as_local(ddp_run, local_run):
+    _, lock = ddp_run
     assert lock["stages"]["train"]["fingerprint"] != local_run["stages"]["train"]["fingerprint"]
     assert lock["stages"]["load"]["status"] == "cached"      # upstream stages are shared with the local run
     _same_artifacts_as_local(lock, local_run)
@@ -108,7 +117,7 @@ def test_deepspeed_zero3_offload(launched, local_run):
     _same_artifacts_as_local(lock, local_run)
 
 
-def test_ray_train_workers_same_weights_as_torchrun(tmp_path, run_cli, quick, dist_cache, lock_of):
+def test_ray_train_workers_same_weights_as_torchrun(tmp_path, run_cli, quick, dist_cache, lock_of, ddp_run):
     """launch=ray: 2 Ray Train workers (gloo) run the torchrun ranks' code and train the very same adapter as the
     2-rank DDP run; the Ray run lands under its name and storage, and the local Ray is gone afterwards."""
     pytest.importorskip("ray", reason="Ray Train is an optional extra: pip install 'llmpipe[ray]'")
@@ -128,9 +137,7 @@ def test_ray_train_workers_same_weights_as_torchrun(tmp_path, run_cli, quick, di
     # ray.shutdown() ended the local cluster: no process still runs from its temporary folder
     left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).count(str(ray_tmp))]
     assert left == [], [_cmdline(p)[:200] for p in left]
-    (tmp_path / "ddp").mkdir()
-    run_cli(tmp_path / "ddp", *quick, "launch=ddp", cache=dist_cache)   # cached after the DDP test above
-    ddp_lock = lock_of(tmp_path / "ddp" / "outputs")
+    _, ddp_lock = ddp_run   # the DDP test's run
     mine, ref = _adapter_tensors(_train_output(lock)), _adapter_tensors(_train_output(ddp_lock))
     assert mine.keys() == ref.keys() and all(float((mine[k] - ref[k]).abs().max()) <= 1e-6 for k in mine)
     assert any(float(v.abs().max()) > 0 for k, v in mine.items() if "lora_B" in k)
