@@ -35,9 +35,11 @@ demo: $(STAMP)
 # neither worker waits at the end on a long file of independent tests.
 # One torch thread per process (unless OMP_NUM_THREADS is set): two workers on two cores, each running tiny models,
 # only lose time to each other's thread pools (a 2-thread pool spins while the other worker holds the core).
+# Byte-code is written even where PYTHONDONTWRITEBYTECODE is set: every CLI subprocess (hundreds) would compile
+# llmpipe's ~190 modules again (~1 CPU s each) and each worker would rewrite the test modules' asserts (~10 s).
 PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # `make bench BENCH_ARGS="--quick"`: llmpipe vs LLaMA-Factory (docs/bench.md); LF gets its own venv in bench/.lfvenv
 $(VENV)/.llmpipe-bench: $(STAMP)
