@@ -2,10 +2,10 @@
 layout), built as the train stage builds it (LoRA on the language model, tower and merger frozen, reentrant gradient
 checkpointing: the matched settings of bench/vlm.py), on the bundled image rows under the qwen2_vl template, trained
 for a few AdamW steps by the plain path and by the fast one from the same initial weights: the per-step losses agree
-to 1e-6, the loss falls, and the train log says which path runs.
-
-The label-only LM head (llmpipe.training.lm_head) for every image family: tests/integration/test_vlm_families.py's
-models are not built here (cost); its per-family exactness was measured once and is in bench/findings_vlm.md."""
+(to 1e-6, or bit for bit), the loss falls, and the train log says which path runs. The paths: the label-only LM head
+(llmpipe.training.lm_head), a frozen tower without autograd (llmpipe.models.frozen_towers), the M-RoPE position ids
+computed by the collator (llmpipe.training.mrope). The other image families' tiny models are not built here (cost);
+their exactness was measured once and is in bench/findings_vlm.md."""
 from __future__ import annotations
 
 import copy
@@ -14,6 +14,7 @@ import pytest
 import test_methods
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
 store = test_methods.store   # a fixture: a store that shares the built-in models of the session
 
 STEPS = 3
