@@ -94,7 +94,7 @@ def _run(cfg: DictConfig, started: list[bool]) -> float | None:
         print(runner.describe())
         return None
     lock.set("data", {k: v for n in plan.nodes for k, v in n.identities.items() if k.startswith("data:")})
-    quiet_libraries()
+    runner.before_run = quiet_libraries   # imports torch and transformers: only when a stage really runs
     from llmpipe.models.backend_gate import hide_unused
 
     hide_unused(validated.obj)   # hqq/torchao/bitsandbytes/deepspeed stay unimported unless this run uses them

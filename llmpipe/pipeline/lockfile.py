@@ -63,7 +63,10 @@ class LockFile:
         from llmpipe.secrets import redact_text
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+        # libyaml's emitter where PyYAML has it: the same YAML at a tenth of the pure-Python emitter's time (the
+        # lock file is written after every stage, and a run's config is a few hundred keys)
+        text = yaml.dump(self.data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
+                         allow_unicode=True, default_flow_style=False)
         tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
         tmp.write_text(redact_text(text), encoding="utf-8")
         os.replace(tmp, self.path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,14 @@ class Runner:
         self.plan, self.store, self.lock = plan, store, lock
         self.force, self.job_dir, self.secret_env = force, job_dir, secret_env or {}
         self.out = out   # None: the current sys.stdout at each message
+        # called once, before the first stage that runs (not for a run whose stages all come from the store):
+        # the entry point quiets the ML libraries there, which imports torch and transformers (seconds)
+        self.before_run: Callable[[], Any] | None = None
+
+    def _starting(self) -> None:
+        hook, self.before_run = self.before_run, None
+        if hook is not None:
+            hook()
 
     def say(self, msg: str) -> None:
         print(msg, file=self.out if self.out is not None else sys.stdout, flush=True)
@@ -118,6 +127,7 @@ class Runner:
         if not node.kind.cached:
             out = Path(OmegaConf.select(node.cfg, "export.dir")) if node.kind.name == "export" else entry.path
             ctx = self._context(node, inputs, out, entry.work)
+            self._starting()
             self.say(f"{prefix}: running ({node.label})")
             cuda_memory.reset()
             info = cuda_memory.with_peak(node.kind.run(ctx) or {})
@@ -134,6 +144,7 @@ class Runner:
                 return "cached", entry.path, entry.info()
             self.store.prepare(entry)
             ctx = self._context(node, inputs, entry.staging, entry.work)
+            self._starting()
             self.say(f"{prefix}: running ({node.label}) {_short(node.fingerprint)}")
             t0 = time.time()
             cuda_memory.reset()
@@ -163,6 +174,7 @@ class Runner:
         if entry.complete() and not forced(node, self.force):
             return "cached", entry.path, entry.info()
         ctx = self._context(node, inputs, entry.staging, entry.work)
+        self._starting()
         self.say(f"{prefix}: joining node 0 ({node.label}) {node.fingerprint[:10]}")
         spawn_stage(ctx, ctx.log, leader=False)
         return "joined", entry.path, {}   # where node 0 publishes the outputs
