@@ -98,9 +98,6 @@ def _run(cfg: DictConfig, started: list[bool]) -> float | None:
     from llmpipe.models.backend_gate import hide_unused
 
     hide_unused(validated.obj)   # hqq/torchao/bitsandbytes/deepspeed stay unimported unless this run uses them
-    from llmpipe.pipeline.job_threads import share_cores
-
-    share_cores(lambda line: print(f"llmpipe: {line}"))
     started.append(True)
     try:
         result = runner.execute()
