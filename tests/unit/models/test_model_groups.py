@@ -24,7 +24,7 @@ HUB_GROUPS = {   # group -> (hub id, template: LLaMA-Factory's name for it)
     "glm4_9b_chat": ("THUDM/glm-4-9b-chat-hf", "glm4"),
     "gpt_oss_20b": ("openai/gpt-oss-20b", "gpt_oss"),
 }
-LOCAL_GROUPS = {"hf", "tiny", "tiny_vl", "tiny_qwen2_audio"}
+LOCAL_GROUPS = {"hf", "tiny", "tiny_vl", "tiny_qwen2_audio", "tiny_qwen2_5_omni"}
 
 
 def test_every_hub_group_is_listed_here():
