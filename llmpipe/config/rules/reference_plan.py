@@ -6,15 +6,16 @@ log-probs; its fingerprint covers only what they depend on, so a sweep over ``pr
 ``lora.*`` or the learning rate, and a re-run with new values, reuse it. Inline (TRL's default), the reference
 model runs again in every training step and every evaluation.
 
-Cost model (one reference forward per row either way): the stage costs ``rows(train + eval)`` forwards once,
-plus a model load; inline costs ``max_steps x global batch`` forwards per run plus ``rows(eval)`` per
-evaluation. ``pref.precompute_reference``:
+Cost model (one reference forward per row read, either way): the stage costs one forward per train row the
+run reads (every row for a run of whole epochs; for a run that ``max_steps`` may stop sooner, only the rows those
+steps read: ``visit_steps``) plus ``rows(eval)``, once, plus a model load; inline costs ``max_steps x global
+batch`` forwards per run plus ``rows(eval)`` per evaluation. ``pref.precompute_reference``:
 
 - ``null`` (auto): the stage in a sweep (a Hydra multirun: its jobs share one computation, and every later
   job finds it cached) and when the run sees the whole training set at least once (``max_steps`` unset and
   ``num_train_epochs >= 1``, or ``max_steps x global batch >= data.max_samples``); inline for a shorter
-  one-off run (then most rows are never visited and computing all of them costs more than it saves) or when
-  the data size is unknown against ``max_steps``;
+  one-off run (the stage would do the same forwards plus a model load, and only a later re-run would gain) or
+  when the data size is unknown against ``max_steps``;
 - ``true``: always the stage (a sweep of short runs shares one computation); refused pre-flight where it
   cannot work (below);
 - ``false``: always inline.
