@@ -184,8 +184,10 @@ def test_lf_vlm_recipe_runs_on_the_tiny_instance(store, tmp_path):
     EXPORTS["LF qwen3vl_lora_sft, exported"] = ("qwen3_vl", export)
 
 
-def test_exports_reload_with_transformers_classes_and_generate_from_an_image():
-    """One fresh process for every family merged above and the LF recipe's export (no llmpipe import)."""
+def test_exports_reload_with_transformers_classes_and_generate_from_an_image(store):
+    """One fresh process for every family merged above and the LF recipe's export (no llmpipe import). It asks for
+    the module's ``store`` so that xdist keeps it on the worker that ran the tests above (tests/conftest.py groups
+    a file's tests that share a module fixture); without it, it could land alone on the other worker and skip."""
     if not EXPORTS:
         pytest.skip("no family was merged in this session")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
