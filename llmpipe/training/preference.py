@@ -68,11 +68,25 @@ def trainer_setup(cfg: Any) -> tuple[type, type, dict[str, Any]]:
     return DPOTrainer, DPOConfig, {**kw, "loss_type": types, "loss_weights": weights}
 
 
+def fast_fused_head(cfg, model, images: bool, log) -> bool:
+    """TRL's fused LM head scores the completion positions only, and text rows run padding-free where the model
+    isolates the examples of a row (llmpipe.training.padding_free): the same log-probs without the work on prompt
+    and pad positions. For the policy here and for the reference stage's model (llmpipe.training.ref_compute).
+    Whether the rows run padding-free."""
+    from llmpipe.training.lm_head import score_label_positions_only
+    from llmpipe.training.padding_free import decide, unpad_model_calls
+
+    score_label_positions_only()
+    if images or not decide(cfg, model, log):
+        return False
+    unpad_model_calls(model)
+    return True
+
+
 @implements("dpo")
 def train_dpo(ctx: TrainJob) -> dict:
     from llmpipe.data.published import open_published, read_source
     from llmpipe.training.causal import load_saved_tokenizer, prepare_model
-    from llmpipe.training.lm_head import score_label_positions_only
     from llmpipe.training.pref_common import finish, trainer_for, trl_config
     from llmpipe.training.reference import load_reference
 
@@ -99,13 +113,10 @@ def train_dpo(ctx: TrainJob) -> dict:
     if cfg.pref.loss == "kto_pair":
         extra["ftx"] = cfg.pref.ftx
     if cfg.pref.loss not in REFERENCE_FREE:   # TRL's DPOTrainer pads; its fused-LM-head calls run unpadded
-        from llmpipe.training.padding_free import decide, unpad_model_calls, unpad_reference
+        from llmpipe.training.padding_free import unpad_reference
 
-        score_label_positions_only()
-        if not images and decide(cfg, model, ctx.log):
-            unpad_model_calls(model)
-            if extra.get("ref_model") is not None:
-                unpad_reference(extra["ref_model"], ctx.log)
+        if fast_fused_head(cfg, model, bool(images), ctx.log) and extra.get("ref_model") is not None:
+            unpad_reference(extra["ref_model"], ctx.log)
     ctx.log(f"{cfg.pref.loss} loss with {trainer_cls.__name__}, beta={cfg.pref.beta}")
     from llmpipe.training.ref_logprobs import no_model_hash
 

@@ -28,19 +28,6 @@ def reference_model(job: TrainJob, tokenizer):
     return ref
 
 
-def fast_scoring(cfg, model, images: bool, log) -> None:
-    """The train stage's levers for its inline reference forward, on the stage's model: TRL's fused head scores
-    the completion positions only, and text rows run padding-free where the model isolates the examples of a
-    row (llmpipe.training.padding_free). The log-probs are those of the inline reference (tests/integration/
-    test_reference_stage.py compares them); only the wasted work on prompt and pad positions goes."""
-    from llmpipe.training.lm_head import score_label_positions_only
-    from llmpipe.training.padding_free import decide, unpad_model_calls
-
-    score_label_positions_only()
-    if not images and decide(cfg, model, log):
-        unpad_model_calls(model)
-
-
 def trainer_setup(cfg) -> tuple[type, type, dict[str, Any]]:
     """(trainer class, TRL config class, config keywords) of the train stage, with precomputed references."""
     if cfg.train.stage == "kto":
@@ -72,7 +59,9 @@ def compute(job: TrainJob) -> dict:
     from llmpipe.training.mm_preference import adapt
 
     cls, train_ds, eval_ds, images = adapt(cls, args, tokenizer, job.load_dir, train_ds, eval_ds, job.log)
-    fast_scoring(cfg, model, bool(images), job.log)
+    from llmpipe.training.preference import fast_fused_head
+
+    fast_fused_head(cfg, model, bool(images), job.log)   # the inline reference's levers: same log-probs
     loaded = time.perf_counter()
     from llmpipe.config.rules.reference_plan import visit_steps
 
