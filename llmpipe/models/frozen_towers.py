@@ -30,8 +30,8 @@ def encoders(model) -> list[tuple[str, object]]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
         text = base.get_input_embeddings()
-    except (AttributeError, NotImplementedError):
-        return []
+    except (AttributeError, NotImplementedError):   # transformers' default when a model has no text embeddings:
+        return []                                   # then no sub-model can be told apart from the language model
     found: list[tuple[str, object]] = []
     for name, module in base.named_modules():
         if module is base or not isinstance(module, PreTrainedModel):
