@@ -1,6 +1,7 @@
 """The task function behind ``python -m llmpipe``: validate, plan, run, record, return the objective."""
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -75,6 +76,7 @@ def remove_job_dir() -> None:
 
 def _run(cfg: DictConfig, started: list[bool]) -> float | None:
     from llmpipe import secrets
+    from llmpipe.models.library_imports import warm_libraries
     from llmpipe.models.quiet import quiet_libraries
     from llmpipe.pipeline.lockfile import LockFile
     from llmpipe.pipeline.runner import StageFailed
@@ -95,6 +97,7 @@ def _run(cfg: DictConfig, started: list[bool]) -> float | None:
         return None
     lock.set("data", {k: v for n in plan.nodes for k, v in n.identities.items() if k.startswith("data:")})
     runner.before_run = quiet_libraries   # imports torch and transformers: only when a stage really runs
+    runner.while_waiting = functools.partial(warm_libraries, validated.obj)   # a sweep job waiting for another's stage
     from llmpipe.models.backend_gate import hide_unused
 
     hide_unused(validated.obj)   # hqq/torchao/bitsandbytes/deepspeed stay unimported unless this run uses them

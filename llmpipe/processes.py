@@ -43,7 +43,9 @@ def dies_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
 @contextmanager
 def file_lock(path: str | os.PathLike, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold the FileLock ``path`` (its folder is created); ``on_wait`` is called once when another process
-    holds it, before waiting for it. Not re-entrant: two FileLock objects on one path in one process block."""
+    holds it, before waiting for it. Not re-entrant: two FileLock objects on one path in one process block.
+    While it waits, the process leaves a marker beside the lock, so the holder can count the jobs of this
+    machine that wait for it (:func:`waiting`)."""
     from filelock import FileLock, Timeout
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -51,10 +53,43 @@ def file_lock(path: str | os.PathLike, on_wait: Callable[[], None] | None = None
     try:
         lock.acquire(timeout=0.5)
     except Timeout:
-        if on_wait:
-            on_wait()
-        lock.acquire()
+        marker = Path(f"{path}{_WAITING}{_HOST}-{os.getpid()}")
+        try:
+            marker.touch()
+        except OSError:
+            marker = None
+        try:
+            if on_wait:
+                on_wait()
+            lock.acquire()
+        finally:
+            if marker is not None:
+                marker.unlink(missing_ok=True)
     try:
         yield
     finally:
         lock.release()
+
+
+_WAITING = ".waiting-"
+_HOST = os.uname().nodename.replace("-", "_") if hasattr(os, "uname") else "host"
+
+
+def waiting(path: str | os.PathLike) -> int:
+    """How many live processes of this machine wait for the file lock ``path`` (see :func:`file_lock`).
+    Markers of other machines (a store on a shared filesystem) and of processes that died are not counted."""
+    lock = Path(path)
+    count = 0
+    try:
+        markers = list(lock.parent.glob(f"{lock.name}{_WAITING}{_HOST}-*"))
+    except OSError:
+        return 0
+    for marker in markers:
+        try:
+            os.kill(int(marker.name.rsplit("-", 1)[1]), 0)
+        except (ValueError, ProcessLookupError):
+            continue
+        except PermissionError:
+            pass   # alive, another user's
+        count += 1
+    return count

@@ -166,6 +166,9 @@ def quiet_libraries() -> None:
     """One progress line per stage and per logging step; library output to the log file, warnings once."""
     import os
 
+    from llmpipe.models.library_imports import once_package_scan
+
+    once_package_scan()   # before transformers and TRL scan the installed packages (0.4 s each)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

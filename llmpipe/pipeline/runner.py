@@ -62,9 +62,19 @@ class Runner:
         # called once, before the first stage that runs (not for a run whose stages all come from the store):
         # the entry point quiets the ML libraries there, which imports torch and transformers (seconds)
         self.before_run: Callable[[], Any] | None = None
+        # called once, when this job first waits for a stage that another job is computing (a sweep's jobs
+        # share their first stages): the entry point imports the libraries the stages will need meanwhile
+        self.while_waiting: Callable[[], Any] | None = None
 
     def _starting(self) -> None:
         hook, self.before_run = self.before_run, None
+        if hook is not None:
+            hook()
+
+    def _waiting(self, prefix: str, node: Node) -> None:
+        self.say(f"{prefix}: another job is computing this stage ({_short(node.fingerprint)}); waiting")
+        self._starting()
+        hook, self.while_waiting = self.while_waiting, None
         if hook is not None:
             hook()
 
@@ -137,13 +147,11 @@ class Runner:
                 self.store.invalidate(entry)
         if entry.complete():
             return "cached", entry.path, entry.info()
-        waited = []
-        with self.store.locked(entry, on_wait=lambda: (waited.append(1), self.say(
-                f"{prefix}: another job is computing this stage ({_short(node.fingerprint)}); waiting"))):
+        with self.store.locked(entry, on_wait=lambda: self._waiting(prefix, node)):
             if entry.complete():
                 return "cached", entry.path, entry.info()
             self.store.prepare(entry)
-            ctx = self._context(node, inputs, entry.staging, entry.work)
+            ctx = self._context(node, inputs, entry.staging, entry.work, waiters=lambda: self.store.waiting(entry))
             self._starting()
             self.say(f"{prefix}: running ({node.label}) {_short(node.fingerprint)}")
             t0 = time.time()
@@ -179,12 +187,18 @@ class Runner:
         spawn_stage(ctx, ctx.log, leader=False)
         return "joined", entry.path, {}   # where node 0 publishes the outputs
 
-    def _context(self, node: Node, inputs: dict[str, Path], out: Path, work: Path) -> StageContext:
+    def _context(self, node: Node, inputs: dict[str, Path], out: Path, work: Path,
+                 waiters: Callable[[], int] | None = None) -> StageContext:
         return StageContext(
             node_id=node.id, kind=node.kind, cfg=node.cfg, obj=typed(node.cfg), inputs=inputs,
             out=out, work=work, fingerprint=node.fingerprint, cache_root=self.store.root, job_dir=self.job_dir,
             secret_env=self.secret_env, log=lambda m, p=node.id: self.say(f"    {p}: {m}"),
+            waiters=waiters or _nobody,
         )
+
+
+def _nobody() -> int:
+    return 0
 
 
 def format_exception_brief(e: BaseException) -> str:

@@ -5,6 +5,7 @@ Layout::
     <root>/<kind>/<fp>/            a published entry: complete only when it holds COMPLETE
     <root>/<kind>/<fp>.work/       the stage's scratch space while it runs (checkpoints survive a crash)
     <root>/locks/<kind>-<fp>.lock  per-fingerprint lock: two jobs never compute the same stage at once
+                                  (and a <lock>.waiting-<host>-<pid> marker per job waiting for it)
 
 Publishing is atomic: the stage writes into ``<fp>.work/out``; that folder is renamed to ``<fp>`` and the
 COMPLETE marker is written last, so a reader never sees a half-written entry marked complete.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmpipe.errors import UserError
-from llmpipe.processes import file_lock
+from llmpipe.processes import file_lock, waiting
 
 MARKER = "COMPLETE"
 
@@ -82,6 +83,10 @@ class Store:
     def locked(self, entry: Entry, on_wait=None):
         """The entry's lock (``on_wait`` is called once when another job holds it)."""
         return file_lock(entry.lock_path, on_wait)
+
+    def waiting(self, entry: Entry) -> int:
+        """How many jobs of this machine wait for ``entry`` while this one computes it (they sit idle)."""
+        return waiting(entry.lock_path)
 
     def prepare(self, entry: Entry) -> None:
         """Clear a stale published folder without marker and a stale staging folder (keeps checkpoints)."""

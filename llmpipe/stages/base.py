@@ -38,6 +38,9 @@ class StageContext:
     job_dir: Path | None
     secret_env: dict[str, str] = field(default_factory=dict)
     log: Callable[[str], None] = print
+    # how many jobs of this machine wait for this stage's output right now (a sweep's jobs that share it): they
+    # leave their cores idle, so the stage may use them (llmpipe.training.ref_logprobs)
+    waiters: Callable[[], int] = lambda: 0
 
     def input(self, role: str) -> Path:
         if role not in self.inputs:

@@ -14,5 +14,5 @@ def run(ctx: StageContext) -> dict:
     from llmpipe.training.ref_compute import compute
 
     job = TrainJob(name=ctx.node_id, obj=ctx.obj, load_dir=ctx.input("load"), out=ctx.out, work=ctx.work,
-                   cache_root=ctx.cache_root, job_dir=ctx.job_dir, log=ctx.log)
+                   cache_root=ctx.cache_root, job_dir=ctx.job_dir, log=ctx.log, waiters=ctx.waiters)
     return compute(job)

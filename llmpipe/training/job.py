@@ -23,6 +23,8 @@ class TrainJob:
     reward_dir: Path | None = None     # the train folder of a reward-model step (ppo.reward_model=step:<name>)
     reference_dir: Path | None = None  # the reference stage's folder (precomputed reference log-probs), dpo/kto
     log: Callable[[str], None] = print
+    # how many jobs of this machine wait for this stage's output (their cores are idle meanwhile); None: unknown
+    waiters: Callable[[], int] | None = None
 
     @property
     def initial_adapter(self) -> Path | None:

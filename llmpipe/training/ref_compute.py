@@ -67,7 +67,7 @@ def compute(job: TrainJob) -> dict:
 
     steps = visit_steps(cfg)
     with no_model_hash():
-        trainer = scoring_trainer(cls, steps)(model=model, ref_model=None, args=args, train_dataset=train_ds,
+        trainer = scoring_trainer(cls, steps, job.waiters)(model=model, ref_model=None, args=args, train_dataset=train_ds,
                                               eval_dataset=eval_ds, processing_class=tokenizer, **images)
     scored = getattr(trainer, "scored", {})
     rows = dict(getattr(trainer, "visited", {}))

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from pathlib import Path
+from collections.abc import Callable
 
 from llmpipe.errors import UserError
 
@@ -68,10 +70,11 @@ def visited_rows(trainer, steps: int) -> list[int] | None:
     return None   # one epoch or more: every row
 
 
-def scoring_trainer(base: type, steps: int | None = None) -> type:
+def scoring_trainer(base: type, steps: int | None = None, waiters: Callable[[], int] | None = None) -> type:
     """``base`` whose precompute hook scores a dataset and keeps the columns (no cache file, dataset unchanged).
     ``steps``: score only the train rows the first ``steps`` optimizer steps read (:func:`visited_rows`); the
-    columns of the other rows are NaN, which the reading trainer refuses to train on."""
+    columns of the other rows are NaN, which the reading trainer refuses to train on. ``waiters``: how many
+    jobs of this machine wait for the scores (:func:`borrowed_threads`)."""
 
     class Scoring(base):
         scored: dict[str, dict[str, list[float]]]
@@ -105,15 +108,17 @@ def scoring_trainer(base: type, steps: int | None = None) -> type:
                 dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False,
                 num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory))
             first, second, local = [], [], 0
-            for batch in loader:
-                a, b = self.compute_ref_log_probs(self.model, batch)
-                local += len(a)
-                if b is None:
-                    a = self.accelerator.gather_for_metrics(a)
-                else:
-                    a, b = self.accelerator.gather_for_metrics((a, b))
-                    second.append(b.float().cpu())
-                first.append(a.float().cpu())
+            with borrowed_threads(waiters) as borrow:
+                for batch in loader:
+                    borrow()
+                    a, b = self.compute_ref_log_probs(self.model, batch)
+                    local += len(a)
+                    if b is None:
+                        a = self.accelerator.gather_for_metrics(a)
+                    else:
+                        a, b = self.accelerator.gather_for_metrics((a, b))
+                        second.append(b.float().cpu())
+                    first.append(a.float().cpu())
             names = COLUMNS["kto"] if hasattr(self, "calculate_KL") else COLUMNS["dpo"]
             cols = {names[0]: torch.cat(first).tolist()}
             if second:
@@ -122,6 +127,30 @@ def scoring_trainer(base: type, steps: int | None = None) -> type:
 
     Scoring.__name__ = Scoring.__qualname__ = f"Scoring{base.__name__}"
     return Scoring
+
+
+@contextlib.contextmanager
+def borrowed_threads(waiters: Callable[[], int] | None):
+    """While other jobs of this machine wait for this computation (a sweep's jobs sharing the reference stage:
+    loky gives each of ``n_jobs`` workers ``cores // n_jobs`` threads), it runs on their idle cores too:
+    ``borrow()`` (called between batches) sets torch's threads to this job's own times one plus the number of
+    waiting jobs, at most the cores this process may use; the job's own count comes back at the end. The
+    log-probs do not depend on the thread count beyond float summation order."""
+    import torch
+
+    own = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or own)
+
+    def borrow() -> None:
+        want = min(cores, own * (1 + waiters())) if waiters is not None else own
+        if want != torch.get_num_threads():
+            torch.set_num_threads(max(own, want))
+
+    try:
+        yield borrow
+    finally:
+        if torch.get_num_threads() != own:
+            torch.set_num_threads(own)
 
 
 def _spread(values: list[float], rows: list[int], n: int) -> list[float]:

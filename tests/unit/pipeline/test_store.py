@@ -71,3 +71,40 @@ def test_unwritable_root_is_reported(tmp_path):
     blocker.write_text("not a folder")
     msg = Store(blocker / "cache").check_writable()   # fails even for root: a file is in the way
     assert msg and "cannot write" in msg and str(blocker) in msg
+
+
+def _wait_for(root, waiting_now, done):
+    store = Store(root)
+    with store.locked(store.entry("train", "lockme"), on_wait=waiting_now.set):
+        done.set()
+
+
+def test_the_holder_counts_the_jobs_waiting_for_it(tmp_path):
+    """A job waiting for a stage leaves a marker while it waits: the holder sees one waiter, then none."""
+    store = Store(tmp_path)
+    entry = store.entry("train", "lockme")
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    # a marker of a process that died and one of another machine (a shared store) are not counted
+    (locks / "train-lockme.lock.waiting-otherhost-1").touch()
+    dead = mp.Process(target=time.sleep, args=(0,))
+    dead.start()
+    dead.join()
+    (locks / f"train-lockme.lock.waiting-{_host()}-{dead.pid}").touch()
+    waiting_now, done = mp.Event(), mp.Event()
+    with store.locked(entry):
+        assert store.waiting(entry) == 0
+        p = mp.Process(target=_wait_for, args=(str(tmp_path), waiting_now, done))
+        p.start()
+        assert waiting_now.wait(20)
+        assert store.waiting(entry) == 1
+        assert not done.is_set()
+    p.join(20)
+    assert done.is_set() and store.waiting(entry) == 0
+    assert not list(locks.glob(f"*waiting-{_host()}-{p.pid}"))   # the waiter removed its marker
+
+
+def _host():
+    from llmpipe.processes import _HOST
+
+    return _HOST
