@@ -13,7 +13,10 @@ It applies to exactly the calls transformers itself reads as packed: position id
 no KV cache (padding-free rows, and neat packing's rows too). A forward pre-hook marks those calls' position
 ids; every other call (padded batches with an attention mask, generation with a KV cache) goes to
 transformers' own SDPA unchanged, so a model can keep this implementation for evaluation and generation.
-``use_varlen_sdpa(model)`` switches a model from ``sdpa`` to it and reports whether it did.
+``use_varlen_sdpa(model)`` switches a model from ``sdpa`` to it and reports whether it did. Position ids that carry
+an explicit layout (``llmpipe_layout``: the packed tokens of each example, where examples may share tokens, as
+a preference pair's answers share their prompt: llmpipe.training.shared_prompts) are attended example by example
+the same way.
 """
 from __future__ import annotations
 
@@ -58,18 +61,29 @@ def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, 
             or position_ids.shape[-1] != query.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
-    example, offset, n, longest = _segments(position_ids.expand(query.shape[0], -1))
+    layout = getattr(position_ids, "llmpipe_layout", None)
+    if layout is not None and query.shape[0] == 1:   # examples that share tokens (training.shared_prompts)
+        filled, members, slot, n, longest = layout   # example slots in use, their packed tokens, each token's slot
 
-    def spread(x):   # [rows, heads, T, dim] -> [examples, heads, longest, dim], zeros after each example
-        tokens = x.transpose(1, 2).reshape(-1, x.shape[1], x.shape[3])    # [rows * T, heads, dim]
-        out = tokens.new_zeros((n, longest) + tuple(tokens.shape[1:]))
-        return out.index_put((example, offset), tokens).transpose(1, 2)
+        def spread(x):   # [1, heads, T, dim] -> [examples, heads, longest, dim]: a shared token in each example
+            tokens = x[0].transpose(0, 1)                                   # [T, heads, dim]
+            out = tokens.new_zeros((n * longest,) + tuple(tokens.shape[1:]))
+            return out.index_put((filled,), tokens[members]).reshape(n, longest, *tokens.shape[1:]).transpose(1, 2)
+    else:
+        example, offset, n, longest = _segments(position_ids.expand(query.shape[0], -1))
+        slot = None
+
+        def spread(x):   # [rows, heads, T, dim] -> [examples, heads, longest, dim], zeros after each example
+            tokens = x.transpose(1, 2).reshape(-1, x.shape[1], x.shape[3])    # [rows * T, heads, dim]
+            out = tokens.new_zeros((n, longest) + tuple(tokens.shape[1:]))
+            return out.index_put((example, offset), tokens).transpose(1, 2)
 
     q, k, v = spread(query), spread(key), spread(value)
     out = torch.nn.functional.scaled_dot_product_attention(
         q, k, v, dropout_p=dropout if module.training else 0.0, scale=scaling, is_causal=True,
         enable_gqa=q.shape[1] != k.shape[1])
-    out = out.transpose(1, 2)[example, offset]                           # [rows * T, heads, dim]
+    out = out.transpose(1, 2)                                            # [examples, longest, heads, dim]
+    out = out[example, offset] if slot is None else out.reshape(n * longest, *out.shape[2:])[slot]   # [rows*T, ...]
     return out.reshape(query.shape[0], query.shape[2], query.shape[1], query.shape[3]).contiguous(), None
 
 

@@ -104,9 +104,9 @@ def decide(cfg, model, log: Callable[[str], Any] = print) -> bool:
     return False
 
 
-def _gap(model) -> float:
-    """``isolation_gap`` under the autocast the Trainer will run the model with. Freeze fine-tuning and LLaMA Pro
-    with train.bf16/fp16 keep the trainable layers in fp32 beside half-precision frozen ones; run outside
+def training_autocast(model):
+    """The autocast the Trainer will run ``model`` with, for a check run outside it. Freeze fine-tuning and LLaMA
+    Pro with train.bf16/fp16 keep the trainable layers in fp32 beside half-precision frozen ones; run outside
     autocast, such a model fails with a dtype mismatch. A model of one float dtype runs as it is."""
     import contextlib
 
@@ -114,10 +114,14 @@ def _gap(model) -> float:
 
     dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
     low = [d for d in (torch.bfloat16, torch.float16) if d in dtypes]
-    ctx = contextlib.nullcontext()
     if len(dtypes) > 1 and low:
-        ctx = torch.autocast(device_type=next(model.parameters()).device.type, dtype=low[0])
-    with ctx:
+        return torch.autocast(device_type=next(model.parameters()).device.type, dtype=low[0])
+    return contextlib.nullcontext()
+
+
+def _gap(model) -> float:
+    """``isolation_gap`` under the autocast the Trainer will run the model with."""
+    with training_autocast(model):
         return isolation_gap(model, NeatPackingCollator(0))
 
 
@@ -131,7 +135,26 @@ def unpad_reference(ref, log: Callable[[str], Any] = print) -> bool:
     if gap > 1e-4:
         log(f"reference model: padded batches (its examples would attend to each other, gap {gap:.2e})")
         return False
-    unpad_model_calls(ref)
+    unpad_model_calls(ref, share_prompts=decide_shared(ref, lambda m: log(f"reference model: {m}")))
+    return True
+
+
+def decide_shared(model, log: Callable[[str], Any] = print) -> bool:
+    """Whether the padding-free preference calls of ``model`` share prompts (llmpipe.training.shared_prompts):
+    variable-length SDPA, and the logits of two pairs equal (1e-4) with and without shared prompts; otherwise
+    each answer's row runs its own prompt, and the log says why."""
+    from llmpipe.training.shared_prompts import sharing_gap, usable
+
+    if not usable(model, {}):
+        return False   # FlashAttention's varlen kernels or masked attention: unshared rows
+    with training_autocast(model):
+        gap = sharing_gap(model)
+    if gap > 1e-4:
+        log(f"prompts not shared: this model's logits change by {gap:.2e} (relative) when a pair's answers share "
+            "their prompt in one row; each answer runs its own prompt")
+        return False
+    log("shared prompts: each pair's prompt runs once for both answers (the rejected answer attends to the "
+        "chosen answer's prompt)")
     return True
 
 
@@ -165,10 +188,13 @@ _TEXT_CALL = frozenset({"input_ids", "attention_mask", "labels", "fused_lm_head"
                         "num_items_in_batch", "return_dict"})
 
 
-def unpad_model_calls(model) -> Callable[[], None]:
-    """Hook ``model`` so that its padded ``fused_lm_head=True`` calls (TRL's DPOTrainer) run padding-free;
-    returns the function that removes the hooks."""
+def unpad_model_calls(model, share_prompts: bool = False) -> Callable[[], None]:
+    """Hook ``model`` so that its padded ``fused_lm_head=True`` calls (TRL's DPOTrainer) run padding-free, with
+    each pair's prompt run once when ``share_prompts`` (llmpipe.training.shared_prompts); returns the function
+    that removes the hooks."""
     import torch
+
+    from llmpipe.training import shared_prompts
 
     pending: list = []
 
@@ -178,6 +204,11 @@ def unpad_model_calls(model) -> Callable[[], None]:
         if not usable or kwargs["input_ids"].dim() != 2:
             pending.append(None)
             return None
+        shared = shared_prompts.shared_row(kwargs) if share_prompts and shared_prompts.usable(model, kwargs) else None
+        if shared is not None:
+            new, where = shared
+            pending.append((where, tuple(kwargs["input_ids"].shape)))
+            return args, new
         new, where, shape = _unpad(kwargs)
         pending.append((where, shape))
         return args, new

@@ -70,16 +70,17 @@ def trainer_setup(cfg: Any) -> tuple[type, type, dict[str, Any]]:
 
 def fast_fused_head(cfg, model, images: bool, log) -> bool:
     """TRL's fused LM head scores the completion positions only, and text rows run padding-free where the model
-    isolates the examples of a row (llmpipe.training.padding_free): the same log-probs without the work on prompt
-    and pad positions. For the policy here and for the reference stage's model (llmpipe.training.ref_compute).
+    isolates the examples of a row (llmpipe.training.padding_free), each pair's prompt once for both answers where
+    that is exact (llmpipe.training.shared_prompts): the same log-probs without the work on prompt and pad
+    positions. For the policy here and for the reference stage's model (llmpipe.training.ref_compute).
     Whether the rows run padding-free."""
     from llmpipe.training.lm_head import score_label_positions_only
-    from llmpipe.training.padding_free import decide, unpad_model_calls
+    from llmpipe.training.padding_free import decide, decide_shared, unpad_model_calls
 
     score_label_positions_only()
     if images or not decide(cfg, model, log):
         return False
-    unpad_model_calls(model)
+    unpad_model_calls(model, share_prompts=decide_shared(model, log))
     return True
 
 

@@ -1,5 +1,5 @@
 """Padding-free batches and the label-only LM head through the real command line: a default SFT run and a
-DPO run (both padding-free, the SFT one with the label-only head) log the same losses (and DPO the same summed
+DPO run (both padding-free, the SFT one with the label-only head, the DPO one with shared prompts) log the same losses (and DPO the same summed
 log-probs), step by step, as the
 same runs with padded batches (train.padding_free=false, and train.compute_accuracy=true for the head),
 and the held-out loss still falls."""
@@ -43,6 +43,8 @@ def test_padding_free_runs_log_the_padded_losses(tmp_path, cache, base, padded, 
     assert "padding-free batches" in free.stdout and "padding-free batches" not in pad.stdout
     if head:
         assert head not in free.stdout and head in pad.stdout
+    else:   # DPO: each pair's prompt runs once in the padding-free row (llmpipe.training.shared_prompts)
+        assert "shared prompts" in free.stdout and "shared prompts" not in pad.stdout
     (free_loss, free_m), (pad_loss, pad_m) = _train(free_dir), _train(pad_dir)
     assert free_loss.keys() == pad_loss.keys() and len(free_loss) >= 3
     for key, value in pad_loss.items():
