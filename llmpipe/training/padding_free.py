@@ -147,8 +147,13 @@ def decide_shared(model, log: Callable[[str], Any] = print) -> bool:
 
     if not usable(model, {}):
         return False   # FlashAttention's varlen kernels or masked attention: unshared rows
-    with training_autocast(model):
-        gap = sharing_gap(model)
+    try:
+        with training_autocast(model):
+            gap = sharing_gap(model)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:   # the model cannot run the check's rows
+        log(f"prompts not shared: the check on two pairs failed ({type(e).__name__}: {e}); each answer runs its own "
+            "prompt")
+        return False
     if gap > 1e-4:
         log(f"prompts not shared: this model's logits change by {gap:.2e} (relative) when a pair's answers share "
             "their prompt in one row; each answer runs its own prompt")

@@ -108,8 +108,9 @@ def usable(model, kwargs: dict[str, Any]) -> bool:
 
 
 def sharing_gap(model, seed: int = 0) -> float:
-    """Largest difference between the logits of two pairs run as padded rows and as one row with shared
-    prompts, relative to the logits' magnitude (0 when sharing is exact for this model)."""
+    """Largest difference between the logits of two pairs run as a padding-free row without and with shared
+    prompts (what the hooked calls would run otherwise, and what they run with sharing), relative to the logits'
+    magnitude: 0 when sharing is exact for this model."""
     import torch
 
     vocab = getattr(getattr(model, "config", None), "vocab_size", None) or model.get_input_embeddings().num_embeddings
@@ -127,14 +128,18 @@ def sharing_gap(model, seed: int = 0) -> float:
         ids[i, :len(r)], mask[i, :len(r)] = r, 1
         labels[i, prompts[i]:len(r)] = r[prompts[i]:]
     device = next(model.parameters()).device
-    ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-    shared, (where_rows, where_cols) = shared_row({"input_ids": ids, "attention_mask": mask, "labels": labels})
+    shared, (where_rows, where_cols) = shared_row({"input_ids": ids.to(device), "attention_mask": mask.to(device),
+                                                   "labels": labels.to(device)})
+    starts = torch.tensor([0] + [len(r) for r in rows]).cumsum(0)[:-1]
+    plain_ids = torch.cat(rows).unsqueeze(0).to(device)
+    plain_pos = torch.cat([torch.arange(len(r)) for r in rows]).unsqueeze(0).to(device)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            padded = model(input_ids=ids, attention_mask=mask).logits.float()[where_rows, where_cols]
+            plain = model(input_ids=plain_ids, position_ids=plain_pos).logits.float()[0]
             one = model(input_ids=shared["input_ids"], position_ids=shared["position_ids"]).logits.float()[0]
     finally:
         model.train(was_training)
-    return ((padded - one).abs().max() / padded.abs().max().clamp_min(1e-6)).item()
+    plain = plain[starts.to(device)[where_rows] + where_cols]
+    return ((plain - one).abs().max() / plain.abs().max().clamp_min(1e-6)).item()

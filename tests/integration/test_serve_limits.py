@@ -79,8 +79,14 @@ def test_a_burst_of_60_connections_gets_200_or_429_never_a_reset(held):
     refused = [g for g in got if g[0] == 429]
     assert all(g[2]["Retry-After"] == "1" and json.loads(g[1])["error"]["code"] == "rate_limit_exceeded"
                for g in refused)
-    streams = [g[1].decode() for g in got if g[0] == 200 and g[2]["Content-Type"].startswith("text/event-stream")]
-    assert streams and all(s.endswith("data: [DONE]\n\n") for s in streams)
+    # which 6 of the 60 are let in is the order they arrive in: the admitted streams end properly, the admitted
+    # plain requests carry a whole completion (all 6 may be of one kind: 2 % of the bursts)
+    admitted = [g for g in got if g[0] == 200]
+    streams = [g[1].decode() for g in admitted if g[2]["Content-Type"].startswith("text/event-stream")]
+    plain = [json.loads(g[1]) for g in admitted if not g[2]["Content-Type"].startswith("text/event-stream")]
+    assert len(streams) + len(plain) == 6
+    assert all(s.endswith("data: [DONE]\n\n") for s in streams)
+    assert all(p["choices"][0]["message"]["content"] is not None for p in plain)
     assert wait_for(lambda: held.app.gate.inside == 0)
     assert sum(' "POST /v1/chat/completions HTTP/1.1" 429' in line for line in held.log) >= n - 6
 
