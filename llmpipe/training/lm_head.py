@@ -172,6 +172,18 @@ def score_label_positions_only() -> None:
 
 
 @contextmanager
+def trl_fused_head(cfg):
+    """While a TRL DPO/KTO trainer is built (the train stage's, and the reference stage's scoring one): its fused LM
+    head as this run configures it (:func:`fused_head_in_fp32`), computing on the CPU with
+    llmpipe.training.cpu_logprobs (the same outputs in fewer passes)."""
+    from llmpipe.training.cpu_logprobs import use_on_cpu
+
+    use_on_cpu()
+    with fused_head_in_fp32(bool(cfg.model.upcast_lmhead_output)):
+        yield
+
+
+@contextmanager
 def fused_head_in_fp32(enabled: bool):
     """While a TRL DPO/KTO trainer is built: its fused LM head gets ``cast_lm_head_to_fp32=True`` (the projection in
     fp32, outside autocast) when ``enabled`` (model.upcast_lmhead_output). TRL 1.16 builds the head inside the

@@ -37,12 +37,11 @@ def trl_config(ctx: TrainJob, cls, has_eval: bool, **extra: Any):
 def trainer_for(base: type, ctx: TrainJob, **kwargs):
     """``base`` (a TRL trainer) with llmpipe's optimizer methods, a progress line per logging step and the
     configured experiment trackers."""
+    from llmpipe.training.lm_head import trl_fused_head
     from llmpipe.training.optimizers import trainer_class
     from llmpipe.training.progress import trainer_callbacks
 
-    from llmpipe.training.lm_head import fused_head_in_fp32
-
-    with fused_head_in_fp32(bool(ctx.obj.model.upcast_lmhead_output)):   # TRL's fused head, like the others
+    with trl_fused_head(ctx.obj):
         trainer = trainer_class(base, ctx.obj)(callbacks=trainer_callbacks(ctx.obj, ctx.log), **kwargs)
     try:
         from llmpipe.training.metrics import point_trackers

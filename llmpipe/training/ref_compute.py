@@ -66,7 +66,9 @@ def compute(job: TrainJob) -> dict:
     from llmpipe.config.rules.reference_plan import visit_steps
 
     steps = visit_steps(cfg)
-    with no_model_hash():
+    from llmpipe.training.lm_head import trl_fused_head
+
+    with no_model_hash(), trl_fused_head(cfg):   # the head as the train stage's trainer builds it
         trainer = scoring_trainer(cls, steps, job.waiters)(model=model, ref_model=None, args=args, train_dataset=train_ds,
                                               eval_dataset=eval_ds, processing_class=tokenizer, **images)
     scored = getattr(trainer, "scored", {})
