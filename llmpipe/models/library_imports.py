@@ -1,8 +1,12 @@
 """What importing the ML libraries costs a run, and two ways llmpipe pays less of it.
 
 1. ``once_package_scan()``: transformers and TRL each call ``importlib.metadata.packages_distributions()`` (TRL at
-   import), which reads the file list of every installed distribution: 0.4 s each in the project's venv (190
-   import names). The installed packages do not change while llmpipe runs, so the first answer is kept.
+   import), which reads the file list of every installed distribution: 0.4-0.5 s each in the project's venv (190
+   import names). The installed packages do not change while llmpipe runs, so the first answer is kept; and it is
+   kept on disk for the next runs of the same environment (``<user cache>/llmpipe/packages/``, the user cache being
+   ``$XDG_CACHE_HOME`` or ``~/.cache``), keyed by the interpreter and by the modification time of every
+   ``sys.path`` entry, which changes whenever a distribution is installed, upgraded or removed there. A cache that
+   cannot be read or written is passed over (the scan runs as before).
 2. ``warm_libraries(cfg)``: a job that waits for a stage another job is computing (a sweep's jobs share their
    first stages) imports torch, transformers, datasets, PEFT and TRL meanwhile, 5-8 s of one core that would
    otherwise come after the wait, on the sweep's critical path. Which libraries: those the run's stages import
@@ -13,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+from pathlib import Path
 from typing import Any
 
 from llmpipe.config.rules._common import get
@@ -24,18 +29,58 @@ ADAPTERS = ("lora", "oft")
 
 
 def once_package_scan() -> None:
-    """Keep ``importlib.metadata.packages_distributions``'s first answer for the rest of the process (idempotent);
-    each caller gets its own copy of the mapping."""
+    """Keep ``importlib.metadata.packages_distributions``'s first answer for the rest of the process (idempotent),
+    read from and written to :func:`scan_cache` when it can be; each caller gets its own copy of the mapping."""
     scan = importlib.metadata.packages_distributions
     if getattr(scan, "llmpipe_once", False):
         return
-    first = functools.cache(scan)
+    first = functools.cache(lambda: _cached(scan, scan_cache()))
 
     def packages_distributions() -> dict[str, list[str]]:
         return {name: list(dists) for name, dists in first().items()}
 
     packages_distributions.llmpipe_once = True
     importlib.metadata.packages_distributions = packages_distributions
+
+
+def scan_cache() -> Path:
+    """The file that holds this environment's package scan (see the module docstring)."""
+    import hashlib
+    import os
+    import sys
+
+    parts = [sys.executable, sys.prefix, sys.version]
+    for entry in sys.path:
+        try:
+            parts.append(f"{entry}\t{os.stat(entry or '.').st_mtime_ns}")
+        except OSError:
+            parts.append(f"{entry}\t-")
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmpipe" / "packages"
+    env = hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]
+    return root / env / (hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32] + ".json")
+
+
+def _cached(scan, path: Path) -> dict[str, list[str]]:
+    import json
+    import os
+
+    try:
+        kept = json.loads(path.read_text())
+        if isinstance(kept, dict) and all(isinstance(v, list) for v in kept.values()):
+            return kept
+    except (OSError, ValueError):
+        pass
+    found = scan()
+    try:   # this environment's older scans go; the new one is written whole or not at all
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob("*.json"):
+            old.unlink(missing_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(found))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return found
 
 
 def modules_for(cfg: Any) -> list[str]:
