@@ -16,8 +16,9 @@ vocabularies), the maximum, one exponential and its sums, the target's logit by 
 tile. The arithmetic is TRL's, written in the same order, so with one vocabulary tile (vocabulary up to TRL's
 ``chunk_size``, 32,768) and up to 4,096 tokens the log-probs and every other output are bit-identical to TRL's and
 the gradients equal to rounding; with more, the sums run in one piece instead of TRL's online rescaling (equal
-within float error). Measured on the bench model's head (320 tokens x 4,096): forward with TRL's DPO outputs
-25 ms -> see bench/findings.md.
+within float error). Measured on the bench model's head (320 tokens x 4,096 vocabulary x 256 hidden, TRL's DPO
+outputs): forward 20-27 -> 9.5 ms, forward and backward 45-53 -> 22-27 ms; a bench DPO run's train stage 7.1 ->
+6.2-6.4 s and its reference scoring 2.6 -> 2.1 s (bench/findings.md).
 
 :func:`use_on_cpu` makes TRL's fused head call it for CPU tensors; other devices keep TRL's kernel (Triton on
 GPUs; fixed tile shapes for compiled backends without Triton).

@@ -85,9 +85,10 @@ def scoring_trainer(base: type, steps: int | None = None, waiters: Callable[[], 
             if isinstance(dataset, IterableDataset):
                 raise ReferenceStageError("the reference stage needs map-style data (not data.streaming); "
                                           "pref.precompute_reference=false computes the reference inline")
-            if getattr(self, "_is_vision_dataset", False):
-                raise ReferenceStageError("multimodal rows: the reference stage scores text rows only; "
-                                          "pref.precompute_reference=false computes the reference inline")
+            if getattr(self, "_is_vision_dataset", False):   # TRL's processor-only vision path, which llmpipe's image
+                # rows never take (llmpipe.training.mm_preference hands TRL text rows and adds the images itself)
+                raise ReferenceStageError("rows on TRL's own vision path: the reference stage scores the rows llmpipe "
+                                          "prepares; pref.precompute_reference=false computes the reference inline")
             rows = visited_rows(self, steps) if steps and name == "train" else None
             part = dataset if rows is None else dataset.select(rows)
             cols, local = self._score(part, batch_size)

@@ -24,8 +24,8 @@ Where the stage cannot reproduce the inline reference, auto falls back inline (r
 ``true`` is refused: streamed data (rows are not indexable), a LoRA reference that depends on the adapt stage
 (PiSSA's residual base, a resumed adapter whose initial copy is the reference), model patches applied only
 while building the policy (S²-Attn, mixture-of-depths, Unsloth, a k-bit quantized LoRA base), and FSDP.
-orpo and simpo are reference-free (TRL's ORPO/CPO trainers): no stage. Multimodal rows are refused by the
-stage itself at run time (``pref.precompute_reference=false`` runs them inline).
+orpo and simpo are reference-free (TRL's ORPO/CPO trainers): no stage. Image rows are scored by the stage with
+their images, through the train stage's own trainer and collator (llmpipe.training.mm_preference).
 """
 from __future__ import annotations
 
