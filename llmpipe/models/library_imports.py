@@ -26,6 +26,9 @@ from llmpipe.config.rules._common import get
 TRL_MODULES = {"dpo": "trl.trainer.dpo_trainer", "kto": "trl.trainer.kto_trainer", "rm": "trl.trainer.reward_trainer",
                "ppo": "trl.trainer.utils"}
 ADAPTERS = ("lora", "oft")
+# scans kept per environment: the key covers sys.path[0], the script's or working folder, so running from several
+# folders makes several keys
+KEEP_SCANS = 8
 
 
 def once_package_scan() -> None:
@@ -71,13 +74,14 @@ def _cached(scan, path: Path) -> dict[str, list[str]]:
     except (OSError, ValueError):
         pass
     found = scan()
-    try:   # this environment's older scans go; the new one is written whole or not at all
+    try:   # written whole or not at all; this environment keeps its KEEP_SCANS newest (one per working folder, say)
         path.parent.mkdir(parents=True, exist_ok=True)
-        for old in path.parent.glob("*.json"):
-            old.unlink(missing_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(found))
         os.replace(tmp, path)
+        kept = sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in kept[KEEP_SCANS:]:
+            old.unlink(missing_ok=True)
     except OSError:
         pass
     return found

@@ -53,7 +53,12 @@ def test_the_scan_is_kept_on_disk_for_the_next_run_of_the_same_environment(fresh
     assert before != after and before.parent == after.parent
     library_imports._cached(importlib.metadata.packages_distributions, after)
     assert len(fresh_scan) == 2
-    assert [p.name for p in after.parent.glob("*.json")] == [after.name]   # the environment's older scans go
+    assert {p.name for p in after.parent.glob("*.json")} == {path.name, after.name}   # one per key
+    for old in after.parent.glob("*.json"):
+        os.utime(old, ns=(1, 10**9))   # older than anything written next
+    monkeypatch.setattr(library_imports, "KEEP_SCANS", 1)
+    library_imports._cached(importlib.metadata.packages_distributions, after.parent / "newer.json")
+    assert [p.name for p in after.parent.glob("*.json")] == ["newer.json"]   # the oldest go beyond KEEP_SCANS
 
 
 def test_a_damaged_or_unwritable_cache_falls_back_to_the_scan(fresh_scan, tmp_path):
