@@ -81,15 +81,20 @@ def expose_master_config(config: DictConfig) -> None:
 
 
 def _expand_basic_sweep(config: DictConfig):
-    """Compose each job of a choice/range sweep (what the basic sweeper will run). Other sweepers'
-    search spaces (interval, tag) are validated per job in the task function instead."""
+    """Compose each job of a choice/range sweep (what the basic sweeper will run): the sweeper's own
+    ``hydra.sweeper.params`` (which a recipe may set) first, then the command line's overrides, a later value of a
+    key replacing an earlier one, as Hydra's basic sweeper combines them. Other sweepers' search spaces (interval,
+    tag) are validated per job in the task function instead."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    axes = []
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    lines = [f"{key}={value}" for key, value in params.items()] if isinstance(params, DictConfig) else []
+    lines += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    parsed = OverridesParser.create().parse_overrides(lines)
+    axes: dict[str, list[str]] = {}
     for o in parsed:
+        key = o.get_key_element()
         if o.is_sweep_override():
             try:
                 values = list(o.sweep_string_iterator())
@@ -98,12 +103,11 @@ def _expand_basic_sweep(config: DictConfig):
             if values is None:
                 yield config
                 return
-            key = o.get_key_element()
-            axes.append([f"{key}={v}" for v in values])
+            axes[key] = [f"{key}={v}" for v in values]
         else:
-            axes.append([o.input_line])
+            axes[key] = [o.input_line]
     loader = GlobalHydra.instance().config_loader()
-    for i, combo in enumerate(itertools.product(*axes)):
+    for i, combo in enumerate(itertools.product(*axes.values())):
         if i >= MAX_VALIDATED_SWEEP_JOBS:
             return
         yield loader.load_sweep_config(config, list(combo))

@@ -61,6 +61,25 @@ def test_bad_sweep_value_is_caught_before_any_job(tmp_path):
     assert not (tmp_path / "multirun").exists()
 
 
+def test_a_recipes_own_sweep_params_are_checked_before_any_job(tmp_path):
+    """``hydra.sweeper.params`` in a recipe (allowed: docs/recipes.md) sweeps like the command line: every job is
+    refused pre-flight, and a command-line value of the same key replaces the recipe's, as Hydra's basic sweeper
+    combines them."""
+    repo = tmp_path / "team" / "recipe"
+    repo.mkdir(parents=True)
+    (repo / "rank_sweep.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /recipe/demo\nhydra:\n  sweeper:\n    params:\n      lora.rank: 8,-1\n")
+    env = {"LLMPIPE_RECIPES": str(tmp_path / "team")}
+    out = run(["-m", "+recipe=rank_sweep"], tmp_path, env=env)
+    assert out.returncode == 2 and "lora.rank = -1" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "cache").exists()
+    out = run(["-m", "+recipe=rank_sweep", "lora.rank=4,16", "run.dry_run=true"], tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    ranks = sorted(yaml.safe_load(p.read_text())["lora"]["rank"]
+                   for p in (tmp_path / "multirun").rglob(".hydra/config.yaml"))
+    assert ranks == [4, 16]
+
+
 @pytest.mark.parametrize("args,key", [
     (["+recipe=demo", "lora.rnk=4"], "lora.rank"),                # unknown key -> suggestion
     (["+recipe=demo", "lora.rank=abc"], "lora.rank"),             # wrong type
