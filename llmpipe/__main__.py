@@ -71,7 +71,7 @@ def hydra_reason(text: str) -> str:
     if any(ln.startswith("Traceback (most recent call last)") for ln in lines):
         # the exception starts at the first unindented line after the last frame (its source line and ^^^
         # markers are indented); the exception's own indented details (OmegaConf's full_key: ...) are kept
-        frames = [i for i, ln in enumerate(lines) if ln.startswith("  File ") or ln.startswith("Traceback")]
+        frames = [i for i, ln in enumerate(lines) if ln.startswith(("  File ", "Traceback"))]
         rest = lines[max(frames) + 1:]
         lines = rest[next((i for i, ln in enumerate(rest) if ln and not ln[0].isspace()), len(rest)):]
     kept = [ln for ln in lines if "HYDRA_FULL_ERROR" not in ln]
