@@ -31,7 +31,8 @@ demo: $(STAMP)
 # Two workers (pytest-xdist): many tests wait on subprocesses and I/O. Measured on this 2-core machine:
 # 18 min 22 s to 21 min 49 s for 3,754 tests in three runs on 2026-12-07 (37-42 CPU-minutes), then 28 min 6 s and
 # 17 min 34 s for 3,766 tests the same morning (53 and 33 CPU-minutes): the machine's speed moves more than the
-# suite does, and the suite is at the 20-minute limit, not safely under it. `make test PYTEST_WORKERS=0` runs it in
+# suite does, and the suite is at the 20-minute limit, not safely under it. Fresh clones (.ci/run) that afternoon:
+# 23 min 7 s (other tests running beside it) and 18 min 4 s for 3,780 tests (34.5 CPU-minutes). `make test PYTEST_WORKERS=0` runs it in
 # one process.
 # --dist loadgroup: a test file whose tests share a module fixture (a trained store, a sweep) runs on one worker, so
 # the fixture is built once (tests/conftest.py groups those files); every other test is handed out on its own, so

@@ -42,9 +42,13 @@ class PreflightCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Validate every job of a basic sweep before the first job directory is created."""
+        from llmpipe.hydra_speedups import VALIDATED_JOBS
+
         expose_master_config(config)
-        for job_cfg in _expand_basic_sweep(config):
+        for job, job_cfg in _expand_basic_sweep(config):
             preflight(job_cfg)
+            if job is not None:
+                VALIDATED_JOBS.add(job)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Print the sweep's results table and the best setting (the jobs wrote results.csv)."""
@@ -80,34 +84,39 @@ def expose_master_config(config: DictConfig) -> None:
         HydraConfig.instance().set_config(config)
 
 
-def _expand_basic_sweep(config: DictConfig):
-    """Compose each job of a choice/range sweep (what the basic sweeper will run): the sweeper's own
-    ``hydra.sweeper.params`` (which a recipe may set) first, then the command line's overrides, a later value of a
-    key replacing an earlier one, as Hydra's basic sweeper combines them. Other sweepers' search spaces (interval,
-    tag) are validated per job in the task function instead."""
-    from hydra.core.global_hydra import GlobalHydra
+def sweep_jobs(lines: list[str]) -> list[tuple[str, ...]] | None:
+    """The jobs of a choice/range sweep over ``lines`` (the sweeper's ``hydra.sweeper.params`` as ``key=value``, then
+    the command line's overrides), each an override list written as Hydra's basic sweeper writes it
+    (``BasicSweeper.split_arguments``: a later value of a key replaces an earlier one); None for a search space
+    that cannot be enumerated (interval, tag)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    params = OmegaConf.select(config, "hydra.sweeper.params")
-    lines = [f"{key}={value}" for key, value in params.items()] if isinstance(params, DictConfig) else []
-    lines += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
-    parsed = OverridesParser.create().parse_overrides(lines)
     axes: dict[str, list[str]] = {}
-    for o in parsed:
+    for o in OverridesParser.create().parse_overrides(lines):
         key = o.get_key_element()
         if o.is_sweep_override():
             try:
                 values = list(o.sweep_string_iterator())
-            except Exception:   # interval() or other non-enumerable sweeps: validate the base config only
-                values = None
-            if values is None:
-                yield config
-                return
+            except Exception:   # interval() or other non-enumerable sweeps
+                return None
             axes[key] = [f"{key}={v}" for v in values]
         else:
-            axes[key] = [o.input_line]
+            axes[key] = [f"{key}={o.get_value_element_as_str()}"]
+    return list(itertools.islice(itertools.product(*axes.values()), MAX_VALIDATED_SWEEP_JOBS))
+
+
+def _expand_basic_sweep(config: DictConfig):
+    """(override list, composed config) of each job of the sweep (:func:`sweep_jobs`), at most
+    MAX_VALIDATED_SWEEP_JOBS; for a search space that cannot be enumerated, (None, the base config) only: other
+    sweepers' jobs are validated in the task function instead."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    lines = [f"{key}={value}" for key, value in params.items()] if isinstance(params, DictConfig) else []
+    jobs = sweep_jobs(lines + list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False)))
+    if jobs is None:
+        yield None, config
+        return
     loader = GlobalHydra.instance().config_loader()
-    for i, combo in enumerate(itertools.product(*axes.values())):
-        if i >= MAX_VALIDATED_SWEEP_JOBS:
-            return
-        yield loader.load_sweep_config(config, list(combo))
+    for job in jobs:
+        yield job, loader.load_sweep_config(config, list(job))

@@ -152,3 +152,36 @@ def test_glob_sweep_dry_run_same_jobs_with_and_without_the_patch(tmp_path):
                       for p in (cwd / "multirun").rglob(".hydra/config.yaml")}
     assert sorted(j.rsplit(",", 1)[-1] for j in jobs["patched"]) == ["generate=default", "generate=greedy"]
     assert jobs["patched"] == jobs["unpatched"]
+
+
+@pytest.mark.parametrize("params,task", [
+    ([], ["+recipe=dpo_qwen", "model=tiny", "lora.rank=8,16", "pref.beta=0.1,0.5"]),
+    (["lora.rank=4,8", "train.seed=3"], ["+recipe=demo", "lora.rank=8,16", "++train.max_steps=2", "~run.name",
+                                         "data.dataset='a,b'", "model.name_or_path=/x/y z"]),
+    (["pref.beta=range(1,4)"], ["hydra/launcher=joblib", "+recipe=demo"]),
+])
+def test_llmpipes_job_lists_are_the_basic_sweepers(params, task):
+    """The sweeper's own check is skipped only for job lists llmpipe composed: they must be written alike."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from llmpipe.hydra_callbacks import sweep_jobs
+
+    [batch] = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params + task), None)
+    assert sweep_jobs(params + task) == [tuple(job) for job in batch]
+    assert sweep_jobs(["pref.beta=interval(0.1,0.5)"]) is None
+
+
+def test_the_sweepers_check_is_skipped_only_for_jobs_llmpipe_validated(monkeypatch):
+    from hydra.plugins.sweeper import Sweeper
+
+    calls = []
+    monkeypatch.setattr(Sweeper, "validate_batch_is_legal", lambda self, batch: calls.append(batch))
+    monkeypatch.setattr(hydra_speedups, "VALIDATED_JOBS", {("a=1", "b=2"), ("a=1", "b=3")})
+    hydra_speedups._skip_validated_batches()
+    hydra_speedups._skip_validated_batches()   # idempotent: one wrapper
+    Sweeper.validate_batch_is_legal(None, [["a=1", "b=2"], ["a=1", "b=3"]])
+    assert calls == []
+    Sweeper.validate_batch_is_legal(None, [["a=1", "b=2"], ["a=2", "b=3"]])
+    Sweeper.validate_batch_is_legal(None, [])
+    assert calls == [[["a=1", "b=2"], ["a=2", "b=3"]], []]
