@@ -14,9 +14,10 @@ whole vocabulary at once (at most :data:`CHUNK_ELEMENTS` logits per chunk, so me
 vocabularies), the maximum, one exponential and its sums, the target's logit by index, the top-1 test as an
 ``argmax``; the backward recomputes the chunk and writes the target column by index instead of building a one-hot
 tile. The arithmetic is TRL's, written in the same order, so with one vocabulary tile (vocabulary up to TRL's
-``chunk_size``, 32,768) and up to 4,096 tokens the log-probs and every other output are bit-identical to TRL's and
-the gradients equal to rounding; with more, the sums run in one piece instead of TRL's online rescaling (equal
-within float error). Measured on the bench model's head (320 tokens x 4,096 vocabulary x 256 hidden, TRL's DPO
+``chunk_size``, 32,768) and up to 4,096 tokens the log-probs, every other output and the hidden states' gradient
+are bit-identical to TRL's; the head weight's own gradient (not trained under LoRA) too while the tokens fit one
+chunk (2^25 / vocabulary of them), else it is summed over chunks in another order. With a larger vocabulary the
+sums run in one piece instead of TRL's online rescaling: equal within float error. Measured on the bench model's head (320 tokens x 4,096 vocabulary x 256 hidden, TRL's DPO
 outputs): forward 20-27 -> 9.5 ms, forward and backward 45-53 -> 22-27 ms; a bench DPO run's train stage 7.1 ->
 6.2-6.4 s and its reference scoring 2.6 -> 2.1 s (bench/findings.md).
 
