@@ -113,7 +113,16 @@ def _expand_basic_sweep(config: DictConfig):
 
     params = OmegaConf.select(config, "hydra.sweeper.params")
     lines = [f"{key}={value}" for key, value in params.items()] if isinstance(params, DictConfig) else []
-    jobs = sweep_jobs(lines + list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False)))
+    from hydra.errors import OverrideParseException
+
+    try:   # the command line's overrides were parsed by Hydra already; a recipe's sweep params were not
+        jobs = sweep_jobs(lines + list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False)))
+    except OverrideParseException as exc:
+        from llmpipe.problems import NO_VALUE, Problem, exit_with
+
+        exit_with([Problem("hydra.sweeper.params", NO_VALUE, f"a sweep could not be parsed: {str(exc).splitlines()[0]}",
+                           fix="a comma-separated list (lora.rank: 8,16) or range(a,b); "
+                               "https://hydra.cc/docs/advanced/override_grammar/extended/")])
     if jobs is None:
         yield None, config
         return

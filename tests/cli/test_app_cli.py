@@ -73,6 +73,11 @@ def test_a_recipes_own_sweep_params_are_checked_before_any_job(tmp_path):
     out = run(["-m", "+recipe=rank_sweep"], tmp_path, env=env)
     assert out.returncode == 2 and "lora.rank = -1" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "multirun").exists() and not (tmp_path / "cache").exists()
+    (repo / "typo_sweep.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /recipe/demo\nhydra:\n  sweeper:\n    params:\n      lora.rank: 8,,16\n")
+    out = run(["-m", "+recipe=typo_sweep"], tmp_path, env=env)
+    assert out.returncode == 2 and "hydra.sweeper.params" in out.stderr and "lora.rank=8,,16" in out.stderr
+    assert "Traceback" not in out.stderr and "warn" not in out.stderr.lower(), out.stderr
     out = run(["-m", "+recipe=rank_sweep", "lora.rank=4,16", "run.dry_run=true"], tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     ranks = sorted(yaml.safe_load(p.read_text())["lora"]["rank"]
