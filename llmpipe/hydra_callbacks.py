@@ -110,11 +110,10 @@ def _expand_basic_sweep(config: DictConfig):
     MAX_VALIDATED_SWEEP_JOBS; for a search space that cannot be enumerated, (None, the base config) only: other
     sweepers' jobs are validated in the task function instead."""
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import OverrideParseException
 
     params = OmegaConf.select(config, "hydra.sweeper.params")
     lines = [f"{key}={value}" for key, value in params.items()] if isinstance(params, DictConfig) else []
-    from hydra.errors import OverrideParseException
-
     try:   # the command line's overrides were parsed by Hydra already; a recipe's sweep params were not
         jobs = sweep_jobs(lines + list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False)))
     except OverrideParseException as exc:

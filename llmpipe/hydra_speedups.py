@@ -15,7 +15,7 @@
   batch whose every job llmpipe's pre-flight composed from the same override list (:data:`VALIDATED_JOBS`):
   ~0.25 s per job before the first one starts (1 s for a 2x2 sweep).
 
-The first two replace private methods of ``hydra._internal``, so :func:`install` patches only the
+The first two replace private methods of ``hydra._internal`` and the last wraps a sweeper method, so :func:`install` patches only the
 hydra-core versions in :data:`SUPPORTED_HYDRA` (the ones whose internals were read and tested); any other
 version runs Hydra's own code, unchanged. The measured gain is in docs/bench.md ("Start-up patch").
 """
