@@ -49,6 +49,10 @@ def load_kwargs(cfg: Any, compute_dtype) -> dict[str, Any]:
         _require("bitsandbytes", "pip install bitsandbytes")
         from transformers import BitsAndBytesConfig
 
+        from llmpipe.models import bnb_layout
+
+        bnb_layout.install()   # before the layers exist: they keep the layout they train and merge with
+
         if q.bit == 4:
             qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.type,
                                     bnb_4bit_use_double_quant=q.double_quantization,

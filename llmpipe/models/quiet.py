@@ -187,3 +187,6 @@ def quiet_libraries() -> None:
     from llmpipe.models import peft_probes
 
     peft_probes.install()   # PEFT must not import gptqmodel/torchao for models that are not quantized with them
+    from llmpipe.models import bnb_layout
+
+    bnb_layout.install()   # 4-bit layers must not switch to bitsandbytes' bf16 inference layout on AVX512-BF16 CPUs

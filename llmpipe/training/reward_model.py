@@ -158,6 +158,9 @@ def load_reward_model(path: str | Path, *, base: str | None = None, dtype=None, 
     if quantization_bit:
         from transformers import BitsAndBytesConfig
 
+        from llmpipe.models import bnb_layout
+
+        bnb_layout.install()
         kw["quantization_config"] = BitsAndBytesConfig(**{f"load_in_{quantization_bit}bit": True})
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source, **kw)
