@@ -56,7 +56,7 @@ $(VENV)/.llmpipe-bench: $(STAMP)
 	touch $@
 
 bench: $(VENV)/.llmpipe-bench
-	$(PY) -m compileall -q llmpipe hydra_plugins bench >/dev/null   # current byte-code, as LF's installed wheel has
+	$(PY) -m compileall -q llmpipe hydra_plugins >/dev/null && $(PY) -m compileall -q -l bench >/dev/null   # current byte-code, as LF's installed wheel has (-l: not bench/.lfvenv)
 	$(PY) -m bench $(BENCH_ARGS)
 
 docs: $(STAMP)
