@@ -10,7 +10,6 @@ import json
 import os
 from pathlib import Path
 
-from filelock import FileLock
 
 _MODEL_FILES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".py", ".tiktoken")
 
@@ -66,6 +65,8 @@ class Identities:
     def save(self) -> None:
         if not self.dirty:
             return
+        from filelock import FileLock   # here, not at import: a rejected config never saves (filelock: 20 ms)
+
         self.memo_path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.memo_path) + ".lock"):
             try:

@@ -3,7 +3,6 @@ ran or came from the store, the resolved config (secrets redacted), package vers
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata as md
 import os
 import platform
 from pathlib import Path
@@ -16,6 +15,8 @@ PACKAGES = ("llmpipe", "torch", "transformers", "trl", "peft", "datasets", "acce
 
 
 def package_versions() -> dict[str, str]:
+    import importlib.metadata as md   # here: a rejected config never writes a lock file
+
     out = {}
     for name in PACKAGES:
         try:
