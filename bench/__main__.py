@@ -142,7 +142,7 @@ def publish(out: Path, common: dict, records: list, profile_text: str) -> list:
     analyze.enrich(records, a_stats, common["model_config"], common["peak"]["peak_flops"], device)
     rows = analyze.table(records)
     findings = HERE / "findings.md"
-    data = {**common, "load_after": measure.load1(), "rows": rows, "curves": analyze.curves(records),
+    data = {**common, "load_after": common.get("load_after", measure.load1()), "rows": rows, "curves": analyze.curves(records),
             "noise": analyze.noise(records), "tokens": analyze.token_check(records, a_stats, device),
             "profile": profile_text,
             "findings": findings.read_text() if findings.is_file() and device == "cpu" and not common.get("quick")
@@ -162,6 +162,8 @@ def render(out: Path) -> int:
     old = json.loads(path.read_text())
     common = {k: v for k, v in old.items() if k not in COMPUTED}
     common["definitions"] = DEFINITIONS
+    if "load_after" in old:   # the load when the run ended, not when it is rendered
+        common["load_after"] = old["load_after"]
     cfg = HERE / "work" / "assets" / ("model_gpu" if common["device"] == "cuda" else "model") / "config.json"
     if "model_config" not in common:   # results written before the model's config was kept in them
         common["model_config"] = json.loads(cfg.read_text())
