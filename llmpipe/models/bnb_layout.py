@@ -18,9 +18,9 @@ loaders that quantize), or patched at once when it already is.
 """
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import sys
+
+from llmpipe.models.import_hooks import after_import
 
 MODULE = "bitsandbytes.nn.modules"
 
@@ -38,38 +38,6 @@ def patch_loaded() -> None:
         module.has_avx512bf16 = _no_packed_layout
 
 
-class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds ``bitsandbytes.nn.modules`` through the other finders and patches it right after it has executed."""
-
-    _busy = False
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != MODULE or self._busy:
-            return None
-        self._busy = True
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            self._busy = False
-        if spec is None or spec.loader is None:
-            return spec
-        self._real = spec.loader
-        spec.loader = self
-        return spec
-
-    def create_module(self, spec):
-        return self._real.create_module(spec)
-
-    def exec_module(self, module):
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        self._real.exec_module(module)
-        patch_loaded()
-
-
 def install() -> None:
     """Keep bitsandbytes' 4-bit layers in their trainable layout in this process (idempotent)."""
-    if sys.modules.get(MODULE) is not None:
-        patch_loaded()
-    elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport())
+    after_import(MODULE, patch_loaded)

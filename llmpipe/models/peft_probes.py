@@ -12,9 +12,9 @@ import hook), so no llmpipe module has to remember it.
 """
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import sys
+
+from llmpipe.models.import_hooks import after_import
 
 # PEFT modules that bound the probes with ``from ... import`` -> (probe name, back-end package)
 _BOUND = {
@@ -43,40 +43,5 @@ def patch_loaded() -> None:
                 setattr(module, attr, _only_if_imported(probe, package))
 
 
-class _AfterPeftImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds ``peft`` through the other finders and patches it right after it has executed."""
-
-    _busy = False
-
-    def find_spec(self, fullname, path=None, target=None):
-        # transformers asks importlib.util.find_spec("peft") without importing it: the hook stays installed
-        # until peft really executes (it used to remove itself on that first question, and the later import
-        # went unpatched: the gptqmodel banner and a slow train stage after a resume)
-        if fullname != "peft" or self._busy:
-            return None
-        self._busy = True
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            self._busy = False
-        if spec is None or spec.loader is None:
-            return spec
-        self._real = spec.loader
-        spec.loader = self
-        return spec
-
-    def create_module(self, spec):
-        return self._real.create_module(spec)
-
-    def exec_module(self, module):
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        self._real.exec_module(module)
-        patch_loaded()
-
-
 def install() -> None:
-    if "peft" in sys.modules:
-        patch_loaded()
-    elif not any(isinstance(f, _AfterPeftImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterPeftImport())
+    after_import("peft", patch_loaded)
