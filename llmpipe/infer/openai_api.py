@@ -1,6 +1,6 @@
 """The OpenAI chat-completions protocol as llmpipe serves it: request validation (every problem a 4xx
 :class:`ApiError` with OpenAI's error shape) and the response / stream-chunk objects. No HTTP and no torch
-here (llmpipe/serve.py does the HTTP).
+here (llmpipe/serve.py does the HTTP, llmpipe/serve_transport.py the connections).
 
 Accepted request fields: ``messages`` (required: an optional first ``system`` message, then ``user`` and
 ``assistant`` turns alternating, starting and ending with ``user``; content a string or a list of text
