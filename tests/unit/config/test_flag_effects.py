@@ -1,8 +1,8 @@
 """Every accepted parameter value takes effect, or pre-flight refuses it with the reason (issue 17).
 
 For every parameter of the schema (llmpipe.config.flags.flag_table) this test sets a legal non-default value
-(flag_probes.VALUES, else derived from the schema) on a tiny pipeline (model=tiny, data.dataset=demo_sft,
-train.do_train=true, plus the parameter's context: flag_probes.CONTEXT) and asserts one outcome:
+(flag_cases.VALUES, else derived from the schema) on a tiny pipeline (model=tiny, data.dataset=demo_sft,
+train.do_train=true, plus the parameter's context: flag_cases.CONTEXT) and asserts one outcome:
 
 (a) pre-flight refuses it on a machine without a GPU, naming the key (then the schema declares it
     ``gpu_only=True``, and it is accepted where a GPU is);
@@ -11,7 +11,7 @@ train.do_train=true, plus the parameter's context: flag_probes.CONTEXT) and asse
     probes in flag_probes.PROBES) sees the value arrive;
 (c) the schema declares ``effect="none: <reason>"`` (a short, reviewed list, shown in docs/parameters.md).
 
-Parameters that are accepted and ignored today are listed in flag_probes.KNOWN_IGNORED with the reason; that
+Parameters that are accepted and ignored today are listed in flag_cases.KNOWN_IGNORED with the reason; that
 list only shrinks: an entry whose parameter shows an effect fails until it is removed.
 Everything runs in-process: one Hydra compose, overrides applied with Hydra's own parser.
 """
@@ -23,6 +23,7 @@ import pytest
 
 from llmpipe.config.environment import Environment
 from llmpipe.config.flags import flag_table
+from tests.unit.config import flag_cases as fc
 from tests.unit.config import flag_probes as fp
 
 PARAMS = [p.path for p in flag_table().params()]
@@ -110,7 +111,7 @@ def cases(composer, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(ENV_TRUST_REMOTE_CODE, "1")   # the user's own opt-in, as on a command line
-        yield Cases(composer, tmp_path_factory, fp.make_files(tmp_path_factory.mktemp("files")))
+        yield Cases(composer, tmp_path_factory, fc.make_files(tmp_path_factory.mktemp("files")))
 
 
 def _names(problems, key: str) -> bool:
@@ -125,8 +126,8 @@ def outcome(path: str, cases: Cases) -> tuple[str, str]:
     p = flag_table().by_path(path)
     if p.meta.effect:
         return "none", p.meta.effect
-    ctx = fp.context_for(path)
-    setting = f"{'++' if p.type == 'dict' else ''}{path}={fp.value_for(p)}"
+    ctx = fc.context_for(path)
+    setting = f"{'++' if p.type == 'dict' else ''}{path}={fc.value_for(p)}"
     env = CPU
     base = cases.get(ctx, CPU)
     if isinstance(base, list) and _names(base, ctx[0].split("=")[0] if ctx else "?") or isinstance(base, list):
@@ -139,10 +140,10 @@ def outcome(path: str, cases: Cases) -> tuple[str, str]:
         if _names(changed, path):
             if env is CPU and not isinstance(cases.get(ctx + (setting,), GPU), list):
                 return "refused", why
-            if path in fp.REFUSED:
+            if path in fc.REFUSED:
                 return "refused", why
             raise AssertionError(f"{path}: {setting} is refused even with a GPU ({why}): choose a legal value in "
-                                 "flag_probes.VALUES / CONTEXT, or list it in flag_probes.REFUSED with the reason")
+                                 "flag_cases.VALUES / CONTEXT, or list it in flag_cases.REFUSED with the reason")
         raise AssertionError(f"{path}: {setting} is refused without naming {path}: "
                              + "; ".join(f"{q.key}: {q.message}" for q in changed))
     where = []
@@ -157,8 +158,8 @@ def outcome(path: str, cases: Cases) -> tuple[str, str]:
             return "ignored", f"no fingerprint changes: the stages reading it ({[n.id for n in owners]}) kept theirs"
         if moved:
             where.append(f"fingerprint of {', '.join(moved)}")
-    if path in fp.UNPROBED:
-        return "acts", "; ".join(where) + " (no probe yet: " + fp.UNPROBED[path] + ")"
+    if path in fc.UNPROBED:
+        return "acts", "; ".join(where) + " (no probe yet: " + fc.UNPROBED[path] + ")"
     dest = destination(path)
     if dest is None:
         return "ignored", f"no destination declared in llmpipe.tools.paramdoc.DESTINATIONS ({'; '.join(where)})"
@@ -173,13 +174,13 @@ def outcome(path: str, cases: Cases) -> tuple[str, str]:
 def test_every_parameter_acts_or_is_refused(path, cases):
     kind, detail = outcome(path, cases)
     p = flag_table().by_path(path)
-    if path in fp.KNOWN_IGNORED:
-        assert kind == "ignored", (f"{path} is listed in KNOWN_IGNORED ({fp.KNOWN_IGNORED[path]}) but now {kind}: "
-                                   f"{detail}. Remove it from KNOWN_IGNORED in tests/unit/config/flag_probes.py.")
+    if path in fc.KNOWN_IGNORED:
+        assert kind == "ignored", (f"{path} is listed in KNOWN_IGNORED ({fc.KNOWN_IGNORED[path]}) but now {kind}: "
+                                   f"{detail}. Remove it from KNOWN_IGNORED in tests/unit/config/flag_cases.py.")
         return
     assert kind != "ignored", (
         f"{path} is accepted and ignored: {detail}. Make it act (a stage reads it in llmpipe/stages/kinds.py and its "
         f"destination in llmpipe.tools.paramdoc.DESTINATIONS has a probe in tests/unit/config/flag_probes.py), "
         f"refuse it in pre-flight where it cannot act, or declare effect='none: <reason>' on its param(...)")
-    if kind == "refused" and path not in fp.REFUSED:
+    if kind == "refused" and path not in fc.REFUSED:
         assert p.meta.gpu_only, f"{path} is refused on a machine without a GPU ({detail}): declare gpu_only=True"
