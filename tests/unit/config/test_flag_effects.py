@@ -180,7 +180,7 @@ def test_every_parameter_acts_or_is_refused(path, cases):
         return
     assert kind != "ignored", (
         f"{path} is accepted and ignored: {detail}. Make it act (a stage reads it in llmpipe/stages/kinds.py and its "
-        f"destination in llmpipe.tools.paramdoc.DESTINATIONS has a probe in tests/unit/config/flag_probes.py), "
+        f"destination in llmpipe.tools.paramdoc.DESTINATIONS has a probe in tests/unit/config/flag_probes*.py), "
         f"refuse it in pre-flight where it cannot act, or declare effect='none: <reason>' on its param(...)")
     if kind == "refused" and path not in fc.REFUSED:
         assert p.meta.gpu_only, f"{path} is refused on a machine without a GPU ({detail}): declare gpu_only=True"
